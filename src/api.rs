@@ -1,0 +1,163 @@
+//! The SQL surface: thin `#[pg_extern]` wrappers. Operations that change a
+//! tenant answer with a status row (SUCCESS or ERROR with the SQLSTATE) and
+//! leave a row in the operation log either way; a failed one leaves nothing
+//! else behind.
+
+use crate::errors::{OrRaise, TcError};
+use crate::lifecycle;
+use crate::oplog::{self, OpKind};
+use crate::registry;
+use pgrx::prelude::*;
+
+fn failure(error: &TcError) -> (String, String, Option<String>) {
+    ("ERROR".into(), error.summary(), Some(error.sqlstate()))
+}
+
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn create_institution_schema(
+    institution_id: Option<pgrx::Uuid>,
+    schema_name: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(schema_id, Option<pgrx::Uuid>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let description = format!(
+        "create schema for institution {}",
+        institution_id
+            .map(|id| crate::db::to_uuid(id).to_string())
+            .unwrap_or_else(|| "NULL".into())
+    );
+    let (_, outcome) = oplog::record(OpKind::Create, None, description, |op| {
+        lifecycle::create(op, institution_id, schema_name)
+    });
+    let row = match outcome {
+        Ok(created) => (
+            "SUCCESS".into(),
+            format!("created schema \"{}\"", created.schema),
+            Some(crate::db::to_pg_uuid(created.schema_id)),
+            None,
+        ),
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, sqlstate)
+        }
+    };
+    TableIterator::once(row)
+}
+
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn drop_institution_schema(
+    schema_id: Option<pgrx::Uuid>,
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(backup_schema, Option<String>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let (op, outcome) = oplog::record(
+        OpKind::Drop,
+        schema_id.map(crate::db::to_uuid),
+        described("drop", schema_id),
+        |op| lifecycle::drop(op, schema_id),
+    );
+    let schema = op
+        .metadata
+        .get("schema_name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let row = match outcome {
+        Ok(dropped) => {
+            let message = match &dropped.backup {
+                Some(backup) => format!(
+                    "dropped schema \"{schema}\"; its contents are kept in backup schema \"{}\"",
+                    backup.as_str()
+                ),
+                None => format!(
+                    "dropped institution schema \"{schema}\", whose schema was already missing"
+                ),
+            };
+            (
+                "SUCCESS".into(),
+                message,
+                dropped.backup.map(|b| b.as_str().to_string()),
+                None,
+            )
+        }
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, sqlstate)
+        }
+    };
+    TableIterator::once(row)
+}
+
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_institution_status(
+    schema_id: Option<pgrx::Uuid>,
+    new_status: Option<&str>,
+    reason: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let (op, outcome) = oplog::record(
+        OpKind::StatusChange,
+        schema_id.map(crate::db::to_uuid),
+        described("change status of", schema_id),
+        |op| lifecycle::set_status(op, schema_id, new_status, reason),
+    );
+    let schema = op
+        .metadata
+        .get("schema_name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let row = match outcome {
+        Ok(changed) if changed.from == changed.to => (
+            "SUCCESS".into(),
+            format!("schema \"{schema}\" is already {}", changed.to.as_str()),
+            None,
+        ),
+        Ok(changed) => (
+            "SUCCESS".into(),
+            format!(
+                "schema \"{schema}\" changed from {} to {}",
+                changed.from.as_str(),
+                changed.to.as_str()
+            ),
+            None,
+        ),
+        Err(error) => failure(&error),
+    };
+    TableIterator::once(row)
+}
+
+/// Recount one tenant's tables and storage into the registry; returns the bytes.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn refresh_storage(schema_id: Option<pgrx::Uuid>) -> i64 {
+    oplog::with_lock_timeout(|| registry::refresh_counters(&registry::lock(schema_id)?)).or_raise()
+}
+
+fn described(verb: &str, schema_id: Option<pgrx::Uuid>) -> String {
+    match schema_id {
+        Some(id) => format!("{verb} institution schema {}", crate::db::to_uuid(id)),
+        None => format!("{verb} institution schema NULL"),
+    }
+}

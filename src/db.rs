@@ -1,0 +1,71 @@
+//! Thin SPI helpers. Every statement goes through `connect_mut`: a statement
+//! run read-write takes a fresh snapshot, so a check made right after taking
+//! a lock sees what the previous lock holder committed.
+
+use crate::errors::{TcError, TcResult};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
+
+/// Run a statement for its effect.
+pub fn run(sql: &str, args: &[DatumWithOid]) -> TcResult<()> {
+    Ok(Spi::connect_mut(|client| {
+        client.update(sql, None, args).map(|_| ())
+    })?)
+}
+
+/// Run a statement and map every row it returns.
+pub fn rows<T>(
+    sql: &str,
+    args: &[DatumWithOid],
+    mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
+) -> TcResult<Vec<T>> {
+    Spi::connect_mut(|client| {
+        let table = client
+            .update(sql, None, args)
+            .map_err(|e| spi_failure(e, sql))?;
+        table.map(|row| map(&row)).collect()
+    })
+}
+
+/// The first column of the first row, if there is a row and the value is not NULL.
+pub fn value<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcResult<Option<T>> {
+    Spi::connect_mut(|client| {
+        let table = client.update(sql, Some(1), args)?;
+        if table.is_empty() {
+            Ok(None)
+        } else {
+            table.first().get_one::<T>()
+        }
+    })
+    .map_err(|e| spi_failure(e, sql))
+}
+
+/// Like `value`, for queries that always return a non-NULL value.
+pub fn scalar<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcResult<T> {
+    value(sql, args)?.ok_or_else(|| {
+        TcError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("query returned no value: {sql}"),
+        )
+    })
+}
+
+fn spi_failure(error: pgrx::spi::SpiError, sql: &str) -> TcError {
+    let statement: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    TcError::from(error).detail(format!("statement: {statement}"))
+}
+
+/// Read a column of a row, treating a wrong type as an internal error.
+pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, name: &str) -> TcResult<Option<T>> {
+    Ok(row.get_by_name::<T, _>(name)?)
+}
+
+/// Convert between the pgrx and uuid crate representations.
+pub fn to_uuid(id: pgrx::Uuid) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(*id)
+}
+
+pub fn to_pg_uuid(id: uuid::Uuid) -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(*id.as_bytes())
+}

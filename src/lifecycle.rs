@@ -1,0 +1,278 @@
+//! Create, drop and change the status of institution schemas.
+
+use crate::db;
+use crate::errors::{TcError, TcResult};
+use crate::name::{BackupName, TenantName};
+use crate::oplog::Operation;
+use crate::registry::{self, Status, Tenant};
+use crate::settings;
+use pgrx::prelude::*;
+use pgrx::spi::quote_qualified_identifier;
+
+/// First key of the two-key advisory locks the extension takes ("tc").
+const LOCK_CLASS: i32 = 0x7463;
+
+pub struct Created {
+    pub schema_id: uuid::Uuid,
+    pub schema: TenantName,
+}
+
+pub fn create(
+    op: &mut Operation,
+    institution_id: Option<pgrx::Uuid>,
+    schema_name: Option<&str>,
+) -> TcResult<Created> {
+    let institution = institution_id
+        .map(db::to_uuid)
+        .ok_or_else(|| TcError::null_argument("institution_id"))?;
+    op.note("institution_id", institution.to_string());
+    if let Some(requested) = schema_name {
+        op.note("requested_schema_name", requested);
+    }
+    let schema = match schema_name {
+        None => TenantName::default_for(&institution),
+        Some(name) => TenantName::parse(Some(name))?,
+    };
+    let role = schema.role();
+    op.note("schema_name", schema.as_str());
+    op.note("owner_role", role.as_str());
+
+    require_institution(institution)?;
+    // Institution first, name second, in every session: no lock cycles.
+    advisory_lock(&format!("institution:{institution}"))?;
+    advisory_lock(&format!("schema:{schema}"))?;
+
+    if let Some(existing) = registry::schema_of_institution(institution)? {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("institution {institution} already has the schema \"{existing}\""),
+        ));
+    }
+    if let Some(owner) = registry::institution_of_schema(&schema)? {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
+            format!("schema \"{schema}\" is already registered for institution {owner}"),
+        ));
+    }
+    if registry::schema_exists(schema.as_str())? {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
+            format!("schema \"{schema}\" already exists"),
+        )
+        .hint("Choose another schema name; tenant_control never adopts an existing schema."));
+    }
+    if registry::role_exists(&role)? {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("role \"{role}\" already exists"),
+        )
+        .hint("Choose another schema name; tenant_control never adopts an existing role."));
+    }
+
+    let built = || -> TcResult<uuid::Uuid> {
+        db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
+        db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
+        db::run(
+            &format!(
+                "GRANT USAGE, CREATE ON SCHEMA {} TO {}",
+                schema.quoted(),
+                role.quoted()
+            ),
+            &[],
+        )?;
+        registry::insert(institution, &schema)
+    };
+    let schema_id = built().map_err(|error| concurrent_duplicate(error, institution, &schema))?;
+    op.schema_id = Some(schema_id);
+    Ok(Created { schema_id, schema })
+}
+
+/// A session that did not see the other's commit (REPEATABLE READ, or another
+/// database sharing the cluster's roles) meets the catalogs' unique indexes.
+fn concurrent_duplicate(error: TcError, institution: uuid::Uuid, schema: &TenantName) -> TcError {
+    if error.code == PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
+        TcError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("institution {institution} or schema \"{schema}\" was created concurrently"),
+        )
+        .detail(error.message)
+    } else {
+        error
+    }
+}
+
+/// With `tenant_control.institutions_table` set, the institution must be in it.
+fn require_institution(institution: uuid::Uuid) -> TcResult<()> {
+    let Some(table) = settings::institutions_table() else {
+        return Ok(());
+    };
+    let column = settings::institutions_id_column();
+    let relation = db::rows(
+        "SELECT n.nspname::text AS schema, c.relname::text AS name
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[table.as_str().into()],
+        |row| {
+            Ok((
+                db::col::<String>(row, "schema")?,
+                db::col::<String>(row, "name")?,
+            ))
+        },
+    )?;
+    let Some((Some(nsp), Some(rel))) = relation.into_iter().next() else {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("institutions table \"{table}\" named by tenant_control.institutions_table does not exist"),
+        ));
+    };
+    let found: bool = db::scalar(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = $1)",
+            quote_qualified_identifier(&nsp, &rel),
+            pgrx::spi::quote_identifier(&column)
+        ),
+        &[db::to_pg_uuid(institution).into()],
+    )?;
+    if found {
+        Ok(())
+    } else {
+        Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+            format!("institution {institution} does not exist in {nsp}.{rel}"),
+        ))
+    }
+}
+
+fn advisory_lock(key: &str) -> TcResult<()> {
+    db::run(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext($2))",
+        &[LOCK_CLASS.into(), key.into()],
+    )
+}
+
+pub struct Dropped {
+    pub backup: Option<BackupName>,
+}
+
+/// Detach the schema into a backup schema no tenant can reach (instant, and
+/// faithful: sequences, keys and defaults keep pointing inside it), drop the
+/// tenant role, and keep the registry row as DROPPED.
+pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropped> {
+    let tenant = registry::lock(schema_id)?;
+    op.note("schema_name", tenant.schema.as_str());
+    op.note("institution_id", tenant.institution_id.to_string());
+    refuse_dropped(&tenant)?;
+
+    let backup = if registry::schema_exists(tenant.schema.as_str())? {
+        let size = registry::refresh_counters(&tenant)?;
+        let backup_id = uuid::Uuid::new_v4();
+        let backup = BackupName::generate(&backup_id);
+        db::run(
+            &format!(
+                "REVOKE ALL ON SCHEMA {} FROM {}",
+                tenant.schema.quoted(),
+                tenant.role.quoted()
+            ),
+            &[],
+        )?;
+        db::run(
+            &format!(
+                "ALTER SCHEMA {} RENAME TO {}",
+                tenant.schema.quoted(),
+                backup.quoted()
+            ),
+            &[],
+        )?;
+        db::run(
+            "INSERT INTO tenant.schema_backups (id, schema_id, backup_schema, source_schema, reason, size_bytes)
+             VALUES ($1, $2, $3, $4, 'DROP', $5)",
+            &[
+                db::to_pg_uuid(backup_id).into(),
+                db::to_pg_uuid(tenant.id).into(),
+                backup.as_str().into(),
+                tenant.schema.as_str().into(),
+                size.into(),
+            ],
+        )?;
+        op.note("backup_schema", backup.as_str());
+        op.note("backup_id", backup_id.to_string());
+        op.note("size_bytes", size);
+        Some(backup)
+    } else {
+        op.note("backup_schema", serde_json::Value::Null);
+        op.note("note", "the schema was already missing; nothing to back up");
+        None
+    };
+
+    if registry::role_exists(&tenant.role)? {
+        let role = tenant.role.quoted();
+        db::run(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER"), &[])?;
+        db::run(&format!("DROP OWNED BY {role}"), &[])?;
+        db::run(&format!("DROP ROLE {role}"), &[])?;
+    }
+    db::run(
+        "UPDATE tenant.tenant_schemas
+            SET status = 'DROPPED', table_count = 0, storage_used = 0, updated_at = pg_catalog.now(),
+                last_backup = CASE WHEN $2 THEN pg_catalog.now() ELSE last_backup END
+          WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into(), backup.is_some().into()],
+    )?;
+    Ok(Dropped { backup })
+}
+
+pub struct StatusChanged {
+    pub from: Status,
+    pub to: Status,
+}
+
+pub fn set_status(
+    op: &mut Operation,
+    schema_id: Option<pgrx::Uuid>,
+    new_status: Option<&str>,
+    reason: Option<&str>,
+) -> TcResult<StatusChanged> {
+    let target = Status::parse(new_status)?;
+    if target == Status::Dropped {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "status DROPPED is set by tenant.drop_institution_schema only",
+        ));
+    }
+    let tenant = registry::lock(schema_id)?;
+    op.note("schema_name", tenant.schema.as_str());
+    op.note("institution_id", tenant.institution_id.to_string());
+    op.note("from", tenant.status.as_str());
+    op.note("to", target.as_str());
+    if let Some(reason) = reason {
+        op.note("reason", reason);
+    }
+    refuse_dropped(&tenant)?;
+    if tenant.status != target {
+        let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
+        let statement = if target.grants_access() {
+            format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}")
+        } else {
+            format!("REVOKE ALL ON SCHEMA {schema} FROM {role}")
+        };
+        db::run(&statement, &[])?;
+        registry::set_status(&tenant, target)?;
+    }
+    Ok(StatusChanged {
+        from: tenant.status,
+        to: target,
+    })
+}
+
+fn refuse_dropped(tenant: &Tenant) -> TcResult<()> {
+    if tenant.status == Status::Dropped {
+        Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "institution schema \"{}\" ({}) is DROPPED",
+                tenant.schema, tenant.id
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! The operation log. `record` runs an operation atomically and writes one
+//! row to `tenant.schema_operations` whatever happens: COMPLETED with what the
+//! operation reported, or FAILED with the error and its SQLSTATE, in which case
+//! everything the operation did has been rolled back.
+
+use crate::db;
+use crate::errors::TcResult;
+use crate::settings;
+use crate::subxact;
+use serde_json::{Map, Value};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Create,
+    Drop,
+    StatusChange,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "CREATE",
+            OpKind::Drop => "DROP",
+            OpKind::StatusChange => "STATUS_CHANGE",
+        }
+    }
+}
+
+/// What an operation tells the log about itself while it runs.
+#[derive(Debug)]
+pub struct Operation {
+    pub kind: OpKind,
+    pub schema_id: Option<uuid::Uuid>,
+    pub description: String,
+    pub metadata: Map<String, Value>,
+}
+
+impl Operation {
+    pub fn note(&mut self, key: &str, value: impl Into<Value>) {
+        self.metadata.insert(key.to_string(), value.into());
+    }
+}
+
+pub fn record<T>(
+    kind: OpKind,
+    schema_id: Option<uuid::Uuid>,
+    description: String,
+    work: impl FnOnce(&mut Operation) -> TcResult<T>,
+) -> (Operation, TcResult<T>) {
+    let mut op = Operation {
+        kind,
+        schema_id,
+        description,
+        metadata: Map::new(),
+    };
+    let started = Instant::now();
+    let outcome = subxact::atomically(|| with_lock_timeout(|| work(&mut op)));
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    write(&op, &outcome, elapsed_ms).unwrap_or_else(|error| error.raise());
+    (op, outcome)
+}
+
+/// Operations wait at most `tenant_control.lock_timeout` for a lock, so a busy
+/// tenant's traffic never queues behind them; the caller's setting is restored.
+pub fn with_lock_timeout<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    let previous: String = db::scalar("SELECT pg_catalog.current_setting('lock_timeout')", &[])?;
+    let ours = format!("{}ms", settings::lock_timeout_ms());
+    db::run(
+        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+        &[ours.into()],
+    )?;
+    let outcome = work()?;
+    db::run(
+        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+        &[previous.into()],
+    )?;
+    Ok(outcome)
+}
+
+fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<()> {
+    let (status, sqlstate, message) = match outcome {
+        Ok(_) => ("COMPLETED", None, None),
+        Err(error) => ("FAILED", Some(error.sqlstate()), Some(error.summary())),
+    };
+    // A failed operation may have rolled back the very registry row it named.
+    db::run(
+        "INSERT INTO tenant.schema_operations
+             (schema_id, operation_type, status, description, metadata, error_sqlstate, error_message,
+              started_at, completed_at, duration_ms, requested_by)
+         VALUES ((SELECT id FROM tenant.tenant_schemas WHERE id = $1), $2, $3, $4, $5, $6, $7,
+                 pg_catalog.clock_timestamp() - $8 * interval '1 millisecond', pg_catalog.clock_timestamp(),
+                 $8, session_user)",
+        &[
+            op.schema_id.map(db::to_pg_uuid).into(),
+            op.kind.as_str().into(),
+            status.into(),
+            op.description.as_str().into(),
+            pgrx::JsonB(Value::Object(op.metadata.clone())).into(),
+            sqlstate.into(),
+            message.into(),
+            elapsed_ms.into(),
+        ],
+    )
+}

@@ -1,0 +1,158 @@
+//! The registry of tenant schemas, `tenant.tenant_schemas`.
+
+use crate::db::{self, col};
+use crate::errors::{TcError, TcResult};
+use crate::name::{RoleName, TenantName};
+use pgrx::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Suspended,
+    Maintenance,
+    Dropped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::Suspended => "SUSPENDED",
+            Status::Maintenance => "MAINTENANCE",
+            Status::Dropped => "DROPPED",
+        }
+    }
+
+    /// Parse a status given by a caller; case does not matter.
+    pub fn parse(text: Option<&str>) -> TcResult<Self> {
+        let text = text.ok_or_else(|| TcError::null_argument("new_status"))?;
+        match text.trim().to_ascii_uppercase().as_str() {
+            "ACTIVE" => Ok(Status::Active),
+            "SUSPENDED" => Ok(Status::Suspended),
+            "MAINTENANCE" => Ok(Status::Maintenance),
+            "DROPPED" => Ok(Status::Dropped),
+            _ => Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown tenant status \"{text}\""),
+            )
+            .hint("Use ACTIVE, SUSPENDED or MAINTENANCE.")),
+        }
+    }
+
+    /// A tenant role may use its schema only while the tenant is ACTIVE.
+    pub fn grants_access(self) -> bool {
+        self == Status::Active
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: uuid::Uuid,
+    pub institution_id: uuid::Uuid,
+    pub schema: TenantName,
+    pub role: RoleName,
+    pub status: Status,
+}
+
+/// Lock the tenant's registry row for the rest of the transaction, so that
+/// operations on one tenant run one at a time (and wait at most lock_timeout).
+pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
+    let schema_id = schema_id.ok_or_else(|| TcError::null_argument("schema_id"))?;
+    let found = db::rows(
+        "SELECT id, institution_id, schema_name, owner_role, status
+           FROM tenant.tenant_schemas WHERE id = $1 FOR UPDATE",
+        &[schema_id.into()],
+        |row| {
+            let missing = || {
+                TcError::new(
+                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                    "registry row has NULL columns",
+                )
+            };
+            Ok(Tenant {
+                id: db::to_uuid(col(row, "id")?.ok_or_else(missing)?),
+                institution_id: db::to_uuid(col(row, "institution_id")?.ok_or_else(missing)?),
+                schema: TenantName::from_registry(col(row, "schema_name")?.ok_or_else(missing)?),
+                role: RoleName::from_registry(col(row, "owner_role")?.ok_or_else(missing)?),
+                status: Status::parse(col::<String>(row, "status")?.as_deref())?,
+            })
+        },
+    )?;
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| TcError::unknown_tenant(schema_id))
+}
+
+pub fn insert(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<uuid::Uuid> {
+    let id: pgrx::Uuid = db::scalar(
+        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role)
+         VALUES ($1, $2, $3) RETURNING id",
+        &[
+            db::to_pg_uuid(institution_id).into(),
+            schema.as_str().into(),
+            schema.role().as_str().into(),
+        ],
+    )?;
+    Ok(db::to_uuid(id))
+}
+
+pub fn set_status(tenant: &Tenant, status: Status) -> TcResult<()> {
+    db::run(
+        "UPDATE tenant.tenant_schemas SET status = $2, updated_at = pg_catalog.now() WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into(), status.as_str().into()],
+    )
+}
+
+/// The live tenant of an institution, if any.
+pub fn schema_of_institution(institution_id: uuid::Uuid) -> TcResult<Option<String>> {
+    db::value(
+        "SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1 AND status <> 'DROPPED'",
+        &[db::to_pg_uuid(institution_id).into()],
+    )
+}
+
+/// The institution of the live tenant with this schema name, if any.
+pub fn institution_of_schema(schema: &TenantName) -> TcResult<Option<pgrx::Uuid>> {
+    db::value(
+        "SELECT institution_id FROM tenant.tenant_schemas WHERE schema_name = $1 AND status <> 'DROPPED'",
+        &[schema.as_str().into()],
+    )
+}
+
+pub fn schema_exists(name: &str) -> TcResult<bool> {
+    db::scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        &[name.into()],
+    )
+}
+
+pub fn role_exists(role: &RoleName) -> TcResult<bool> {
+    db::scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+        &[role.as_str().into()],
+    )
+}
+
+/// Count the schema's tables and the bytes its relations occupy (heap,
+/// indexes, TOAST, free-space and visibility maps, matviews, sequences), and
+/// store both in the registry. A relation dropped meanwhile counts as zero.
+pub fn refresh_counters(tenant: &Tenant) -> TcResult<i64> {
+    let bytes: i64 = db::scalar(
+        "WITH counted AS (
+             SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
+                    COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $2 AND c.relkind IN ('r', 'p', 'm', 'S'))
+         UPDATE tenant.tenant_schemas t
+            SET table_count = counted.tables, storage_used = counted.bytes
+           FROM counted WHERE t.id = $1
+         RETURNING counted.bytes",
+        &[
+            db::to_pg_uuid(tenant.id).into(),
+            tenant.schema.as_str().into(),
+        ],
+    )?;
+    Ok(bytes)
+}

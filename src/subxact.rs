@@ -1,0 +1,39 @@
+//! Run a piece of work in an internal subtransaction, the way PL/pgSQL runs
+//! a block with an EXCEPTION clause: on any error everything the work did is
+//! rolled back, and the caller gets the error as a value instead of an abort,
+//! so it can still write the FAILED row of the operation log.
+
+use crate::errors::{TcError, TcResult};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    // SAFETY: the same sequence as PL/pgSQL's exec_stmt_block: remember the
+    // memory context and resource owner, open the subtransaction, and put both
+    // back once it is released or rolled back.
+    let (caller_context, caller_owner) =
+        unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(caller_context);
+    }
+
+    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(work))
+        .catch_others(|caught| Err(TcError::from_caught(caught)))
+        .execute();
+
+    unsafe {
+        if outcome.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(caller_context);
+        pg_sys::CurrentResourceOwner = caller_owner;
+    }
+    match outcome {
+        // A cancel or statement timeout means "stop", not "record and go on".
+        Err(error) if error.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED => error.raise(),
+        other => other,
+    }
+}
