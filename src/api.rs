@@ -29,13 +29,10 @@ fn create_institution_schema(
 > {
     let description = format!(
         "create schema for institution {}",
-        institution_id
-            .map(|id| crate::db::to_uuid(id).to_string())
-            .unwrap_or_else(|| "NULL".into())
+        institution_id.map(|id| crate::db::to_uuid(id).to_string()).unwrap_or_else(|| "NULL".into())
     );
-    let (_, outcome) = oplog::record(OpKind::Create, None, description, |op| {
-        lifecycle::create(op, institution_id, schema_name)
-    });
+    let (_, outcome) =
+        oplog::record(OpKind::Create, None, description, |op| lifecycle::create(op, institution_id, schema_name));
     let row = match outcome {
         Ok(created) => (
             "SUCCESS".into(),
@@ -64,18 +61,11 @@ fn drop_institution_schema(
         name!(sqlstate, Option<String>),
     ),
 > {
-    let (op, outcome) = oplog::record(
-        OpKind::Drop,
-        schema_id.map(crate::db::to_uuid),
-        described("drop", schema_id),
-        |op| lifecycle::drop(op, schema_id),
-    );
-    let schema = op
-        .metadata
-        .get("schema_name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?")
-        .to_string();
+    let (op, outcome) =
+        oplog::record(OpKind::Drop, schema_id.map(crate::db::to_uuid), described("drop", schema_id), |op| {
+            lifecycle::drop(op, schema_id)
+        });
+    let schema = op.metadata.get("schema_name").and_then(|v| v.as_str()).unwrap_or("?").to_string();
     let row = match outcome {
         Ok(dropped) => {
             let message = match &dropped.backup {
@@ -83,16 +73,9 @@ fn drop_institution_schema(
                     "dropped schema \"{schema}\"; its contents are kept in backup schema \"{}\"",
                     backup.as_str()
                 ),
-                None => format!(
-                    "dropped institution schema \"{schema}\", whose schema was already missing"
-                ),
+                None => format!("dropped institution schema \"{schema}\", whose schema was already missing"),
             };
-            (
-                "SUCCESS".into(),
-                message,
-                dropped.backup.map(|b| b.as_str().to_string()),
-                None,
-            )
+            ("SUCCESS".into(), message, dropped.backup.map(|b| b.as_str().to_string()), None)
         }
         Err(error) => {
             let (status, message, sqlstate) = failure(&error);
@@ -108,39 +91,21 @@ fn set_institution_status(
     schema_id: Option<pgrx::Uuid>,
     new_status: Option<&str>,
     reason: default!(Option<&str>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(status, String),
-        name!(message, String),
-        name!(sqlstate, Option<String>),
-    ),
-> {
+) -> TableIterator<'static, (name!(status, String), name!(message, String), name!(sqlstate, Option<String>))> {
     let (op, outcome) = oplog::record(
         OpKind::StatusChange,
         schema_id.map(crate::db::to_uuid),
         described("change status of", schema_id),
         |op| lifecycle::set_status(op, schema_id, new_status, reason),
     );
-    let schema = op
-        .metadata
-        .get("schema_name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?")
-        .to_string();
+    let schema = op.metadata.get("schema_name").and_then(|v| v.as_str()).unwrap_or("?").to_string();
     let row = match outcome {
-        Ok(changed) if changed.from == changed.to => (
-            "SUCCESS".into(),
-            format!("schema \"{schema}\" is already {}", changed.to.as_str()),
-            None,
-        ),
+        Ok(changed) if changed.from == changed.to => {
+            ("SUCCESS".into(), format!("schema \"{schema}\" is already {}", changed.to.as_str()), None)
+        }
         Ok(changed) => (
             "SUCCESS".into(),
-            format!(
-                "schema \"{schema}\" changed from {} to {}",
-                changed.from.as_str(),
-                changed.to.as_str()
-            ),
+            format!("schema \"{schema}\" changed from {} to {}", changed.from.as_str(), changed.to.as_str()),
             None,
         ),
         Err(error) => failure(&error),

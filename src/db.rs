@@ -9,9 +9,7 @@ use pgrx::spi::SpiHeapTupleData;
 
 /// Run a statement for its effect.
 pub fn run(sql: &str, args: &[DatumWithOid]) -> TcResult<()> {
-    Ok(Spi::connect_mut(|client| {
-        client.update(sql, None, args).map(|_| ())
-    })?)
+    Ok(Spi::connect_mut(|client| client.update(sql, None, args).map(|_| ()))?)
 }
 
 /// Run a statement and map every row it returns.
@@ -21,9 +19,7 @@ pub fn rows<T>(
     mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
 ) -> TcResult<Vec<T>> {
     Spi::connect_mut(|client| {
-        let table = client
-            .update(sql, None, args)
-            .map_err(|e| spi_failure(e, sql))?;
+        let table = client.update(sql, None, args).map_err(|e| spi_failure(e, sql))?;
         table.map(|row| map(&row)).collect()
     })
 }
@@ -43,12 +39,8 @@ pub fn value<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcRe
 
 /// Like `value`, for queries that always return a non-NULL value.
 pub fn scalar<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcResult<T> {
-    value(sql, args)?.ok_or_else(|| {
-        TcError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("query returned no value: {sql}"),
-        )
-    })
+    value(sql, args)?
+        .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("query returned no value: {sql}")))
 }
 
 fn spi_failure(error: pgrx::spi::SpiError, sql: &str) -> TcError {

@@ -19,12 +19,7 @@ pub type TcResult<T> = Result<T, TcError>;
 
 impl TcError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        TcError {
-            code,
-            message: message.into(),
-            detail: None,
-            hint: None,
-        }
+        TcError { code, message: message.into(), detail: None, hint: None }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -60,12 +55,7 @@ impl TcError {
     /// One line for a status row or the operation log: message, detail and SQLSTATE.
     pub fn summary(&self) -> String {
         match &self.detail {
-            Some(detail) => format!(
-                "{} ({}) [SQLSTATE {}]",
-                self.message,
-                detail,
-                self.sqlstate()
-            ),
+            Some(detail) => format!("{} ({}) [SQLSTATE {}]", self.message, detail, self.sqlstate()),
             None => format!("{} [SQLSTATE {}]", self.message, self.sqlstate()),
         }
     }
@@ -112,19 +102,14 @@ impl fmt::Display for TcError {
 
 impl From<SpiError> for TcError {
     fn from(error: SpiError) -> Self {
-        TcError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("SPI failure: {error}"),
-        )
+        TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("SPI failure: {error}"))
     }
 }
 
 /// PostgreSQL packs a SQLSTATE as five 6-bit characters, lowest first.
 pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
     let packed = code as isize as i64;
-    (0..5)
-        .map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char)
-        .collect()
+    (0..5).map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
 
 /// Unwrap for `#[pg_extern]` bodies that raise instead of returning status rows.

@@ -17,14 +17,8 @@ pub struct Created {
     pub schema: TenantName,
 }
 
-pub fn create(
-    op: &mut Operation,
-    institution_id: Option<pgrx::Uuid>,
-    schema_name: Option<&str>,
-) -> TcResult<Created> {
-    let institution = institution_id
-        .map(db::to_uuid)
-        .ok_or_else(|| TcError::null_argument("institution_id"))?;
+pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_name: Option<&str>) -> TcResult<Created> {
+    let institution = institution_id.map(db::to_uuid).ok_or_else(|| TcError::null_argument("institution_id"))?;
     op.note("institution_id", institution.to_string());
     if let Some(requested) = schema_name {
         op.note("requested_schema_name", requested);
@@ -62,24 +56,14 @@ pub fn create(
         .hint("Choose another schema name; tenant_control never adopts an existing schema."));
     }
     if registry::role_exists(&role)? {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-            format!("role \"{role}\" already exists"),
-        )
-        .hint("Choose another schema name; tenant_control never adopts an existing role."));
+        return Err(TcError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("role \"{role}\" already exists"))
+            .hint("Choose another schema name; tenant_control never adopts an existing role."));
     }
 
     let built = || -> TcResult<uuid::Uuid> {
         db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
         db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
-        db::run(
-            &format!(
-                "GRANT USAGE, CREATE ON SCHEMA {} TO {}",
-                schema.quoted(),
-                role.quoted()
-            ),
-            &[],
-        )?;
+        db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
         registry::insert(institution, &schema)
     };
     let schema_id = built().map_err(|error| concurrent_duplicate(error, institution, &schema))?;
@@ -112,12 +96,7 @@ fn require_institution(institution: uuid::Uuid) -> TcResult<()> {
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
           WHERE c.oid = pg_catalog.to_regclass($1)",
         &[table.as_str().into()],
-        |row| {
-            Ok((
-                db::col::<String>(row, "schema")?,
-                db::col::<String>(row, "name")?,
-            ))
-        },
+        |row| Ok((db::col::<String>(row, "schema")?, db::col::<String>(row, "name")?)),
     )?;
     let Some((Some(nsp), Some(rel))) = relation.into_iter().next() else {
         return Err(TcError::new(
@@ -144,10 +123,7 @@ fn require_institution(institution: uuid::Uuid) -> TcResult<()> {
 }
 
 fn advisory_lock(key: &str) -> TcResult<()> {
-    db::run(
-        "SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext($2))",
-        &[LOCK_CLASS.into(), key.into()],
-    )
+    db::run("SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext($2))", &[LOCK_CLASS.into(), key.into()])
 }
 
 pub struct Dropped {
@@ -167,22 +143,8 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
         let size = registry::refresh_counters(&tenant)?;
         let backup_id = uuid::Uuid::new_v4();
         let backup = BackupName::generate(&backup_id);
-        db::run(
-            &format!(
-                "REVOKE ALL ON SCHEMA {} FROM {}",
-                tenant.schema.quoted(),
-                tenant.role.quoted()
-            ),
-            &[],
-        )?;
-        db::run(
-            &format!(
-                "ALTER SCHEMA {} RENAME TO {}",
-                tenant.schema.quoted(),
-                backup.quoted()
-            ),
-            &[],
-        )?;
+        db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])?;
+        db::run(&format!("ALTER SCHEMA {} RENAME TO {}", tenant.schema.quoted(), backup.quoted()), &[])?;
         db::run(
             "INSERT INTO tenant.schema_backups (id, schema_id, backup_schema, source_schema, reason, size_bytes)
              VALUES ($1, $2, $3, $4, 'DROP', $5)",
@@ -257,20 +219,14 @@ pub fn set_status(
         db::run(&statement, &[])?;
         registry::set_status(&tenant, target)?;
     }
-    Ok(StatusChanged {
-        from: tenant.status,
-        to: target,
-    })
+    Ok(StatusChanged { from: tenant.status, to: target })
 }
 
 fn refuse_dropped(tenant: &Tenant) -> TcResult<()> {
     if tenant.status == Status::Dropped {
         Err(TcError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!(
-                "institution schema \"{}\" ({}) is DROPPED",
-                tenant.schema, tenant.id
-            ),
+            format!("institution schema \"{}\" ({}) is DROPPED", tenant.schema, tenant.id),
         ))
     } else {
         Ok(())

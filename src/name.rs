@@ -29,11 +29,8 @@ impl TenantName {
     pub fn parse(candidate: Option<&str>) -> TcResult<Self> {
         let name = candidate.ok_or_else(|| TcError::null_argument("schema_name"))?;
         let invalid = |why: &str| {
-            TcError::new(
-                PgSqlErrorCode::ERRCODE_INVALID_NAME,
-                format!("invalid schema name \"{name}\": {why}"),
-            )
-            .hint("Use lowercase ASCII letters, digits and underscores, starting with a letter.")
+            TcError::new(PgSqlErrorCode::ERRCODE_INVALID_NAME, format!("invalid schema name \"{name}\": {why}"))
+                .hint("Use lowercase ASCII letters, digits and underscores, starting with a letter.")
         };
         if name.is_empty() {
             return Err(invalid("it is empty"));
@@ -41,10 +38,7 @@ impl TenantName {
         if !name.as_bytes()[0].is_ascii_lowercase() {
             return Err(invalid("it must start with a lowercase letter"));
         }
-        if let Some(bad) = name
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
-        {
+        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
             return Err(invalid(&format!("character {bad:?} is not allowed")));
         }
         if name.len() > MAX_SCHEMA_NAME_BYTES {
@@ -52,12 +46,11 @@ impl TenantName {
                 PgSqlErrorCode::ERRCODE_NAME_TOO_LONG,
                 format!("schema name \"{name}\" is {} bytes long; the limit is {MAX_SCHEMA_NAME_BYTES}", name.len()),
             )
-            .detail(format!("The tenant role \"{name}{ROLE_SUFFIX}\" must also fit in {MAX_IDENTIFIER_BYTES} bytes.")));
+            .detail(format!(
+                "The tenant role \"{name}{ROLE_SUFFIX}\" must also fit in {MAX_IDENTIFIER_BYTES} bytes."
+            )));
         }
-        if name.starts_with("pg_")
-            || name.starts_with(RESERVED_PREFIX)
-            || RESERVED_NAMES.contains(&name)
-        {
+        if name.starts_with("pg_") || name.starts_with(RESERVED_PREFIX) || RESERVED_NAMES.contains(&name) {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_RESERVED_NAME,
                 format!("schema name \"{name}\" is reserved"),

@@ -5,7 +5,6 @@
 
 use crate::db;
 use crate::errors::TcResult;
-use crate::settings;
 use crate::subxact;
 use serde_json::{Map, Value};
 use std::time::Instant;
@@ -48,12 +47,7 @@ pub fn record<T>(
     description: String,
     work: impl FnOnce(&mut Operation) -> TcResult<T>,
 ) -> (Operation, TcResult<T>) {
-    let mut op = Operation {
-        kind,
-        schema_id,
-        description,
-        metadata: Map::new(),
-    };
+    let mut op = Operation { kind, schema_id, description, metadata: Map::new() };
     let started = Instant::now();
     let outcome = subxact::atomically(|| with_lock_timeout(|| work(&mut op)));
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -65,16 +59,12 @@ pub fn record<T>(
 /// tenant's traffic never queues behind them; the caller's setting is restored.
 pub fn with_lock_timeout<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     let previous: String = db::scalar("SELECT pg_catalog.current_setting('lock_timeout')", &[])?;
-    let ours = format!("{}ms", settings::lock_timeout_ms());
     db::run(
-        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-        &[ours.into()],
+        "SELECT pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('tenant_control.lock_timeout'), true)",
+        &[],
     )?;
     let outcome = work()?;
-    db::run(
-        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-        &[previous.into()],
-    )?;
+    db::run("SELECT pg_catalog.set_config('lock_timeout', $1, true)", &[previous.into()])?;
     Ok(outcome)
 }
 

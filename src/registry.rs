@@ -56,19 +56,16 @@ pub struct Tenant {
 
 /// Lock the tenant's registry row for the rest of the transaction, so that
 /// operations on one tenant run one at a time (and wait at most lock_timeout).
+/// NO KEY UPDATE: the operation log's foreign key check (KEY SHARE) on this row
+/// must not wait, or a failed operation could not record its failure.
 pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
     let schema_id = schema_id.ok_or_else(|| TcError::null_argument("schema_id"))?;
     let found = db::rows(
         "SELECT id, institution_id, schema_name, owner_role, status
-           FROM tenant.tenant_schemas WHERE id = $1 FOR UPDATE",
+           FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE",
         &[schema_id.into()],
         |row| {
-            let missing = || {
-                TcError::new(
-                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                    "registry row has NULL columns",
-                )
-            };
+            let missing = || TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "registry row has NULL columns");
             Ok(Tenant {
                 id: db::to_uuid(col(row, "id")?.ok_or_else(missing)?),
                 institution_id: db::to_uuid(col(row, "institution_id")?.ok_or_else(missing)?),
@@ -78,21 +75,14 @@ pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
             })
         },
     )?;
-    found
-        .into_iter()
-        .next()
-        .ok_or_else(|| TcError::unknown_tenant(schema_id))
+    found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(schema_id))
 }
 
 pub fn insert(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<uuid::Uuid> {
     let id: pgrx::Uuid = db::scalar(
         "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role)
          VALUES ($1, $2, $3) RETURNING id",
-        &[
-            db::to_pg_uuid(institution_id).into(),
-            schema.as_str().into(),
-            schema.role().as_str().into(),
-        ],
+        &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
     )?;
     Ok(db::to_uuid(id))
 }
@@ -121,17 +111,11 @@ pub fn institution_of_schema(schema: &TenantName) -> TcResult<Option<pgrx::Uuid>
 }
 
 pub fn schema_exists(name: &str) -> TcResult<bool> {
-    db::scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-        &[name.into()],
-    )
+    db::scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", &[name.into()])
 }
 
 pub fn role_exists(role: &RoleName) -> TcResult<bool> {
-    db::scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-        &[role.as_str().into()],
-    )
+    db::scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[role.as_str().into()])
 }
 
 /// Count the schema's tables and the bytes its relations occupy (heap,
@@ -149,10 +133,7 @@ pub fn refresh_counters(tenant: &Tenant) -> TcResult<i64> {
             SET table_count = counted.tables, storage_used = counted.bytes
            FROM counted WHERE t.id = $1
          RETURNING counted.bytes",
-        &[
-            db::to_pg_uuid(tenant.id).into(),
-            tenant.schema.as_str().into(),
-        ],
+        &[db::to_pg_uuid(tenant.id).into(), tenant.schema.as_str().into()],
     )?;
     Ok(bytes)
 }

@@ -4,12 +4,11 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
 /// Optional `schema.table` of institutions that must exist before a tenant is created.
-pub static INSTITUTIONS_TABLE: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(None);
+pub static INSTITUTIONS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// Column of `INSTITUTIONS_TABLE` holding the institution id.
-pub static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"id"));
+pub static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"id"));
 /// How long an operation waits for a lock before it gives up, in milliseconds.
+/// Read through current_setting() so that its unit travels with it.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
 pub fn register() {
@@ -43,19 +42,9 @@ pub fn register() {
 }
 
 pub fn institutions_table() -> Option<String> {
-    INSTITUTIONS_TABLE
-        .get()
-        .map(|value| value.to_string_lossy().trim().to_string())
-        .filter(|value| !value.is_empty())
+    INSTITUTIONS_TABLE.get().map(|value| value.to_string_lossy().trim().to_string()).filter(|value| !value.is_empty())
 }
 
 pub fn institutions_id_column() -> String {
-    INSTITUTIONS_ID_COLUMN
-        .get()
-        .map(|value| value.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "id".into())
-}
-
-pub fn lock_timeout_ms() -> i32 {
-    LOCK_TIMEOUT_MS.get()
+    INSTITUTIONS_ID_COLUMN.get().map(|value| value.to_string_lossy().into_owned()).unwrap_or_else(|| "id".into())
 }

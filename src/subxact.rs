@@ -11,8 +11,7 @@ pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     // SAFETY: the same sequence as PL/pgSQL's exec_stmt_block: remember the
     // memory context and resource owner, open the subtransaction, and put both
     // back once it is released or rolled back.
-    let (caller_context, caller_owner) =
-        unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    let (caller_context, caller_owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
     unsafe {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(caller_context);

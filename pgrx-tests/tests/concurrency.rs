@@ -1,0 +1,152 @@
+//! Concurrent sessions on one tenant: one success and one clean error, never
+//! a half-created or half-dropped tenant.
+
+mod common;
+use common::*;
+use std::thread;
+use std::time::Duration;
+use uuid::Uuid;
+
+const DB: &str = "it_concurrency";
+
+/// Wait until `n` other sessions of this database are blocked on a lock.
+fn wait_for_waiters(observer: &mut postgres::Client, n: i64) {
+    for _ in 0..200 {
+        let waiting = count(
+            observer,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        if waiting >= n {
+            return;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    panic!("no session started waiting for a lock");
+}
+
+/// Session A creates inside an open transaction; session B tries the same
+/// thing meanwhile (starting its transaction with `b_begin`); A commits.
+fn race_creates(db: &str, a_schema: &str, b_schema: &str, same_institution: bool, b_begin: &str) -> (Outcome, Outcome) {
+    let institution_a = Uuid::new_v4();
+    let institution_b = if same_institution { institution_a } else { Uuid::new_v4() };
+    let mut a = superuser(db);
+    let mut observer = superuser(db);
+    let b_db = db.to_string();
+    let b_begin = b_begin.to_string();
+    let b_schema = b_schema.to_string();
+
+    a.batch_execute("BEGIN").unwrap();
+    let first = create(&mut a, institution_a, a_schema);
+    let racer = thread::spawn(move || {
+        let mut b = superuser(&b_db);
+        b.batch_execute(&b_begin).unwrap();
+        let second = create(&mut b, institution_b, &b_schema);
+        b.batch_execute("COMMIT").unwrap();
+        second
+    });
+    wait_for_waiters(&mut observer, 1);
+    a.batch_execute("COMMIT").unwrap();
+    (first, racer.join().unwrap())
+}
+
+#[test]
+fn two_sessions_creating_the_same_institution() {
+    let mut su = fresh_database(DB);
+    let (first, second) = race_creates(DB, "cc_same_inst", "cc_same_inst_b", true, "BEGIN");
+    assert!(first.ok(), "{}", first.message);
+    assert_eq!((second.status.as_str(), second.sqlstate.as_deref()), ("ERROR", Some("42710")), "{}", second.message);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cc_same_inst_b'"), 0);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_roles WHERE rolname = 'cc_same_inst_b_owner'"), 0);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.tenant_schemas"), 1);
+}
+
+#[test]
+fn two_sessions_creating_the_same_schema_name() {
+    let mut su = fresh_database(DB);
+    let (first, second) = race_creates(DB, "cc_same_name", "cc_same_name", false, "BEGIN");
+    assert!(first.ok(), "{}", first.message);
+    assert_eq!((second.status.as_str(), second.sqlstate.as_deref()), ("ERROR", Some("42P06")), "{}", second.message);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.tenant_schemas"), 1);
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM tenant.schema_operations WHERE status = 'FAILED' AND error_sqlstate = '42P06'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn repeatable_read_racers_still_get_a_clean_error() {
+    let mut su = fresh_database(DB);
+    // B's snapshot is taken before A commits, so B's registry check cannot see
+    // A's row; the catalog must still stop it cleanly.
+    let (first, second) =
+        race_creates(DB, "cc_rr_name", "cc_rr_name", false, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
+    assert!(first.ok(), "{}", first.message);
+    assert_eq!(second.status, "ERROR", "{}", second.message);
+    assert!(matches!(second.sqlstate.as_deref(), Some("42P06") | Some("42710")), "{}", second.message);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.tenant_schemas"), 1);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cc_rr_name'"), 1);
+}
+
+#[test]
+fn drop_racing_a_status_change_fails_cleanly_on_lock_timeout() {
+    let mut su = fresh_database(DB);
+    let id = create_ok(&mut su, "cc_drop_timeout");
+    let mut holder = superuser(DB);
+    holder.batch_execute("BEGIN").unwrap();
+    assert!(call(&mut holder, "suspend_institution", id).ok());
+
+    let mut dropper = superuser(DB);
+    dropper.batch_execute("SET tenant_control.lock_timeout = 300").unwrap();
+    let dropped = call(&mut dropper, "drop_institution_schema", id);
+    assert_eq!((dropped.status.as_str(), dropped.sqlstate.as_deref()), ("ERROR", Some("55P03")), "{}", dropped.message);
+    holder.batch_execute("COMMIT").unwrap();
+
+    // Nothing half-done: schema, role and registry row as the suspend left them.
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cc_drop_timeout'"), 1);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_roles WHERE rolname = 'cc_drop_timeout_owner'"), 1);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.list_institutions('SUSPENDED')"), 1);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.schema_backups"), 0);
+    // The caller's own lock_timeout is untouched by the operation.
+    let own: String = dropper.query_one("SHOW lock_timeout", &[]).unwrap().get(0);
+    assert_eq!(own, "0");
+}
+
+#[test]
+fn drop_waits_for_a_short_operation_then_succeeds() {
+    let mut su = fresh_database(DB);
+    let id = create_ok(&mut su, "cc_drop_wait");
+    let mut holder = superuser(DB);
+    let mut observer = superuser(DB);
+    holder.batch_execute("BEGIN").unwrap();
+    assert!(call(&mut holder, "start_maintenance", id).ok());
+    let dropper = thread::spawn(move || call(&mut superuser(DB), "drop_institution_schema", id));
+    wait_for_waiters(&mut observer, 1);
+    holder.batch_execute("COMMIT").unwrap();
+    let dropped = dropper.join().unwrap();
+    assert!(dropped.ok(), "{}", dropped.message);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.list_institutions('DROPPED')"), 1);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cc_drop_wait'"), 0);
+}
+
+#[test]
+fn drop_never_queues_a_busy_tenant_behind_it() {
+    let mut su = fresh_database(DB);
+    let id = create_ok(&mut su, "cc_busy");
+    su.batch_execute("SET ROLE cc_busy_owner; CREATE TABLE cc_busy.t (x int); RESET ROLE;").unwrap();
+    // A long reader of the tenant's table.
+    let mut reader = superuser(DB);
+    reader.batch_execute("BEGIN; SELECT * FROM cc_busy.t;").unwrap();
+    let mut dropper = superuser(DB);
+    dropper.batch_execute("SET tenant_control.lock_timeout = 300").unwrap();
+    let dropped = call(&mut dropper, "drop_institution_schema", id);
+    assert_eq!(dropped.sqlstate.as_deref(), Some("55P03"), "{}", dropped.message);
+    // The reader was never blocked and the tenant is intact.
+    reader.batch_execute("SELECT * FROM cc_busy.t; COMMIT;").unwrap();
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.list_institutions('ACTIVE')"), 1);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cc_busy'"), 1);
+    // Once the reader is gone the drop goes through.
+    assert!(call(&mut dropper, "drop_institution_schema", id).ok());
+}
