@@ -117,7 +117,12 @@ fn set_institution_status(
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn refresh_storage(schema_id: Option<pgrx::Uuid>) -> i64 {
-    oplog::with_lock_timeout(|| registry::refresh_counters(&registry::lock(schema_id)?)).or_raise()
+    oplog::with_lock_timeout(|| {
+        let tenant = registry::lock(schema_id)?;
+        lifecycle::refuse_dropped(&tenant)?;
+        registry::refresh_counters(&tenant)
+    })
+    .or_raise()
 }
 
 fn described(verb: &str, schema_id: Option<pgrx::Uuid>) -> String {

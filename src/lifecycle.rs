@@ -222,7 +222,7 @@ pub fn set_status(
     Ok(StatusChanged { from: tenant.status, to: target })
 }
 
-fn refuse_dropped(tenant: &Tenant) -> TcResult<()> {
+pub fn refuse_dropped(tenant: &Tenant) -> TcResult<()> {
     if tenant.status == Status::Dropped {
         Err(TcError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

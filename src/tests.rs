@@ -403,12 +403,11 @@ fn storage_refresh_counts_tables_and_toast() {
     let expected = one::<i64>("SELECT pg_total_relation_size('sized.docs')").unwrap();
     assert_eq!(bytes, expected);
     assert!(bytes > 50 * 64_000, "TOAST must be counted: {bytes}");
-    assert_eq!(
-        one::<i32>(&format!(
-            "SELECT table_count FROM tenant.tenant_schemas WHERE id = '{id}'"
-        )),
-        Some(1)
-    );
+    assert_eq!(one::<i32>(&format!("SELECT table_count FROM tenant.tenant_schemas WHERE id = '{id}'")), Some(1));
+    // A dropped tenant is not recounted.
+    Spi::run(&format!("SELECT * FROM tenant.drop_institution_schema('{id}')")).unwrap();
+    let refused = crate::subxact::atomically(|| crate::db::run(&format!("SELECT tenant.refresh_storage('{id}')"), &[]));
+    assert_eq!(refused.map_err(|e| e.sqlstate()), Err("55000".to_string()));
 }
 
 #[pg_test]

@@ -95,6 +95,24 @@ fn a_tenant_role_reaches_its_own_schema_only() {
 }
 
 #[test]
+fn suspension_stops_statements_prepared_before_it() {
+    let mut su = fresh_database(DB);
+    let id = create_ok(&mut su, "rl_prepared");
+    su.batch_execute("SET ROLE rl_prepared_owner; CREATE TABLE rl_prepared.t (x int); RESET ROLE;").unwrap();
+    // The application session runs as the tenant role with a prepared statement.
+    let mut app = superuser(DB);
+    app.batch_execute("SET ROLE rl_prepared_owner").unwrap();
+    let insert = app.prepare("INSERT INTO rl_prepared.t VALUES (1)").unwrap();
+    app.execute(&insert, &[]).unwrap();
+    assert!(call(&mut su, "suspend_institution", id).ok());
+    let error = app.execute(&insert, &[]).expect_err("a suspended tenant must not write");
+    assert_eq!(error.code().map(|c| c.code()), Some("42501"), "{error}");
+    assert!(call(&mut su, "activate_institution", id).ok());
+    app.execute(&insert, &[]).unwrap();
+    assert_eq!(count(&mut su, "SELECT count(*) FROM rl_prepared.t"), 2);
+}
+
+#[test]
 fn a_failed_operation_is_logged_durably() {
     let mut su = fresh_database(DB);
     let result = create(&mut su, uuid::Uuid::new_v4(), "public");
