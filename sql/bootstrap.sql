@@ -4,13 +4,30 @@
 
 -- The platform administrator role. Roles are cluster-wide, so a second
 -- database installing the extension finds it already there.
+-- The template's role stands for "the tenant's role" inside the template:
+-- what it owns or is granted there, each tenant's role owns or is granted in
+-- its copy.
 DO $bootstrap$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_control_admin') THEN
         CREATE ROLE tenant_control_admin NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_template_owner') THEN
+        CREATE ROLE tenant_template_owner NOLOGIN;
+    END IF;
 END
 $bootstrap$;
+
+CREATE SCHEMA tenant_template;
+COMMENT ON SCHEMA tenant_template IS
+    'The template every new institution schema is copied from. Fill it with ordinary DDL; change it with tenant.register_migration.';
+-- Tables and sequences the installing role creates in the template are usable
+-- by the tenant's role in every copy.
+ALTER DEFAULT PRIVILEGES IN SCHEMA tenant_template
+    GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO tenant_template_owner;
+ALTER DEFAULT PRIVILEGES IN SCHEMA tenant_template
+    GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO tenant_template_owner;
+GRANT USAGE ON SCHEMA tenant_template TO tenant_template_owner;
 
 COMMENT ON SCHEMA tenant IS
     'tenant_control: registry, operation log and functions for schema-per-tenant multi-tenancy';
@@ -114,8 +131,25 @@ COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: DROP (
 COMMENT ON COLUMN tenant.schema_backups.size_bytes IS 'Bytes the backup occupies.';
 COMMENT ON COLUMN tenant.schema_backups.created_at IS 'When the backup was taken.';
 
+CREATE TABLE tenant.migrations (
+    version         integer     NOT NULL PRIMARY KEY CHECK (version > 0),
+    description     text        NOT NULL,
+    script          text        NOT NULL,
+    registered_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    registered_by   text        NOT NULL DEFAULT session_user
+);
+
+COMMENT ON TABLE tenant.migrations IS
+    'Numbered migration scripts. The template is at the newest version; each tenant''s version is in tenant.tenant_schemas.';
+COMMENT ON COLUMN tenant.migrations.version IS 'Migration number: 1, 2, 3, ... without gaps.';
+COMMENT ON COLUMN tenant.migrations.description IS 'What the migration does.';
+COMMENT ON COLUMN tenant.migrations.script IS 'SQL run with search_path set to the schema being migrated; names in it are unqualified.';
+COMMENT ON COLUMN tenant.migrations.registered_at IS 'When the migration was registered (and applied to the template).';
+COMMENT ON COLUMN tenant.migrations.registered_by IS 'session_user that registered it.';
+
 -- pg_dump skips extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('tenant.tenant_schemas', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_operations', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_operations_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_backups', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.migrations', '');

@@ -79,4 +79,5 @@ $privileges$;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenant TO tenant_control_admin;
-GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_backups TO tenant_control_admin;
+GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_backups, tenant.migrations
+    TO tenant_control_admin;

@@ -24,6 +24,22 @@ pub fn rows<T>(
     })
 }
 
+/// Run a statement; a PostgreSQL error it raises comes back as a `TcError`
+/// that names the statement. The caller must let the error roll back the
+/// enclosing subtransaction before it touches the database again.
+pub fn run_explained(sql: &str, context: &str) -> TcResult<()> {
+    PgTryBuilder::new(|| run(sql, &[]))
+        .catch_others(|caught| {
+            let error = TcError::from_caught(caught);
+            let detail = match &error.detail {
+                Some(detail) => format!("{detail}; {context}: {sql}"),
+                None => format!("{context}: {sql}"),
+            };
+            Err(error.detail(detail))
+        })
+        .execute()
+}
+
 /// The first column of the first row, if there is a row and the value is not NULL.
 pub fn value<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcResult<Option<T>> {
     Spi::connect_mut(|client| {
@@ -41,6 +57,17 @@ pub fn value<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcRe
 pub fn scalar<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcResult<T> {
     value(sql, args)?
         .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("query returned no value: {sql}")))
+}
+
+/// Run `work` with a setting changed for the transaction, then put the
+/// previous value back. (On an error the enclosing subtransaction's rollback
+/// restores it.)
+pub fn with_setting<T>(name: &str, value: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    let previous: String = scalar("SELECT pg_catalog.current_setting($1)", &[name.into()])?;
+    run("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
+    let outcome = work()?;
+    run("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), previous.into()])?;
+    Ok(outcome)
 }
 
 fn spi_failure(error: pgrx::spi::SpiError, sql: &str) -> TcError {

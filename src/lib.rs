@@ -11,6 +11,7 @@ mod oplog;
 mod registry;
 mod settings;
 mod subxact;
+mod template;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -26,6 +27,7 @@ pub extern "C-unwind" fn _PG_init() {
 #[pg_schema]
 mod tests {
     include!("tests.rs");
+    include!("tests_template.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -6,6 +6,7 @@ use crate::name::{BackupName, TenantName};
 use crate::oplog::Operation;
 use crate::registry::{self, Status, Tenant};
 use crate::settings;
+use crate::template;
 use pgrx::prelude::*;
 use pgrx::spi::quote_qualified_identifier;
 
@@ -60,11 +61,15 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
             .hint("Choose another schema name; tenant_control never adopts an existing role."));
     }
 
-    let built = || -> TcResult<uuid::Uuid> {
+    let mut built = || -> TcResult<uuid::Uuid> {
         db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
         db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
         db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
-        registry::insert(institution, &schema)
+        let copied = template::copy_into(&schema, &role)?;
+        op.note("template_statements", copied.statements);
+        let version = template::version()?;
+        op.note("version", version);
+        registry::insert(institution, &schema, version)
     };
     let schema_id = built().map_err(|error| concurrent_duplicate(error, institution, &schema))?;
     op.schema_id = Some(schema_id);

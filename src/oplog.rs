@@ -58,14 +58,8 @@ pub fn record<T>(
 /// Operations wait at most `tenant_control.lock_timeout` for a lock, so a busy
 /// tenant's traffic never queues behind them; the caller's setting is restored.
 pub fn with_lock_timeout<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    let previous: String = db::scalar("SELECT pg_catalog.current_setting('lock_timeout')", &[])?;
-    db::run(
-        "SELECT pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('tenant_control.lock_timeout'), true)",
-        &[],
-    )?;
-    let outcome = work()?;
-    db::run("SELECT pg_catalog.set_config('lock_timeout', $1, true)", &[previous.into()])?;
-    Ok(outcome)
+    let ours: String = db::scalar("SELECT pg_catalog.current_setting('tenant_control.lock_timeout')", &[])?;
+    db::with_setting("lock_timeout", &ours, work)
 }
 
 fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<()> {

@@ -78,11 +78,11 @@ pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
     found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(schema_id))
 }
 
-pub fn insert(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<uuid::Uuid> {
+pub fn insert(institution_id: uuid::Uuid, schema: &TenantName, version: i32) -> TcResult<uuid::Uuid> {
     let id: pgrx::Uuid = db::scalar(
-        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role)
-         VALUES ($1, $2, $3) RETURNING id",
-        &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
+        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role, version)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+        &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into(), version.into()],
     )?;
     Ok(db::to_uuid(id))
 }
