@@ -34,10 +34,10 @@ COMMENT ON SCHEMA tenant IS
 
 CREATE TABLE tenant.tenant_schemas (
     id              uuid        NOT NULL DEFAULT pg_catalog.gen_random_uuid() PRIMARY KEY,
-    institution_id  uuid        NOT NULL,
+    institution_id  uuid,
     schema_name     text        NOT NULL CHECK (schema_name ~ '^[a-z][a-z0-9_]{0,56}$'),
     status          text        NOT NULL DEFAULT 'ACTIVE'
-                    CHECK (status IN ('ACTIVE', 'SUSPENDED', 'MAINTENANCE', 'DROPPED')),
+                    CHECK (status IN ('ACTIVE', 'SUSPENDED', 'MAINTENANCE', 'DROPPED', 'SPARE')),
     owner_role      text        NOT NULL CHECK (owner_role = schema_name || '_owner'),
     config          jsonb       NOT NULL DEFAULT '{}'::jsonb,
     version         integer     NOT NULL DEFAULT 0,
@@ -47,7 +47,8 @@ CREATE TABLE tenant.tenant_schemas (
     last_optimized  timestamptz,
     last_backup     timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((status = 'SPARE') = (institution_id IS NULL))
 );
 
 -- A dropped tenant keeps its row for the audit trail, so uniqueness holds
@@ -60,9 +61,9 @@ CREATE UNIQUE INDEX tenant_schemas_schema_name_live
 COMMENT ON TABLE tenant.tenant_schemas IS
     'Registry of institution (tenant) schemas. Changed only through the tenant.* functions.';
 COMMENT ON COLUMN tenant.tenant_schemas.id IS 'Registry id of the tenant schema (the schema_id the functions take).';
-COMMENT ON COLUMN tenant.tenant_schemas.institution_id IS 'The institution this schema belongs to; unique among tenants that are not DROPPED.';
+COMMENT ON COLUMN tenant.tenant_schemas.institution_id IS 'The institution this schema belongs to; unique among tenants that are not DROPPED; NULL for a SPARE schema.';
 COMMENT ON COLUMN tenant.tenant_schemas.schema_name IS 'Name of the PostgreSQL schema; unique among tenants that are not DROPPED.';
-COMMENT ON COLUMN tenant.tenant_schemas.status IS 'ACTIVE, SUSPENDED (tenant role locked out), MAINTENANCE (tenant role locked out for DBA work) or DROPPED.';
+COMMENT ON COLUMN tenant.tenant_schemas.status IS 'ACTIVE, SUSPENDED (tenant role locked out), MAINTENANCE (tenant role locked out for DBA work), DROPPED, or SPARE (a ready copy of the template in the warm pool).';
 COMMENT ON COLUMN tenant.tenant_schemas.owner_role IS 'The tenant''s NOLOGIN role: USAGE and CREATE on this schema only.';
 COMMENT ON COLUMN tenant.tenant_schemas.config IS 'Free-form per-tenant settings for the application.';
 COMMENT ON COLUMN tenant.tenant_schemas.version IS 'Schema version (migration number) the tenant is at.';
@@ -146,6 +147,19 @@ COMMENT ON COLUMN tenant.migrations.description IS 'What the migration does.';
 COMMENT ON COLUMN tenant.migrations.script IS 'SQL run with search_path set to the schema being migrated; names in it are unqualified.';
 COMMENT ON COLUMN tenant.migrations.registered_at IS 'When the migration was registered (and applied to the template).';
 COMMENT ON COLUMN tenant.migrations.registered_by IS 'session_user that registered it.';
+
+-- A function's search_path setting ("search_path=a, b") with the element
+-- naming schema from_schema replaced by to_schema: an element of a catalog
+-- list, never a substring of code.
+CREATE FUNCTION tenant.rebound_search_path(setting text, from_schema text, to_schema text)
+RETURNS text LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(CASE WHEN btrim(element, ' "') = from_schema THEN quote_ident(to_schema) ELSE btrim(element) END,
+                      ', ' ORDER BY position)
+      FROM regexp_split_to_table(substr(setting, length('search_path=') + 1), ',') WITH ORDINALITY AS e(element, position)
+$$;
+COMMENT ON FUNCTION tenant.rebound_search_path(text, text, text) IS
+    'Internal: a function''s search_path setting with one schema element replaced (used when copying the template and claiming spares).';
 
 -- pg_dump skips extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('tenant.tenant_schemas', '');

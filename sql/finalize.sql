@@ -21,7 +21,8 @@ RETURNS SETOF tenant.tenant_schemas
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT t.* FROM tenant.tenant_schemas t
-     WHERE list_institutions.status IS NULL OR t.status = upper(list_institutions.status)
+     WHERE t.status <> 'SPARE'
+       AND (list_institutions.status IS NULL OR t.status = upper(list_institutions.status))
      ORDER BY t.schema_name, t.created_at
 $$;
 
@@ -43,10 +44,121 @@ BEGIN
     END;
     RETURN QUERY
         SELECT t.* FROM tenant.tenant_schemas t
-         WHERE t.id = key_id OR t.institution_id = key_id OR t.schema_name = key
+         WHERE t.status <> 'SPARE' AND (t.id = key_id OR t.institution_id = key_id OR t.schema_name = key)
          ORDER BY t.created_at;
 END
 $$;
+
+-- Procedures commit after each schema, so they take no SET clause and name
+-- everything with its schema.
+
+CREATE PROCEDURE tenant.apply_migrations(dry_run boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    target integer := (SELECT COALESCE(pg_catalog.max(m.version), 0) FROM tenant.migrations m);
+    pending record;
+    outcome record;
+    done integer := 0;
+    failed integer := 0;
+BEGIN
+    FOR pending IN
+        SELECT t.id, t.schema_name, t.version FROM tenant.tenant_schemas t
+         WHERE t.status OPERATOR(pg_catalog.<>) 'DROPPED' AND t.version OPERATOR(pg_catalog.<) target
+         ORDER BY t.schema_name
+    LOOP
+        IF dry_run THEN
+            RAISE NOTICE 'would migrate % from version % to %: migrations %', pending.schema_name, pending.version, target,
+                (SELECT pg_catalog.string_agg(m.version::text, ', ' ORDER BY m.version) FROM tenant.migrations m
+                  WHERE m.version OPERATOR(pg_catalog.>) pending.version);
+            CONTINUE;
+        END IF;
+        SELECT * INTO outcome FROM tenant.migrate_institution_schema(pending.id);
+        IF outcome.status = 'SUCCESS' THEN
+            done := done + 1;
+        ELSE
+            failed := failed + 1;
+        END IF;
+        RAISE NOTICE '%: %', outcome.status, outcome.message;
+        COMMIT;
+    END LOOP;
+    IF NOT dry_run THEN
+        RAISE NOTICE 'migrations applied to % schema(s), % failed; the template is at version %', done, failed, target;
+    END IF;
+END
+$$;
+
+CREATE PROCEDURE tenant.fill_pool(spares integer DEFAULT 5)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ready integer;
+    outcome record;
+BEGIN
+    IF spares IS NULL OR spares OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'spares must be zero or more, not %', spares USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        SELECT pg_catalog.count(*) INTO ready FROM tenant.tenant_schemas t
+         WHERE t.status = 'SPARE'
+           AND t.version = (SELECT COALESCE(pg_catalog.max(m.version), 0) FROM tenant.migrations m);
+        EXIT WHEN ready OPERATOR(pg_catalog.>=) spares;
+        SELECT * INTO outcome FROM tenant.add_spare_schema();
+        IF outcome.status OPERATOR(pg_catalog.<>) 'SUCCESS' THEN
+            RAISE EXCEPTION 'could not add a spare schema: %', outcome.message USING ERRCODE = outcome.sqlstate;
+        END IF;
+        COMMIT;
+    END LOOP;
+END
+$$;
+
+CREATE VIEW tenant.migration_status AS
+SELECT t.id AS schema_id, t.schema_name, t.status, t.version,
+       target.version AS template_version,
+       target.version - t.version AS pending,
+       last_run.status AS last_migration_status,
+       last_run.error_sqlstate AS last_migration_sqlstate,
+       last_run.error_message AS last_migration_error,
+       last_run.completed_at AS last_migration_at
+  FROM tenant.tenant_schemas t
+ CROSS JOIN (SELECT COALESCE(max(m.version), 0) AS version FROM tenant.migrations m) target
+  LEFT JOIN LATERAL (SELECT o.status, o.error_sqlstate, o.error_message, o.completed_at
+                       FROM tenant.schema_operations o
+                      WHERE o.schema_id = t.id AND o.operation_type = 'MIGRATE'
+                      ORDER BY o.id DESC LIMIT 1) last_run ON true
+ WHERE t.status <> 'DROPPED';
+
+COMMENT ON VIEW tenant.migration_status IS 'Which schema (institutions'' and spares) is at which version, and how its last migration went.';
+COMMENT ON COLUMN tenant.migration_status.schema_id IS 'Registry id.';
+COMMENT ON COLUMN tenant.migration_status.schema_name IS 'Schema name.';
+COMMENT ON COLUMN tenant.migration_status.status IS 'Registry status (SPARE for the warm pool).';
+COMMENT ON COLUMN tenant.migration_status.version IS 'Version the schema is at.';
+COMMENT ON COLUMN tenant.migration_status.template_version IS 'Version of the template (newest migration).';
+COMMENT ON COLUMN tenant.migration_status.pending IS 'Migrations still to apply.';
+COMMENT ON COLUMN tenant.migration_status.last_migration_status IS 'COMPLETED or FAILED: the last MIGRATE operation on the schema.';
+COMMENT ON COLUMN tenant.migration_status.last_migration_sqlstate IS 'SQLSTATE of the last migration''s failure.';
+COMMENT ON COLUMN tenant.migration_status.last_migration_error IS 'Error of the last migration''s failure.';
+COMMENT ON COLUMN tenant.migration_status.last_migration_at IS 'When the last migration finished.';
+
+CREATE VIEW tenant.warm_pool AS
+SELECT t.id AS schema_id, t.schema_name, t.version,
+       t.version = (SELECT COALESCE(max(m.version), 0) FROM tenant.migrations m) AS ready, t.created_at
+  FROM tenant.tenant_schemas t WHERE t.status = 'SPARE';
+
+COMMENT ON VIEW tenant.warm_pool IS 'Spare schemas waiting to be claimed by create_institution_schema.';
+COMMENT ON COLUMN tenant.warm_pool.schema_id IS 'Registry id.';
+COMMENT ON COLUMN tenant.warm_pool.schema_name IS 'Schema name (tc_spare_...).';
+COMMENT ON COLUMN tenant.warm_pool.version IS 'Version the spare is at.';
+COMMENT ON COLUMN tenant.warm_pool.ready IS 'Whether it is at the template''s version, and so can be claimed.';
+COMMENT ON COLUMN tenant.warm_pool.created_at IS 'When the spare was built.';
+
+COMMENT ON PROCEDURE tenant.apply_migrations(boolean) IS
+    'Migrate every schema behind the template, one transaction per schema; failures are logged and the rest go on. dry_run lists what would run where.';
+COMMENT ON PROCEDURE tenant.fill_pool(integer) IS 'Build spare schemas until the warm pool holds this many ready ones.';
+COMMENT ON FUNCTION tenant.register_migration(integer, text, text) IS
+    'Register the next migration script and apply it to the template (superuser only).';
+COMMENT ON FUNCTION tenant.migrate_institution_schema(uuid) IS 'Apply every pending migration to one schema, atomically; logs a MIGRATE operation.';
+COMMENT ON FUNCTION tenant.add_spare_schema() IS 'Build one spare schema for the warm pool.';
 
 COMMENT ON FUNCTION tenant.create_institution_schema(uuid, text) IS
     'Create the schema, NOLOGIN role and registry row of an institution; returns SUCCESS or ERROR with the SQLSTATE, and logs a CREATE operation either way.';
@@ -71,13 +183,14 @@ BEGIN
     FOR fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
                WHERE p.pronamespace = 'tenant'::regnamespace
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO tenant_control_admin', fn);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', fn);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO tenant_control_admin', fn);
     END LOOP;
 END
 $privileges$;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenant TO tenant_control_admin;
-GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_backups, tenant.migrations
+GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_backups, tenant.migrations,
+                tenant.migration_status, tenant.warm_pool
     TO tenant_control_admin;

@@ -5,7 +5,9 @@
 
 use crate::errors::{OrRaise, TcError};
 use crate::lifecycle;
+use crate::migrate;
 use crate::oplog::{self, OpKind};
+use crate::pool;
 use crate::registry;
 use pgrx::prelude::*;
 
@@ -119,7 +121,7 @@ fn set_institution_status(
 fn refresh_storage(schema_id: Option<pgrx::Uuid>) -> i64 {
     oplog::with_lock_timeout(|| {
         let tenant = registry::lock(schema_id)?;
-        lifecycle::refuse_dropped(&tenant)?;
+        lifecycle::require_live(&tenant)?;
         registry::refresh_counters(&tenant)
     })
     .or_raise()
@@ -130,4 +132,90 @@ fn described(verb: &str, schema_id: Option<pgrx::Uuid>) -> String {
         Some(id) => format!("{verb} institution schema {}", crate::db::to_uuid(id)),
         None => format!("{verb} institution schema NULL"),
     }
+}
+
+/// Register migration `version` (the next number) and apply it to the template.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn register_migration(
+    version: Option<i32>,
+    script: Option<&str>,
+    description: Option<&str>,
+) -> TableIterator<'static, (name!(status, String), name!(message, String), name!(sqlstate, Option<String>))> {
+    let description_text = format!("register migration {} and apply it to the template", version.unwrap_or_default());
+    let (_, outcome) = oplog::record(OpKind::Migrate, None, description_text, |op| {
+        migrate::register(op, version, script, description)
+    });
+    TableIterator::once(match outcome {
+        Ok(version) => ("SUCCESS".into(), format!("the template is at version {version}"), None),
+        Err(error) => failure(&error),
+    })
+}
+
+/// Bring one tenant (or spare) schema to the template's version.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn migrate_institution_schema(
+    schema_id: Option<pgrx::Uuid>,
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(from_version, Option<i32>),
+        name!(to_version, Option<i32>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let (op, outcome) =
+        oplog::record(OpKind::Migrate, schema_id.map(crate::db::to_uuid), described("migrate", schema_id), |op| {
+            migrate::migrate(op, schema_id)
+        });
+    let version = |key: &str| op.metadata.get(key).and_then(|v| v.as_i64()).map(|v| v as i32);
+    TableIterator::once(match outcome {
+        Ok(done) if done.from == done.to => (
+            "SUCCESS".into(),
+            format!("schema \"{}\" is at version {}", done.schema, done.to),
+            Some(done.from),
+            Some(done.to),
+            None,
+        ),
+        Ok(done) => (
+            "SUCCESS".into(),
+            format!("schema \"{}\" migrated from version {} to {}", done.schema, done.from, done.to),
+            Some(done.from),
+            Some(done.to),
+            None,
+        ),
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, version("from_version"), version("from_version"), sqlstate)
+        }
+    })
+}
+
+/// Build one spare schema for the warm pool (called by tenant.fill_pool).
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn add_spare_schema() -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(schema_id, Option<pgrx::Uuid>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let (op, outcome) =
+        oplog::record(OpKind::Create, None, "create a spare schema for the warm pool".into(), pool::add_spare);
+    let schema = op.metadata.get("schema_name").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    TableIterator::once(match outcome {
+        Ok(id) => {
+            ("SUCCESS".into(), format!("spare schema \"{schema}\" is ready"), Some(crate::db::to_pg_uuid(id)), None)
+        }
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, sqlstate)
+        }
+    })
 }

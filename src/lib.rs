@@ -6,8 +6,10 @@ mod api;
 mod db;
 mod errors;
 mod lifecycle;
+mod migrate;
 mod name;
 mod oplog;
+mod pool;
 mod registry;
 mod settings;
 mod subxact;
@@ -28,6 +30,7 @@ pub extern "C-unwind" fn _PG_init() {
 mod tests {
     include!("tests.rs");
     include!("tests_template.rs");
+    include!("tests_migrate.rs");
 }
 
 /// Required by `cargo pgrx test`.

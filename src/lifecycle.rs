@@ -4,6 +4,7 @@ use crate::db;
 use crate::errors::{TcError, TcResult};
 use crate::name::{BackupName, TenantName};
 use crate::oplog::Operation;
+use crate::pool;
 use crate::registry::{self, Status, Tenant};
 use crate::settings;
 use crate::template;
@@ -11,7 +12,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_qualified_identifier;
 
 /// First key of the two-key advisory locks the extension takes ("tc").
-const LOCK_CLASS: i32 = 0x7463;
+pub const LOCK_CLASS: i32 = 0x7463;
 
 pub struct Created {
     pub schema_id: uuid::Uuid,
@@ -62,18 +63,31 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
     }
 
     let mut built = || -> TcResult<uuid::Uuid> {
-        db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
-        db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
-        db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
-        let copied = template::copy_into(&schema, &role)?;
-        op.note("template_statements", copied.statements);
-        let version = template::version()?;
-        op.note("version", version);
-        registry::insert(institution, &schema, version)
+        if let Some(claimed) = pool::claim(institution, &schema)? {
+            op.note("from_pool", true);
+            return Ok(claimed);
+        }
+        let version = build_schema(op, &schema)?;
+        registry::insert(Some(institution), &schema, version, Status::Active)
     };
     let schema_id = built().map_err(|error| concurrent_duplicate(error, institution, &schema))?;
     op.schema_id = Some(schema_id);
     Ok(Created { schema_id, schema })
+}
+
+/// Create the schema and its role and fill the schema with a copy of the
+/// template; returns the template version copied.
+pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<i32> {
+    let role = schema.role();
+    db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
+    db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
+    db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
+    template::lock_shared()?;
+    let copied = template::copy_into(schema, &role)?;
+    op.note("template_statements", copied.statements);
+    let version = template::version()?;
+    op.note("version", version);
+    Ok(version)
 }
 
 /// A session that did not see the other's commit (REPEATABLE READ, or another
@@ -141,8 +155,8 @@ pub struct Dropped {
 pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropped> {
     let tenant = registry::lock(schema_id)?;
     op.note("schema_name", tenant.schema.as_str());
-    op.note("institution_id", tenant.institution_id.to_string());
-    refuse_dropped(&tenant)?;
+    op.note("institution_id", tenant.institution_id.map(|id| id.to_string()));
+    require_live(&tenant)?;
 
     let backup = if registry::schema_exists(tenant.schema.as_str())? {
         let size = registry::refresh_counters(&tenant)?;
@@ -207,13 +221,13 @@ pub fn set_status(
     }
     let tenant = registry::lock(schema_id)?;
     op.note("schema_name", tenant.schema.as_str());
-    op.note("institution_id", tenant.institution_id.to_string());
+    op.note("institution_id", tenant.institution_id.map(|id| id.to_string()));
     op.note("from", tenant.status.as_str());
     op.note("to", target.as_str());
     if let Some(reason) = reason {
         op.note("reason", reason);
     }
-    refuse_dropped(&tenant)?;
+    require_live(&tenant)?;
     if tenant.status != target {
         let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
         let statement = if target.grants_access() {
@@ -227,11 +241,13 @@ pub fn set_status(
     Ok(StatusChanged { from: tenant.status, to: target })
 }
 
-pub fn refuse_dropped(tenant: &Tenant) -> TcResult<()> {
-    if tenant.status == Status::Dropped {
+/// Operations act on institutions' schemas only: not on DROPPED ones, nor on
+/// spare schemas of the warm pool.
+pub fn require_live(tenant: &Tenant) -> TcResult<()> {
+    if matches!(tenant.status, Status::Dropped | Status::Spare) {
         Err(TcError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("institution schema \"{}\" ({}) is DROPPED", tenant.schema, tenant.id),
+            format!("institution schema \"{}\" ({}) is {}", tenant.schema, tenant.id, tenant.status.as_str()),
         ))
     } else {
         Ok(())

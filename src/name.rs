@@ -69,6 +69,11 @@ impl TenantName {
         TenantName::parse(Some(&name)).expect("the default schema name always satisfies the rules")
     }
 
+    /// A spare schema of the warm pool: `tc_spare_` + 16 hex digits.
+    pub fn spare(id: &uuid::Uuid) -> Self {
+        TenantName(format!("{RESERVED_PREFIX}spare_{}", &id.simple().to_string()[..16]))
+    }
+
     /// Names stored in the registry passed `parse` and a CHECK constraint.
     pub fn from_registry(name: String) -> Self {
         TenantName(name)

@@ -14,6 +14,7 @@ pub enum OpKind {
     Create,
     Drop,
     StatusChange,
+    Migrate,
 }
 
 impl OpKind {
@@ -22,6 +23,7 @@ impl OpKind {
             OpKind::Create => "CREATE",
             OpKind::Drop => "DROP",
             OpKind::StatusChange => "STATUS_CHANGE",
+            OpKind::Migrate => "MIGRATE",
         }
     }
 }

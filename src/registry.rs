@@ -11,6 +11,8 @@ pub enum Status {
     Suspended,
     Maintenance,
     Dropped,
+    /// A ready-made copy of the template waiting in the warm pool.
+    Spare,
 }
 
 impl Status {
@@ -20,6 +22,7 @@ impl Status {
             Status::Suspended => "SUSPENDED",
             Status::Maintenance => "MAINTENANCE",
             Status::Dropped => "DROPPED",
+            Status::Spare => "SPARE",
         }
     }
 
@@ -31,6 +34,7 @@ impl Status {
             "SUSPENDED" => Ok(Status::Suspended),
             "MAINTENANCE" => Ok(Status::Maintenance),
             "DROPPED" => Ok(Status::Dropped),
+            "SPARE" => Ok(Status::Spare),
             _ => Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("unknown tenant status \"{text}\""),
@@ -48,10 +52,11 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: uuid::Uuid,
-    pub institution_id: uuid::Uuid,
+    pub institution_id: Option<uuid::Uuid>,
     pub schema: TenantName,
     pub role: RoleName,
     pub status: Status,
+    pub version: i32,
 }
 
 /// Lock the tenant's registry row for the rest of the transaction, so that
@@ -61,28 +66,41 @@ pub struct Tenant {
 pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
     let schema_id = schema_id.ok_or_else(|| TcError::null_argument("schema_id"))?;
     let found = db::rows(
-        "SELECT id, institution_id, schema_name, owner_role, status
+        "SELECT id, institution_id, schema_name, owner_role, status, version
            FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE",
         &[schema_id.into()],
         |row| {
             let missing = || TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "registry row has NULL columns");
             Ok(Tenant {
                 id: db::to_uuid(col(row, "id")?.ok_or_else(missing)?),
-                institution_id: db::to_uuid(col(row, "institution_id")?.ok_or_else(missing)?),
+                institution_id: col(row, "institution_id")?.map(db::to_uuid),
                 schema: TenantName::from_registry(col(row, "schema_name")?.ok_or_else(missing)?),
                 role: RoleName::from_registry(col(row, "owner_role")?.ok_or_else(missing)?),
                 status: Status::parse(col::<String>(row, "status")?.as_deref())?,
+                version: col(row, "version")?.ok_or_else(missing)?,
             })
         },
     )?;
     found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(schema_id))
 }
 
-pub fn insert(institution_id: uuid::Uuid, schema: &TenantName, version: i32) -> TcResult<uuid::Uuid> {
+/// Register a schema; a SPARE one belongs to no institution yet.
+pub fn insert(
+    institution_id: Option<uuid::Uuid>,
+    schema: &TenantName,
+    version: i32,
+    status: Status,
+) -> TcResult<uuid::Uuid> {
     let id: pgrx::Uuid = db::scalar(
-        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role, version)
-         VALUES ($1, $2, $3, $4) RETURNING id",
-        &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into(), version.into()],
+        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role, version, status)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        &[
+            institution_id.map(db::to_pg_uuid).into(),
+            schema.as_str().into(),
+            schema.role().as_str().into(),
+            version.into(),
+            status.as_str().into(),
+        ],
     )?;
     Ok(db::to_uuid(id))
 }
@@ -91,6 +109,13 @@ pub fn set_status(tenant: &Tenant, status: Status) -> TcResult<()> {
     db::run(
         "UPDATE tenant.tenant_schemas SET status = $2, updated_at = pg_catalog.now() WHERE id = $1",
         &[db::to_pg_uuid(tenant.id).into(), status.as_str().into()],
+    )
+}
+
+pub fn set_version(tenant: &Tenant, version: i32) -> TcResult<()> {
+    db::run(
+        "UPDATE tenant.tenant_schemas SET version = $2, updated_at = pg_catalog.now() WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into(), version.into()],
     )
 }
 

@@ -14,6 +14,8 @@ use crate::name::{RoleName, TenantName};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
+use crate::lifecycle::LOCK_CLASS;
+
 pub const TEMPLATE_SCHEMA: &str = "tenant_template";
 /// Privileges granted to, and objects owned by, this role in the template go
 /// to the tenant's role in every copy.
@@ -131,12 +133,8 @@ SELECT pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE %I%s%s%s%s AS %s',
        CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END,
        CASE WHEN p.proleakproof THEN ' LEAKPROOF' ELSE '' END,
        (SELECT pg_catalog.string_agg(
-                   CASE WHEN pg_catalog.split_part(setting, '=', 1) = 'search_path'
-                        THEN ' SET search_path = ' || (
-                             SELECT pg_catalog.string_agg(
-                                        CASE WHEN pg_catalog.btrim(element, ' "') = $1::text
-                                             THEN pg_catalog.quote_ident($2::text) ELSE pg_catalog.btrim(element) END, ', ')
-                               FROM pg_catalog.regexp_split_to_table(pg_catalog.substr(setting, 13), ',') element)
+                   CASE WHEN setting LIKE 'search_path=%'
+                        THEN ' SET search_path = ' || tenant.rebound_search_path(setting, $1::text, $2::text)
                         ELSE pg_catalog.format(' SET %s = %L', pg_catalog.split_part(setting, '=', 1),
                                                pg_catalog.substr(setting, pg_catalog.strpos(setting, '=') + 1)) END, '')
           FROM pg_catalog.unnest(p.proconfig) setting),
@@ -447,6 +445,15 @@ pub fn copy_into(target: &TenantName, role: &RoleName) -> TcResult<Copied> {
         ));
     }
     Ok(Copied { statements: script.len() })
+}
+
+/// Copies share the template; a migration of the template excludes them.
+pub fn lock_shared() -> TcResult<()> {
+    db::run("SELECT pg_catalog.pg_advisory_xact_lock_shared($1, pg_catalog.hashtext('template'))", &[LOCK_CLASS.into()])
+}
+
+pub fn lock_exclusive() -> TcResult<()> {
+    db::run("SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext('template'))", &[LOCK_CLASS.into()])
 }
 
 /// The version the template is at: the newest registered migration.

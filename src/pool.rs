@@ -1,0 +1,58 @@
+//! The warm pool: spare, fully built copies of the template, so that signing
+//! up an institution is a rename instead of a round of DDL.
+
+use crate::db;
+use crate::errors::TcResult;
+use crate::lifecycle;
+use crate::name::TenantName;
+use crate::oplog::Operation;
+use crate::registry::{self, Status};
+use crate::template;
+
+/// Build one spare schema at the template's current version.
+pub fn add_spare(op: &mut Operation) -> TcResult<uuid::Uuid> {
+    let spare = TenantName::spare(&uuid::Uuid::new_v4());
+    op.note("schema_name", spare.as_str());
+    let version = lifecycle::build_schema(op, &spare)?;
+    let id = registry::insert(None, &spare, version, Status::Spare)?;
+    op.schema_id = Some(id);
+    Ok(id)
+}
+
+/// Hand a spare at the template's current version to an institution: the
+/// schema and its role are renamed, and functions' search_path settings that
+/// named the spare now name the institution's schema.
+pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uuid::Uuid>> {
+    template::lock_shared()?;
+    let spare = db::rows(
+        "SELECT id, schema_name FROM tenant.tenant_schemas
+          WHERE status = 'SPARE' AND version = (SELECT COALESCE(max(version), 0) FROM tenant.migrations)
+          ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+        &[],
+        |row| Ok((db::col::<pgrx::Uuid>(row, "id")?, db::col::<String>(row, "schema_name")?)),
+    )?;
+    let Some((Some(id), Some(spare_name))) = spare.into_iter().next() else { return Ok(None) };
+    let spare = TenantName::from_registry(spare_name);
+    db::run(&format!("ALTER SCHEMA {} RENAME TO {}", spare.quoted(), schema.quoted()), &[])?;
+    db::run(&format!("ALTER ROLE {} RENAME TO {}", spare.role().quoted(), schema.role().quoted()), &[])?;
+    let rebinds = db::rows(
+        "SELECT pg_catalog.format('ALTER %s %I.%I(%s) SET search_path = %s',
+                CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, $2::text, p.proname,
+                pg_catalog.pg_get_function_identity_arguments(p.oid), tenant.rebound_search_path(setting, $1, $2))
+           FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) setting
+          WHERE p.pronamespace = $2::regnamespace AND setting LIKE 'search_path=%'",
+        &[spare.as_str().into(), schema.as_str().into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    for statement in rebinds {
+        db::run(&statement, &[])?;
+    }
+    db::run(
+        "UPDATE tenant.tenant_schemas
+            SET institution_id = $2, schema_name = $3, owner_role = $4, status = 'ACTIVE',
+                created_at = pg_catalog.now(), updated_at = pg_catalog.now()
+          WHERE id = $1",
+        &[id.into(), db::to_pg_uuid(institution).into(), schema.as_str().into(), schema.role().as_str().into()],
+    )?;
+    Ok(Some(db::to_uuid(id)))
+}
