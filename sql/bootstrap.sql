@@ -148,18 +148,87 @@ COMMENT ON COLUMN tenant.migrations.script IS 'SQL run with search_path set to t
 COMMENT ON COLUMN tenant.migrations.registered_at IS 'When the migration was registered (and applied to the template).';
 COMMENT ON COLUMN tenant.migrations.registered_by IS 'session_user that registered it.';
 
--- A function's search_path setting ("search_path=a, b") with the element
--- naming schema from_schema replaced by to_schema: an element of a catalog
--- list, never a substring of code.
-CREATE FUNCTION tenant.rebound_search_path(setting text, from_schema text, to_schema text)
-RETURNS text LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+-- The objects of one catalog that live in a schema, found through the
+-- dependencies on the schema (an index), not by scanning the catalog: with
+-- thousands of tenant schemas a scan of pg_class costs tens of milliseconds.
+-- Indexes, and the row and array types of relations, depend on their relation
+-- instead. Written to be inlined: no SET clause, every name qualified.
+CREATE FUNCTION tenant.schema_objects(schema_name text, catalog regclass)
+RETURNS SETOF oid LANGUAGE sql STABLE
 AS $$
-    SELECT string_agg(CASE WHEN btrim(element, ' "') = from_schema THEN quote_ident(to_schema) ELSE btrim(element) END,
-                      ', ' ORDER BY position)
-      FROM regexp_split_to_table(substr(setting, length('search_path=') + 1), ',') WITH ORDINALITY AS e(element, position)
+    SELECT d.objid FROM pg_catalog.pg_depend d
+     WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+       AND d.refobjid OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace(schema_name)
+       AND d.refobjsubid OPERATOR(pg_catalog.=) 0
+       AND d.classid OPERATOR(pg_catalog.=) catalog
+       AND d.deptype OPERATOR(pg_catalog.=) 'n'
 $$;
-COMMENT ON FUNCTION tenant.rebound_search_path(text, text, text) IS
-    'Internal: a function''s search_path setting with one schema element replaced (used when copying the template and claiming spares).';
+COMMENT ON FUNCTION tenant.schema_objects(text, regclass) IS
+    'Internal: oids of the objects of a catalog (pg_class, pg_proc, pg_type, ...) that live in a schema, found through pg_depend.';
+
+-- A function setting as parts of a statement: literal text, and a
+-- {"slot": "schema"} where the search_path names `schema_name`. The copy puts
+-- its own schema in the slot: a list element of a catalog entry is rebound,
+-- no text is searched and replaced.
+CREATE FUNCTION tenant.setting_parts(setting text, schema_name text)
+RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN setting LIKE 'search_path=%' THEN
+               jsonb_build_array(' SET search_path = ')
+               || (SELECT jsonb_agg(v.part ORDER BY e.n, v.k)
+                     FROM regexp_split_to_table(substr(setting, length('search_path=') + 1), ',') WITH ORDINALITY AS e(element, n),
+                          LATERAL (VALUES (1, CASE WHEN e.n > 1 THEN to_jsonb(', '::text) END),
+                                          (2, CASE WHEN btrim(e.element, ' "') = schema_name THEN '{"slot": "schema"}'::jsonb
+                                                   ELSE to_jsonb(btrim(e.element)) END)) AS v(k, part)
+                    WHERE v.part IS NOT NULL)
+           ELSE jsonb_build_array(format(' SET %s = %L', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1)))
+           END
+$$;
+COMMENT ON FUNCTION tenant.setting_parts(text, text) IS
+    'Internal: a function setting as statement parts, with the schema''s place in a search_path marked as a slot.';
+
+-- Every change to the template, so that copies know when the DDL they
+-- generated from it is stale. An append-only table: no row lock is shared
+-- between the sessions that note changes.
+CREATE TABLE tenant.template_changes (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    changed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    command_tag text        NOT NULL
+);
+COMMENT ON TABLE tenant.template_changes IS
+    'Internal: DDL that touched (or may have touched) tenant_template; copies regenerate their DDL after a new row.';
+COMMENT ON COLUMN tenant.template_changes.id IS 'Change number.';
+COMMENT ON COLUMN tenant.template_changes.changed_at IS 'When the change was made.';
+COMMENT ON COLUMN tenant.template_changes.command_tag IS 'The DDL command (GRANT and the like count, as they name no schema).';
+
+-- Event triggers see DDL on the template. Commands that name no schema
+-- (GRANT, REVOKE, ALTER DEFAULT PRIVILEGES, ...) count as changes too; the
+-- extension's own DDL on tenant schemas says so with tenant_control.internal_ddl.
+CREATE FUNCTION tenant.note_template_change() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('tenant_control.internal_ddl', true) = 'on' THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT = 'sql_drop' THEN
+        IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                    WHERE o.schema_name = 'tenant_template'
+                       OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
+            INSERT INTO tenant.template_changes (command_tag) VALUES (TG_TAG);
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                   WHERE c.schema_name IS NULL OR c.schema_name = 'tenant_template') THEN
+        INSERT INTO tenant.template_changes (command_tag) VALUES (TG_TAG);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION tenant.note_template_change() IS 'Internal: event trigger that records changes to tenant_template.';
+CREATE EVENT TRIGGER tenant_control_template_ddl ON ddl_command_end EXECUTE FUNCTION tenant.note_template_change();
+CREATE EVENT TRIGGER tenant_control_template_drop ON sql_drop EXECUTE FUNCTION tenant.note_template_change();
+-- Also under session_replication_role = replica: a stale copy is worse than a trigger call.
+ALTER EVENT TRIGGER tenant_control_template_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER tenant_control_template_drop ENABLE ALWAYS;
 
 -- pg_dump skips extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('tenant.tenant_schemas', '');

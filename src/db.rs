@@ -31,9 +31,11 @@ pub fn run_explained(sql: &str, context: &str) -> TcResult<()> {
     PgTryBuilder::new(|| run(sql, &[]))
         .catch_others(|caught| {
             let error = TcError::from_caught(caught);
+            // Short statements are worth quoting; a long script is not.
+            let context = if sql.len() <= 300 { format!("{context}: {sql}") } else { context.to_string() };
             let detail = match &error.detail {
-                Some(detail) => format!("{detail}; {context}: {sql}"),
-                None => format!("{context}: {sql}"),
+                Some(detail) => format!("{detail}; {context}"),
+                None => context,
             };
             Err(error.detail(detail))
         })

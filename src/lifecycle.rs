@@ -79,15 +79,30 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
 /// template; returns the template version copied.
 pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<i32> {
     let role = schema.role();
-    db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
-    db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
-    db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
     template::lock_shared()?;
-    let copied = template::copy_into(schema, &role)?;
-    op.note("template_statements", copied.statements);
+    let copied = internal_ddl(|| {
+        db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
+        db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
+        db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
+        template::copy_into(schema, &role)
+    })?;
+    let [prepare, execute, verify] = copied.timings;
+    op.note(
+        "template",
+        serde_json::json!({
+            "statements": copied.statements, "generated": copied.generated,
+            "prepare_ms": prepare, "execute_ms": execute, "verify_ms": verify,
+        }),
+    );
     let version = template::version()?;
     op.note("version", version);
     Ok(version)
+}
+
+/// DDL the extension runs on tenant schemas, which the event trigger
+/// watching the template must not take for a change of the template.
+pub fn internal_ddl<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    db::with_setting("tenant_control.internal_ddl", "on", work)
 }
 
 /// A session that did not see the other's commit (REPEATABLE READ, or another
@@ -158,8 +173,22 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
     op.note("institution_id", tenant.institution_id.map(|id| id.to_string()));
     require_live(&tenant)?;
 
+    let backup = internal_ddl(|| detach(op, &tenant))?;
+
+    db::run(
+        "UPDATE tenant.tenant_schemas
+            SET status = 'DROPPED', table_count = 0, storage_used = 0, updated_at = pg_catalog.now(),
+                last_backup = CASE WHEN $2 THEN pg_catalog.now() ELSE last_backup END
+          WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into(), backup.is_some().into()],
+    )?;
+    Ok(Dropped { backup })
+}
+
+/// Rename the schema into a backup and drop the tenant's role.
+fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<BackupName>> {
     let backup = if registry::schema_exists(tenant.schema.as_str())? {
-        let size = registry::refresh_counters(&tenant)?;
+        let size = registry::refresh_counters(tenant)?;
         let backup_id = uuid::Uuid::new_v4();
         let backup = BackupName::generate(&backup_id);
         db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])?;
@@ -191,14 +220,7 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
         db::run(&format!("DROP OWNED BY {role}"), &[])?;
         db::run(&format!("DROP ROLE {role}"), &[])?;
     }
-    db::run(
-        "UPDATE tenant.tenant_schemas
-            SET status = 'DROPPED', table_count = 0, storage_used = 0, updated_at = pg_catalog.now(),
-                last_backup = CASE WHEN $2 THEN pg_catalog.now() ELSE last_backup END
-          WHERE id = $1",
-        &[db::to_pg_uuid(tenant.id).into(), backup.is_some().into()],
-    )?;
-    Ok(Dropped { backup })
+    Ok(backup)
 }
 
 pub struct StatusChanged {
@@ -235,7 +257,7 @@ pub fn set_status(
         } else {
             format!("REVOKE ALL ON SCHEMA {schema} FROM {role}")
         };
-        db::run(&statement, &[])?;
+        internal_ddl(|| db::run(&statement, &[]))?;
         registry::set_status(&tenant, target)?;
     }
     Ok(StatusChanged { from: tenant.status, to: target })

@@ -39,6 +39,7 @@ pub fn register(
         ));
     }
     run_script(TEMPLATE_SCHEMA, &Migration { version, script: script.to_string() })?;
+    template::note_change("MIGRATION")?;
     db::run(
         "INSERT INTO tenant.migrations (version, description, script) VALUES ($1, $2, $3)",
         &[version.into(), description.into(), script.into()],
@@ -66,9 +67,7 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     let to = pending.last().map_or(from, |m| m.version);
     op.note("from_version", from);
     op.note("to_version", to);
-    for migration in &pending {
-        run_script(tenant.schema.as_str(), migration)?;
-    }
+    lifecycle::internal_ddl(|| pending.iter().try_for_each(|migration| run_script(tenant.schema.as_str(), migration)))?;
     if to != from {
         registry::set_version(&tenant, to)?;
         registry::refresh_counters(&tenant)?;

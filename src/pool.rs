@@ -33,20 +33,27 @@ pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uu
     )?;
     let Some((Some(id), Some(spare_name))) = spare.into_iter().next() else { return Ok(None) };
     let spare = TenantName::from_registry(spare_name);
-    db::run(&format!("ALTER SCHEMA {} RENAME TO {}", spare.quoted(), schema.quoted()), &[])?;
-    db::run(&format!("ALTER ROLE {} RENAME TO {}", spare.role().quoted(), schema.role().quoted()), &[])?;
-    let rebinds = db::rows(
-        "SELECT pg_catalog.format('ALTER %s %I.%I(%s) SET search_path = %s',
-                CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, $2::text, p.proname,
-                pg_catalog.pg_get_function_identity_arguments(p.oid), tenant.rebound_search_path(setting, $1, $2))
-           FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) setting
-          WHERE p.pronamespace = $2::regnamespace AND setting LIKE 'search_path=%'",
-        &[spare.as_str().into(), schema.as_str().into()],
-        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
-    )?;
-    for statement in rebinds {
-        db::run(&statement, &[])?;
-    }
+    lifecycle::internal_ddl(|| {
+        db::run(&format!("ALTER SCHEMA {} RENAME TO {}", spare.quoted(), schema.quoted()), &[])?;
+        db::run(&format!("ALTER ROLE {} RENAME TO {}", spare.role().quoted(), schema.role().quoted()), &[])?;
+        let rebinds = db::rows(
+            "SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s %I(%s)',
+                        CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
+                        pg_catalog.pg_get_function_identity_arguments(p.oid)))
+                    || tenant.setting_parts(setting, $1)
+               FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) setting
+              WHERE p.oid IN (SELECT tenant.schema_objects($2, 'pg_catalog.pg_proc')) AND setting LIKE 'search_path=%'",
+            &[spare.as_str().into(), schema.as_str().into()],
+            |row| Ok(row.get::<pgrx::JsonB>(1)?.map(|parts| parts.0).unwrap_or_default()),
+        )?;
+        // Functions are named relative to the renamed schema, which is first on the search_path.
+        db::with_setting("search_path", &schema.quoted(), || {
+            for parts in rebinds {
+                db::run(&template::render(&template::parts_of(parts)?, schema.as_str(), ""), &[])?;
+            }
+            Ok(())
+        })
+    })?;
     db::run(
         "UPDATE tenant.tenant_schemas
             SET institution_id = $2, schema_name = $3, owner_role = $4, status = 'ACTIVE',

@@ -11,6 +11,10 @@ pub static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Op
 /// Read through current_setting() so that its unit travels with it.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
+/// Set by the extension around its own DDL on tenant schemas, so that the
+/// event trigger watching the template does not count it as a template change.
+pub static INTERNAL_DDL: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn register() {
     // SUSET: which table is trusted as the list of institutions is a superuser decision.
     GucRegistry::define_string_guc(
@@ -28,6 +32,14 @@ pub fn register() {
         &INSTITUTIONS_ID_COLUMN,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_control.internal_ddl",
+        c"Internal: set while tenant_control runs DDL on tenant schemas.",
+        c"Not for users: DDL run with it on is not seen as a change of the template.",
+        &INTERNAL_DDL,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL,
     );
     GucRegistry::define_int_guc(
         c"tenant_control.lock_timeout",

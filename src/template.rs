@@ -26,44 +26,45 @@ const UNSUPPORTED: &str = r#"
 SELECT format('%s %I.%I', kind, $1::text, name) FROM (
     SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
                           ELSE 'partitioned index' END AS kind, c.relname::text AS name, c.oid
-      FROM pg_catalog.pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('p', 'f', 'I')
+      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('p', 'f', 'I')
     UNION ALL
     SELECT 'table with inheritance', c.relname, c.oid FROM pg_catalog.pg_class c
-      JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid WHERE c.relnamespace = $1::regnamespace
+      JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
     UNION ALL
     SELECT 'typed table', c.relname, c.oid FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = $1::regnamespace AND c.reloftype <> 0
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.reloftype <> 0
     UNION ALL
     SELECT CASE p.prokind WHEN 'a' THEN 'aggregate' ELSE 'window function' END, p.proname, p.oid
-      FROM pg_catalog.pg_proc p WHERE p.pronamespace = $1::regnamespace AND p.prokind IN ('a', 'w')
+      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('a', 'w')
     UNION ALL
     SELECT 'function naming the template schema in its body', p.proname, p.oid
-      FROM pg_catalog.pg_proc p WHERE p.pronamespace = $1::regnamespace AND p.prosqlbody IS NULL
+      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prosqlbody IS NULL
        AND pg_catalog.strpos(pg_catalog.lower(p.prosrc), pg_catalog.lower($1::text) || '.') > 0
     UNION ALL
     SELECT CASE t.typtype WHEN 'r' THEN 'range type' WHEN 'm' THEN 'multirange type' ELSE 'base type' END,
            t.typname, t.oid
-      FROM pg_catalog.pg_type t WHERE t.typnamespace = $1::regnamespace AND t.typtype IN ('r', 'm', 'b')
+      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typtype IN ('r', 'm', 'b')
        AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
     UNION ALL
-    SELECT 'operator', o.oprname, o.oid FROM pg_catalog.pg_operator o WHERE o.oprnamespace = $1::regnamespace
+    SELECT 'operator', o.oprname, o.oid FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_operator'))
     UNION ALL
-    SELECT 'collation', c.collname, c.oid FROM pg_catalog.pg_collation c WHERE c.collnamespace = $1::regnamespace
+    SELECT 'collation', c.collname, c.oid FROM pg_catalog.pg_collation c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_collation'))
     UNION ALL
     SELECT 'statistics object', s.stxname, s.oid FROM pg_catalog.pg_statistic_ext s
-     WHERE s.stxnamespace = $1::regnamespace
+     WHERE s.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext'))
     UNION ALL
     SELECT 'rule', r.rulename, r.oid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-     WHERE c.relnamespace = $1::regnamespace AND r.rulename <> '_RETURN'
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND r.rulename <> '_RETURN'
     UNION ALL
     SELECT 'text search configuration', t.cfgname, t.oid FROM pg_catalog.pg_ts_config t
-     WHERE t.cfgnamespace = $1::regnamespace
+     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config'))
 ) unsupported ORDER BY oid
 "#;
 
 /// The generators, in the order their statements must run. Each query takes
-/// the template schema ($1), the tenant schema ($2) and the tenant role ($3),
-/// and returns one statement per row.
+/// the schema to read ($1) and the role that stands for the tenant's role in
+/// it ($2), and returns one statement per row: text, or a jsonb array of
+/// parts where {"slot": ...} marks the copy's own schema or role.
 pub const GENERATORS: &[(&str, &str)] = &[
     ("types", TYPES),
     ("sequences", SEQUENCES),
@@ -72,9 +73,9 @@ pub const GENERATORS: &[(&str, &str)] = &[
     ("sequence ownership", SEQUENCE_OWNERSHIP),
     ("SQL-standard functions", SQL_STANDARD_FUNCTIONS),
     ("views", VIEWS),
-    ("keys and checks", KEYS_AND_CHECKS),
+    ("unvalidated checks", KEYS_AND_CHECKS),
     ("indexes", INDEXES),
-    ("foreign keys", FOREIGN_KEYS),
+    ("remaining foreign keys", FOREIGN_KEYS),
     ("triggers", TRIGGERS),
     ("row-level security", ROW_LEVEL_SECURITY),
     ("policies", POLICIES),
@@ -102,7 +103,7 @@ SELECT CASE t.typtype
            FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
     END
   FROM pg_catalog.pg_type t
- WHERE t.typnamespace = $1::regnamespace
+ WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
    AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
  ORDER BY t.oid
 "#;
@@ -112,14 +113,14 @@ SELECT pg_catalog.format('CREATE %sSEQUENCE %I AS %s INCREMENT BY %s MINVALUE %s
        CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, c.relname, pg_catalog.format_type(s.seqtypid, NULL),
        s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache, CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
- WHERE c.relnamespace = $1::regnamespace
+ WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
                       AND d.objid = c.oid AND d.deptype = 'i')
  ORDER BY c.oid
 "#;
 
 const FUNCTIONS: &str = r#"
-SELECT pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE %I%s%s%s%s AS %s',
+SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE %I%s%s%s',
        CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
        pg_catalog.pg_get_function_arguments(p.oid),
        CASE p.prokind WHEN 'p' THEN '' ELSE ' RETURNS ' || pg_catalog.pg_get_function_result(p.oid) END,
@@ -131,17 +132,15 @@ SELECT pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE %I%s%s%s%s AS %s',
            || pg_catalog.format(' COST %s', p.procost)
            || CASE WHEN p.proretset THEN pg_catalog.format(' ROWS %s', p.prorows) ELSE '' END END,
        CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END,
-       CASE WHEN p.proleakproof THEN ' LEAKPROOF' ELSE '' END,
-       (SELECT pg_catalog.string_agg(
-                   CASE WHEN setting LIKE 'search_path=%'
-                        THEN ' SET search_path = ' || tenant.rebound_search_path(setting, $1::text, $2::text)
-                        ELSE pg_catalog.format(' SET %s = %L', pg_catalog.split_part(setting, '=', 1),
-                                               pg_catalog.substr(setting, pg_catalog.strpos(setting, '=') + 1)) END, '')
-          FROM pg_catalog.unnest(p.proconfig) setting),
-       CASE WHEN l.lanname = 'c' THEN pg_catalog.format('%L, %L', p.probin, p.prosrc)
-            ELSE pg_catalog.quote_literal(p.prosrc) END)
+       CASE WHEN p.proleakproof THEN ' LEAKPROOF' ELSE '' END))
+       || COALESCE((SELECT pg_catalog.jsonb_agg(part ORDER BY setting.n, part.n)
+                      FROM pg_catalog.unnest(p.proconfig) WITH ORDINALITY AS setting(value, n),
+                           pg_catalog.jsonb_array_elements(tenant.setting_parts(setting.value, $1::text)) WITH ORDINALITY AS part(part, n)),
+                   '[]'::jsonb)
+       || pg_catalog.jsonb_build_array(' AS ' || CASE WHEN l.lanname = 'c' THEN pg_catalog.format('%L, %L', p.probin, p.prosrc)
+                                                      ELSE pg_catalog.quote_literal(p.prosrc) END)
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
- WHERE p.pronamespace = $1::regnamespace AND p.prokind IN ('f', 'p') AND p.prosqlbody IS NULL
+ WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p') AND p.prosqlbody IS NULL
  ORDER BY p.oid
 "#;
 
@@ -166,9 +165,18 @@ SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, ', ' ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute a
           LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, pg_catalog.pg_get_constraintdef(k.oid)),
+                                                 '' ORDER BY k.contype <> 'p', k.oid)
+                      FROM pg_catalog.pg_constraint k
+                     WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x') AND k.convalidated), '')
+       -- Foreign keys to tables that already exist when this one is created.
+       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, pg_catalog.pg_get_constraintdef(k.oid)),
+                                                 '' ORDER BY k.oid)
+                      FROM pg_catalog.pg_constraint k
+                     WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.convalidated AND k.confrelid <= c.oid), ''),
        CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END)
-  FROM pg_catalog.pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r'
+  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r'
  ORDER BY c.oid
 "#;
 
@@ -179,7 +187,7 @@ SELECT pg_catalog.format('ALTER SEQUENCE %I OWNED BY %I.%I', s.relname, t.relnam
                               AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0
   JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
   JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
- WHERE s.relnamespace = $1::regnamespace AND s.relkind = 'S'
+ WHERE s.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND s.relkind = 'S'
  ORDER BY s.oid
 "#;
 
@@ -194,7 +202,7 @@ SELECT pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE sql%s %s',
            || CASE p.proparallel WHEN 's' THEN ' PARALLEL SAFE' WHEN 'r' THEN ' PARALLEL RESTRICTED' ELSE '' END END,
        pg_catalog.pg_get_function_sqlbody(p.oid))
   FROM pg_catalog.pg_proc p
- WHERE p.pronamespace = $1::regnamespace AND p.prokind IN ('f', 'p') AND p.prosqlbody IS NOT NULL
+ WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p') AND p.prosqlbody IS NOT NULL
  ORDER BY p.oid
 "#;
 
@@ -205,15 +213,17 @@ SELECT CASE c.relkind
             pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';'))
        ELSE pg_catalog.format('CREATE MATERIALIZED VIEW %I AS %s WITH %sDATA', c.relname,
             pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';'), CASE WHEN c.relispopulated THEN '' ELSE 'NO ' END) END
-  FROM pg_catalog.pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('v', 'm')
+  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('v', 'm')
  ORDER BY c.oid
 "#;
 
+/// Keys and checks are part of CREATE TABLE; only checks added NOT VALID come after.
 const KEYS_AND_CHECKS: &str = r#"
 SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_catalog.pg_get_constraintdef(c.oid))
   FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
- WHERE t.relnamespace = $1::regnamespace AND c.contype IN ('p', 'u', 'c', 'x')
- ORDER BY c.contype = 'c', c.oid
+ WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+   AND c.contype IN ('p', 'u', 'c', 'x') AND NOT c.convalidated
+ ORDER BY c.oid
 "#;
 
 /// pg_get_indexdef always qualifies the table: its fixed prefix is rebuilt.
@@ -226,7 +236,7 @@ SELECT pg_catalog.format('CREATE %sINDEX %I ON %I ', CASE WHEN i.indisunique THE
   LATERAL (SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
                   pg_catalog.format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
                                     c.relname, $1::text, t.relname) AS prefix) d
- WHERE c.relnamespace = $1::regnamespace
+ WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
    AND pg_catalog.starts_with(d.def, d.prefix)
  ORDER BY i.indexrelid
@@ -235,7 +245,8 @@ SELECT pg_catalog.format('CREATE %sINDEX %I ON %I ', CASE WHEN i.indisunique THE
 const FOREIGN_KEYS: &str = r#"
 SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_catalog.pg_get_constraintdef(c.oid))
   FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
- WHERE t.relnamespace = $1::regnamespace AND c.contype = 'f'
+ WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.contype = 'f'
+   AND NOT (c.convalidated AND c.confrelid <= t.oid)
  ORDER BY c.oid
 "#;
 
@@ -248,12 +259,12 @@ SELECT statement FROM (
       FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid,
       LATERAL (SELECT pg_catalog.pg_get_triggerdef(g.oid) AS def,
                       pg_catalog.format(' ON %I.%I ', $1::text, c.relname) AS token) d
-     WHERE c.relnamespace = $1::regnamespace AND NOT g.tgisinternal AND pg_catalog.strpos(d.def, d.token) > 0
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND pg_catalog.strpos(d.def, d.token) > 0
     UNION ALL
     SELECT g.oid, 1, pg_catalog.format('ALTER TABLE %I %s TRIGGER %I', c.relname,
            CASE g.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END, g.tgname)
       FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-     WHERE c.relnamespace = $1::regnamespace AND NOT g.tgisinternal AND g.tgenabled <> 'O'
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND g.tgenabled <> 'O'
 ) t ORDER BY t.oid, t.step
 "#;
 
@@ -261,23 +272,25 @@ const ROW_LEVEL_SECURITY: &str = r#"
 SELECT pg_catalog.format('ALTER TABLE %I %s ROW LEVEL SECURITY', c.relname, mode)
   FROM pg_catalog.pg_class c,
        LATERAL (VALUES (1, 'ENABLE', c.relrowsecurity), (2, 'FORCE', c.relforcerowsecurity)) AS m(step, mode, wanted)
- WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND m.wanted
+ WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r' AND m.wanted
  ORDER BY c.oid, m.step
 "#;
 
 const POLICIES: &str = r#"
-SELECT pg_catalog.format('CREATE POLICY %I ON %I AS %s FOR %s TO %s%s%s', p.polname, c.relname,
-       CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
-       CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-       (SELECT pg_catalog.string_agg(CASE WHEN pr.oid = 0 THEN 'PUBLIC'
-                                          WHEN r.rolname = $4::text THEN pg_catalog.quote_ident($3::text)
-                                          ELSE pg_catalog.quote_ident(r.rolname) END, ', ')
-          FROM pg_catalog.unnest(p.polroles) AS pr(oid)
-          LEFT JOIN pg_catalog.pg_roles r ON r.oid = pr.oid),
-       CASE WHEN p.polqual IS NOT NULL THEN ' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')' ELSE '' END,
-       CASE WHEN p.polwithcheck IS NOT NULL THEN ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')' ELSE '' END)
-  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
- WHERE c.relnamespace = $1::regnamespace
+SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE POLICY %I ON %I AS %s FOR %s TO %s', p.polname, c.relname,
+           CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+           roles.named || CASE WHEN roles.named <> '' AND roles.tenant THEN ', ' ELSE '' END))
+       || CASE WHEN roles.tenant THEN '[{"slot": "role"}]'::jsonb ELSE '[]'::jsonb END
+       || pg_catalog.jsonb_build_array(
+              CASE WHEN p.polqual IS NOT NULL THEN ' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')' ELSE '' END
+              || CASE WHEN p.polwithcheck IS NOT NULL THEN ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')' ELSE '' END)
+  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid,
+  LATERAL (SELECT COALESCE(pg_catalog.string_agg(CASE WHEN pr.oid = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END, ', ')
+                               FILTER (WHERE pr.oid <> $2::regrole), '') AS named,
+                  pg_catalog.bool_or(pr.oid = $2::regrole) AS tenant
+             FROM pg_catalog.unnest(p.polroles) AS pr(oid) LEFT JOIN pg_catalog.pg_roles r ON r.oid = pr.oid) roles
+ WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
  ORDER BY p.oid
 "#;
 
@@ -289,91 +302,105 @@ SELECT pg_catalog.format('COMMENT ON %s IS %L', target, d.description) FROM (
            ELSE pg_catalog.format('%s %I', CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                                             WHEN 'S' THEN 'SEQUENCE' WHEN 'i' THEN 'INDEX' ELSE 'TYPE' END, c.relname) END AS target
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid
-     WHERE d.classoid = 'pg_catalog.pg_class'::regclass AND c.relnamespace = $1::regnamespace
+     WHERE d.classoid = 'pg_catalog.pg_class'::regclass
+       AND (c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+            OR c.oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i
+                          WHERE i.indrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))))
     UNION ALL
     SELECT d.description, p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
            p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid))
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid
-     WHERE d.classoid = 'pg_catalog.pg_proc'::regclass AND p.pronamespace = $1::regnamespace
+     WHERE d.classoid = 'pg_catalog.pg_proc'::regclass AND p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
     UNION ALL
     SELECT d.description, t.oid, pg_catalog.format('%s %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname)
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_type t ON t.oid = d.objoid
-     WHERE d.classoid = 'pg_catalog.pg_type'::regclass AND t.typnamespace = $1::regnamespace
+     WHERE d.classoid = 'pg_catalog.pg_type'::regclass AND t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
     UNION ALL
     SELECT d.description, k.oid, pg_catalog.format('CONSTRAINT %I ON %I', k.conname, c.relname)
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_constraint k ON k.oid = d.objoid
       JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-     WHERE d.classoid = 'pg_catalog.pg_constraint'::regclass AND c.relnamespace = $1::regnamespace
+     WHERE d.classoid = 'pg_catalog.pg_constraint'::regclass AND c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
     UNION ALL
     SELECT d.description, g.oid, pg_catalog.format('TRIGGER %I ON %I', g.tgname, c.relname)
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger g ON g.oid = d.objoid
       JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-     WHERE d.classoid = 'pg_catalog.pg_trigger'::regclass AND c.relnamespace = $1::regnamespace
+     WHERE d.classoid = 'pg_catalog.pg_trigger'::regclass AND c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
     UNION ALL
     SELECT d.description, p.oid, pg_catalog.format('POLICY %I ON %I', p.polname, c.relname)
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_policy p ON p.oid = d.objoid
       JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-     WHERE d.classoid = 'pg_catalog.pg_policy'::regclass AND c.relnamespace = $1::regnamespace
+     WHERE d.classoid = 'pg_catalog.pg_policy'::regclass AND c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
 ) d ORDER BY d.oid
 "#;
 
 const OWNERSHIP: &str = r#"
-SELECT pg_catalog.format('ALTER %s OWNER TO %I', target, $3::text) FROM (
+SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s OWNER TO ', target), '{"slot": "role"}'::jsonb) FROM (
     SELECT c.oid, pg_catalog.format('%s %I', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                                              WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.relname) AS target, c.relowner AS owner
-      FROM pg_catalog.pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'v', 'm', 'S')
+      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'v', 'm', 'S')
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
                           AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
     UNION ALL
     SELECT p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
            pg_catalog.pg_get_function_identity_arguments(p.oid)), p.proowner
-      FROM pg_catalog.pg_proc p WHERE p.pronamespace = $1::regnamespace
+      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
     UNION ALL
     SELECT t.oid, pg_catalog.format('%s %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname), t.typowner
-      FROM pg_catalog.pg_type t WHERE t.typnamespace = $1::regnamespace AND t.typtype IN ('e', 'd', 'c')
+      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typtype IN ('e', 'd', 'c')
        AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c')
-) o WHERE o.owner = $4::regrole ORDER BY o.oid
+) o WHERE o.owner = $2::regrole ORDER BY o.oid
 "#;
 
 const GRANTS: &str = r#"
-SELECT CASE WHEN acl.privilege IS NULL THEN pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', acl.target)
-            ELSE pg_catalog.format('GRANT %s ON %s TO %s%s', acl.privilege, acl.target,
-                 CASE WHEN acl.grantee = 0 THEN 'PUBLIC'
-                      WHEN acl.grantee = $4::regrole THEN pg_catalog.quote_ident($3::text)
-                      ELSE pg_catalog.quote_ident(acl.grantee::regrole::text) END,
-                 CASE WHEN acl.grantable THEN ' WITH GRANT OPTION' ELSE '' END) END
-  FROM (
-    SELECT c.oid, 0 AS step, pg_catalog.format('%s %I', CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.relname) AS target,
+WITH acl AS (
+    SELECT c.oid, 0 AS step, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, pg_catalog.quote_ident(c.relname) AS name,
            x.privilege_type AS privilege, x.grantee, x.is_grantable AS grantable, x.grantee = c.relowner AS own
       FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) x
-     WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'v', 'm', 'S')
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'v', 'm', 'S')
     UNION ALL
-    SELECT c.oid, 1, pg_catalog.format('TABLE %I', c.relname), pg_catalog.format('%s (%I)', x.privilege_type, a.attname),
+    SELECT c.oid, 1, 'TABLE', pg_catalog.quote_ident(c.relname), pg_catalog.format('%s (%I)', x.privilege_type, a.attname),
            x.grantee, x.is_grantable, false
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attacl IS NOT NULL,
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL,
            LATERAL pg_catalog.aclexplode(a.attacl) x
-     WHERE c.relnamespace = $1::regnamespace
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
     UNION ALL
-    SELECT p.oid, s.step, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-           pg_catalog.pg_get_function_identity_arguments(p.oid)), s.privilege, s.grantee, s.grantable, s.own
+    SELECT p.oid, s.step, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+           pg_catalog.format('%I(%s)', p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+           s.privilege, s.grantee, s.grantable, s.own
       FROM pg_catalog.pg_proc p,
            LATERAL (SELECT 0 AS step, NULL::text AS privilege, NULL::oid AS grantee, false AS grantable, false AS own
                     UNION ALL
                     SELECT 1, x.privilege_type, x.grantee, x.is_grantable, x.grantee = p.proowner
                       FROM pg_catalog.aclexplode(p.proacl) x) s
-     WHERE p.pronamespace = $1::regnamespace AND p.proacl IS NOT NULL
+     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.proacl IS NOT NULL
     UNION ALL
-    SELECT t.oid, s.step, pg_catalog.format('%s %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname),
+    SELECT t.oid, s.step, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.quote_ident(t.typname),
            s.privilege, s.grantee, s.grantable, s.own
       FROM pg_catalog.pg_type t,
            LATERAL (SELECT 0 AS step, NULL::text AS privilege, NULL::oid AS grantee, false AS grantable, false AS own
                     UNION ALL
                     SELECT 1, x.privilege_type, x.grantee, x.is_grantable, x.grantee = t.typowner
                       FROM pg_catalog.aclexplode(t.typacl) x) s
-     WHERE t.typnamespace = $1::regnamespace AND t.typacl IS NOT NULL AND t.typtype IN ('e', 'd', 'c')
-  ) acl
- WHERE NOT acl.own
- ORDER BY acl.oid, acl.step
+     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typacl IS NOT NULL AND t.typtype IN ('e', 'd', 'c')
+), per_object AS (
+    SELECT pg_catalog.min(acl.oid) AS oid, acl.step, acl.kind, acl.name, acl.grantee, acl.grantable,
+           pg_catalog.string_agg(acl.privilege, ', ' ORDER BY acl.privilege) AS privileges
+      FROM acl WHERE NOT acl.own
+     GROUP BY acl.step, acl.kind, acl.name, acl.grantee, acl.grantable
+)
+-- One statement for all objects of a kind that grant the same privileges to the same role.
+SELECT CASE WHEN o.grantee IS NULL
+            THEN pg_catalog.jsonb_build_array(pg_catalog.format('REVOKE ALL ON %s %s FROM PUBLIC', o.kind,
+                                                                pg_catalog.string_agg(o.name, ', ' ORDER BY o.name)))
+            ELSE pg_catalog.jsonb_build_array(pg_catalog.format('GRANT %s ON %s %s TO ', o.privileges, o.kind,
+                                                                pg_catalog.string_agg(o.name, ', ' ORDER BY o.name)),
+                     CASE WHEN o.grantee = 0 THEN pg_catalog.to_jsonb('PUBLIC'::text)
+                          WHEN o.grantee = $2::regrole THEN '{"slot": "role"}'::jsonb
+                          ELSE pg_catalog.to_jsonb(pg_catalog.quote_ident(o.grantee::regrole::text)) END,
+                     CASE WHEN o.grantable THEN ' WITH GRANT OPTION' ELSE '' END) END
+  FROM per_object o
+ GROUP BY o.step, o.kind, o.privileges, o.grantee, o.grantable
+ ORDER BY o.step, pg_catalog.min(o.oid)
 "#;
 
 /// Objects of the copy that still depend on an object of the template.
@@ -381,70 +408,195 @@ const DEPENDS_ON_TEMPLATE: &str = r#"
 SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' depends on '
        || pg_catalog.pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
   FROM pg_catalog.pg_depend d
-  JOIN (SELECT 'pg_catalog.pg_class'::regclass AS classid, c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace = $2::regnamespace
-        UNION ALL SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p WHERE p.pronamespace = $2::regnamespace
-        UNION ALL SELECT 'pg_catalog.pg_type'::regclass, t.oid FROM pg_catalog.pg_type t WHERE t.typnamespace = $2::regnamespace
+  JOIN (SELECT 'pg_catalog.pg_class'::regclass AS classid, c.oid FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
+        UNION ALL SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_proc'))
+        UNION ALL SELECT 'pg_catalog.pg_type'::regclass, t.oid FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_type'))
         UNION ALL SELECT 'pg_catalog.pg_rewrite'::regclass, r.oid FROM pg_catalog.pg_rewrite r
-                   JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE c.relnamespace = $2::regnamespace
+                   JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
         UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, k.oid FROM pg_catalog.pg_constraint k
-                   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = $2::regnamespace
+                   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
         UNION ALL SELECT 'pg_catalog.pg_attrdef'::regclass, a.oid FROM pg_catalog.pg_attrdef a
-                   JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE c.relnamespace = $2::regnamespace
+                   JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
         UNION ALL SELECT 'pg_catalog.pg_trigger'::regclass, g.oid FROM pg_catalog.pg_trigger g
-                   JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid WHERE c.relnamespace = $2::regnamespace
+                   JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
         UNION ALL SELECT 'pg_catalog.pg_policy'::regclass, p.oid FROM pg_catalog.pg_policy p
-                   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = $2::regnamespace) mine
+                   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))) mine
     ON mine.classid = d.classid AND mine.oid = d.objid
  WHERE (d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = $1::regnamespace)
-    OR (d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN (SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1::regnamespace))
-    OR (d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM pg_catalog.pg_proc WHERE pronamespace = $1::regnamespace))
-    OR (d.refclassid = 'pg_catalog.pg_type'::regclass AND d.refobjid IN (SELECT oid FROM pg_catalog.pg_type WHERE typnamespace = $1::regnamespace))
+    OR (d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')))
+    OR (d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')))
+    OR (d.refclassid = 'pg_catalog.pg_type'::regclass AND d.refobjid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')))
  LIMIT 1
 "#;
 
 pub struct Copied {
     pub statements: usize,
+    /// Whether the DDL was generated for this copy (rather than reused).
+    pub generated: bool,
+    /// Milliseconds spent generating (or fetching) the DDL, running it, and verifying the copy.
+    pub timings: [f64; 3],
+}
+
+/// A piece of a generated statement: text, or the place of the copy's own
+/// schema or role, filled in when the statement is run for a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Schema,
+    Role,
+}
+
+pub type Statement = Vec<Part>;
+
+pub fn parts_of(value: serde_json::Value) -> TcResult<Statement> {
+    let malformed = |v: &serde_json::Value| {
+        TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("malformed statement part from a generator: {v}"))
+    };
+    let part = |v: serde_json::Value| match &v {
+        serde_json::Value::String(text) => Ok(Part::Text(text.clone())),
+        serde_json::Value::Object(slot) => match slot.get("slot").and_then(|s| s.as_str()) {
+            Some("schema") => Ok(Part::Schema),
+            Some("role") => Ok(Part::Role),
+            _ => Err(malformed(&v)),
+        },
+        _ => Err(malformed(&v)),
+    };
+    match value {
+        serde_json::Value::Array(items) => items.into_iter().map(part).collect(),
+        other => Ok(vec![part(other)?]),
+    }
+}
+
+/// A statement for one copy: slots get the copy's schema and role, quoted.
+pub fn render(statement: &Statement, schema: &str, role: &str) -> String {
+    statement
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => text.clone(),
+            Part::Schema => quote_identifier(schema),
+            Part::Role => quote_identifier(role),
+        })
+        .collect()
+}
+
+/// Run the generators against a schema (the template, or a copy when tests
+/// compare the two). Each returns one statement per row, as text or as a
+/// jsonb array of parts.
+pub fn generate(schema: &str, schema_role: &str) -> TcResult<Vec<(&'static str, Statement)>> {
+    db::with_setting("search_path", &quote_identifier(schema), || {
+        let mut script = Vec::new();
+        for (kind, generator) in GENERATORS {
+            let rows = db::rows(generator, &[schema.into(), schema_role.into()], |row| {
+                let value = if row.columns() > 0 && row.get_datum_by_ordinal(1)?.oid() == pg_sys::JSONBOID {
+                    row.get::<pgrx::JsonB>(1)?.map(|j| j.0)
+                } else {
+                    row.get::<String>(1)?.map(serde_json::Value::String)
+                };
+                parts_of(value.unwrap_or(serde_json::Value::Null))
+            })?;
+            script.extend(rows.into_iter().map(|statement| (*kind, statement)));
+        }
+        Ok(script)
+    })
+}
+
+/// The DDL generated from the template, kept for as long as the template
+/// does not change (tenant.template_changes says when it does).
+struct Cached {
+    database: pg_sys::Oid,
+    change: i64,
+    script: Vec<Statement>,
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Option<Cached>> = const { std::cell::RefCell::new(None) };
+}
+
+fn last_change() -> TcResult<i64> {
+    db::scalar("SELECT COALESCE(max(id), 0) FROM tenant.template_changes", &[])
+}
+
+/// Record a change of the template made by the extension itself (a migration).
+pub fn note_change(command: &str) -> TcResult<()> {
+    db::run("INSERT INTO tenant.template_changes (command_tag) VALUES ($1)", &[command.into()])
 }
 
 /// Fill the (new, empty) schema `target` with a copy of the template.
 pub fn copy_into(target: &TenantName, role: &RoleName) -> TcResult<Copied> {
-    let args = || [TEMPLATE_SCHEMA.into(), target.as_str().into(), role.as_str().into(), TEMPLATE_ROLE.into()];
-    if let Some(object) = db::value::<String>(UNSUPPORTED, &args()[..1])? {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("the template holds a {object}, which tenant_control cannot copy faithfully"),
-        )
-        .hint("Remove or replace it in the template; nothing was created."));
-    }
-
-    let mut script = Vec::new();
-    db::with_setting("search_path", &quote_identifier(TEMPLATE_SCHEMA), || {
-        for (_, generator) in GENERATORS {
-            script.extend(db::rows(generator, &args(), |row| Ok(row.get::<String>(1)?.unwrap_or_default()))?);
+    let mut clock = Stopwatch::start();
+    let change = last_change()?;
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let cached = CACHE.with(|cache| {
+        cache.borrow().as_ref().filter(|c| c.database == database && c.change == change).map(|c| c.script.clone())
+    });
+    let generated = cached.is_none();
+    let script = match cached {
+        Some(script) => script,
+        None => {
+            refuse_unsupported()?;
+            generate(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?.into_iter().map(|(_, statement)| statement).collect()
         }
-        Ok(())
-    })?;
+    };
+    let prepared = clock.lap();
 
+    let batch = script.iter().map(|s| render(s, target.as_str(), role.as_str())).collect::<Vec<_>>().join(";\n");
     db::with_setting("search_path", &target.quoted(), || {
         // Functions may name tables that are created after them.
         db::with_setting("check_function_bodies", "off", || {
-            for statement in script.iter().filter(|s| !s.is_empty()) {
-                db::run_explained(statement, "while copying the template")?;
-            }
-            Ok(())
+            // One batch: the statements are planned one by one all the same,
+            // without a round through SPI for each.
+            db::run_explained(&batch, "while running the DDL generated from the template")
         })
     })?;
+    let executed = clock.lap();
 
-    if let Some(dependency) = db::value::<String>(DEPENDS_ON_TEMPLATE, &args()[..2])? {
-        return Err(TcError::new(
+    // A freshly generated script is proved on its first copy; later copies
+    // run the very same statements.
+    if generated {
+        verify_independent(target)?;
+        CACHE.with(|cache| *cache.borrow_mut() = Some(Cached { database, change, script: script.clone() }));
+    }
+    Ok(Copied { statements: script.len(), generated, timings: [prepared, executed, clock.lap()] })
+}
+
+fn refuse_unsupported() -> TcResult<()> {
+    match db::value::<String>(UNSUPPORTED, &[TEMPLATE_SCHEMA.into()])? {
+        None => Ok(()),
+        Some(object) => Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("the template holds a {object}, which tenant_control cannot copy faithfully"),
+        )
+        .hint("Remove or replace it in the template; nothing was created.")),
+    }
+}
+
+fn verify_independent(target: &TenantName) -> TcResult<()> {
+    match db::value::<String>(DEPENDS_ON_TEMPLATE, &[TEMPLATE_SCHEMA.into(), target.as_str().into()])? {
+        None => Ok(()),
+        Some(dependency) => Err(TcError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("the copy of the template is not independent of it: {dependency}"),
         )
         .hint(
             "An object of the template refers to the template by a name that cannot be rebound; nothing was created.",
-        ));
+        )),
     }
-    Ok(Copied { statements: script.len() })
+}
+
+struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    fn start() -> Self {
+        Stopwatch(std::time::Instant::now())
+    }
+
+    /// Milliseconds since the last lap.
+    fn lap(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.0).as_secs_f64() * 1000.0;
+        self.0 = now;
+        (elapsed * 1000.0).round() / 1000.0
+    }
 }
 
 /// Copies share the template; a migration of the template excludes them.

@@ -1,0 +1,141 @@
+//! Issue #3's figures, measured side by side in one run against a real cluster
+//! (started by `./tc bench`):
+//! 1. creating a tenant from a realistic template with
+//!    tenant.create_institution_schema vs. running the equivalent hand-written
+//!    DDL script, interleaved, from the first to the N-th tenant;
+//! 2. claiming a tenant from the warm pool;
+//! 3. one ALTER TABLE migration applied to 1,000 tenants by tenant.apply_migrations.
+//! Not a test: it prints figures and never fails because the machine is slow.
+
+use postgres::{Client, NoTls};
+use std::env;
+use std::time::Instant;
+
+const TEMPLATE: &str = include_str!("template.sql");
+
+fn connect(db: &str) -> Client {
+    let host = env::var("TC_TEST_HOST").expect("run through ./tc bench");
+    let port = env::var("TC_TEST_PORT").expect("run through ./tc bench");
+    Client::connect(&format!("host={host} port={port} user=postgres dbname={db}"), NoTls).unwrap()
+}
+
+fn fresh(db: &str) -> Client {
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut client = connect(db);
+    client.batch_execute("CREATE EXTENSION tenant_control").unwrap();
+    client.batch_execute(&format!("SET search_path = tenant_template; {TEMPLATE}; RESET search_path")).unwrap();
+    client
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sorted[sorted.len() / 2]
+}
+
+fn create_ours(client: &mut Client, name: &str) -> f64 {
+    let started = Instant::now();
+    let row = client
+        .query_one("SELECT status, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)", &[&name])
+        .unwrap();
+    let elapsed = ms(started);
+    assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+    elapsed
+}
+
+fn create_by_hand(client: &mut Client, name: &str) -> f64 {
+    let script = format!(
+        "BEGIN;
+         CREATE ROLE {name}_owner NOLOGIN;
+         CREATE SCHEMA {name};
+         GRANT USAGE, CREATE ON SCHEMA {name} TO {name}_owner;
+         SET LOCAL search_path = {name};
+         {TEMPLATE};
+         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {name} TO {name}_owner;
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {name} TO {name}_owner;
+         COMMIT;"
+    );
+    let started = Instant::now();
+    client.batch_execute(&script).unwrap();
+    ms(started)
+}
+
+fn creation(tenants: usize) {
+    let mut client = fresh("bench_create");
+    let relations: i64 = client
+        .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
+        .unwrap()
+        .get(0);
+    println!("template: {relations} relations");
+    let bucket = (tenants / 5).max(1);
+    let (mut ours, mut hand) = (Vec::new(), Vec::new());
+    println!("{:>12} {:>14} {:>14} {:>8}", "tenants", "ours ms (med)", "DDL ms (med)", "ratio");
+    for i in 0..tenants {
+        ours.push(create_ours(&mut client, &format!("bo_{i}")));
+        hand.push(create_by_hand(&mut client, &format!("bh_{i}")));
+        if (i + 1) % bucket == 0 {
+            let (o, h) = (median(&ours[i + 1 - bucket..=i]), median(&hand[i + 1 - bucket..=i]));
+            println!("{:>12} {:>14.2} {:>14.2} {:>8.3}", format!("{}-{}", i + 2 - bucket, i + 1), o, h, o / h);
+        }
+    }
+    let (o, h) = (median(&ours), median(&hand));
+    println!(
+        "creation: create_institution_schema {o:.2} ms vs hand-written DDL {h:.2} ms per tenant: ratio {:.3}",
+        o / h
+    );
+}
+
+fn warm_pool(claims: usize) {
+    let mut client = fresh("bench_pool");
+    client.batch_execute(&format!("CALL tenant.fill_pool({claims})")).unwrap();
+    let times: Vec<f64> = (0..claims).map(|i| create_ours(&mut client, &format!("bp_{i}"))).collect();
+    let from_pool: i64 = client
+        .query_one("SELECT count(*) FROM tenant.schema_operations WHERE (metadata->>'from_pool')::boolean", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(from_pool as usize, claims);
+    println!("warm pool: claiming a tenant takes {:.2} ms at the median over {claims} claims", median(&times));
+}
+
+fn migration(tenants: usize) {
+    let mut client = fresh("bench_migrate");
+    for i in 0..tenants {
+        create_ours(&mut client, &format!("bm_{i}"));
+    }
+    client
+        .batch_execute(
+            "SELECT * FROM tenant.register_migration(1, 'ALTER TABLE people ADD COLUMN nickname text', 'nickname')",
+        )
+        .unwrap();
+    let started = Instant::now();
+    client.batch_execute("CALL tenant.apply_migrations()").unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let per_bucket = client
+        .query(
+            "SELECT b, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::float8
+               FROM (SELECT ntile(5) OVER (ORDER BY id) AS b, duration_ms FROM tenant.schema_operations
+                      WHERE operation_type = 'MIGRATE' AND schema_id IS NOT NULL AND status = 'COMPLETED') m
+              GROUP BY b ORDER BY b",
+            &[],
+        )
+        .unwrap();
+    let medians: Vec<String> = per_bucket.iter().map(|r| format!("{:.2}", r.get::<_, f64>(1))).collect();
+    println!(
+        "migration: one ALTER TABLE on {tenants} tenants in {seconds:.1} s = {:.0} tenants/s; median ms per tenant by fifth of the run: {}",
+        tenants as f64 / seconds,
+        medians.join(", ")
+    );
+}
+
+fn main() {
+    let tenants: usize = env::var("TC_BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    creation(tenants);
+    warm_pool(200);
+    migration(1000);
+}
