@@ -199,11 +199,12 @@ COMMENT ON TABLE tenant.template_changes IS
     'Internal: DDL that touched (or may have touched) tenant_template; copies regenerate their DDL after a new row.';
 COMMENT ON COLUMN tenant.template_changes.id IS 'Change number.';
 COMMENT ON COLUMN tenant.template_changes.changed_at IS 'When the change was made.';
-COMMENT ON COLUMN tenant.template_changes.command_tag IS 'The DDL command (GRANT and the like count, as they name no schema).';
+COMMENT ON COLUMN tenant.template_changes.command_tag IS 'The DDL command.';
 
--- Event triggers see DDL on the template. Commands that name no schema
--- (GRANT, REVOKE, ALTER DEFAULT PRIVILEGES, ...) count as changes too; the
--- extension's own DDL on tenant schemas says so with tenant_control.internal_ddl.
+-- Event triggers see DDL on the template; the extension's own DDL on tenant
+-- schemas says so with tenant_control.internal_ddl and is skipped. GRANT and
+-- REVOKE name no schema here: copies compare the template's privileges
+-- themselves instead.
 CREATE FUNCTION tenant.note_template_change() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -218,7 +219,9 @@ BEGIN
             INSERT INTO tenant.template_changes (command_tag) VALUES (TG_TAG);
         END IF;
     ELSIF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-                   WHERE c.schema_name IS NULL OR c.schema_name = 'tenant_template') THEN
+                   WHERE c.schema_name = 'tenant_template'
+                      OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
+                      OR c.object_type = 'extension') THEN
         INSERT INTO tenant.template_changes (command_tag) VALUES (TG_TAG);
     END IF;
 END

@@ -152,8 +152,7 @@ pub fn refresh_counters(tenant: &Tenant) -> TcResult<i64> {
              SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
                     COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
                FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $2 AND c.relkind IN ('r', 'p', 'm', 'S'))
+              WHERE c.oid IN (SELECT tenant.schema_objects($2, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S'))
          UPDATE tenant.tenant_schemas t
             SET table_count = counted.tables, storage_used = counted.bytes
            FROM counted WHERE t.id = $1
