@@ -193,18 +193,41 @@ COMMENT ON FUNCTION tenant.setting_parts(text, text) IS
 CREATE TABLE tenant.template_changes (
     id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     changed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    command_tag text        NOT NULL
+    command_tag text        NOT NULL,
+    privileges  text        NOT NULL
 );
 COMMENT ON TABLE tenant.template_changes IS
     'Internal: DDL that touched (or may have touched) tenant_template; copies regenerate their DDL after a new row.';
 COMMENT ON COLUMN tenant.template_changes.id IS 'Change number.';
 COMMENT ON COLUMN tenant.template_changes.changed_at IS 'When the change was made.';
 COMMENT ON COLUMN tenant.template_changes.command_tag IS 'The DDL command.';
+COMMENT ON COLUMN tenant.template_changes.privileges IS 'Hash of the template''s privileges after the change (see tenant.template_privileges).';
+
+-- A hash of every privilege granted on the template's objects. GRANT and
+-- REVOKE name no schema to an event trigger: comparing this hash tells
+-- whether one touched the template.
+CREATE FUNCTION tenant.template_privileges() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(COALESCE(string_agg(acl, ';' ORDER BY acl), '')) FROM (
+        SELECT c.oid::text || ':' || c.relacl::text AS acl FROM pg_class c
+         WHERE c.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_class')) AND c.relacl IS NOT NULL
+        UNION ALL
+        SELECT a.attrelid::text || '.' || a.attnum || ':' || a.attacl::text FROM pg_attribute a
+         WHERE a.attrelid IN (SELECT tenant.schema_objects('tenant_template', 'pg_class')) AND a.attnum > 0 AND a.attacl IS NOT NULL
+        UNION ALL
+        SELECT p.oid::text || ':' || p.proacl::text FROM pg_proc p
+         WHERE p.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_proc')) AND p.proacl IS NOT NULL
+        UNION ALL
+        SELECT t.oid::text || ':' || t.typacl::text FROM pg_type t
+         WHERE t.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_type')) AND t.typacl IS NOT NULL) acls
+$$;
+COMMENT ON FUNCTION tenant.template_privileges() IS 'Internal: hash of the privileges on tenant_template''s objects.';
+INSERT INTO tenant.template_changes (command_tag, privileges) VALUES ('CREATE EXTENSION', tenant.template_privileges());
 
 -- Event triggers see DDL on the template; the extension's own DDL on tenant
 -- schemas says so with tenant_control.internal_ddl and is skipped. GRANT and
--- REVOKE name no schema here: copies compare the template's privileges
--- themselves instead.
+-- REVOKE count when they changed the template's privileges.
 CREATE FUNCTION tenant.note_template_change() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -213,17 +236,22 @@ BEGIN
         RETURN;
     END IF;
     IF TG_EVENT = 'sql_drop' THEN
-        IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
-                    WHERE o.schema_name = 'tenant_template'
-                       OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
-            INSERT INTO tenant.template_changes (command_tag) VALUES (TG_TAG);
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                        WHERE o.schema_name = 'tenant_template'
+                           OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
+            RETURN;
         END IF;
-    ELSIF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-                   WHERE c.schema_name = 'tenant_template'
-                      OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
-                      OR c.object_type = 'extension') THEN
-        INSERT INTO tenant.template_changes (command_tag) VALUES (TG_TAG);
+    ELSIF TG_TAG IN ('GRANT', 'REVOKE') THEN
+        IF tenant.template_privileges() = (SELECT c.privileges FROM tenant.template_changes c ORDER BY c.id DESC LIMIT 1) THEN
+            RETURN;
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                       WHERE c.schema_name = 'tenant_template'
+                          OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
+                          OR c.object_type = 'extension') THEN
+        RETURN;
     END IF;
+    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (TG_TAG, tenant.template_privileges());
 END
 $$;
 COMMENT ON FUNCTION tenant.note_template_change() IS 'Internal: event trigger that records changes to tenant_template.';

@@ -504,7 +504,7 @@ pub fn generate(schema: &str, schema_role: &str) -> TcResult<Vec<(&'static str, 
 /// does not change (tenant.template_changes says when it does).
 struct Cached {
     database: pg_sys::Oid,
-    key: (i64, String),
+    change: i64,
     script: Vec<Statement>,
 }
 
@@ -512,40 +512,27 @@ thread_local! {
     static CACHE: std::cell::RefCell<Option<Cached>> = const { std::cell::RefCell::new(None) };
 }
 
-/// What the cached DDL must still match: the last recorded change of the
-/// template, and its privileges (GRANT and REVOKE are not seen as changes).
-fn template_state() -> TcResult<(i64, String)> {
-    let change = db::scalar("SELECT COALESCE(max(id), 0) FROM tenant.template_changes", &[])?;
-    let privileges = db::scalar(
-        "SELECT pg_catalog.md5(COALESCE(pg_catalog.string_agg(acl, ';' ORDER BY acl), '')) FROM (
-             SELECT c.oid::text || ':' || c.relacl::text AS acl FROM pg_catalog.pg_class c
-              WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relacl IS NOT NULL
-             UNION ALL
-             SELECT a.attrelid::text || '.' || a.attnum || ':' || a.attacl::text FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND a.attnum > 0 AND a.attacl IS NOT NULL
-             UNION ALL
-             SELECT p.oid::text || ':' || p.proacl::text FROM pg_catalog.pg_proc p
-              WHERE p.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_proc')) AND p.proacl IS NOT NULL
-             UNION ALL
-             SELECT t.oid::text || ':' || t.typacl::text FROM pg_catalog.pg_type t
-              WHERE t.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_type')) AND t.typacl IS NOT NULL) acls",
-        &[TEMPLATE_SCHEMA.into()],
-    )?;
-    Ok((change, privileges))
+/// The last recorded change of the template (DDL on it, or a GRANT or
+/// REVOKE that changed its privileges): the cached DDL is good until then.
+fn last_change() -> TcResult<i64> {
+    db::scalar("SELECT max(id) FROM tenant.template_changes", &[])
 }
 
 /// Record a change of the template made by the extension itself (a migration).
 pub fn note_change(command: &str) -> TcResult<()> {
-    db::run("INSERT INTO tenant.template_changes (command_tag) VALUES ($1)", &[command.into()])
+    db::run(
+        "INSERT INTO tenant.template_changes (command_tag, privileges) VALUES ($1, tenant.template_privileges())",
+        &[command.into()],
+    )
 }
 
 /// Fill the (new, empty) schema `target` with a copy of the template.
 pub fn copy_into(target: &TenantName, role: &RoleName) -> TcResult<Copied> {
     let mut clock = Stopwatch::start();
-    let key = template_state()?;
+    let change = last_change()?;
     let database = unsafe { pg_sys::MyDatabaseId };
     let cached = CACHE.with(|cache| {
-        cache.borrow().as_ref().filter(|c| c.database == database && c.key == key).map(|c| c.script.clone())
+        cache.borrow().as_ref().filter(|c| c.database == database && c.change == change).map(|c| c.script.clone())
     });
     let generated = cached.is_none();
     let script = match cached {
@@ -572,7 +559,7 @@ pub fn copy_into(target: &TenantName, role: &RoleName) -> TcResult<Copied> {
     // run the very same statements.
     if generated {
         verify_independent(target)?;
-        CACHE.with(|cache| *cache.borrow_mut() = Some(Cached { database, key, script: script.clone() }));
+        CACHE.with(|cache| *cache.borrow_mut() = Some(Cached { database, change, script: script.clone() }));
     }
     Ok(Copied { statements: script.len(), generated, timings: [prepared, executed, clock.lap()] })
 }
