@@ -209,18 +209,23 @@ COMMENT ON COLUMN tenant.template_changes.privileges IS 'Hash of the template''s
 CREATE FUNCTION tenant.template_privileges() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
+    -- OFFSET 0 keeps each lookup a per-object index probe: this runs on every GRANT.
     SELECT md5(COALESCE(string_agg(acl, ';' ORDER BY acl), '')) FROM (
-        SELECT c.oid::text || ':' || c.relacl::text AS acl FROM pg_class c
-         WHERE c.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_class')) AND c.relacl IS NOT NULL
+        SELECT x.acl FROM tenant.schema_objects('tenant_template', 'pg_class') AS o(oid),
+               LATERAL (SELECT c.oid::text || ':' || c.relacl::text AS acl FROM pg_class c
+                         WHERE c.oid = o.oid AND c.relacl IS NOT NULL
+                        UNION ALL
+                        SELECT a.attrelid::text || '.' || a.attnum || ':' || a.attacl::text FROM pg_attribute a
+                         WHERE a.attrelid = o.oid AND a.attnum > 0 AND a.attacl IS NOT NULL
+                        OFFSET 0) x
         UNION ALL
-        SELECT a.attrelid::text || '.' || a.attnum || ':' || a.attacl::text FROM pg_attribute a
-         WHERE a.attrelid IN (SELECT tenant.schema_objects('tenant_template', 'pg_class')) AND a.attnum > 0 AND a.attacl IS NOT NULL
+        SELECT x.acl FROM tenant.schema_objects('tenant_template', 'pg_proc') AS o(oid),
+               LATERAL (SELECT p.oid::text || ':' || p.proacl::text AS acl FROM pg_proc p
+                         WHERE p.oid = o.oid AND p.proacl IS NOT NULL OFFSET 0) x
         UNION ALL
-        SELECT p.oid::text || ':' || p.proacl::text FROM pg_proc p
-         WHERE p.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_proc')) AND p.proacl IS NOT NULL
-        UNION ALL
-        SELECT t.oid::text || ':' || t.typacl::text FROM pg_type t
-         WHERE t.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_type')) AND t.typacl IS NOT NULL) acls
+        SELECT x.acl FROM tenant.schema_objects('tenant_template', 'pg_type') AS o(oid),
+               LATERAL (SELECT t.oid::text || ':' || t.typacl::text AS acl FROM pg_type t
+                         WHERE t.oid = o.oid AND t.typacl IS NOT NULL OFFSET 0) x) acls
 $$;
 COMMENT ON FUNCTION tenant.template_privileges() IS 'Internal: hash of the privileges on tenant_template''s objects.';
 INSERT INTO tenant.template_changes (command_tag, privileges) VALUES ('CREATE EXTENSION', tenant.template_privileges());
