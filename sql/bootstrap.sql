@@ -187,6 +187,57 @@ $$;
 COMMENT ON FUNCTION tenant.setting_parts(text, text) IS
     'Internal: a function setting as statement parts, with the schema''s place in a search_path marked as a slot.';
 
+-- The CREATE FUNCTION/PROCEDURE statement of a function, as statement parts.
+-- No SET clause: the deparsing functions qualify names by the caller's
+-- search_path, which is the template's while copies are generated.
+CREATE FUNCTION tenant.function_statement(function_oid oid, schema_name text)
+RETURNS jsonb LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE %I%s%s%s',
+               CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
+               pg_catalog.pg_get_function_arguments(p.oid),
+               CASE p.prokind WHEN 'p' THEN '' ELSE ' RETURNS ' || pg_catalog.pg_get_function_result(p.oid) END,
+               l.lanname,
+               CASE WHEN p.prokind = 'p' THEN '' ELSE
+                   CASE p.provolatile WHEN 'i' THEN ' IMMUTABLE' WHEN 's' THEN ' STABLE' ELSE ' VOLATILE' END
+                   || CASE WHEN p.proisstrict THEN ' STRICT' ELSE '' END
+                   || CASE p.proparallel WHEN 's' THEN ' PARALLEL SAFE' WHEN 'r' THEN ' PARALLEL RESTRICTED' ELSE '' END
+                   || pg_catalog.format(' COST %s', p.procost)
+                   || CASE WHEN p.proretset THEN pg_catalog.format(' ROWS %s', p.prorows) ELSE '' END END,
+               CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END,
+               CASE WHEN p.proleakproof THEN ' LEAKPROOF' ELSE '' END))
+           || COALESCE((SELECT pg_catalog.jsonb_agg(part.part ORDER BY setting.n, part.n)
+                          FROM pg_catalog.unnest(p.proconfig) WITH ORDINALITY AS setting(value, n),
+                               pg_catalog.jsonb_array_elements(tenant.setting_parts(setting.value, schema_name))
+                                   WITH ORDINALITY AS part(part, n)),
+                       '[]'::jsonb)
+           || pg_catalog.jsonb_build_array(CASE
+                  WHEN p.prosqlbody IS NOT NULL THEN ' ' || pg_catalog.pg_get_function_sqlbody(p.oid)
+                  WHEN l.lanname = 'c' THEN pg_catalog.format(' AS %L, %L', p.probin, p.prosrc)
+                  ELSE ' AS ' || pg_catalog.quote_literal(p.prosrc) END)
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+     WHERE p.oid = function_oid
+$$;
+COMMENT ON FUNCTION tenant.function_statement(oid, text) IS
+    'Internal: the statement that recreates a function of the template in a copy, as parts.';
+
+-- Whether a function can only be created once the template's tables exist:
+-- a SQL-standard body is parsed on creation, and a table's row type (or an
+-- array of it) in the signature exists with the table.
+CREATE FUNCTION tenant.function_needs_tables(function_oid oid)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.prosqlbody IS NOT NULL OR EXISTS (
+        SELECT 1 FROM pg_depend d
+          JOIN pg_type t ON t.oid = d.refobjid
+          LEFT JOIN pg_type e ON e.oid = t.typelem
+         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.refclassid = 'pg_type'::regclass
+           AND (SELECT c.relkind FROM pg_class c WHERE c.oid = COALESCE(NULLIF(t.typrelid, 0), e.typrelid)) IN ('r', 'v', 'm', 'p', 'f'))
+      FROM pg_proc p WHERE p.oid = function_oid
+$$;
+COMMENT ON FUNCTION tenant.function_needs_tables(oid) IS
+    'Internal: whether a template function must be created after the tables (SQL-standard body, or a table row type in its signature).';
+
 -- Every change to the template, so that copies know when the DDL they
 -- generated from it is stale. An append-only table: no row lock is shared
 -- between the sessions that note changes.

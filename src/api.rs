@@ -142,7 +142,10 @@ fn register_migration(
     script: Option<&str>,
     description: Option<&str>,
 ) -> TableIterator<'static, (name!(status, String), name!(message, String), name!(sqlstate, Option<String>))> {
-    let description_text = format!("register migration {} and apply it to the template", version.unwrap_or_default());
+    let description_text = format!(
+        "register migration {} and apply it to the template",
+        version.map_or_else(|| "NULL".to_string(), |v| v.to_string())
+    );
     let (_, outcome) = oplog::record(OpKind::Migrate, None, description_text, |op| {
         migrate::register(op, version, script, description)
     });

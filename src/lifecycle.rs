@@ -2,7 +2,7 @@
 
 use crate::db;
 use crate::errors::{TcError, TcResult};
-use crate::name::{BackupName, TenantName};
+use crate::name::TenantName;
 use crate::oplog::Operation;
 use crate::pool;
 use crate::registry::{self, Status, Tenant};
@@ -161,12 +161,12 @@ fn advisory_lock(key: &str) -> TcResult<()> {
 }
 
 pub struct Dropped {
-    pub backup: Option<BackupName>,
+    pub backup: Option<TenantName>,
 }
 
 /// Detach the schema into a backup schema no tenant can reach (instant, and
-/// faithful: sequences, keys and defaults keep pointing inside it), drop the
-/// tenant role, and keep the registry row as DROPPED.
+/// faithful: sequences, keys and defaults keep pointing inside it), and keep
+/// the registry row as DROPPED.
 pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropped> {
     let tenant = registry::lock(schema_id)?;
     op.note("schema_name", tenant.schema.as_str());
@@ -185,12 +185,12 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
     Ok(Dropped { backup })
 }
 
-/// Rename the schema into a backup and drop the tenant's role.
-fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<BackupName>> {
+/// Rename the schema and the tenant's role into a backup.
+fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<TenantName>> {
     let backup = if registry::schema_exists(tenant.schema.as_str())? {
         let size = registry::refresh_counters(tenant)?;
         let backup_id = uuid::Uuid::new_v4();
-        let backup = BackupName::generate(&backup_id);
+        let backup = TenantName::backup(&backup_id);
         db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])?;
         db::run(&format!("ALTER SCHEMA {} RENAME TO {}", tenant.schema.quoted(), backup.quoted()), &[])?;
         db::run(
@@ -214,11 +214,16 @@ fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<BackupName>> {
         None
     };
 
+    // The role goes with the backup, renamed after it: what it owns and the
+    // policies that name it stay intact, and its old name is free again.
+    // Without USAGE on the backup schema and without LOGIN it reaches nothing.
     if registry::role_exists(&tenant.role)? {
-        let role = tenant.role.quoted();
-        db::run(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER"), &[])?;
-        db::run(&format!("DROP OWNED BY {role}"), &[])?;
-        db::run(&format!("DROP ROLE {role}"), &[])?;
+        let renamed = match &backup {
+            Some(backup) => backup.role(),
+            None => TenantName::backup(&uuid::Uuid::new_v4()).role(),
+        };
+        db::run(&format!("ALTER ROLE {} RENAME TO {}", tenant.role.quoted(), renamed.quoted()), &[])?;
+        op.note("backup_role", renamed.as_str());
     }
     Ok(backup)
 }
@@ -235,11 +240,12 @@ pub fn set_status(
     reason: Option<&str>,
 ) -> TcResult<StatusChanged> {
     let target = Status::parse(new_status)?;
-    if target == Status::Dropped {
+    if matches!(target, Status::Dropped | Status::Spare) {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "status DROPPED is set by tenant.drop_institution_schema only",
-        ));
+            format!("status {} cannot be set by hand", target.as_str()),
+        )
+        .hint("Use ACTIVE, SUSPENDED or MAINTENANCE; tenant.drop_institution_schema drops a tenant."));
     }
     let tenant = registry::lock(schema_id)?;
     op.note("schema_name", tenant.schema.as_str());

@@ -24,7 +24,10 @@ pub fn register(
     description: Option<&str>,
 ) -> TcResult<i32> {
     let version = version.ok_or_else(|| TcError::null_argument("version"))?;
-    let script = script.filter(|s| !s.trim().is_empty()).ok_or_else(|| TcError::null_argument("script"))?;
+    let script = script.ok_or_else(|| TcError::null_argument("script"))?;
+    if script.trim().is_empty() {
+        return Err(TcError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "the migration script is empty"));
+    }
     let description = description.ok_or_else(|| TcError::null_argument("description"))?;
     op.note("version", version);
     op.note("description", description);
@@ -66,8 +69,16 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     let pending = pending_since(from)?;
     let to = pending.last().map_or(from, |m| m.version);
     op.note("from_version", from);
+    op.note("target_version", to);
+    lifecycle::internal_ddl(|| {
+        pending.iter().try_for_each(|migration| run_script(tenant.schema.as_str(), migration))?;
+        // What a migration adds gets the privileges and owners the template gives it.
+        if !pending.is_empty() {
+            template::grant_like_template(&tenant.schema, &tenant.role)?;
+        }
+        Ok(())
+    })?;
     op.note("to_version", to);
-    lifecycle::internal_ddl(|| pending.iter().try_for_each(|migration| run_script(tenant.schema.as_str(), migration)))?;
     if to != from {
         registry::set_version(&tenant, to)?;
         registry::refresh_counters(&tenant)?;

@@ -69,6 +69,12 @@ impl TenantName {
         TenantName::parse(Some(&name)).expect("the default schema name always satisfies the rules")
     }
 
+    /// The schema a dropped tenant is detached into: `tc_backup_` + 32 hex
+    /// digits, unique even within one second; its role fits in 63 bytes too.
+    pub fn backup(id: &uuid::Uuid) -> Self {
+        TenantName(format!("{RESERVED_PREFIX}backup_{}", id.simple()))
+    }
+
     /// A spare schema of the warm pool: `tc_spare_` + 16 hex digits.
     pub fn spare(id: &uuid::Uuid) -> Self {
         TenantName(format!("{RESERVED_PREFIX}spare_{}", &id.simple().to_string()[..16]))
@@ -121,24 +127,5 @@ impl RoleName {
 impl fmt::Display for RoleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// The schema a dropped tenant is detached into: `tc_backup_` + 32 hex digits,
-/// unique even within one second and 42 bytes long.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupName(String);
-
-impl BackupName {
-    pub fn generate(backup_id: &uuid::Uuid) -> Self {
-        BackupName(format!("{RESERVED_PREFIX}backup_{}", backup_id.simple()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn quoted(&self) -> String {
-        quote_identifier(&self.0)
     }
 }

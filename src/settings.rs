@@ -38,7 +38,7 @@ pub fn register() {
         c"Internal: set while tenant_control runs DDL on tenant schemas.",
         c"Not for users: DDL run with it on is not seen as a change of the template.",
         &INTERNAL_DDL,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::NO_SHOW_ALL,
     );
     GucRegistry::define_int_guc(

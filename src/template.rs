@@ -24,8 +24,38 @@ pub const TEMPLATE_ROLE: &str = "tenant_template_owner";
 /// Object kinds a copy cannot reproduce faithfully, refused before anything is created.
 const UNSUPPORTED: &str = r#"
 SELECT format('%s %I.%I', kind, $1::text, name) FROM (
+    SELECT 'operator class' AS kind, o.opcname::text AS name, o.oid FROM pg_catalog.pg_opclass o
+     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_opclass'))
+    UNION ALL
+    SELECT 'operator family', o.opfname, o.oid FROM pg_catalog.pg_opfamily o
+     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_opfamily'))
+    UNION ALL
+    SELECT 'conversion', c.conname, c.oid FROM pg_catalog.pg_conversion c
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_conversion'))
+    UNION ALL
+    SELECT 'text search dictionary', d.dictname, d.oid FROM pg_catalog.pg_ts_dict d
+     WHERE d.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict'))
+    UNION ALL
+    SELECT 'text search parser', p.prsname, p.oid FROM pg_catalog.pg_ts_parser p
+     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_parser'))
+    UNION ALL
+    SELECT 'text search template', t.tmplname, t.oid FROM pg_catalog.pg_ts_template t
+     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_template'))
+    UNION ALL
+    SELECT 'index whose definition cannot be rebuilt', c.relname, c.oid
+      FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+     WHERE i.indrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+       AND NOT pg_catalog.starts_with(pg_catalog.pg_get_indexdef(i.indexrelid),
+               pg_catalog.format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
+                                 c.relname, $1::text, (SELECT t.relname FROM pg_catalog.pg_class t WHERE t.oid = i.indrelid)))
+    UNION ALL
+    SELECT 'trigger whose definition cannot be rebuilt', g.tgname, g.oid
+      FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal
+       AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(g.oid), pg_catalog.format(' ON %I.%I ', $1::text, c.relname)) = 0
+    UNION ALL
     SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
-                          ELSE 'partitioned index' END AS kind, c.relname::text AS name, c.oid
+                          ELSE 'partitioned index' END, c.relname::text, c.oid
       FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('p', 'f', 'I')
     UNION ALL
     SELECT 'table with inheritance', c.relname, c.oid FROM pg_catalog.pg_class c
@@ -71,7 +101,7 @@ pub const GENERATORS: &[(&str, &str)] = &[
     ("functions", FUNCTIONS),
     ("tables", TABLES),
     ("sequence ownership", SEQUENCE_OWNERSHIP),
-    ("SQL-standard functions", SQL_STANDARD_FUNCTIONS),
+    ("functions after tables", FUNCTIONS_AFTER_TABLES),
     ("views", VIEWS),
     ("unvalidated checks", KEYS_AND_CHECKS),
     ("indexes", INDEXES),
@@ -120,27 +150,10 @@ SELECT pg_catalog.format('CREATE %sSEQUENCE %I AS %s INCREMENT BY %s MINVALUE %s
 "#;
 
 const FUNCTIONS: &str = r#"
-SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE %I%s%s%s',
-       CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-       pg_catalog.pg_get_function_arguments(p.oid),
-       CASE p.prokind WHEN 'p' THEN '' ELSE ' RETURNS ' || pg_catalog.pg_get_function_result(p.oid) END,
-       l.lanname,
-       CASE WHEN p.prokind = 'p' THEN '' ELSE
-           CASE p.provolatile WHEN 'i' THEN ' IMMUTABLE' WHEN 's' THEN ' STABLE' ELSE ' VOLATILE' END
-           || CASE WHEN p.proisstrict THEN ' STRICT' ELSE '' END
-           || CASE p.proparallel WHEN 's' THEN ' PARALLEL SAFE' WHEN 'r' THEN ' PARALLEL RESTRICTED' ELSE '' END
-           || pg_catalog.format(' COST %s', p.procost)
-           || CASE WHEN p.proretset THEN pg_catalog.format(' ROWS %s', p.prorows) ELSE '' END END,
-       CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END,
-       CASE WHEN p.proleakproof THEN ' LEAKPROOF' ELSE '' END))
-       || COALESCE((SELECT pg_catalog.jsonb_agg(part ORDER BY setting.n, part.n)
-                      FROM pg_catalog.unnest(p.proconfig) WITH ORDINALITY AS setting(value, n),
-                           pg_catalog.jsonb_array_elements(tenant.setting_parts(setting.value, $1::text)) WITH ORDINALITY AS part(part, n)),
-                   '[]'::jsonb)
-       || pg_catalog.jsonb_build_array(' AS ' || CASE WHEN l.lanname = 'c' THEN pg_catalog.format('%L, %L', p.probin, p.prosrc)
-                                                      ELSE pg_catalog.quote_literal(p.prosrc) END)
-  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
- WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p') AND p.prosqlbody IS NULL
+SELECT tenant.function_statement(p.oid, $1::text)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p')
+   AND NOT tenant.function_needs_tables(p.oid)
  ORDER BY p.oid
 "#;
 
@@ -191,18 +204,13 @@ SELECT pg_catalog.format('ALTER SEQUENCE %I OWNED BY %I.%I', s.relname, t.relnam
  ORDER BY s.oid
 "#;
 
-const SQL_STANDARD_FUNCTIONS: &str = r#"
-SELECT pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE sql%s %s',
-       CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-       pg_catalog.pg_get_function_arguments(p.oid),
-       CASE p.prokind WHEN 'p' THEN '' ELSE ' RETURNS ' || pg_catalog.pg_get_function_result(p.oid) END,
-       CASE WHEN p.prokind = 'p' THEN '' ELSE
-           CASE p.provolatile WHEN 'i' THEN ' IMMUTABLE' WHEN 's' THEN ' STABLE' ELSE ' VOLATILE' END
-           || CASE WHEN p.proisstrict THEN ' STRICT' ELSE '' END
-           || CASE p.proparallel WHEN 's' THEN ' PARALLEL SAFE' WHEN 'r' THEN ' PARALLEL RESTRICTED' ELSE '' END END,
-       pg_catalog.pg_get_function_sqlbody(p.oid))
+/// SQL-standard bodies are parsed on creation, and row types of tables exist
+/// only once the tables do: those functions come after the tables.
+const FUNCTIONS_AFTER_TABLES: &str = r#"
+SELECT tenant.function_statement(p.oid, $1::text)
   FROM pg_catalog.pg_proc p
- WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p') AND p.prosqlbody IS NOT NULL
+ WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p')
+   AND tenant.function_needs_tables(p.oid)
  ORDER BY p.oid
 "#;
 
@@ -483,11 +491,19 @@ pub fn render(statement: &Statement, schema: &str, role: &str) -> String {
 /// compare the two). Each returns one statement per row, as text or as a
 /// jsonb array of parts.
 pub fn generate(schema: &str, schema_role: &str) -> TcResult<Vec<(&'static str, Statement)>> {
+    generate_with(GENERATORS, schema, schema_role)
+}
+
+fn generate_with(
+    generators: &[(&'static str, &str)],
+    schema: &str,
+    schema_role: &str,
+) -> TcResult<Vec<(&'static str, Statement)>> {
     db::with_setting("search_path", &quote_identifier(schema), || {
         let mut script = Vec::new();
-        for (kind, generator) in GENERATORS {
+        for (kind, generator) in generators {
             let rows = db::rows(generator, &[schema.into(), schema_role.into()], |row| {
-                let value = if row.columns() > 0 && row.get_datum_by_ordinal(1)?.oid() == pg_sys::JSONBOID {
+                let value = if row.get_datum_by_ordinal(1)?.oid() == pg_sys::JSONBOID {
                     row.get::<pgrx::JsonB>(1)?.map(|j| j.0)
                 } else {
                     row.get::<String>(1)?.map(serde_json::Value::String)
@@ -564,12 +580,25 @@ pub fn copy_into(target: &TenantName, role: &RoleName) -> TcResult<Copied> {
     Ok(Copied { statements: script.len(), generated, timings: [prepared, executed, clock.lap()] })
 }
 
+/// Give a schema the template's ownership and privileges again (after a
+/// migration added objects to it). Granting what is already held is a no-op.
+pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()> {
+    let statements = generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let batch = statements.iter().map(|(_, s)| render(s, schema.as_str(), role.as_str())).collect::<Vec<_>>();
+    db::with_setting("search_path", &schema.quoted(), || {
+        db::run_explained(&batch.join(";\n"), "while granting the template's privileges")
+    })
+}
+
 fn refuse_unsupported() -> TcResult<()> {
     match db::value::<String>(UNSUPPORTED, &[TEMPLATE_SCHEMA.into()])? {
         None => Ok(()),
         Some(object) => Err(TcError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("the template holds a {object}, which tenant_control cannot copy faithfully"),
+            format!("tenant_control cannot copy the template's {object} faithfully"),
         )
         .hint("Remove or replace it in the template; nothing was created.")),
     }

@@ -245,8 +245,13 @@ fn bad_arguments_are_errors_not_nulls() {
 fn drop_detaches_into_a_backup_and_keeps_the_registry_row() {
     let (_, _, id, _) = create("55555555-5555-4555-8555-555555555555", Some("dropme"));
     let id = id.unwrap();
-    Spi::run("CREATE TABLE dropme.t (id int GENERATED ALWAYS AS IDENTITY, v text)").unwrap();
-    Spi::run("INSERT INTO dropme.t (v) VALUES ('a'), ('b')").unwrap();
+    Spi::run(
+        "SET LOCAL ROLE dropme_owner;
+         CREATE TABLE dropme.t (id int GENERATED ALWAYS AS IDENTITY, v text);
+         INSERT INTO dropme.t (v) VALUES ('a'), ('b');
+         RESET ROLE",
+    )
+    .unwrap();
     let (status, backup) = Spi::connect_mut(|c| {
         let row = c
             .update(
@@ -275,6 +280,15 @@ fn drop_detaches_into_a_backup_and_keeps_the_registry_row() {
     assert_eq!(
         one::<i64>("SELECT count(*) FROM pg_roles WHERE rolname = 'dropme_owner'"),
         Some(0)
+    );
+    // The role went with the backup, renamed after it, and reaches nothing.
+    assert_eq!(
+        one::<String>(&format!("SELECT tableowner::text FROM pg_tables WHERE schemaname = '{backup}'")),
+        Some(format!("{backup}_owner"))
+    );
+    assert_eq!(
+        one::<bool>(&format!("SELECT has_schema_privilege('{backup}_owner', '{backup}', 'USAGE')")),
+        Some(false)
     );
     assert_eq!(
         one::<i64>(&format!("SELECT count(*) FROM {backup}.t")),
@@ -352,6 +366,12 @@ fn status_changes_grant_and_revoke_the_schema() {
         )),
         "22023"
     );
+    for by_hand in ["spare", "DROPPED"] {
+        assert_eq!(
+            status(format!("SELECT sqlstate FROM tenant.set_institution_status('{id}', '{by_hand}')")),
+            "22023"
+        );
+    }
     assert_eq!(
         status(format!(
             "SELECT string_agg(metadata->>'to', ',' ORDER BY id) FROM tenant.schema_operations

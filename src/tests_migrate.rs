@@ -36,6 +36,9 @@ fn a_registered_migration_changes_the_template_and_new_tenants() {
     assert_eq!(status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{id}')")), ("SUCCESS".into(), None));
     assert_eq!(version_of("mig_old"), 1);
     assert_eq!(one::<i64>("SELECT count(*) FROM mig_old.notes"), Some(0));
+    // What the migration added is usable by the tenant's role, as in new tenants.
+    assert_eq!(one::<bool>("SELECT has_table_privilege('mig_old_owner', 'mig_old.notes', 'INSERT')"), Some(true));
+    assert_eq!(one::<bool>("SELECT has_table_privilege('mig_new_owner', 'mig_new.notes', 'INSERT')"), Some(true));
 }
 
 #[pg_test]

@@ -38,6 +38,9 @@ CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql SET search_path = tenan
 CREATE TRIGGER courses_upper BEFORE INSERT ON courses FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE FUNCTION student_count() RETURNS bigint LANGUAGE sql STABLE BEGIN ATOMIC SELECT count(*) FROM students; END;
 CREATE PROCEDURE add_course(p text) LANGUAGE sql AS $$ INSERT INTO courses (code) VALUES (p) $$;
+CREATE FUNCTION describe(s students) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT s.name || ' (' || s.age || ')' $$;
+CREATE FUNCTION oldest() RETURNS int LANGUAGE sql STABLE SECURITY DEFINER SET search_path = tenant_template, pg_temp
+    BEGIN ATOMIC SELECT max(age) FROM students; END;
 ALTER TABLE students ENABLE ROW LEVEL SECURITY;
 ALTER TABLE students FORCE ROW LEVEL SECURITY;
 CREATE POLICY adults ON students FOR SELECT USING (age >= 18);
@@ -101,6 +104,11 @@ fn a_copy_works_on_its_own() {
     assert_eq!(one::<i64>("SELECT count(*) FROM copy_b.student_courses"), Some(2));
     assert_eq!(one::<i64>("SELECT copy_b.student_count()"), Some(1));
     assert_eq!(one::<String>("SELECT name_upper FROM copy_b.students"), Some("ANN".into()));
+    assert_eq!(one::<String>("SELECT copy_b.describe(s) FROM copy_b.students s"), Some("Ann (20)".into()));
+    assert_eq!(
+        one::<String>("SELECT format('%s/%s', prosecdef, array_to_string(proconfig, ';')) FROM pg_proc WHERE oid = 'copy_b.oldest'::regproc"),
+        Some("t/search_path=copy_b, pg_temp".into())
+    );
     // Function settings, RLS, policies, grants, ownership, comments and outside references.
     assert_eq!(
         one::<String>("SELECT array_to_string(proconfig, ';') FROM pg_proc WHERE oid = 'copy_b.touch'::regproc"),

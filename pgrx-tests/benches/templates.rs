@@ -98,7 +98,9 @@ fn create_by_hand(client: &mut Client, name: &str, grants: &str) -> f64 {
 fn creation(tenants: usize) {
     let mut client = fresh("bench_create");
     let mut plain = recreate("bench_plain");
-    plain.batch_execute(&format!("CREATE SCHEMA shape; SET search_path = shape; {TEMPLATE}; RESET search_path")).unwrap();
+    plain
+        .batch_execute(&format!("CREATE SCHEMA shape; SET search_path = shape; {TEMPLATE}; RESET search_path"))
+        .unwrap();
     let relations: i64 = client
         .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
         .unwrap()
@@ -115,7 +117,14 @@ fn creation(tenants: usize) {
         if (i + 1) % bucket == 0 {
             let range = i + 1 - bucket..=i;
             let (o, h, t) = (median(&ours[range.clone()]), median(&hand[range.clone()]), median(&taxed[range]));
-            println!("{:>12} {:>10.2} {:>10.2} {:>8.3} {:>16.2}", format!("{}-{}", i + 2 - bucket, i + 1), o, h, o / h, t);
+            println!(
+                "{:>12} {:>10.2} {:>10.2} {:>8.3} {:>16.2}",
+                format!("{}-{}", i + 2 - bucket, i + 1),
+                o,
+                h,
+                o / h,
+                t
+            );
         }
     }
     let (o, h, t) = (median(&ours), median(&hand), median(&taxed));
