@@ -61,15 +61,31 @@ pub fn scalar<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcR
         .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("query returned no value: {sql}")))
 }
 
-/// Run `work` with a setting changed for the transaction, then put the
-/// previous value back. (On an error the enclosing subtransaction's rollback
-/// restores it.)
-pub fn with_setting<T>(name: &str, value: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    let previous: String = scalar("SELECT pg_catalog.current_setting($1)", &[name.into()])?;
-    run("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
+/// Run `work` with settings changed for the transaction, then put the
+/// previous values back. (On an error the enclosing subtransaction's
+/// rollback restores them.) One query to change them all, one to restore.
+pub fn with_settings<T>(settings: &[(&str, &str)], work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    let names: Vec<&str> = settings.iter().map(|(name, _)| *name).collect();
+    let values: Vec<&str> = settings.iter().map(|(_, value)| *value).collect();
+    let previous: Vec<String> = scalar::<Vec<String>>(
+        "WITH previous AS MATERIALIZED (
+             SELECT s.n, s.name, s.wanted, pg_catalog.current_setting(s.name) AS value
+               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS s(name, wanted, n))
+         SELECT pg_catalog.array_agg(p.value ORDER BY p.n)
+           FROM previous p, LATERAL pg_catalog.set_config(p.name, p.wanted, true) AS changed",
+        &[names.clone().into(), values.into()],
+    )?;
     let outcome = work()?;
-    run("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), previous.into()])?;
+    run(
+        "SELECT pg_catalog.set_config(name, value, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(name, value)",
+        &[names.into(), previous.into()],
+    )?;
     Ok(outcome)
+}
+
+/// `with_settings` for a single setting.
+pub fn with_setting<T>(name: &str, value: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    with_settings(&[(name, value)], work)
 }
 
 fn spi_failure(error: pgrx::spi::SpiError, sql: &str) -> TcError {

@@ -38,29 +38,32 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
     advisory_lock(&format!("institution:{institution}"))?;
     advisory_lock(&format!("schema:{schema}"))?;
 
-    if let Some(existing) = registry::schema_of_institution(institution)? {
+    let taken = registry::taken(institution, &schema)?;
+    if let Some(existing) = taken.schema_of_institution {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             format!("institution {institution} already has the schema \"{existing}\""),
         ));
     }
-    if let Some(owner) = registry::institution_of_schema(&schema)? {
+    if let Some(owner) = taken.institution_of_schema {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
-            format!("schema \"{schema}\" is already registered for institution {owner}"),
+            format!("schema \"{schema}\" is already registered for institution {}", db::to_uuid(owner)),
         ));
     }
-    if registry::schema_exists(schema.as_str())? {
+    if taken.schema_exists {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
             format!("schema \"{schema}\" already exists"),
         )
         .hint("Choose another schema name; tenant_control never adopts an existing schema."));
     }
-    if registry::role_exists(&role)? {
+    if taken.role_exists {
         return Err(TcError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("role \"{role}\" already exists"))
             .hint("Choose another schema name; tenant_control never adopts an existing role."));
     }
+    // Copies share the template; a migration of the template excludes them.
+    template::lock_shared()?;
 
     let mut built = || -> TcResult<uuid::Uuid> {
         if let Some(claimed) = pool::claim(institution, &schema)? {
@@ -79,13 +82,12 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
 /// template; returns the template version copied.
 pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<i32> {
     let role = schema.role();
-    template::lock_shared()?;
-    let copied = internal_ddl(|| {
-        db::run(&format!("CREATE ROLE {} NOLOGIN", role.quoted()), &[])?;
-        db::run(&format!("CREATE SCHEMA {}", schema.quoted()), &[])?;
-        db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
-        template::copy_into(schema, &role)
-    })?;
+    let prelude = [
+        format!("CREATE ROLE {} NOLOGIN", role.quoted()),
+        format!("CREATE SCHEMA {}", schema.quoted()),
+        format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()),
+    ];
+    let copied = internal_ddl(|| template::copy_into(schema, &role, &prelude))?;
     let [prepare, execute, verify] = copied.timings;
     op.note(
         "template",

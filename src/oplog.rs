@@ -5,6 +5,7 @@
 
 use crate::db;
 use crate::errors::TcResult;
+use crate::settings;
 use crate::subxact;
 use serde_json::{Map, Value};
 use std::time::Instant;
@@ -60,8 +61,7 @@ pub fn record<T>(
 /// Operations wait at most `tenant_control.lock_timeout` for a lock, so a busy
 /// tenant's traffic never queues behind them; the caller's setting is restored.
 pub fn with_lock_timeout<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    let ours: String = db::scalar("SELECT pg_catalog.current_setting('tenant_control.lock_timeout')", &[])?;
-    db::with_setting("lock_timeout", &ours, work)
+    db::with_setting("lock_timeout", &format!("{}ms", settings::lock_timeout_ms()), work)
 }
 
 fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<()> {

@@ -13,6 +13,7 @@ use crate::template;
 pub fn add_spare(op: &mut Operation) -> TcResult<uuid::Uuid> {
     let spare = TenantName::spare(&uuid::Uuid::new_v4());
     op.note("schema_name", spare.as_str());
+    template::lock_shared()?;
     let version = lifecycle::build_schema(op, &spare)?;
     let id = registry::insert(None, &spare, version, Status::Spare)?;
     op.schema_id = Some(id);
@@ -22,8 +23,8 @@ pub fn add_spare(op: &mut Operation) -> TcResult<uuid::Uuid> {
 /// Hand a spare at the template's current version to an institution: the
 /// schema and its role are renamed, and functions' search_path settings that
 /// named the spare now name the institution's schema.
+/// The caller holds the template lock (shared).
 pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uuid::Uuid>> {
-    template::lock_shared()?;
     let spare = db::rows(
         "SELECT id, schema_name FROM tenant.tenant_schemas
           WHERE status = 'SPARE' AND version = (SELECT COALESCE(max(version), 0) FROM tenant.migrations)

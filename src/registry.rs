@@ -119,20 +119,33 @@ pub fn set_version(tenant: &Tenant, version: i32) -> TcResult<()> {
     )
 }
 
-/// The live tenant of an institution, if any.
-pub fn schema_of_institution(institution_id: uuid::Uuid) -> TcResult<Option<String>> {
-    db::value(
-        "SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1 AND status <> 'DROPPED'",
-        &[db::to_pg_uuid(institution_id).into()],
-    )
+/// What already stands in the way of a new tenant.
+pub struct Taken {
+    pub schema_of_institution: Option<String>,
+    pub institution_of_schema: Option<pgrx::Uuid>,
+    pub schema_exists: bool,
+    pub role_exists: bool,
 }
 
-/// The institution of the live tenant with this schema name, if any.
-pub fn institution_of_schema(schema: &TenantName) -> TcResult<Option<pgrx::Uuid>> {
-    db::value(
-        "SELECT institution_id FROM tenant.tenant_schemas WHERE schema_name = $1 AND status <> 'DROPPED'",
-        &[schema.as_str().into()],
-    )
+pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken> {
+    let found = db::rows(
+        "SELECT (SELECT t.schema_name FROM tenant.tenant_schemas t
+                  WHERE t.institution_id = $1 AND t.status <> 'DROPPED') AS schema_of_institution,
+                (SELECT t.institution_id FROM tenant.tenant_schemas t
+                  WHERE t.schema_name = $2 AND t.status <> 'DROPPED') AS institution_of_schema,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $2) AS schema_exists,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $3) AS role_exists",
+        &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
+        |row| {
+            Ok(Taken {
+                schema_of_institution: col(row, "schema_of_institution")?,
+                institution_of_schema: col(row, "institution_of_schema")?,
+                schema_exists: col(row, "schema_exists")?.unwrap_or(false),
+                role_exists: col(row, "role_exists")?.unwrap_or(false),
+            })
+        },
+    )?;
+    found.into_iter().next().ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "no answer"))
 }
 
 pub fn schema_exists(name: &str) -> TcResult<bool> {

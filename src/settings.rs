@@ -8,7 +8,6 @@ pub static INSTITUTIONS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option
 /// Column of `INSTITUTIONS_TABLE` holding the institution id.
 pub static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"id"));
 /// How long an operation waits for a lock before it gives up, in milliseconds.
-/// Read through current_setting() so that its unit travels with it.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
 /// Set by the extension around its own DDL on tenant schemas, so that the
@@ -59,4 +58,8 @@ pub fn institutions_table() -> Option<String> {
 
 pub fn institutions_id_column() -> String {
     INSTITUTIONS_ID_COLUMN.get().map(|value| value.to_string_lossy().into_owned()).unwrap_or_else(|| "id".into())
+}
+
+pub fn lock_timeout_ms() -> i32 {
+    LOCK_TIMEOUT_MS.get()
 }

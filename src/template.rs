@@ -542,8 +542,9 @@ pub fn note_change(command: &str) -> TcResult<()> {
     )
 }
 
-/// Fill the (new, empty) schema `target` with a copy of the template.
-pub fn copy_into(target: &TenantName, role: &RoleName) -> TcResult<Copied> {
+/// Fill the new schema `target` with a copy of the template. `prelude` is DDL
+/// that creates the schema and its role: it runs in the same batch.
+pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> TcResult<Copied> {
     let mut clock = Stopwatch::start();
     let change = last_change()?;
     let database = unsafe { pg_sys::MyDatabaseId };
@@ -560,14 +561,16 @@ pub fn copy_into(target: &TenantName, role: &RoleName) -> TcResult<Copied> {
     };
     let prepared = clock.lap();
 
-    let batch = script.iter().map(|s| render(s, target.as_str(), role.as_str())).collect::<Vec<_>>().join(";\n");
-    db::with_setting("search_path", &target.quoted(), || {
-        // Functions may name tables that are created after them.
-        db::with_setting("check_function_bodies", "off", || {
-            // One batch: the statements are planned one by one all the same,
-            // without a round through SPI for each.
-            db::run_explained(&batch, "while running the DDL generated from the template")
-        })
+    // One batch: the statements are planned one by one all the same, without
+    // a round through SPI for each. Functions may name tables created after them.
+    let batch = prelude
+        .iter()
+        .cloned()
+        .chain(script.iter().map(|s| render(s, target.as_str(), role.as_str())))
+        .collect::<Vec<_>>()
+        .join(";\n");
+    db::with_settings(&[("search_path", &target.quoted()), ("check_function_bodies", "off")], || {
+        db::run_explained(&batch, "while creating the schema from the template")
     })?;
     let executed = clock.lap();
 
