@@ -67,7 +67,7 @@ fn drop_institution_schema(
         oplog::record(OpKind::Drop, schema_id.map(crate::db::to_uuid), described("drop", schema_id), |op| {
             lifecycle::drop(op, schema_id)
         });
-    let schema = op.metadata.get("schema_name").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let schema = op.schema_name();
     let row = match outcome {
         Ok(dropped) => {
             let message = match &dropped.backup {
@@ -100,7 +100,7 @@ fn set_institution_status(
         described("change status of", schema_id),
         |op| lifecycle::set_status(op, schema_id, new_status, reason),
     );
-    let schema = op.metadata.get("schema_name").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let schema = op.schema_name();
     let row = match outcome {
         Ok(changed) if changed.from == changed.to => {
             ("SUCCESS".into(), format!("schema \"{schema}\" is already {}", changed.to.as_str()), None)
@@ -211,7 +211,7 @@ fn add_spare_schema() -> TableIterator<
 > {
     let (op, outcome) =
         oplog::record(OpKind::Create, None, "create a spare schema for the warm pool".into(), pool::add_spare);
-    let schema = op.metadata.get("schema_name").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let schema = op.schema_name();
     TableIterator::once(match outcome {
         Ok(id) => {
             ("SUCCESS".into(), format!("spare schema \"{schema}\" is ready"), Some(crate::db::to_pg_uuid(id)), None)

@@ -42,6 +42,11 @@ impl Operation {
     pub fn note(&mut self, key: &str, value: impl Into<Value>) {
         self.metadata.insert(key.to_string(), value.into());
     }
+
+    /// The schema the operation named, for messages ("?" if it failed before knowing).
+    pub fn schema_name(&self) -> String {
+        self.metadata.get("schema_name").and_then(Value::as_str).unwrap_or("?").to_string()
+    }
 }
 
 pub fn record<T>(
