@@ -93,14 +93,16 @@ fn create_by_hand(client: &mut Client, name: &str, grants: &str) -> f64 {
 }
 
 /// The baseline runs in a database of the same server without the
-/// extension, so it pays nothing for it; the same script in the extension's
-/// database shows what the extension's event trigger adds to ordinary DDL.
+/// extension, so it pays nothing for it; the same script in a database with
+/// the extension shows what the extension's event trigger adds to ordinary
+/// DDL. Each series has a database of its own, so their catalogs grow alike.
 fn creation(tenants: usize) {
     let mut client = fresh("bench_create");
     let mut plain = recreate("bench_plain");
     plain
         .batch_execute(&format!("CREATE SCHEMA shape; SET search_path = shape; {TEMPLATE}; RESET search_path"))
         .unwrap();
+    let mut with_extension = fresh("bench_taxed");
     let relations: i64 = client
         .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
         .unwrap()
@@ -113,7 +115,7 @@ fn creation(tenants: usize) {
     for i in 0..tenants {
         ours.push(create_ours(&mut client, &format!("bo_{i}")));
         hand.push(create_by_hand(&mut plain, &format!("bh_{i}"), &grants));
-        taxed.push(create_by_hand(&mut client, &format!("bt_{i}"), &grants));
+        taxed.push(create_by_hand(&mut with_extension, &format!("bt_{i}"), &grants));
         if (i + 1) % bucket == 0 {
             let range = i + 1 - bucket..=i;
             let (o, h, t) = (median(&ours[range.clone()]), median(&hand[range.clone()]), median(&taxed[range]));
@@ -132,7 +134,7 @@ fn creation(tenants: usize) {
         "creation: create_institution_schema {o:.2} ms vs the hand-written DDL script {h:.2} ms per tenant: ratio {:.3}",
         o / h
     );
-    println!("          (the same script in the extension's database: {t:.2} ms, {:.3} of the plain one)", t / h);
+    println!("          (the same script in a database with the extension: {t:.2} ms, {:.3} of the plain one)", t / h);
 }
 
 fn warm_pool(claims: usize) {
