@@ -70,8 +70,8 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
             op.note("from_pool", true);
             return Ok(claimed);
         }
-        let version = build_schema(op, &schema)?;
-        registry::insert(Some(institution), &schema, version, Status::Active)
+        let built = build_schema(op, &schema)?;
+        registry::insert(Some(institution), &schema, &built, Status::Active)
     };
     let schema_id = built().map_err(|error| concurrent_duplicate(error, institution, &schema))?;
     op.schema_id = Some(schema_id);
@@ -80,7 +80,7 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
 
 /// Create the schema and its role and fill the schema with a copy of the
 /// template; returns the template version copied.
-pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<i32> {
+pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<Built> {
     let role = schema.role();
     let prelude = [
         format!("CREATE ROLE {} NOLOGIN", role.quoted()),
@@ -96,9 +96,14 @@ pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<i32> {
             "prepare_ms": prepare, "execute_ms": execute, "verify_ms": verify,
         }),
     );
-    let version = template::version()?;
-    op.note("version", version);
-    Ok(version)
+    op.note("version", copied.version);
+    Ok(Built { version: copied.version, tables: copied.tables })
+}
+
+/// What a freshly built schema holds, for its registry row.
+pub struct Built {
+    pub version: i32,
+    pub tables: i32,
 }
 
 /// DDL the extension runs on tenant schemas, which the event trigger

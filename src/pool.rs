@@ -14,8 +14,8 @@ pub fn add_spare(op: &mut Operation) -> TcResult<uuid::Uuid> {
     let spare = TenantName::spare(&uuid::Uuid::new_v4());
     op.note("schema_name", spare.as_str());
     template::lock_shared()?;
-    let version = lifecycle::build_schema(op, &spare)?;
-    let id = registry::insert(None, &spare, version, Status::Spare)?;
+    let built = lifecycle::build_schema(op, &spare)?;
+    let id = registry::insert(None, &spare, &built, Status::Spare)?;
     op.schema_id = Some(id);
     Ok(id)
 }

@@ -2,6 +2,7 @@
 
 use crate::db::{self, col};
 use crate::errors::{TcError, TcResult};
+use crate::lifecycle::Built;
 use crate::name::{RoleName, TenantName};
 use pgrx::prelude::*;
 
@@ -88,17 +89,18 @@ pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
 pub fn insert(
     institution_id: Option<uuid::Uuid>,
     schema: &TenantName,
-    version: i32,
+    built: &Built,
     status: Status,
 ) -> TcResult<uuid::Uuid> {
     let id: pgrx::Uuid = db::scalar(
-        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role, version, status)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role, version, table_count, status)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         &[
             institution_id.map(db::to_pg_uuid).into(),
             schema.as_str().into(),
             schema.role().as_str().into(),
-            version.into(),
+            built.version.into(),
+            built.tables.into(),
             status.as_str().into(),
         ],
     )?;

@@ -439,6 +439,9 @@ SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' depend
 
 pub struct Copied {
     pub statements: usize,
+    /// Tables in the copy, and the template version copied.
+    pub tables: i32,
+    pub version: i32,
     /// Whether the DDL was generated for this copy (rather than reused).
     pub generated: bool,
     /// Milliseconds spent generating (or fetching) the DDL, running it, and verifying the copy.
@@ -518,10 +521,13 @@ fn generate_with(
 
 /// The DDL generated from the template, kept for as long as the template
 /// does not change (tenant.template_changes says when it does).
+#[derive(Clone)]
 struct Cached {
     database: pg_sys::Oid,
     change: i64,
     script: Vec<Statement>,
+    tables: i32,
+    version: i32,
 }
 
 thread_local! {
@@ -548,15 +554,17 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
     let mut clock = Stopwatch::start();
     let change = last_change()?;
     let database = unsafe { pg_sys::MyDatabaseId };
-    let cached = CACHE.with(|cache| {
-        cache.borrow().as_ref().filter(|c| c.database == database && c.change == change).map(|c| c.script.clone())
-    });
+    let cached =
+        CACHE.with(|cache| cache.borrow().as_ref().filter(|c| c.database == database && c.change == change).cloned());
     let generated = cached.is_none();
-    let script = match cached {
-        Some(script) => script,
+    let Cached { script, tables, version, .. } = match cached {
+        Some(cached) => cached,
         None => {
             refuse_unsupported()?;
-            generate(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?.into_iter().map(|(_, statement)| statement).collect()
+            let generated = generate(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
+            let tables = generated.iter().filter(|(kind, _)| *kind == "tables").count() as i32;
+            let script = generated.into_iter().map(|(_, statement)| statement).collect();
+            Cached { database, change, script, tables, version: version()? }
         }
     };
     let prepared = clock.lap();
@@ -578,9 +586,10 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
     // run the very same statements.
     if generated {
         verify_independent(target)?;
-        CACHE.with(|cache| *cache.borrow_mut() = Some(Cached { database, change, script: script.clone() }));
+        let cached = Cached { database, change, script: script.clone(), tables, version };
+        CACHE.with(|cache| *cache.borrow_mut() = Some(cached));
     }
-    Ok(Copied { statements: script.len(), generated, timings: [prepared, executed, clock.lap()] })
+    Ok(Copied { statements: script.len(), tables, version, generated, timings: [prepared, executed, clock.lap()] })
 }
 
 /// Give a schema the template's ownership and privileges again (after a

@@ -88,6 +88,7 @@ fn a_copy_matches_the_template_object_by_object() {
 fn a_copy_works_on_its_own() {
     fill_template();
     assert_eq!(create("c0c0c0c0-0000-4000-8000-000000000002", Some("copy_b")).0, "SUCCESS");
+    assert_eq!(one::<i32>("SELECT table_count FROM tenant.tenant_schemas WHERE schema_name = 'copy_b'"), Some(4));
     // Identity and sequences start where the template's options say, on the copy's own counters.
     assert_eq!(one::<i64>("INSERT INTO copy_b.students (name, age) VALUES ('Ann', 20) RETURNING id"), Some(100));
     assert_eq!(one::<i64>("INSERT INTO tenant_template.students (name, age) VALUES ('T', 30) RETURNING id"), Some(100));
