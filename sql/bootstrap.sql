@@ -12,6 +12,12 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_control_admin') THEN
         CREATE ROLE tenant_control_admin NOLOGIN;
     END IF;
+    -- Application login roles are granted this role: it may call
+    -- tenant.set_context and assume any tenant's role with it, but NOINHERIT
+    -- keeps the tenants' privileges out of its members' reach otherwise.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_control_app') THEN
+        CREATE ROLE tenant_control_app NOLOGIN NOINHERIT;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_template_owner') THEN
         CREATE ROLE tenant_template_owner NOLOGIN;
     END IF;

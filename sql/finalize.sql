@@ -160,6 +160,10 @@ COMMENT ON FUNCTION tenant.register_migration(integer, text, text) IS
 COMMENT ON FUNCTION tenant.migrate_institution_schema(uuid) IS 'Apply every pending migration to one schema, atomically; logs a MIGRATE operation.';
 COMMENT ON FUNCTION tenant.add_spare_schema() IS 'Build one spare schema for the warm pool.';
 
+COMMENT ON FUNCTION tenant.set_context(uuid) IS
+    'Point the current transaction at one institution: search_path, the tenant''s role where the caller may assume it, and tenant_control.institution_id. Transaction-local; call it inside BEGIN ... COMMIT.';
+COMMENT ON FUNCTION tenant.context_for(uuid) IS 'Internal: schema, role and status of an institution, for set_context.';
+
 COMMENT ON FUNCTION tenant.create_institution_schema(uuid, text) IS
     'Create the schema, NOLOGIN role and registry row of an institution; returns SUCCESS or ERROR with the SQLSTATE, and logs a CREATE operation either way.';
 COMMENT ON FUNCTION tenant.drop_institution_schema(uuid) IS
@@ -188,6 +192,10 @@ BEGIN
     END LOOP;
 END
 $privileges$;
+
+-- Applications: the tenant context and nothing else.
+GRANT USAGE ON SCHEMA tenant TO tenant_control_app;
+GRANT EXECUTE ON FUNCTION tenant.set_context(uuid), tenant.context_for(uuid) TO tenant_control_app;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenant TO tenant_control_admin;

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 mod api;
 mod db;
 mod errors;
+mod isolation;
 mod lifecycle;
 mod migrate;
 mod name;

@@ -86,6 +86,8 @@ pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<Built> 
         format!("CREATE ROLE {} NOLOGIN", role.quoted()),
         format!("CREATE SCHEMA {}", schema.quoted()),
         format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()),
+        // Applications assume the tenant's role through tenant.set_context.
+        format!("GRANT {} TO tenant_control_app", role.quoted()),
     ];
     let copied = internal_ddl(|| template::copy_into(schema, &role, &prelude))?;
     let [prepare, execute, verify] = copied.timings;
@@ -229,6 +231,7 @@ fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<TenantName>> {
             Some(backup) => backup.role(),
             None => TenantName::backup(&uuid::Uuid::new_v4()).role(),
         };
+        db::run(&format!("REVOKE {} FROM tenant_control_app", tenant.role.quoted()), &[])?;
         db::run(&format!("ALTER ROLE {} RENAME TO {}", tenant.role.quoted(), renamed.quoted()), &[])?;
         op.note("backup_role", renamed.as_str());
     }

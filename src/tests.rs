@@ -465,6 +465,29 @@ fn functions_are_pinned_and_not_public() {
     );
     assert_eq!(
         one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace AND p.prosecdef"),
-        Some(8)
+        Some(9)
     );
+}
+
+#[pg_test]
+fn set_context_points_the_transaction_at_one_tenant() {
+    let (_, _, id, _) = create("abababab-0000-4000-8000-000000000001", Some("ctx_a"));
+    let id = id.unwrap();
+    let schema = one::<String>("SELECT tenant.set_context('abababab-0000-4000-8000-000000000001')");
+    assert_eq!(schema, Some("ctx_a".into()));
+    assert_eq!(one::<String>("SELECT current_setting('search_path')"), Some("ctx_a, public".into()));
+    assert_eq!(one::<String>("SELECT current_user::text"), Some("ctx_a_owner".into()));
+    assert_eq!(
+        one::<String>("SELECT current_setting('tenant_control.institution_id')"),
+        Some("abababab-0000-4000-8000-000000000001".into())
+    );
+    Spi::run("RESET ROLE").unwrap();
+    let refused = |institution: &str| {
+        crate::subxact::atomically(|| crate::db::run(&format!("SELECT tenant.set_context({institution})"), &[]))
+            .map_err(|e| e.sqlstate())
+    };
+    assert_eq!(refused("NULL"), Err("22004".into()));
+    assert_eq!(refused("'abababab-0000-4000-8000-00000000ffff'"), Err("42704".into()));
+    Spi::run(&format!("SELECT * FROM tenant.suspend_institution('{id}')")).unwrap();
+    assert_eq!(refused("'abababab-0000-4000-8000-000000000001'"), Err("55000".into()));
 }
