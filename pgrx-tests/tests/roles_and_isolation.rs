@@ -65,12 +65,23 @@ fn a_tenant_role_reaches_its_own_schema_only() {
          CREATE TABLE rl_alpha.notes (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);
          INSERT INTO rl_alpha.notes (body) VALUES ('alpha secret');
          CREATE FUNCTION rl_alpha.secret() RETURNS text LANGUAGE sql AS 'SELECT body FROM rl_alpha.notes';
+         CREATE VIEW rl_alpha.open_notes AS SELECT body FROM rl_alpha.notes;
+         GRANT SELECT ON rl_alpha.open_notes TO PUBLIC;
          SET ROLE rl_beta_owner;
          CREATE TABLE rl_beta.notes (body text);
          RESET ROLE;",
     )
     .unwrap();
+    // A dropped tenant's backup schema, reachable by no tenant either.
+    let dropped = create_ok(&mut su, "rl_delta");
+    su.batch_execute("SET ROLE rl_delta_owner; CREATE TABLE rl_delta.kept (x int); RESET ROLE;").unwrap();
+    let backup: String = call(&mut su, "drop_institution_schema", dropped).row.get("backup_schema");
+    let backup_read = format!("SELECT * FROM {backup}.kept");
     for sql in [
+        backup_read.as_str(),
+        "SELECT * FROM rl_alpha.open_notes",
+        "SELECT * FROM tenant.schema_backups",
+        "SELECT * FROM tenant.migrations",
         "SELECT * FROM rl_alpha.notes",
         "INSERT INTO rl_alpha.notes (body) VALUES ('x')",
         "SELECT rl_alpha.secret()",
