@@ -112,6 +112,46 @@ BEGIN
 END
 $$;
 
+-- Recount every tenant's storage, one transaction each. A tenant whose
+-- relations are locked (DDL under way) is skipped and retried once at the end,
+-- so the job never queues behind DDL; a tenant dropped meanwhile is skipped.
+CREATE PROCEDURE tenant.refresh_all_storage()
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    pending uuid[];
+    retry uuid[] := '{}';
+    tenant_id uuid;
+    attempt integer;
+    refreshed integer := 0;
+BEGIN
+    SELECT pg_catalog.array_agg(t.id ORDER BY t.schema_name) INTO pending FROM tenant.tenant_schemas t
+     WHERE t.status OPERATOR(pg_catalog.<>) ALL (ARRAY['DROPPED', 'SPARE']);
+    FOR attempt IN 1..2 LOOP
+        FOREACH tenant_id IN ARRAY COALESCE(pending, '{}') LOOP
+            BEGIN
+                PERFORM tenant.refresh_storage(tenant_id);
+                refreshed := refreshed OPERATOR(pg_catalog.+) 1;
+            EXCEPTION
+                WHEN lock_not_available THEN
+                    retry := retry OPERATOR(pg_catalog.||) tenant_id;
+                WHEN object_not_in_prerequisite_state OR undefined_object THEN
+                    NULL;  -- dropped or gone meanwhile
+            END;
+            COMMIT;
+        END LOOP;
+        pending := retry;
+        retry := '{}';
+    END LOOP;
+    RAISE NOTICE 'storage recounted for % tenant(s), % skipped because they stayed locked',
+        refreshed, COALESCE(pg_catalog.array_length(pending, 1), 0);
+END
+$$;
+COMMENT ON PROCEDURE tenant.refresh_all_storage() IS
+    'Recount every tenant''s storage into the registry, one transaction each; locked tenants are retried once, then skipped. Safe from pg_cron.';
+COMMENT ON FUNCTION tenant.set_quota(uuid, text) IS
+    'Set a tenant''s storage limit (quota_limit) from a size such as ''5 GB''; NULL removes it. Logs a QUOTA_SET operation.';
+
 CREATE VIEW tenant.migration_status AS
 SELECT t.id AS schema_id, t.schema_name, t.status, t.version,
        target.version AS template_version,

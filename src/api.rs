@@ -8,6 +8,7 @@ use crate::lifecycle;
 use crate::migrate;
 use crate::oplog::{self, OpKind};
 use crate::pool;
+use crate::quota;
 use crate::registry;
 use pgrx::prelude::*;
 
@@ -216,6 +217,33 @@ fn add_spare_schema() -> TableIterator<
         Ok(id) => {
             ("SUCCESS".into(), format!("spare schema \"{schema}\" is ready"), Some(crate::db::to_pg_uuid(id)), None)
         }
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, sqlstate)
+        }
+    })
+}
+
+/// Set a tenant's storage limit ('5 GB', '750 MB', bytes; NULL removes it).
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_quota(
+    schema_id: Option<pgrx::Uuid>,
+    quota: Option<&str>,
+) -> TableIterator<
+    'static,
+    (name!(status, String), name!(message, String), name!(quota_limit, Option<i64>), name!(sqlstate, Option<String>)),
+> {
+    let (op, outcome) = oplog::record(
+        OpKind::QuotaSet,
+        schema_id.map(crate::db::to_uuid),
+        described("set the quota of", schema_id),
+        |op| quota::set(op, schema_id, quota),
+    );
+    let schema = op.schema_name();
+    TableIterator::once(match outcome {
+        Ok(Some(limit)) => ("SUCCESS".into(), format!("schema \"{schema}\" may use {limit} bytes"), Some(limit), None),
+        Ok(None) => ("SUCCESS".into(), format!("schema \"{schema}\" has no storage limit"), None, None),
         Err(error) => {
             let (status, message, sqlstate) = failure(&error);
             (status, message, None, sqlstate)

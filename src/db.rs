@@ -25,20 +25,25 @@ pub fn rows<T>(
 }
 
 /// Run a statement; a PostgreSQL error it raises comes back as a `TcError`
-/// that names the statement. The caller must let the error roll back the
-/// enclosing subtransaction before it touches the database again.
+/// that names the statement (see `caught`).
 pub fn run_explained(sql: &str, context: &str) -> TcResult<()> {
-    PgTryBuilder::new(|| run(sql, &[]))
-        .catch_others(|caught| {
-            let error = TcError::from_caught(caught);
-            // Short statements are worth quoting; a long script is not.
-            let context = if sql.len() <= 300 { format!("{context}: {sql}") } else { context.to_string() };
-            let detail = match &error.detail {
-                Some(detail) => format!("{detail}; {context}"),
-                None => context,
-            };
-            Err(error.detail(detail))
-        })
+    caught(|| run(sql, &[])).map_err(|error| {
+        // Short statements are worth quoting; a long script is not.
+        let context = if sql.len() <= 300 { format!("{context}: {sql}") } else { context.to_string() };
+        let detail = match &error.detail {
+            Some(detail) => format!("{detail}; {context}"),
+            None => context,
+        };
+        error.detail(detail)
+    })
+}
+
+/// Run `work`, turning a PostgreSQL error it raises into a `TcError`. The
+/// caller must let the error roll back the enclosing subtransaction before
+/// it touches the database again.
+pub fn caught<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(work))
+        .catch_others(|caught| Err(TcError::from_caught(caught)))
         .execute()
 }
 

@@ -11,6 +11,7 @@ mod migrate;
 mod name;
 mod oplog;
 mod pool;
+mod quota;
 mod registry;
 mod settings;
 mod subxact;

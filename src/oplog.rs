@@ -16,6 +16,7 @@ pub enum OpKind {
     Drop,
     StatusChange,
     Migrate,
+    QuotaSet,
 }
 
 impl OpKind {
@@ -25,6 +26,7 @@ impl OpKind {
             OpKind::Drop => "DROP",
             OpKind::StatusChange => "STATUS_CHANGE",
             OpKind::Migrate => "MIGRATE",
+            OpKind::QuotaSet => "QUOTA_SET",
         }
     }
 }

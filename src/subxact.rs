@@ -3,7 +3,8 @@
 //! rolled back, and the caller gets the error as a value instead of an abort,
 //! so it can still write the FAILED row of the operation log.
 
-use crate::errors::{TcError, TcResult};
+use crate::db;
+use crate::errors::TcResult;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -17,9 +18,7 @@ pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
         pg_sys::MemoryContextSwitchTo(caller_context);
     }
 
-    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(work))
-        .catch_others(|caught| Err(TcError::from_caught(caught)))
-        .execute();
+    let outcome = db::caught(work);
 
     unsafe {
         if outcome.is_ok() {

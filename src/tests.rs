@@ -465,7 +465,7 @@ fn functions_are_pinned_and_not_public() {
     );
     assert_eq!(
         one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace AND p.prosecdef"),
-        Some(9)
+        Some(10)
     );
 }
 
@@ -490,4 +490,31 @@ fn set_context_points_the_transaction_at_one_tenant() {
     assert_eq!(refused("'abababab-0000-4000-8000-00000000ffff'"), Err("42704".into()));
     Spi::run(&format!("SELECT * FROM tenant.suspend_institution('{id}')")).unwrap();
     assert_eq!(refused("'abababab-0000-4000-8000-000000000001'"), Err("55000".into()));
+}
+
+#[pg_test]
+fn quotas_take_sizes_and_refuse_nonsense() {
+    let (_, _, id, _) = create("cdcdcdcd-0000-4000-8000-000000000001", Some("quota_a"));
+    let id = id.unwrap();
+    let set = |quota: &str| {
+        Spi::connect_mut(|c| {
+            let row = c.update(&format!("SELECT * FROM tenant.set_quota('{id}', {quota})"), None, &[]).unwrap().first();
+            (row.get::<i64>(3).unwrap(), row.get::<String>(4).unwrap())
+        })
+    };
+    assert_eq!(set("'5 GB'"), (Some(5 * 1024 * 1024 * 1024), None));
+    assert_eq!(set("'750MB'"), (Some(750 * 1024 * 1024), None));
+    assert_eq!(set("'1048576'"), (Some(1048576), None));
+    assert_eq!(one::<i64>(&format!("SELECT quota_limit FROM tenant.tenant_schemas WHERE id = '{id}'")), Some(1048576));
+    for nonsense in ["'0'", "'-1 GB'", "'lots'", "'99999999999 PB'", "''"] {
+        assert_eq!(set(nonsense), (None, Some("22023".into())), "{nonsense}");
+    }
+    // The refused values left the limit as it was; NULL removes it.
+    assert_eq!(one::<i64>(&format!("SELECT quota_limit FROM tenant.tenant_schemas WHERE id = '{id}'")), Some(1048576));
+    assert_eq!(set("NULL"), (None, None));
+    assert_eq!(one::<i64>(&format!("SELECT count(*) FROM tenant.tenant_schemas WHERE id = '{id}' AND quota_limit IS NULL")), Some(1));
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'QUOTA_SET' AND status = 'FAILED' AND error_sqlstate = '22023'"),
+        Some(5)
+    );
 }

@@ -1,0 +1,65 @@
+//! The fleet storage recount as a procedure: one transaction per tenant, and
+//! a tenant under DDL is skipped instead of queueing the job behind it.
+
+mod common;
+use common::*;
+use postgres::{Config, NoTls};
+use std::sync::{Arc, Mutex};
+
+const DB: &str = "it_storage";
+
+#[test]
+fn refresh_all_storage_counts_every_tenant_and_skips_a_locked_one() {
+    let mut su = fresh_database(DB);
+    su.batch_execute("CREATE TABLE tenant_template.docs (id int PRIMARY KEY, body text)").unwrap();
+    for name in ["st_a", "st_b", "st_busy"] {
+        create_ok(&mut su, name);
+        su.batch_execute(&format!(
+            "INSERT INTO {name}.docs SELECT g, repeat(md5(g::text), 300) FROM generate_series(1, 200) g"
+        ))
+        .unwrap();
+    }
+    // DDL under way on one tenant holds its table.
+    let mut ddl = superuser(DB);
+    ddl.batch_execute("BEGIN; LOCK TABLE st_busy.docs IN ACCESS EXCLUSIVE MODE;").unwrap();
+
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let mut job = Config::new()
+        .host(&host())
+        .port(port().parse().unwrap())
+        .user("postgres")
+        .dbname(DB)
+        .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
+        .connect(NoTls)
+        .unwrap();
+    job.batch_execute("SET tenant_control.lock_timeout = 200").unwrap();
+    job.batch_execute("CALL tenant.refresh_all_storage()").unwrap();
+    ddl.batch_execute("ROLLBACK").unwrap();
+
+    assert!(
+        notices.lock().unwrap().iter().any(|n| n.contains("2 tenant(s), 1 skipped")),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    for name in ["st_a", "st_b"] {
+        let (counted, actual): (i64, i64) = {
+            let row = su
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT storage_used FROM tenant.tenant_schemas WHERE schema_name = '{name}'),
+                                pg_total_relation_size('{name}.docs')::bigint"
+                    ),
+                    &[],
+                )
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        assert_eq!(counted, actual, "{name}");
+        assert!(counted > 0);
+    }
+    assert_eq!(count(&mut su, "SELECT storage_used FROM tenant.tenant_schemas WHERE schema_name = 'st_busy'"), 0);
+    // Once the DDL is over, the next run counts it too.
+    job.batch_execute("CALL tenant.refresh_all_storage()").unwrap();
+    assert!(count(&mut su, "SELECT storage_used FROM tenant.tenant_schemas WHERE schema_name = 'st_busy'") > 0);
+}
