@@ -4,27 +4,11 @@
 
 mod common;
 use common::*;
-use postgres::{Client, Config, NoTls};
-use std::sync::{Arc, Mutex};
+use postgres::Client;
 use std::thread;
 use std::time::{Duration, Instant};
 
 const DB: &str = "it_migrations";
-
-/// A connection that keeps the NOTICEs the server sends.
-fn listening(db: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
-    let notices = Arc::new(Mutex::new(Vec::new()));
-    let sink = notices.clone();
-    let client = Config::new()
-        .host(&host())
-        .port(port().parse().unwrap())
-        .user("postgres")
-        .dbname(db)
-        .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
-        .connect(NoTls)
-        .unwrap();
-    (client, notices)
-}
 
 fn register(client: &mut Client, version: i32, script: &str) {
     let row =

@@ -3,8 +3,6 @@
 
 mod common;
 use common::*;
-use postgres::{Config, NoTls};
-use std::sync::{Arc, Mutex};
 
 const DB: &str = "it_storage";
 
@@ -23,16 +21,7 @@ fn refresh_all_storage_counts_every_tenant_and_skips_a_locked_one() {
     let mut ddl = superuser(DB);
     ddl.batch_execute("BEGIN; LOCK TABLE st_busy.docs IN ACCESS EXCLUSIVE MODE;").unwrap();
 
-    let notices = Arc::new(Mutex::new(Vec::new()));
-    let sink = notices.clone();
-    let mut job = Config::new()
-        .host(&host())
-        .port(port().parse().unwrap())
-        .user("postgres")
-        .dbname(DB)
-        .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
-        .connect(NoTls)
-        .unwrap();
+    let (mut job, notices) = listening(DB);
     job.batch_execute("SET tenant_control.lock_timeout = 200").unwrap();
     job.batch_execute("CALL tenant.refresh_all_storage()").unwrap();
     ddl.batch_execute("ROLLBACK").unwrap();

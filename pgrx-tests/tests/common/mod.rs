@@ -1,8 +1,9 @@
 //! Shared helpers: connections to the throwaway cluster started by `./tc test`.
 #![allow(dead_code)]
 
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, Config, NoTls, Row};
 use std::env;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 pub fn host() -> String {
@@ -20,6 +21,21 @@ pub fn pg_bin(tool: &str) -> String {
 pub fn connect_as(user: &str, db: &str) -> Client {
     Client::connect(&format!("host={} port={} user={user} dbname={db}", host(), port()), NoTls)
         .unwrap_or_else(|e| panic!("connect as {user} to {db}: {e}"))
+}
+
+/// A superuser connection that keeps the NOTICEs the server sends.
+pub fn listening(db: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let client = Config::new()
+        .host(&host())
+        .port(port().parse().unwrap())
+        .user("postgres")
+        .dbname(db)
+        .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
+        .connect(NoTls)
+        .unwrap();
+    (client, notices)
 }
 
 pub fn superuser(db: &str) -> Client {
