@@ -10,10 +10,13 @@ use std::process::Command;
 use std::thread;
 
 const DB: &str = "it_bouncer";
-const BOUNCER_PORT: u16 = 6439;
 const TENANTS: usize = 4;
 const CLIENTS_PER_TENANT: usize = 3;
 const ROUNDS: usize = 25;
+
+fn bouncer_port() -> String {
+    std::env::var("TC_BOUNCER_PORT").unwrap_or_else(|_| "6439".into())
+}
 
 struct Bouncer {
     dir: std::path::PathBuf,
@@ -28,12 +31,13 @@ impl Bouncer {
             dir.join("pgbouncer.ini"),
             format!(
                 "[databases]\n{DB} = host={host} port={port} dbname={DB}\n\n[pgbouncer]\n\
-                 listen_addr = 127.0.0.1\nlisten_port = {BOUNCER_PORT}\nunix_socket_dir =\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {bouncer_port}\nunix_socket_dir =\n\
                  auth_type = trust\nauth_file = {dir}/users.txt\npool_mode = transaction\n\
                  default_pool_size = 2\nmax_client_conn = 100\n\
                  logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
                 host = host(),
                 port = port(),
+                bouncer_port = bouncer_port(),
                 dir = dir.display()
             ),
         )
@@ -50,7 +54,7 @@ impl Bouncer {
     }
 
     fn connect(&self) -> Client {
-        Client::connect(&format!("host=127.0.0.1 port={BOUNCER_PORT} user=it_app dbname={DB}"), NoTls).unwrap()
+        Client::connect(&format!("host=127.0.0.1 port={} user=it_app dbname={DB}", bouncer_port()), NoTls).unwrap()
     }
 }
 
