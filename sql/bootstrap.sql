@@ -18,6 +18,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_control_app') THEN
         CREATE ROLE tenant_control_app NOLOGIN NOINHERIT;
     END IF;
+    -- Institution administrators: granted by tenant.grant_institution_admin,
+    -- they read (and change the config of) their own institutions' rows only.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_control_institution_admin') THEN
+        CREATE ROLE tenant_control_institution_admin NOLOGIN;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tenant_template_owner') THEN
         CREATE ROLE tenant_template_owner NOLOGIN;
     END IF;
@@ -50,6 +55,8 @@ CREATE TABLE tenant.tenant_schemas (
     table_count     integer     NOT NULL DEFAULT 0,
     storage_used    bigint      NOT NULL DEFAULT 0,
     quota_limit     bigint      CHECK (quota_limit > 0),
+    quota_state     text        NOT NULL DEFAULT 'OK' CHECK (quota_state IN ('OK', 'WARNING', 'EXCEEDED')),
+    quota_state_since timestamptz,
     last_optimized  timestamptz,
     last_backup     timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -63,6 +70,9 @@ CREATE UNIQUE INDEX tenant_schemas_institution_live
     ON tenant.tenant_schemas (institution_id) WHERE status <> 'DROPPED';
 CREATE UNIQUE INDEX tenant_schemas_schema_name_live
     ON tenant.tenant_schemas (schema_name) WHERE status <> 'DROPPED';
+-- The DDL event trigger asks on every DDL statement whether any tenant is near its quota.
+CREATE INDEX tenant_schemas_quota_watched
+    ON tenant.tenant_schemas (schema_name) WHERE quota_state <> 'OK' AND status <> 'DROPPED';
 
 COMMENT ON TABLE tenant.tenant_schemas IS
     'Registry of institution (tenant) schemas. Changed only through the tenant.* functions.';
@@ -76,6 +86,8 @@ COMMENT ON COLUMN tenant.tenant_schemas.version IS 'Schema version (migration nu
 COMMENT ON COLUMN tenant.tenant_schemas.table_count IS 'Number of tables in the schema when last counted.';
 COMMENT ON COLUMN tenant.tenant_schemas.storage_used IS 'Bytes used by the schema''s relations (heap, indexes, TOAST, maps, sequences) when last counted.';
 COMMENT ON COLUMN tenant.tenant_schemas.quota_limit IS 'Storage limit in bytes; NULL means unlimited.';
+COMMENT ON COLUMN tenant.tenant_schemas.quota_state IS 'OK, WARNING (at or above tenant_control.quota_warning_percent of quota_limit) or EXCEEDED (at or above quota_limit: writes refused with SQLSTATE 53400), as of the last storage count.';
+COMMENT ON COLUMN tenant.tenant_schemas.quota_state_since IS 'When quota_state last changed.';
 COMMENT ON COLUMN tenant.tenant_schemas.last_optimized IS 'When the schema was last optimized (ANALYZE).';
 COMMENT ON COLUMN tenant.tenant_schemas.last_backup IS 'When the last backup of the schema was taken.';
 COMMENT ON COLUMN tenant.tenant_schemas.created_at IS 'When the tenant was created.';
@@ -323,9 +335,51 @@ CREATE EVENT TRIGGER tenant_control_template_drop ON sql_drop EXECUTE FUNCTION t
 ALTER EVENT TRIGGER tenant_control_template_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER tenant_control_template_drop ENABLE ALWAYS;
 
+CREATE TABLE tenant.institution_admins (
+    role_name       text        NOT NULL,
+    institution_id  uuid        NOT NULL,
+    granted_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    granted_by      text        NOT NULL DEFAULT session_user,
+    PRIMARY KEY (role_name, institution_id)
+);
+COMMENT ON TABLE tenant.institution_admins IS
+    'Which roles administer which institutions (tenant.grant_institution_admin): they see their institutions'' rows of the registry and the operation log, and nothing else.';
+COMMENT ON COLUMN tenant.institution_admins.role_name IS 'The administering role (its members administer too).';
+COMMENT ON COLUMN tenant.institution_admins.institution_id IS 'The institution it administers.';
+COMMENT ON COLUMN tenant.institution_admins.granted_at IS 'When the right was granted.';
+COMMENT ON COLUMN tenant.institution_admins.granted_by IS 'session_user that granted it.';
+
+-- Row-level security: the platform administrators see every row, an
+-- institution administrator its own institutions' rows. The extension's
+-- functions run as the tables' owner, which these policies do not restrict.
+ALTER TABLE tenant.institution_admins ENABLE ROW LEVEL SECURITY;
+CREATE POLICY platform_admin ON tenant.institution_admins TO tenant_control_admin USING (true);
+CREATE POLICY own_grants ON tenant.institution_admins TO tenant_control_institution_admin
+    USING (EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                    WHERE r.rolname = role_name AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')));
+
+ALTER TABLE tenant.tenant_schemas ENABLE ROW LEVEL SECURITY;
+CREATE POLICY platform_admin ON tenant.tenant_schemas TO tenant_control_admin USING (true);
+CREATE POLICY own_institutions ON tenant.tenant_schemas TO tenant_control_institution_admin
+    USING (institution_id IN (SELECT a.institution_id FROM tenant.institution_admins a));
+
+ALTER TABLE tenant.schema_operations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY platform_admin ON tenant.schema_operations TO tenant_control_admin USING (true);
+-- The registry rows the reader may see decide which log rows it may see.
+CREATE POLICY own_institutions ON tenant.schema_operations TO tenant_control_institution_admin
+    USING (schema_id IN (SELECT t.id FROM tenant.tenant_schemas t));
+
+COMMENT ON POLICY platform_admin ON tenant.institution_admins IS 'Platform administrators see every grant.';
+COMMENT ON POLICY own_grants ON tenant.institution_admins IS 'An institution administrator sees the grants of the roles it is a member of.';
+COMMENT ON POLICY platform_admin ON tenant.tenant_schemas IS 'Platform administrators see every tenant.';
+COMMENT ON POLICY own_institutions ON tenant.tenant_schemas IS 'An institution administrator sees, and may change the config of, its own institutions'' rows.';
+COMMENT ON POLICY platform_admin ON tenant.schema_operations IS 'Platform administrators see the whole log.';
+COMMENT ON POLICY own_institutions ON tenant.schema_operations IS 'An institution administrator sees the log of its own institutions.';
+
 -- pg_dump skips extension tables unless they are marked as configuration.
 SELECT pg_catalog.pg_extension_config_dump('tenant.tenant_schemas', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_operations', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_operations_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_backups', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.migrations', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.institution_admins', '');

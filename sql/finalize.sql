@@ -202,7 +202,8 @@ COMMENT ON FUNCTION tenant.add_spare_schema() IS 'Build one spare schema for the
 
 COMMENT ON FUNCTION tenant.set_context(uuid) IS
     'Point the current transaction at one institution: search_path, the tenant''s role where the caller may assume it, and tenant_control.institution_id. Transaction-local; call it inside BEGIN ... COMMIT.';
-COMMENT ON FUNCTION tenant.context_for(uuid) IS 'Internal: schema, role and status of an institution, for set_context.';
+COMMENT ON FUNCTION tenant.enter_context(uuid) IS
+    'Internal: checks that an institution may be entered, records it as the transaction''s institution, and returns its schema and role for set_context.';
 
 COMMENT ON FUNCTION tenant.create_institution_schema(uuid, text) IS
     'Create the schema, NOLOGIN role and registry row of an institution; returns SUCCESS or ERROR with the SQLSTATE, and logs a CREATE operation either way.';
@@ -217,6 +218,121 @@ COMMENT ON FUNCTION tenant.activate_institution(uuid, text) IS 'set_institution_
 COMMENT ON FUNCTION tenant.start_maintenance(uuid, text) IS 'set_institution_status(schema_id, ''MAINTENANCE'', reason).';
 COMMENT ON FUNCTION tenant.list_institutions(text) IS 'Registry rows, all or those with the given status.';
 COMMENT ON FUNCTION tenant.find_institution(text) IS 'Registry rows whose id, institution id or schema name is the given key.';
+
+-- Quota enforcement. The guard is a statement-level trigger that
+-- tenant.refresh_storage puts on the tables of a tenant near or over its
+-- quota (and takes off again); tenants below their warning level have none.
+CREATE FUNCTION tenant.quota_guard() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tenant.quota_check_growth(TG_TABLE_SCHEMA);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION tenant.quota_guard() IS
+    'Internal: trigger (tc_quota_guard) on the tables of a tenant near or over its quota: 53400 when over, a WARNING when near.';
+COMMENT ON FUNCTION tenant.quota_check_growth(text) IS
+    'Internal: refuse (53400) or warn about a statement that makes a tenant''s schema grow.';
+
+-- DDL in a tenant near or over its quota: CREATE and ALTER are refused over
+-- the limit, and the guard triggers cannot be dropped, disabled or renamed by
+-- anyone but the extension.
+CREATE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watched text;
+BEGIN
+    IF current_setting('tenant_control.internal_ddl', true) = 'on'
+       OR NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED') THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT = 'sql_drop' THEN
+        SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
+         WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
+        IF watched IS NOT NULL THEN
+            RAISE EXCEPTION 'the storage quota guard "%" cannot be dropped', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'It goes away by itself once the tenant is below its warning level (tenant.refresh_storage).';
+        END IF;
+        RETURN;
+    END IF;
+    FOR watched IN
+        SELECT DISTINCT c.schema_name FROM pg_event_trigger_ddl_commands() c
+          JOIN tenant.tenant_schemas t ON t.schema_name = c.schema_name
+         WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
+    LOOP
+        IF TG_TAG = 'ALTER TRIGGER' OR EXISTS (
+               SELECT 1 FROM pg_trigger g
+                WHERE g.tgname = 'tc_quota_guard' AND g.tgenabled = 'D'
+                  AND g.tgrelid IN (SELECT tenant.schema_objects(watched, 'pg_catalog.pg_class'))) THEN
+            RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'ALTER TRIGGER and DISABLE TRIGGER are refused while the tenant is near or over its quota.';
+        END IF;
+        PERFORM tenant.quota_check_growth(watched);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION tenant.quota_ddl_guard() IS
+    'Internal: event trigger refusing CREATE/ALTER in a tenant over its quota (53400), and any tampering with the quota guards.';
+CREATE EVENT TRIGGER tenant_control_quota_ddl ON ddl_command_end EXECUTE FUNCTION tenant.quota_ddl_guard();
+CREATE EVENT TRIGGER tenant_control_quota_drop ON sql_drop EXECUTE FUNCTION tenant.quota_ddl_guard();
+ALTER EVENT TRIGGER tenant_control_quota_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER tenant_control_quota_drop ENABLE ALWAYS;
+
+-- Institution administrators.
+CREATE FUNCTION tenant.grant_institution_admin(institution_id uuid, role_name text)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF institution_id IS NULL OR role_name IS NULL THEN
+        RAISE EXCEPTION 'institution_id and role_name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF role_name LIKE 'tenant\_control\_%' OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role_name AND r.rolsuper) THEN
+        RAISE EXCEPTION 'role "%" cannot be an institution administrator', role_name
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Superusers and the extension''s own roles see everything already.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t
+                    WHERE t.institution_id = grant_institution_admin.institution_id AND t.status <> 'DROPPED') THEN
+        RAISE EXCEPTION 'no institution schema for institution %', institution_id USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('GRANT tenant_control_institution_admin TO %I', role_name);
+    INSERT INTO tenant.institution_admins (role_name, institution_id)
+    VALUES (grant_institution_admin.role_name, grant_institution_admin.institution_id)
+    ON CONFLICT DO NOTHING;
+    RETURN format('role "%s" administers institution %s', role_name, institution_id);
+END
+$$;
+COMMENT ON FUNCTION tenant.grant_institution_admin(uuid, text) IS
+    'Let a role (and its members) see the registry and operation-log rows of one institution, and change that institution''s config.';
+
+CREATE FUNCTION tenant.revoke_institution_admin(institution_id uuid, role_name text)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM tenant.institution_admins a
+     WHERE a.role_name = revoke_institution_admin.role_name AND a.institution_id = revoke_institution_admin.institution_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role "%" does not administer institution %', role_name, institution_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenant.institution_admins a WHERE a.role_name = revoke_institution_admin.role_name)
+       AND EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role_name) THEN
+        EXECUTE format('REVOKE tenant_control_institution_admin FROM %I', role_name);
+    END IF;
+    RETURN format('role "%s" no longer administers institution %s', role_name, institution_id);
+END
+$$;
+COMMENT ON FUNCTION tenant.revoke_institution_admin(uuid, text) IS 'Take back tenant.grant_institution_admin.';
+
+COMMENT ON FUNCTION tenant.current_institution() IS
+    'The institution the current transaction was pointed at by tenant.set_context, or NULL. Shared-table policies compare rows with it.';
+COMMENT ON FUNCTION tenant.enable_shared_table_isolation(text, text) IS
+    'Put a shared table (one row per institution, a uuid tenant column) under a forced RLS policy keyed on tenant.current_institution().';
 
 -- Privileges: nothing for PUBLIC; the platform administrator role gets the
 -- functions and read access to the registry, the log and the backup catalogue.
@@ -235,10 +351,20 @@ $privileges$;
 
 -- Applications: the tenant context and nothing else.
 GRANT USAGE ON SCHEMA tenant TO tenant_control_app;
-GRANT EXECUTE ON FUNCTION tenant.set_context(uuid), tenant.context_for(uuid) TO tenant_control_app;
+GRANT EXECUTE ON FUNCTION tenant.set_context(uuid), tenant.enter_context(uuid) TO tenant_control_app;
+-- Shared-table policies call this as the querying role (by oid: no USAGE on the schema needed).
+GRANT EXECUTE ON FUNCTION tenant.current_institution() TO PUBLIC;
+
+-- Institution administrators: their rows of the registry and the log.
+GRANT USAGE ON SCHEMA tenant TO tenant_control_institution_admin;
+GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.institution_admins
+    TO tenant_control_institution_admin;
+GRANT UPDATE (config) ON tenant.tenant_schemas TO tenant_control_institution_admin;
+GRANT EXECUTE ON FUNCTION tenant.list_institutions(text), tenant.find_institution(text)
+    TO tenant_control_institution_admin;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenant TO tenant_control_admin;
 GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_backups, tenant.migrations,
-                tenant.migration_status, tenant.warm_pool
+                tenant.migration_status, tenant.warm_pool, tenant.institution_admins
     TO tenant_control_admin;

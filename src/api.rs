@@ -123,9 +123,18 @@ fn refresh_storage(schema_id: Option<pgrx::Uuid>) -> i64 {
     oplog::with_lock_timeout(|| {
         let tenant = registry::lock(schema_id)?;
         lifecycle::require_live(&tenant)?;
-        registry::refresh_counters(&tenant)
+        let used = registry::refresh_counters(&tenant)?;
+        quota::settle(&tenant, used)?;
+        Ok(used)
     })
     .or_raise()
+}
+
+/// Internal: refuse (53400) or warn about a statement that makes a tenant's
+/// schema grow; called by the quota guard and DDL triggers.
+#[pg_extern(volatile, parallel_unsafe)]
+fn quota_check_growth(schema_name: &str) {
+    quota::check_growth(schema_name).or_raise()
 }
 
 fn described(verb: &str, schema_id: Option<pgrx::Uuid>) -> String {

@@ -1,50 +1,98 @@
-//! Tenant context for applications: `tenant.set_context` points the current
-//! transaction, and only it, at one institution. Everything it sets is
-//! transaction-local (like SET LOCAL), so nothing survives COMMIT or ROLLBACK
-//! to leak into the next client of a transaction-pooling connection.
+//! Tenant context for applications, and isolation of shared tables.
+//!
+//! `tenant.set_context` points the current transaction, and only it, at one
+//! institution. Everything it sets is transaction-local (like SET LOCAL), so
+//! nothing survives COMMIT or ROLLBACK to leak into the next client of a
+//! transaction-pooling connection. The institution it records,
+//! `tenant_control.institution_id`, is a superuser-only setting that only
+//! `tenant.enter_context` sets: no session can claim another institution with
+//! SET, so shared-table policies can trust `tenant.current_institution()`.
 
 use crate::db;
 use crate::errors::{OrRaise, TcError, TcResult};
+use crate::lifecycle;
+use crate::settings;
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
+use pgrx::spi::{quote_identifier, quote_qualified_identifier};
 
-/// The registry facts set_context needs, read with the extension owner's
-/// rights (applications cannot read the registry).
-#[pg_extern(security_definer, stable, parallel_safe)]
+/// The name of the policy `enable_shared_table_isolation` puts on a shared table.
+const SHARED_TABLE_POLICY: &str = "tc_institution_isolation";
+
+/// Check that the institution may be entered, record it as the transaction's
+/// institution, and return its schema and role (NULL for an institution that
+/// has shared-table rows only). Runs with the extension owner's rights:
+/// applications cannot read the registry, nor set the institution themselves.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn context_for(
+fn enter_context(
     institution_id: Option<pgrx::Uuid>,
-) -> TableIterator<'static, (name!(schema_name, String), name!(owner_role, String), name!(status, String))> {
-    let institution = institution_id.ok_or_else(|| TcError::null_argument("institution_id")).or_raise();
-    let rows = db::rows(
-        "SELECT schema_name, owner_role, status FROM tenant.tenant_schemas
+) -> TableIterator<'static, (name!(schema_name, Option<String>), name!(owner_role, Option<String>))> {
+    TableIterator::once(enter(institution_id).or_raise())
+}
+
+fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
+    let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
+    let found = db::rows(
+        "SELECT schema_name, owner_role, status, quota_state FROM tenant.tenant_schemas
           WHERE institution_id = $1 ORDER BY status = 'DROPPED', created_at DESC LIMIT 1",
-        &[institution.into()],
+        &[db::to_pg_uuid(institution).into()],
         |row| {
             Ok((
                 db::col::<String>(row, "schema_name")?.unwrap_or_default(),
                 db::col::<String>(row, "owner_role")?.unwrap_or_default(),
                 db::col::<String>(row, "status")?.unwrap_or_default(),
+                db::col::<String>(row, "quota_state")?.unwrap_or_default(),
             ))
         },
-    )
-    .or_raise();
-    TableIterator::new(rows)
+    )?;
+    let context = match found.into_iter().next() {
+        Some((schema, _, status, _)) if status != "ACTIVE" => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
+            ));
+        }
+        Some((schema, role, _, quota_state)) => {
+            if quota_state != "OK" {
+                pgrx::warning!(
+                    "institution {institution} is {}: schema \"{schema}\" is near or over its storage quota",
+                    if quota_state == "EXCEEDED" { "over its storage quota" } else { "near its storage quota" }
+                );
+            }
+            (Some(schema), Some(role))
+        }
+        None if settings::institutions_table().is_some() && lifecycle::require_institution(institution).is_ok() => {
+            (None, None)
+        }
+        None => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("no institution schema for institution {institution}"),
+            )
+            .hint("An institution with shared-table rows only must be listed in tenant_control.institutions_table."));
+        }
+    };
+    db::run(
+        "SELECT pg_catalog.set_config('tenant_control.institution_id', $1, true)",
+        &[institution.to_string().into()],
+    )?;
+    Ok(context)
 }
 
-/// Set the tenant for the rest of the transaction: search_path, the tenant's
-/// role where the caller may assume it, and tenant_control.institution_id
-/// (which shared-table policies read).
+/// Set the tenant for the rest of the transaction: the institution
+/// (tenant.current_institution()), and for an institution with a schema the
+/// search_path and, where the caller may assume it, the tenant's role.
+/// Returns the schema, or NULL for a shared-table-only institution.
 ///
 /// No SET clause on purpose: a function's SET clause would undo, at its exit,
 /// the search_path this function sets. Every name in it is qualified.
 #[pg_extern(volatile, parallel_unsafe)]
-fn set_context(institution_id: Option<pgrx::Uuid>) -> String {
+fn set_context(institution_id: Option<pgrx::Uuid>) -> Option<String> {
     set(institution_id).or_raise()
 }
 
-fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<String> {
-    let institution = institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?;
+fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
+    institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?;
     // SAFETY: a plain query of the transaction state.
     if !unsafe { pg_sys::IsTransactionBlock() } {
         return Err(TcError::new(
@@ -55,34 +103,109 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<String> {
         .hint("BEGIN; SELECT tenant.set_context(...); ...; COMMIT;"));
     }
     let found =
-        db::rows("SELECT schema_name, owner_role, status FROM tenant.context_for($1)", &[institution.into()], |row| {
-            Ok((
-                db::col::<String>(row, "schema_name")?.unwrap_or_default(),
-                db::col::<String>(row, "owner_role")?.unwrap_or_default(),
-                db::col::<String>(row, "status")?.unwrap_or_default(),
-            ))
+        db::rows("SELECT schema_name, owner_role FROM tenant.enter_context($1)", &[institution_id.into()], |row| {
+            Ok((db::col::<String>(row, "schema_name")?, db::col::<String>(row, "owner_role")?))
         })?;
-    let Some((schema, role, status)) = found.into_iter().next() else {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("no institution schema for institution {}", db::to_uuid(institution)),
-        ));
+    let Some((Some(schema), Some(role))) = found.into_iter().next() else {
+        return Ok(None);
     };
-    if status != "ACTIVE" {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("institution {} is {status}: its schema \"{schema}\" cannot be used", db::to_uuid(institution)),
-        ));
-    }
     let may_assume: bool =
         db::scalar("SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')", &[role.as_str().into()])?;
     db::run(
-        "SELECT pg_catalog.set_config('search_path', $1, true),
-                pg_catalog.set_config('tenant_control.institution_id', $2, true)",
-        &[format!("{}, public", quote_identifier(&schema)).into(), db::to_uuid(institution).to_string().into()],
+        "SELECT pg_catalog.set_config('search_path', $1, true)",
+        &[format!("{}, public", quote_identifier(&schema)).into()],
     )?;
     if may_assume {
         db::run("SELECT pg_catalog.set_config('role', $1, true)", &[role.as_str().into()])?;
     }
-    Ok(schema)
+    Ok(Some(schema))
+}
+
+/// The institution of the current transaction, or NULL outside a context.
+/// Reading it through the library (not current_setting) guarantees the
+/// setting is defined as superuser-only before anyone reads it: a value a
+/// session SET before the library loaded is discarded then.
+#[pg_extern(stable, parallel_safe)]
+fn current_institution() -> Option<pgrx::Uuid> {
+    settings::institution_id().and_then(|text| uuid::Uuid::parse_str(&text).ok()).map(db::to_pg_uuid)
+}
+
+/// Hybrid tenancy: put a table shared by several institutions (a uuid column
+/// naming each row's institution) under a forced row-level security policy
+/// keyed on tenant.current_institution(); platform administrators see all rows.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn enable_shared_table_isolation(
+    table_name: Option<&str>,
+    tenant_column: default!(Option<&str>, "'institution_id'"),
+) -> String {
+    isolate_shared_table(table_name, tenant_column).or_raise()
+}
+
+fn isolate_shared_table(table_name: Option<&str>, tenant_column: Option<&str>) -> TcResult<String> {
+    let table = table_name.ok_or_else(|| TcError::null_argument("table_name"))?;
+    let column = tenant_column.ok_or_else(|| TcError::null_argument("tenant_column"))?;
+    let found = db::rows(
+        "SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+                (SELECT a.atttypid::regtype::text FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) AS column_type,
+                n.nspname IN ('tenant', 'tenant_template') OR EXISTS (
+                    SELECT 1 FROM tenant.tenant_schemas t WHERE t.schema_name = n.nspname) AS in_tenant_schema
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[table.into(), column.into()],
+        |row| {
+            Ok((
+                db::col::<String>(row, "schema")?.unwrap_or_default(),
+                db::col::<String>(row, "name")?.unwrap_or_default(),
+                db::col::<String>(row, "kind")?.unwrap_or_default(),
+                db::col::<String>(row, "column_type")?,
+                db::col::<bool>(row, "in_tenant_schema")?.unwrap_or(false),
+            ))
+        },
+    )?;
+    let Some((schema, name, kind, column_type, in_tenant_schema)) = found.into_iter().next() else {
+        return Err(TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table \"{table}\" does not exist")));
+    };
+    if !matches!(kind.as_str(), "r" | "p") {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("\"{schema}.{name}\" is not a table"),
+        ));
+    }
+    if in_tenant_schema {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("table \"{schema}.{name}\" is not a shared table: it lives in a tenant_control schema"),
+        )
+        .hint("A tenant's own tables are isolated by its schema and role; share tables from another schema."));
+    }
+    match column_type.as_deref() {
+        None => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{column}\" of table \"{schema}.{name}\" does not exist"),
+            ))
+        }
+        Some("uuid") => {}
+        Some(other) => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("column \"{column}\" of table \"{schema}.{name}\" is {other}, not uuid"),
+            ))
+        }
+    }
+    let table = quote_qualified_identifier(&schema, &name);
+    let mine = format!("{} = (SELECT tenant.current_institution())", quote_identifier(column));
+    for statement in [
+        format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+        format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+        format!("DROP POLICY IF EXISTS {SHARED_TABLE_POLICY} ON {table}"),
+        format!("CREATE POLICY {SHARED_TABLE_POLICY} ON {table} USING ({mine}) WITH CHECK ({mine})"),
+        format!("DROP POLICY IF EXISTS tc_platform_admin ON {table}"),
+        format!("CREATE POLICY tc_platform_admin ON {table} TO tenant_control_admin USING (true) WITH CHECK (true)"),
+    ] {
+        db::run(&statement, &[])?;
+    }
+    Ok(format!("rows of {schema}.{name} are visible to the institution in column \"{column}\" only"))
 }

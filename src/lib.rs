@@ -33,6 +33,7 @@ mod tests {
     include!("tests.rs");
     include!("tests_template.rs");
     include!("tests_migrate.rs");
+    include!("tests_quota.rs");
 }
 
 /// Required by `cargo pgrx test`.

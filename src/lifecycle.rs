@@ -129,7 +129,7 @@ fn concurrent_duplicate(error: TcError, institution: uuid::Uuid, schema: &Tenant
 }
 
 /// With `tenant_control.institutions_table` set, the institution must be in it.
-fn require_institution(institution: uuid::Uuid) -> TcResult<()> {
+pub fn require_institution(institution: uuid::Uuid) -> TcResult<()> {
     let Some(table) = settings::institutions_table() else {
         return Ok(());
     };

@@ -17,6 +17,7 @@ pub enum OpKind {
     StatusChange,
     Migrate,
     QuotaSet,
+    QuotaCheck,
 }
 
 impl OpKind {
@@ -27,6 +28,7 @@ impl OpKind {
             OpKind::StatusChange => "STATUS_CHANGE",
             OpKind::Migrate => "MIGRATE",
             OpKind::QuotaSet => "QUOTA_SET",
+            OpKind::QuotaCheck => "QUOTA_CHECK",
         }
     }
 }

@@ -1,14 +1,74 @@
-//! Storage quotas: the limit in the registry. (Enforcement is not built yet.)
+//! Storage quotas: the limit, the state a tenant's usage puts it in, and the
+//! guard that stops a tenant over its limit from growing.
+//!
+//! A tenant with a limit is OK, in WARNING (usage at or above
+//! `tenant_control.quota_warning_percent` of it) or EXCEEDED (at or above the
+//! limit; left only below `tenant_control.quota_resume_percent`). Each storage
+//! recount settles the state, logs a transition, and keeps a statement-level
+//! trigger on every table of a tenant that is not OK. Tenants below their
+//! warning level carry no trigger, so enforcement costs them nothing; the
+//! trigger re-measures the tenant at most every
+//! `tenant_control.quota_recheck_interval` per session, so a tenant is stopped
+//! soon after it crosses its limit, and writes again soon after it is back under.
 
 use crate::db;
 use crate::errors::{TcError, TcResult};
 use crate::lifecycle;
-use crate::oplog::Operation;
-use crate::registry;
+use crate::oplog::{self, OpKind, Operation};
+use crate::registry::{self, Status, Tenant};
+use crate::settings;
 use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The trigger on every table of a tenant that is not OK. The event trigger
+/// `tenant_control_quota_ddl` refuses to let a tenant drop or disable it.
+pub const GUARD_TRIGGER: &str = "tc_quota_guard";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Ok,
+    Warning,
+    Exceeded,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "OK",
+            State::Warning => "WARNING",
+            State::Exceeded => "EXCEEDED",
+        }
+    }
+
+    fn parse(text: &str) -> State {
+        match text {
+            "WARNING" => State::Warning,
+            "EXCEEDED" => State::Exceeded,
+            _ => State::Ok,
+        }
+    }
+
+    /// The state `used` bytes put a tenant in, given the state it was in.
+    fn of(used: i64, limit: Option<i64>, previous: State) -> State {
+        let Some(limit) = limit else {
+            return State::Ok;
+        };
+        let level = |percent: i32| (i128::from(limit) * i128::from(percent) / 100) as i64;
+        if used >= limit || (previous == State::Exceeded && used >= level(settings::quota_resume_percent())) {
+            State::Exceeded
+        } else if used >= level(settings::quota_warning_percent()) {
+            State::Warning
+        } else {
+            State::Ok
+        }
+    }
+}
 
 /// Set (or with NULL, remove) a tenant's storage limit, given as a size such
-/// as '5 GB', '750MB' or '1048576'.
+/// as '5 GB', '750MB' or '1048576', and settle its state at once.
 pub fn set(op: &mut Operation, schema_id: Option<pgrx::Uuid>, quota: Option<&str>) -> TcResult<Option<i64>> {
     let tenant = registry::lock(schema_id)?;
     op.note("schema_name", tenant.schema.as_str());
@@ -20,6 +80,9 @@ pub fn set(op: &mut Operation, schema_id: Option<pgrx::Uuid>, quota: Option<&str
         "UPDATE tenant.tenant_schemas SET quota_limit = $2, updated_at = pg_catalog.now() WHERE id = $1",
         &[db::to_pg_uuid(tenant.id).into(), limit.into()],
     )?;
+    let used = registry::refresh_counters(&tenant)?;
+    op.note("storage_used", used);
+    settle(&tenant, used)?;
     Ok(limit)
 }
 
@@ -41,4 +104,192 @@ fn parse(quota: &str) -> TcResult<i64> {
         return Err(invalid("a quota must be larger than zero"));
     }
     Ok(bytes)
+}
+
+/// Put a freshly counted tenant in the state its usage calls for. A
+/// transition is logged as a QUOTA_CHECK operation; one that fails (a table
+/// locked by DDL) is logged as FAILED and tried again by the next recount.
+pub fn settle(tenant: &Tenant, used: i64) -> TcResult<()> {
+    let (limit, previous) = standing(tenant)?;
+    let next = State::of(used, limit, previous);
+    if next != previous {
+        let description =
+            format!("quota state of schema \"{}\": {} -> {}", tenant.schema, previous.as_str(), next.as_str());
+        let (_, outcome) = oplog::record(OpKind::QuotaCheck, Some(tenant.id), description, |op| {
+            op.note("schema_name", tenant.schema.as_str());
+            op.note("from", previous.as_str());
+            op.note("to", next.as_str());
+            op.note("storage_used", used);
+            op.note("quota_limit", limit);
+            guard(tenant, next != State::Ok)?;
+            db::run(
+                "UPDATE tenant.tenant_schemas
+                    SET quota_state = $2, quota_state_since = pg_catalog.now(), updated_at = pg_catalog.now()
+                  WHERE id = $1",
+                &[db::to_pg_uuid(tenant.id).into(), next.as_str().into()],
+            )
+        });
+        if outcome.is_err() {
+            return Ok(());
+        }
+    } else if next != State::Ok {
+        // Tables created since the last recount get their guard too.
+        guard(tenant, true)?;
+    }
+    if next == State::Exceeded {
+        suspend_if_overdue(tenant)?;
+    }
+    Ok(())
+}
+
+fn standing(tenant: &Tenant) -> TcResult<(Option<i64>, State)> {
+    let found = db::rows(
+        "SELECT quota_limit, quota_state FROM tenant.tenant_schemas WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into()],
+        |row| {
+            Ok((
+                db::col::<i64>(row, "quota_limit")?,
+                State::parse(&db::col::<String>(row, "quota_state")?.unwrap_or_default()),
+            ))
+        },
+    )?;
+    found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(tenant.id))
+}
+
+/// Put the guard on every table of the tenant (`on`), or take it off.
+fn guard(tenant: &Tenant, on: bool) -> TcResult<()> {
+    let missing = if on {
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = $2 AND g.tgenabled <> 'D')"
+    } else {
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = $2)"
+    };
+    let tables = db::rows(
+        &format!(
+            "SELECT c.relname::text AS name FROM pg_catalog.pg_class c
+              WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+                AND {missing} ORDER BY c.relname"
+        ),
+        &[tenant.schema.as_str().into(), GUARD_TRIGGER.into()],
+        |row| Ok(db::col::<String>(row, "name")?.unwrap_or_default()),
+    )?;
+    lifecycle::internal_ddl(|| {
+        for table in &tables {
+            let table = format!("{}.{}", tenant.schema.quoted(), quote_identifier(table));
+            db::run(&format!("DROP TRIGGER IF EXISTS {GUARD_TRIGGER} ON {table}"), &[])?;
+            if on {
+                db::run(
+                    &format!(
+                        "CREATE TRIGGER {GUARD_TRIGGER} BEFORE INSERT OR UPDATE ON {table}
+                         FOR EACH STATEMENT EXECUTE FUNCTION tenant.quota_guard()"
+                    ),
+                    &[],
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// With `tenant_control.quota_suspend_after` set, an ACTIVE tenant that has
+/// been over its limit for longer is SUSPENDED (and logged as such).
+fn suspend_if_overdue(tenant: &Tenant) -> TcResult<()> {
+    let grace = settings::quota_suspend_after_s();
+    if grace == 0 || tenant.status != Status::Active {
+        return Ok(());
+    }
+    let overdue: bool = db::scalar(
+        "SELECT quota_state_since <= pg_catalog.now() - pg_catalog.make_interval(secs => $2)
+           FROM tenant.tenant_schemas WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into(), f64::from(grace).into()],
+    )?;
+    if overdue {
+        let reason = format!("over its storage quota for more than {grace} s (tenant_control.quota_suspend_after)");
+        let description = format!("suspend schema \"{}\": {reason}", tenant.schema);
+        let schema_id = Some(db::to_pg_uuid(tenant.id));
+        // Logged either way; a suspension that failed is tried again by the next recount.
+        let _ = oplog::record(OpKind::StatusChange, Some(tenant.id), description, |op| {
+            lifecycle::set_status(op, schema_id, Some("SUSPENDED"), Some(&reason))
+        });
+    }
+    Ok(())
+}
+
+/// What a statement that makes `schema` grow must pass: refused with 53400
+/// when the tenant is over its limit, a WARNING (once per transaction) when
+/// it is near it. Called by the guard trigger and the DDL event trigger.
+pub fn check_growth(schema: &str) -> TcResult<()> {
+    let found = db::rows(
+        "SELECT institution_id, quota_limit, quota_state FROM tenant.tenant_schemas
+          WHERE schema_name = $1 AND status <> ALL (ARRAY['DROPPED', 'SPARE'])",
+        &[schema.into()],
+        |row| {
+            Ok((
+                db::col::<pgrx::Uuid>(row, "institution_id")?.map(db::to_uuid),
+                db::col::<i64>(row, "quota_limit")?,
+                State::parse(&db::col::<String>(row, "quota_state")?.unwrap_or_default()),
+            ))
+        },
+    )?;
+    let Some((Some(institution), Some(limit), state)) = found.into_iter().next() else {
+        return Ok(());
+    };
+    let used = recently_measured(schema)?;
+    match State::of(used, Some(limit), state) {
+        State::Exceeded => {
+            let usage = usage_text(used, limit)?;
+            Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                format!("institution {institution} is over its storage quota: schema \"{schema}\" uses {usage}"),
+            )
+            .detail(format!(
+                "INSERT, UPDATE, COPY FROM, CREATE and ALTER are refused until it uses less than {}% of its quota; \
+                 SELECT, DELETE and TRUNCATE still work.",
+                settings::quota_resume_percent()
+            ))
+            .hint("Delete or truncate data (deleted rows keep their space until VACUUM), or raise the quota with tenant.set_quota."))
+        }
+        State::Warning => {
+            if first_warning_of_transaction(schema) {
+                let usage = usage_text(used, limit)?;
+                pgrx::warning!("institution {institution} is near its storage quota: schema \"{schema}\" uses {usage}");
+            }
+            Ok(())
+        }
+        State::Ok => Ok(()),
+    }
+}
+
+fn usage_text(used: i64, limit: i64) -> TcResult<String> {
+    db::scalar(
+        "SELECT pg_catalog.format('%s of its %s quota (%s%%)', pg_catalog.pg_size_pretty($1::bigint),
+                pg_catalog.pg_size_pretty($2::bigint), pg_catalog.round(100.0 * $1 / $2, 1))",
+        &[used.into(), limit.into()],
+    )
+}
+
+thread_local! {
+    /// Per session: when each tenant was last measured, and its bytes then.
+    static MEASURED: RefCell<HashMap<String, (Instant, i64)>> = RefCell::new(HashMap::new());
+    /// Per session: the transaction (by start time) each tenant was last warned in.
+    static WARNED: RefCell<HashMap<String, pg_sys::TimestampTz>> = RefCell::new(HashMap::new());
+}
+
+/// The tenant's bytes, measured at most `tenant_control.quota_recheck_interval` ago.
+fn recently_measured(schema: &str) -> TcResult<i64> {
+    let fresh_for = Duration::from_millis(settings::quota_recheck_ms().max(0) as u64);
+    let cached = MEASURED.with(|measured| {
+        measured.borrow().get(schema).filter(|(at, _)| at.elapsed() < fresh_for).map(|(_, bytes)| *bytes)
+    });
+    if let Some(bytes) = cached {
+        return Ok(bytes);
+    }
+    let bytes = registry::measure_bytes(schema)?;
+    MEASURED.with(|measured| measured.borrow_mut().insert(schema.to_string(), (Instant::now(), bytes)));
+    Ok(bytes)
+}
+
+fn first_warning_of_transaction(schema: &str) -> bool {
+    // SAFETY: reads the start time of the current transaction.
+    let transaction = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    WARNED.with(|warned| warned.borrow_mut().insert(schema.to_string(), transaction) != Some(transaction))
 }

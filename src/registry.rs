@@ -158,21 +158,30 @@ pub fn role_exists(role: &RoleName) -> TcResult<bool> {
     db::scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[role.as_str().into()])
 }
 
-/// Count the schema's tables and the bytes its relations occupy (heap,
-/// indexes, TOAST, free-space and visibility maps, matviews, sequences), and
-/// store both in the registry. A relation dropped meanwhile counts as zero.
+/// The tables of a schema and the bytes its relations occupy (heap, indexes,
+/// TOAST, free-space and visibility maps, matviews, sequences); a relation
+/// dropped meanwhile counts as zero. $1 is the schema's name.
+const MEASURE: &str = "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
+        COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
+   FROM pg_catalog.pg_class c
+  WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S')";
+
+/// Count the schema's tables and bytes and store both in the registry.
 pub fn refresh_counters(tenant: &Tenant) -> TcResult<i64> {
     let bytes: i64 = db::scalar(
-        "WITH counted AS (
-             SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
-                    COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
-               FROM pg_catalog.pg_class c
-              WHERE c.oid IN (SELECT tenant.schema_objects($2, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S'))
-         UPDATE tenant.tenant_schemas t
-            SET table_count = counted.tables, storage_used = counted.bytes
-           FROM counted WHERE t.id = $1
-         RETURNING counted.bytes",
-        &[db::to_pg_uuid(tenant.id).into(), tenant.schema.as_str().into()],
+        &format!(
+            "WITH counted AS ({MEASURE})
+             UPDATE tenant.tenant_schemas t
+                SET table_count = counted.tables, storage_used = counted.bytes
+               FROM counted WHERE t.id = $2
+             RETURNING counted.bytes"
+        ),
+        &[tenant.schema.as_str().into(), db::to_pg_uuid(tenant.id).into()],
     )?;
     Ok(bytes)
+}
+
+/// The bytes a schema's relations occupy now, without touching the registry.
+pub fn measure_bytes(schema: &str) -> TcResult<i64> {
+    db::scalar(&format!("SELECT bytes FROM ({MEASURE}) measured"), &[schema.into()])
 }

@@ -10,11 +10,73 @@ pub static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Op
 /// How long an operation waits for a lock before it gives up, in milliseconds.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
+/// Quota levels, in percent of a tenant's limit: a warning from this level on.
+pub static QUOTA_WARNING_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(90);
+/// A tenant over its limit may write again once below this level.
+pub static QUOTA_RESUME_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(95);
+/// How often (ms) a session re-measures a tenant near or over its limit.
+pub static QUOTA_RECHECK_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Seconds a tenant may stay over its limit before it is SUSPENDED; 0 = never.
+pub static QUOTA_SUSPEND_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// The institution of the current transaction, set by tenant.set_context
+/// only: SUSET, so no session can claim another institution by SET.
+pub static INSTITUTION_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 /// Set by the extension around its own DDL on tenant schemas, so that the
 /// event trigger watching the template does not count it as a template change.
 pub static INTERNAL_DDL: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn register() {
+    // Quota settings decide what a tenant may write: a tenant's own session must not change them.
+    GucRegistry::define_int_guc(
+        c"tenant_control.quota_warning_percent",
+        c"Percent of its quota from which a tenant is in the WARNING state.",
+        c"Each transition is logged; the tenant's sessions get a WARNING once per transaction while writing.",
+        &QUOTA_WARNING_PERCENT,
+        1,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_control.quota_resume_percent",
+        c"Percent of its quota below which a tenant over its limit may write again.",
+        c"The hysteresis margin: a tenant hovering at its limit does not flip between states.",
+        &QUOTA_RESUME_PERCENT,
+        1,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_control.quota_recheck_interval",
+        c"How often a session writing to a tenant near or over its quota re-measures the tenant.",
+        c"Bounds how long a tenant can write past its limit between two storage refreshes.",
+        &QUOTA_RECHECK_MS,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_control.quota_suspend_after",
+        c"How long a tenant may stay over its quota before a storage refresh SUSPENDS it; 0 never does.",
+        c"The suspension is logged as a STATUS_CHANGE; activate the tenant by hand once it is back under its limit.",
+        &QUOTA_SUSPEND_AFTER_S,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_control.institution_id",
+        c"The institution of the current transaction (set by tenant.set_context).",
+        c"Read it with tenant.current_institution(); shared-table policies compare rows with it.",
+        &INSTITUTION_ID,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // SUSET: which table is trusted as the list of institutions is a superuser decision.
     GucRegistry::define_string_guc(
         c"tenant_control.institutions_table",
@@ -62,4 +124,24 @@ pub fn institutions_id_column() -> String {
 
 pub fn lock_timeout_ms() -> i32 {
     LOCK_TIMEOUT_MS.get()
+}
+
+pub fn quota_warning_percent() -> i32 {
+    QUOTA_WARNING_PERCENT.get()
+}
+
+pub fn quota_resume_percent() -> i32 {
+    QUOTA_RESUME_PERCENT.get()
+}
+
+pub fn quota_recheck_ms() -> i32 {
+    QUOTA_RECHECK_MS.get()
+}
+
+pub fn quota_suspend_after_s() -> i32 {
+    QUOTA_SUSPEND_AFTER_S.get()
+}
+
+pub fn institution_id() -> Option<String> {
+    INSTITUTION_ID.get().map(|value| value.to_string_lossy().trim().to_string()).filter(|value| !value.is_empty())
 }

@@ -457,15 +457,15 @@ fn functions_are_pinned_and_not_public() {
         Some(0)
     );
     assert_eq!(
-        one::<i64>(
-            "SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace
+        one::<String>(
+            "SELECT string_agg(p.proname, ',') FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace
                AND has_function_privilege('public', p.oid, 'EXECUTE')"
         ),
-        Some(0)
+        Some("current_institution".to_string())
     );
     assert_eq!(
         one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace AND p.prosecdef"),
-        Some(10)
+        Some(15)
     );
 }
 
