@@ -25,12 +25,17 @@ pub fn connect_as(user: &str, db: &str) -> Client {
 
 /// A superuser connection that keeps the NOTICEs the server sends.
 pub fn listening(db: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+    listening_as("postgres", db)
+}
+
+/// A connection that keeps the NOTICEs and WARNINGs the server sends.
+pub fn listening_as(user: &str, db: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
     let client = Config::new()
         .host(&host())
         .port(port().parse().unwrap())
-        .user("postgres")
+        .user(user)
         .dbname(db)
         .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
         .connect(NoTls)

@@ -1,0 +1,147 @@
+//! Quota enforcement over real connections: an application working as a
+//! tenant is warned near its limit, refused (53400) over it whether it writes
+//! with INSERT, COPY, UPDATE or DDL, and writes again once it has deleted its
+//! way back under, without anybody recounting; concurrent writers stop at the limit.
+
+mod common;
+use common::*;
+use postgres::Client;
+use std::io::Write;
+use std::thread;
+use uuid::Uuid;
+
+const DB: &str = "it_quota";
+
+/// A database with a tenant whose table holds about `rows` KiB, an
+/// application role, and guards that re-measure on every statement.
+fn tenant_with_rows(schema: &str, rows: i64) -> (Client, Uuid, Uuid) {
+    let mut su = fresh_database(DB);
+    su.batch_execute(&format!(
+        "ALTER DATABASE {DB} SET tenant_control.quota_recheck_interval = 0;
+         DROP ROLE IF EXISTS it_quota_app; CREATE ROLE it_quota_app LOGIN; GRANT tenant_control_app TO it_quota_app;
+         CREATE TABLE tenant_template.docs (id bigserial PRIMARY KEY, body text NOT NULL);"
+    ))
+    .unwrap();
+    let institution = Uuid::new_v4();
+    let created = create(&mut su, institution, schema);
+    assert!(created.ok(), "{}", created.message);
+    let id: Uuid = created.row.get("schema_id");
+    su.batch_execute(&format!("INSERT INTO {schema}.docs (body) SELECT {KIB_ROW} FROM generate_series(1, {rows})"))
+        .unwrap();
+    (su, institution, id)
+}
+
+/// About a kibibyte of text that does not compress.
+const KIB_ROW: &str = "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 32))";
+
+/// Set the quota so that the tenant's usage today is `percent` of it.
+fn quota_at_percent(su: &mut Client, id: Uuid, percent: i64) -> i64 {
+    let used: i64 = su.query_one("SELECT tenant.refresh_storage($1)", &[&id]).unwrap().get(0);
+    let limit = used * 100 / percent;
+    let set = outcome(su.query_one("SELECT * FROM tenant.set_quota($1, $2)", &[&id, &limit.to_string()]).unwrap());
+    assert!(set.ok(), "{}", set.message);
+    limit
+}
+
+fn as_tenant(app: &mut Client, institution: Uuid, sql: &str) -> Result<(), postgres::Error> {
+    app.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{institution}'); {sql}; COMMIT;")).inspect_err(|_| {
+        app.batch_execute("ROLLBACK").unwrap();
+    })
+}
+
+fn code(result: Result<(), postgres::Error>) -> Option<String> {
+    result.err().map(|e| e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("{e}")))
+}
+
+#[test]
+fn a_tenant_over_its_quota_cannot_grow_and_writes_again_once_back_under() {
+    let (mut su, institution, id) = tenant_with_rows("qt_full", 1500);
+    let (mut app, notices) = listening_as("it_quota_app", DB);
+
+    // Near the limit: the tenant's session is warned once per transaction.
+    quota_at_percent(&mut su, id, 93);
+    let row = format!("INSERT INTO docs (body) SELECT {KIB_ROW}");
+    as_tenant(&mut app, institution, &format!("{row}; {row}; {row}")).unwrap();
+    let warned = notices.lock().unwrap().iter().filter(|n| n.contains("near its storage quota: schema \"qt_full\" uses")).count();
+    assert_eq!(warned, 1, "{:?}", notices.lock().unwrap());
+
+    // Writing on, the tenant is stopped as soon as it crosses the limit, before any recount.
+    let mut refused = None;
+    for _ in 0..200 {
+        if let Err(e) = as_tenant(&mut app, institution, &format!("INSERT INTO docs (body) SELECT {KIB_ROW} FROM generate_series(1, 20)")) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("the tenant was never stopped");
+    assert_eq!(refused.code().map(|c| c.code()), Some("53400"), "{refused}");
+    let message = refused.as_db_error().unwrap().message().to_string();
+    assert!(message.contains(&institution.to_string()) && message.contains("qt_full"), "{message}");
+
+    // INSERT, COPY FROM, UPDATE and CREATE are refused; SELECT and DELETE work.
+    assert_eq!(code(as_tenant(&mut app, institution, "INSERT INTO docs (body) VALUES ('x')")), Some("53400".into()));
+    assert_eq!(code(as_tenant(&mut app, institution, "UPDATE docs SET body = body WHERE id = 1")), Some("53400".into()));
+    assert_eq!(code(as_tenant(&mut app, institution, "CREATE TABLE more_docs (id int)")), Some("53400".into()));
+    // (The refusal comes before any data is sent: the client's COPY state is lost with this connection.)
+    let mut copier = connect_as("it_quota_app", DB);
+    copier.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{institution}')")).unwrap();
+    let copied = copier.copy_in("COPY docs (body) FROM STDIN").and_then(|mut writer| {
+        writer.write_all(b"copied row\n").unwrap();
+        writer.finish()
+    });
+    assert_eq!(copied.err().and_then(|e| e.code().map(|c| c.code().to_string())), Some("53400".into()));
+    // Nor can the tenant's own role take its guard away.
+    assert_eq!(code(as_tenant(&mut app, institution, "DROP TRIGGER tc_quota_guard ON docs")), Some("42501".into()));
+    assert_eq!(code(as_tenant(&mut app, institution, "SELECT count(*) FROM docs")), None);
+
+    // Deleting (and VACUUM giving the space back) is enough: the next write goes through.
+    assert_eq!(code(as_tenant(&mut app, institution, "DELETE FROM docs WHERE id > 100")), None);
+    su.batch_execute("VACUUM qt_full.docs").unwrap();
+    assert_eq!(code(as_tenant(&mut app, institution, "INSERT INTO docs (body) VALUES ('back under')")), None);
+
+    // The recounts log every transition.
+    su.batch_execute("CALL tenant.refresh_all_storage()").unwrap();
+    let transitions: String = su
+        .query_one(
+            "SELECT string_agg(metadata->>'to', ' ' ORDER BY id) FROM tenant.schema_operations
+              WHERE operation_type = 'QUOTA_CHECK' AND schema_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(transitions, "WARNING OK");
+    su.batch_execute("CALL tenant.refresh_all_storage()").unwrap();
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_trigger WHERE tgname = 'tc_quota_guard'"), 0);
+}
+
+#[test]
+fn concurrent_writers_stop_at_the_limit() {
+    let (mut su, institution, id) = tenant_with_rows("qt_race", 2000);
+    let limit = quota_at_percent(&mut su, id, 92);
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut app = connect_as("it_quota_app", DB);
+                for statements in 1..=500 {
+                    let sql = format!("INSERT INTO docs (body) SELECT {KIB_ROW} FROM generate_series(1, 10)");
+                    if let Err(e) = as_tenant(&mut app, institution, &sql) {
+                        return (statements, e.code().map(|c| c.code().to_string()));
+                    }
+                }
+                (500, None)
+            })
+        })
+        .collect();
+    for writer in writers {
+        let (statements, sqlstate) = writer.join().unwrap();
+        assert_eq!(sqlstate.as_deref(), Some("53400"), "a writer ended after {statements} statements");
+    }
+    // Each writer may have finished the statement it had started; the tenant did not run away.
+    let used: i64 = su.query_one("SELECT tenant.refresh_storage($1)", &[&id]).unwrap().get(0);
+    assert!(used >= limit, "stopped at {used} of {limit}");
+    assert!(used < limit + 2 * 1024 * 1024, "overshot: {used} of {limit}");
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM tenant.tenant_schemas WHERE id = '{id}' AND quota_state = 'EXCEEDED'")), 1);
+    let mut app = connect_as("it_quota_app", DB);
+    assert_eq!(code(as_tenant(&mut app, institution, "TRUNCATE docs")), None);
+    assert_eq!(code(as_tenant(&mut app, institution, "INSERT INTO docs (body) VALUES ('room again')")), None);
+}
