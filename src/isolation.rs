@@ -11,6 +11,7 @@
 use crate::db;
 use crate::errors::{OrRaise, TcError, TcResult};
 use crate::lifecycle;
+use crate::quota;
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_qualified_identifier};
@@ -33,7 +34,7 @@ fn enter_context(
 fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
     let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
     let found = db::rows(
-        "SELECT schema_name, owner_role, status, quota_state FROM tenant.tenant_schemas
+        "SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit FROM tenant.tenant_schemas
           WHERE institution_id = $1 ORDER BY status = 'DROPPED', created_at DESC LIMIT 1",
         &[db::to_pg_uuid(institution).into()],
         |row| {
@@ -41,7 +42,11 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
                 db::col::<String>(row, "schema_name")?.unwrap_or_default(),
                 db::col::<String>(row, "owner_role")?.unwrap_or_default(),
                 db::col::<String>(row, "status")?.unwrap_or_default(),
-                db::col::<String>(row, "quota_state")?.unwrap_or_default(),
+                (
+                    db::col::<String>(row, "quota_state")?,
+                    db::col::<i64>(row, "storage_used")?,
+                    db::col::<i64>(row, "quota_limit")?,
+                ),
             ))
         },
     )?;
@@ -52,12 +57,11 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
                 format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
             ));
         }
-        Some((schema, role, _, quota_state)) => {
-            if quota_state != "OK" {
-                pgrx::warning!(
-                    "institution {institution} is {}: schema \"{schema}\" is near or over its storage quota",
-                    if quota_state == "EXCEEDED" { "over its storage quota" } else { "near its storage quota" }
-                );
+        Some((schema, role, _, quota)) => {
+            if let (Some(state), Some(used), Some(limit)) = quota {
+                if state != "OK" {
+                    quota::warn_near_limit(institution, &schema, used, limit);
+                }
             }
             (Some(schema), Some(role))
         }

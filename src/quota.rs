@@ -215,9 +215,84 @@ fn suspend_if_overdue(tenant: &Tenant) -> TcResult<()> {
 }
 
 /// What a statement that makes `schema` grow must pass: refused with 53400
-/// when the tenant is over its limit, a WARNING (once per transaction) when
+/// when the tenant is over its limit, a WARNING (at most once a minute) when
 /// it is near it. Called by the guard trigger and the DDL event trigger.
 pub fn check_growth(schema: &str) -> TcResult<()> {
+    let Some(seen) = recently_seen(schema)? else {
+        return Ok(());
+    };
+    match State::of(seen.used, Some(seen.limit), seen.state) {
+        State::Exceeded => {
+            let usage = usage_text(seen.used, seen.limit);
+            Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                format!("institution {} is over its storage quota: schema \"{schema}\" uses {usage}", seen.institution),
+            )
+            .detail(format!(
+                "INSERT, UPDATE, COPY FROM, CREATE and ALTER are refused until it uses less than {}% of its quota; \
+                 SELECT, DELETE and TRUNCATE still work.",
+                settings::quota_resume_percent()
+            ))
+            .hint("Delete or truncate data (deleted rows keep their space until VACUUM), or raise the quota with tenant.set_quota."))
+        }
+        State::Warning => {
+            warn_near_limit(seen.institution, schema, seen.used, seen.limit);
+            Ok(())
+        }
+        State::Ok => Ok(()),
+    }
+}
+
+/// "9.3 MB of its 10 MB quota (93.0%)", sizes as pg_size_pretty writes them.
+/// Built here rather than by a query: the guard warns on hot paths.
+fn usage_text(used: i64, limit: i64) -> String {
+    format!("{} of its {} quota ({:.1}%)", pretty(used), pretty(limit), used as f64 * 100.0 / limit as f64)
+}
+
+pub(crate) fn pretty(bytes: i64) -> String {
+    let mut size = bytes as f64;
+    let mut units = ["bytes", "kB", "MB", "GB", "TB", "PB"].into_iter();
+    let mut unit = units.next().unwrap_or_default();
+    while size.abs() >= 10.0 * 1024.0 {
+        match units.next() {
+            Some(next) => {
+                size /= 1024.0;
+                unit = next;
+            }
+            None => break,
+        }
+    }
+    format!("{} {unit}", size.round())
+}
+
+/// A tenant's quota as a session last saw it: registry facts and measured bytes.
+#[derive(Clone, Copy)]
+struct Seen {
+    at: Instant,
+    institution: uuid::Uuid,
+    limit: i64,
+    state: State,
+    used: i64,
+}
+
+thread_local! {
+    /// Per session: each guarded tenant as last seen (None: no tenant or no limit).
+    static SEEN: RefCell<HashMap<String, Option<Seen>>> = RefCell::new(HashMap::new());
+    /// Per session: when each tenant was last warned about.
+    static WARNED: RefCell<HashMap<String, Instant>> = RefCell::new(HashMap::new());
+}
+
+/// The tenant's limit, state and bytes, read and measured at most
+/// `tenant_control.quota_recheck_interval` ago: a guarded tenant's writes
+/// cost a look-up in this session's memory, not a query, between two checks.
+fn recently_seen(schema: &str) -> TcResult<Option<Seen>> {
+    let fresh_for = Duration::from_millis(settings::quota_recheck_ms().max(0) as u64);
+    let cached = SEEN.with(|seen| seen.borrow().get(schema).copied());
+    if let Some(Some(seen)) = cached {
+        if seen.at.elapsed() < fresh_for {
+            return Ok(Some(seen));
+        }
+    }
     let found = db::rows(
         "SELECT institution_id, quota_limit, quota_state FROM tenant.tenant_schemas
           WHERE schema_name = $1 AND status <> ALL (ARRAY['DROPPED', 'SPARE'])",
@@ -230,66 +305,35 @@ pub fn check_growth(schema: &str) -> TcResult<()> {
             ))
         },
     )?;
-    let Some((Some(institution), Some(limit), state)) = found.into_iter().next() else {
-        return Ok(());
+    let seen = match found.into_iter().next() {
+        Some((Some(institution), Some(limit), state)) => {
+            Some(Seen { at: Instant::now(), institution, limit, state, used: registry::measure_bytes(schema)? })
+        }
+        _ => None,
     };
-    let used = recently_measured(schema)?;
-    match State::of(used, Some(limit), state) {
-        State::Exceeded => {
-            let usage = usage_text(used, limit)?;
-            Err(TcError::new(
-                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                format!("institution {institution} is over its storage quota: schema \"{schema}\" uses {usage}"),
-            )
-            .detail(format!(
-                "INSERT, UPDATE, COPY FROM, CREATE and ALTER are refused until it uses less than {}% of its quota; \
-                 SELECT, DELETE and TRUNCATE still work.",
-                settings::quota_resume_percent()
-            ))
-            .hint("Delete or truncate data (deleted rows keep their space until VACUUM), or raise the quota with tenant.set_quota."))
+    SEEN.with(|cache| cache.borrow_mut().insert(schema.to_string(), seen));
+    Ok(seen)
+}
+
+/// How often a session is told that a tenant is near its quota: every
+/// write would flood the client and the server log.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Warn the session that the tenant is near its quota, at most once a minute
+/// per tenant (set_context and the guard share the rhythm).
+pub fn warn_near_limit(institution: uuid::Uuid, schema: &str, used: i64, limit: i64) {
+    let due = WARNED.with(|warned| {
+        let mut warned = warned.borrow_mut();
+        let due = warned.get(schema).is_none_or(|at| at.elapsed() >= WARN_EVERY);
+        if due {
+            warned.insert(schema.to_string(), Instant::now());
         }
-        State::Warning => {
-            if first_warning_of_transaction(schema) {
-                let usage = usage_text(used, limit)?;
-                pgrx::warning!("institution {institution} is near its storage quota: schema \"{schema}\" uses {usage}");
-            }
-            Ok(())
-        }
-        State::Ok => Ok(()),
-    }
-}
-
-fn usage_text(used: i64, limit: i64) -> TcResult<String> {
-    db::scalar(
-        "SELECT pg_catalog.format('%s of its %s quota (%s%%)', pg_catalog.pg_size_pretty($1::bigint),
-                pg_catalog.pg_size_pretty($2::bigint), pg_catalog.round(100.0 * $1 / $2, 1))",
-        &[used.into(), limit.into()],
-    )
-}
-
-thread_local! {
-    /// Per session: when each tenant was last measured, and its bytes then.
-    static MEASURED: RefCell<HashMap<String, (Instant, i64)>> = RefCell::new(HashMap::new());
-    /// Per session: the transaction (by start time) each tenant was last warned in.
-    static WARNED: RefCell<HashMap<String, pg_sys::TimestampTz>> = RefCell::new(HashMap::new());
-}
-
-/// The tenant's bytes, measured at most `tenant_control.quota_recheck_interval` ago.
-fn recently_measured(schema: &str) -> TcResult<i64> {
-    let fresh_for = Duration::from_millis(settings::quota_recheck_ms().max(0) as u64);
-    let cached = MEASURED.with(|measured| {
-        measured.borrow().get(schema).filter(|(at, _)| at.elapsed() < fresh_for).map(|(_, bytes)| *bytes)
+        due
     });
-    if let Some(bytes) = cached {
-        return Ok(bytes);
+    if due {
+        pgrx::warning!(
+            "institution {institution} is near its storage quota: schema \"{schema}\" uses {}",
+            usage_text(used, limit)
+        );
     }
-    let bytes = registry::measure_bytes(schema)?;
-    MEASURED.with(|measured| measured.borrow_mut().insert(schema.to_string(), (Instant::now(), bytes)));
-    Ok(bytes)
-}
-
-fn first_warning_of_transaction(schema: &str) -> bool {
-    // SAFETY: reads the start time of the current transaction.
-    let transaction = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    WARNED.with(|warned| warned.borrow_mut().insert(schema.to_string(), transaction) != Some(transaction))
 }

@@ -32,7 +32,7 @@ pub fn register() {
     GucRegistry::define_int_guc(
         c"tenant_control.quota_warning_percent",
         c"Percent of its quota from which a tenant is in the WARNING state.",
-        c"Each transition is logged; the tenant's sessions get a WARNING once per transaction while writing.",
+        c"Each transition is logged; the tenant's sessions get a WARNING (at most once a minute) while writing.",
         &QUOTA_WARNING_PERCENT,
         1,
         100,

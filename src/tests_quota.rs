@@ -148,3 +148,14 @@ fn shared_tables_get_a_forced_policy_on_the_institution() {
     // Outside a context there is no institution.
     assert_eq!(one::<pgrx::Uuid>("SELECT tenant.current_institution()"), None);
 }
+
+#[pg_test]
+fn quota_messages_write_sizes_like_pg_size_pretty() {
+    for bytes in [0_i64, 1, 10239, 10240, 10752, 1048576, 5 * 1024 * 1024 * 1024, 1536 * 1024 * 1024 * 1024 * 1024] {
+        assert_eq!(
+            Some(crate::quota::pretty(bytes)),
+            one::<String>(&format!("SELECT pg_size_pretty({bytes}::bigint)")),
+            "{bytes}"
+        );
+    }
+}

@@ -44,7 +44,13 @@ fn institution_administrators_see_and_change_their_own_rows_only() {
         .execute("UPDATE tenant.tenant_schemas SET config = '{\"plan\": \"free\"}' WHERE schema_name = 'ia_beta'", &[])
         .unwrap();
     assert_eq!(untouched, 0);
-    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.tenant_schemas WHERE config = '{}'::jsonb AND schema_name = 'ia_beta'"), 1);
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM tenant.tenant_schemas WHERE config = '{}'::jsonb AND schema_name = 'ia_beta'"
+        ),
+        1
+    );
     for sql in [
         "UPDATE tenant.tenant_schemas SET status = 'ACTIVE'".to_string(),
         "UPDATE tenant.tenant_schemas SET institution_id = gen_random_uuid()".to_string(),

@@ -58,17 +58,26 @@ fn a_tenant_over_its_quota_cannot_grow_and_writes_again_once_back_under() {
     let (mut su, institution, id) = tenant_with_rows("qt_full", 1500);
     let (mut app, notices) = listening_as("it_quota_app", DB);
 
-    // Near the limit: the tenant's session is warned once per transaction.
+    // Near the limit: the tenant's session is warned, once (not on every statement).
     quota_at_percent(&mut su, id, 93);
     let row = format!("INSERT INTO docs (body) SELECT {KIB_ROW}");
     as_tenant(&mut app, institution, &format!("{row}; {row}; {row}")).unwrap();
-    let warned = notices.lock().unwrap().iter().filter(|n| n.contains("near its storage quota: schema \"qt_full\" uses")).count();
+    let warned = notices
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| n.contains("near its storage quota: schema \"qt_full\" uses"))
+        .count();
     assert_eq!(warned, 1, "{:?}", notices.lock().unwrap());
 
     // Writing on, the tenant is stopped as soon as it crosses the limit, before any recount.
     let mut refused = None;
     for _ in 0..200 {
-        if let Err(e) = as_tenant(&mut app, institution, &format!("INSERT INTO docs (body) SELECT {KIB_ROW} FROM generate_series(1, 20)")) {
+        if let Err(e) = as_tenant(
+            &mut app,
+            institution,
+            &format!("INSERT INTO docs (body) SELECT {KIB_ROW} FROM generate_series(1, 20)"),
+        ) {
             refused = Some(e);
             break;
         }
@@ -80,7 +89,10 @@ fn a_tenant_over_its_quota_cannot_grow_and_writes_again_once_back_under() {
 
     // INSERT, COPY FROM, UPDATE and CREATE are refused; SELECT and DELETE work.
     assert_eq!(code(as_tenant(&mut app, institution, "INSERT INTO docs (body) VALUES ('x')")), Some("53400".into()));
-    assert_eq!(code(as_tenant(&mut app, institution, "UPDATE docs SET body = body WHERE id = 1")), Some("53400".into()));
+    assert_eq!(
+        code(as_tenant(&mut app, institution, "UPDATE docs SET body = body WHERE id = 1")),
+        Some("53400".into())
+    );
     assert_eq!(code(as_tenant(&mut app, institution, "CREATE TABLE more_docs (id int)")), Some("53400".into()));
     // (The refusal comes before any data is sent: the client's COPY state is lost with this connection.)
     let mut copier = connect_as("it_quota_app", DB);
@@ -140,7 +152,13 @@ fn concurrent_writers_stop_at_the_limit() {
     let used: i64 = su.query_one("SELECT tenant.refresh_storage($1)", &[&id]).unwrap().get(0);
     assert!(used >= limit, "stopped at {used} of {limit}");
     assert!(used < limit + 2 * 1024 * 1024, "overshot: {used} of {limit}");
-    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM tenant.tenant_schemas WHERE id = '{id}' AND quota_state = 'EXCEEDED'")), 1);
+    assert_eq!(
+        count(
+            &mut su,
+            &format!("SELECT count(*) FROM tenant.tenant_schemas WHERE id = '{id}' AND quota_state = 'EXCEEDED'")
+        ),
+        1
+    );
     let mut app = connect_as("it_quota_app", DB);
     assert_eq!(code(as_tenant(&mut app, institution, "TRUNCATE docs")), None);
     assert_eq!(code(as_tenant(&mut app, institution, "INSERT INTO docs (body) VALUES ('room again')")), None);

@@ -52,8 +52,10 @@ fn a_shared_table_shows_each_institution_its_own_rows_only() {
     let forged = app.batch_execute(&format!("INSERT INTO public.invoices (institution_id, amount) VALUES ('{b}', 9)"));
     assert_eq!(forged.unwrap_err().code().map(|c| c.code()), Some("42501"));
     app.batch_execute("ROLLBACK").unwrap();
-    app.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{a}'); INSERT INTO public.invoices (amount) VALUES (5); COMMIT;"))
-        .unwrap();
+    app.batch_execute(&format!(
+        "BEGIN; SELECT tenant.set_context('{a}'); INSERT INTO public.invoices (amount) VALUES (5); COMMIT;"
+    ))
+    .unwrap();
     assert_eq!(count(&mut su, &format!("SELECT count(*) FROM public.invoices WHERE institution_id = '{a}'")), 3);
 
     // Outside a context nothing is visible, and nobody can claim an institution by hand.

@@ -1,0 +1,143 @@
+//! Issue #5's figure: the cost of quota enforcement on a pgbench insert
+//! workload into a tenant's table, against the same table in a database
+//! without the extension, measured side by side in one run (rounds
+//! interleaved, medians compared). Also printed, for information: the same
+//! workload while the tenant is in its WARNING zone, where every statement
+//! passes the guard trigger.
+//! Not a test: it prints figures and never fails because the machine is slow.
+//! TC_BENCH_SECONDS (default 10) per round, TC_BENCH_ROUNDS (default 3).
+
+use postgres::{Client, NoTls};
+use std::env;
+use std::fs;
+use std::process::Command;
+
+const TABLE: &str = "CREATE TABLE events (id bigserial PRIMARY KEY, account int NOT NULL, payload text NOT NULL,
+                                          created_at timestamptz NOT NULL DEFAULT now());
+                     CREATE INDEX ON events (account);";
+/// The pgbench script inserting into `schema`.events.
+fn script(schema: &str) -> String {
+    let path = env::temp_dir().join(format!("tenant_control_quota_bench_{schema}.sql"));
+    fs::write(
+        &path,
+        format!("\\set account random(1, 1000)\nINSERT INTO {schema}.events (account, payload) VALUES (:account, repeat('x', 100));\n"),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn host() -> String {
+    env::var("TC_TEST_HOST").expect("run through ./tc bench")
+}
+
+fn port() -> String {
+    env::var("TC_TEST_PORT").expect("run through ./tc bench")
+}
+
+fn setting(name: &str, default: u32) -> u32 {
+    env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn connect(db: &str) -> Client {
+    Client::connect(&format!("host={} port={} user=postgres dbname={db}", host(), port()), NoTls).unwrap()
+}
+
+fn recreate(db: &str) -> Client {
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    connect(db)
+}
+
+/// A tenant `schema` with the table (roles are cluster-wide: one name per
+/// database), and a quota that puts it in the OK or the WARNING state.
+fn tenant_database(db: &str, schema: &str, warning_zone: bool) {
+    let mut client = recreate(db);
+    client.batch_execute("CREATE EXTENSION tenant_control").unwrap();
+    client.batch_execute(&format!("SET search_path = tenant_template; {TABLE} RESET search_path;")).unwrap();
+    let created = client
+        .query_one("SELECT schema_id, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)", &[&schema])
+        .unwrap();
+    let id: uuid::Uuid =
+        created.get::<_, Option<uuid::Uuid>>(0).unwrap_or_else(|| panic!("{}", created.get::<_, String>(1)));
+    client.batch_execute(&format!("INSERT INTO {schema}.events (account, payload) SELECT g % 1000, repeat('x', 100) FROM generate_series(1, 20000) g")).unwrap();
+    // Enforcement on: a limit far above the tenant's size (OK), or, for the
+    // warning zone, a warning level so low that the tenant is in it with room to grow.
+    let quota = if warning_zone {
+        client.batch_execute(&format!("ALTER DATABASE {db} SET tenant_control.quota_warning_percent = 1")).unwrap();
+        client.batch_execute("SET tenant_control.quota_warning_percent = 1").unwrap();
+        "200 MB"
+    } else {
+        "10 GB"
+    };
+    client.query_one("SELECT * FROM tenant.set_quota($1, $2)", &[&id, &quota]).unwrap();
+    let state: String =
+        client.query_one("SELECT quota_state FROM tenant.tenant_schemas WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(state, if warning_zone { "WARNING" } else { "OK" });
+}
+
+fn plain_database(db: &str) {
+    let mut client = recreate(db);
+    client.batch_execute(&format!("CREATE SCHEMA acme; SET search_path = acme; {TABLE} RESET search_path;")).unwrap();
+    client.batch_execute("INSERT INTO acme.events (account, payload) SELECT g % 1000, repeat('x', 100) FROM generate_series(1, 20000) g").unwrap();
+}
+
+/// Transactions per second of the insert workload on `db`.
+fn pgbench(db: &str, seconds: u32, script: &str) -> f64 {
+    let bin = env::var("TC_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let output = Command::new(format!("{bin}/pgbench"))
+        .args(["-h", &host(), "-p", &port(), "-U", "postgres", "-n", "-M", "prepared", "-c", "4", "-j", "2"])
+        .args(["-T", &seconds.to_string(), "-f", script, db])
+        .output()
+        .expect("pgbench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "pgbench failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in: {stdout}"))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sorted[sorted.len() / 2]
+}
+
+fn main() {
+    let (seconds, rounds) = (setting("TC_BENCH_SECONDS", 10), setting("TC_BENCH_ROUNDS", 3));
+    plain_database("bench_plain");
+    tenant_database("bench_quota", "acme", false);
+    tenant_database("bench_quota_warning", "acme_near", true);
+    let (acme, acme_near) = (script("acme"), script("acme_near"));
+    // Autovacuum of the freshly loaded tables and a pending checkpoint would
+    // fall on whichever series runs first.
+    for db in ["bench_plain", "bench_quota", "bench_quota_warning"] {
+        connect(db).batch_execute("VACUUM ANALYZE").unwrap();
+    }
+    connect("postgres").batch_execute("CHECKPOINT").unwrap();
+    println!("pgbench insert workload: 4 clients, {seconds} s per round, {rounds} rounds interleaved");
+    let (mut plain, mut enforced, mut warning) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        // The order turns every round, so that no series always goes first.
+        for series in (0..3).map(|i| (i + round as usize) % 3) {
+            match series {
+                0 => plain.push(pgbench("bench_plain", seconds, &acme)),
+                1 => enforced.push(pgbench("bench_quota", seconds, &acme)),
+                _ => warning.push(pgbench("bench_quota_warning", seconds, &acme_near)),
+            }
+        }
+        println!(
+            "  round {round}: no extension {:.0} tps, tenant with quota {:.0} tps, tenant in its warning zone {:.0} tps",
+            plain[plain.len() - 1],
+            enforced[enforced.len() - 1],
+            warning[warning.len() - 1]
+        );
+    }
+    let (plain, enforced, warning) = (median(&plain), median(&enforced), median(&warning));
+    println!(
+        "median tps: no extension {plain:.0}, tenant with quota enforced {enforced:.0}, warning zone {warning:.0}"
+    );
+    println!("throughput ratio, enforcement on / extension absent: {:.3} (goal >= 0.97)", enforced / plain);
+    println!("throughput ratio, tenant in its warning zone / extension absent: {:.3} (information)", warning / plain);
+}
