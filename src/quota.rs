@@ -156,26 +156,27 @@ fn standing(tenant: &Tenant) -> TcResult<(Option<i64>, State)> {
     found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(tenant.id))
 }
 
-/// Put the guard on every table of the tenant (`on`), or take it off.
+/// Put the guard on every table of the tenant (`on`), or take it off. A
+/// disabled guard is replaced.
 fn guard(tenant: &Tenant, on: bool) -> TcResult<()> {
-    let missing = if on {
-        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = $2 AND g.tgenabled <> 'D')"
-    } else {
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = $2)"
-    };
     let tables = db::rows(
-        &format!(
-            "SELECT c.relname::text AS name FROM pg_catalog.pg_class c
-              WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
-                AND {missing} ORDER BY c.relname"
-        ),
-        &[tenant.schema.as_str().into(), GUARD_TRIGGER.into()],
-        |row| Ok(db::col::<String>(row, "name")?.unwrap_or_default()),
+        "SELECT c.relname::text AS name, g.tgname IS NOT NULL AS guarded
+           FROM pg_catalog.pg_class c
+           LEFT JOIN pg_catalog.pg_trigger g ON g.tgrelid = c.oid AND g.tgname = $2
+          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+            AND CASE WHEN $3 THEN g.tgenabled IS DISTINCT FROM 'O' ELSE g.tgname IS NOT NULL END
+          ORDER BY c.relname",
+        &[tenant.schema.as_str().into(), GUARD_TRIGGER.into(), on.into()],
+        |row| {
+            Ok((db::col::<String>(row, "name")?.unwrap_or_default(), db::col::<bool>(row, "guarded")?.unwrap_or(false)))
+        },
     )?;
     lifecycle::internal_ddl(|| {
-        for table in &tables {
+        for (table, guarded) in &tables {
             let table = format!("{}.{}", tenant.schema.quoted(), quote_identifier(table));
-            db::run(&format!("DROP TRIGGER IF EXISTS {GUARD_TRIGGER} ON {table}"), &[])?;
+            if *guarded {
+                db::run(&format!("DROP TRIGGER {GUARD_TRIGGER} ON {table}"), &[])?;
+            }
             if on {
                 db::run(
                     &format!(
