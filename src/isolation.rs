@@ -137,7 +137,8 @@ fn current_institution() -> Option<pgrx::Uuid> {
 /// Hybrid tenancy: put a table shared by several institutions (a uuid column
 /// naming each row's institution) under a forced row-level security policy
 /// keyed on tenant.current_institution(); platform administrators see all rows.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+/// Runs with the caller's rights: only the table's owner may change its policies.
+#[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn enable_shared_table_isolation(
     table_name: Option<&str>,
