@@ -219,6 +219,11 @@ fn suspend_if_overdue(tenant: &Tenant) -> TcResult<()> {
 /// when the tenant is over its limit, a WARNING (at most once a minute) when
 /// it is near it. Called by the guard trigger and the DDL event trigger.
 pub fn check_growth(schema: &str) -> TcResult<()> {
+    // The extension's own work on a tenant (a migration's data changes, a
+    // restore) is not the tenant growing: it must not fail half-way.
+    if settings::INTERNAL_DDL.get() {
+        return Ok(());
+    }
     let Some(seen) = recently_seen(schema)? else {
         return Ok(());
     };

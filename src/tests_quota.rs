@@ -66,6 +66,17 @@ fn quota_states_guard_writes_and_lift_by_themselves() {
     // Nobody but the extension takes the guard away.
     assert_eq!(sqlstate_of_statement("DROP TRIGGER tc_quota_guard ON quota_q.notes"), Some("42501".into()));
     assert_eq!(sqlstate_of_statement("ALTER TABLE quota_q.notes DISABLE TRIGGER tc_quota_guard"), Some("42501".into()));
+    // A migration is the extension's work, not the tenant growing: it goes through.
+    let migration = "ALTER TABLE notes ADD COLUMN tag text; UPDATE notes SET tag = ''x''";
+    assert_eq!(
+        one::<String>(&format!("SELECT status FROM tenant.register_migration(1, '{migration}', 'tag the notes')")),
+        Some("SUCCESS".into())
+    );
+    assert_eq!(
+        one::<String>(&format!("SELECT status || coalesce(sqlstate, '') FROM tenant.migrate_institution_schema('{id}')")),
+        Some("SUCCESS".into())
+    );
+    assert_eq!(one::<i64>("SELECT count(*) FROM quota_q.notes WHERE tag = 'x'"), Some(2001));
 
     // Hysteresis: just under the limit is not enough to write again...
     Spi::run("DELETE FROM quota_q.notes WHERE id % 50 = 0").unwrap();
