@@ -17,6 +17,9 @@ pub enum OpKind {
     StatusChange,
     Migrate,
     QuotaSet,
+    Backup,
+    Restore,
+    IntegrityCheck,
 }
 
 impl OpKind {
@@ -27,6 +30,9 @@ impl OpKind {
             OpKind::StatusChange => "STATUS_CHANGE",
             OpKind::Migrate => "MIGRATE",
             OpKind::QuotaSet => "QUOTA_SET",
+            OpKind::Backup => "BACKUP",
+            OpKind::Restore => "RESTORE",
+            OpKind::IntegrityCheck => "INTEGRITY_CHECK",
         }
     }
 }
