@@ -253,9 +253,9 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     keep integer := COALESCE(keep_last,
-                             pg_catalog.nullif(pg_catalog.current_setting('tenant_control.backup_keep_last', true), '')::integer, 0);
+                             NULLIF(pg_catalog.current_setting('tenant_control.backup_keep_last', true), '')::integer, 0);
     age interval := COALESCE(max_age,
-                             pg_catalog.nullif(pg_catalog.current_setting('tenant_control.backup_max_age', true), '')::interval);
+                             NULLIF(pg_catalog.current_setting('tenant_control.backup_max_age', true), '')::interval);
     doomed record;
     outcome record;
     removed integer := 0;
@@ -275,7 +275,7 @@ BEGIN
                                                  ORDER BY b.created_at DESC, b.backup_id) AS newest
               FROM tenant.backups b) r
          WHERE (keep OPERATOR(pg_catalog.=) 0 OR r.newest OPERATOR(pg_catalog.>) keep)
-           AND (age IS NULL OR r.created_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) age)
+           AND (age IS NULL OR r.created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) age))
          ORDER BY r.created_at
     LOOP
         SELECT * INTO outcome FROM tenant.remove_backup(doomed.backup_id, 'retention');
