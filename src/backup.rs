@@ -57,7 +57,7 @@ pub fn take(op: &mut Operation, schema_id: Option<pgrx::Uuid>, verify: bool) -> 
     let prelude = [format!("CREATE ROLE {} NOLOGIN", role.quoted()), format!("CREATE SCHEMA {}", backup.quoted())];
     let copied = copy::copy_schema(&tenant.schema, &tenant.role, &backup, &role, &backup, &prelude, verify)?;
     let size = schema_size(&backup)?;
-    register(backup_id, &tenant, &backup, "BACKUP", size, started.elapsed().as_secs_f64() * 1000.0)?;
+    register(backup_id, &tenant, &backup, &role, "BACKUP", size, started.elapsed().as_secs_f64() * 1000.0)?;
     record_tables(backup_id, &copied)?;
     if verify {
         let checks = check(backup_id, None)?;
@@ -133,19 +133,20 @@ fn require_space(estimate: i64, schema: &TenantName) -> TcResult<()> {
     Ok(())
 }
 
-/// Enter a backup schema in the catalogue.
+/// Enter a backup schema in the catalogue; `role` stands for the tenant's role in it.
 pub fn register(
     backup_id: uuid::Uuid,
     tenant: &Tenant,
     backup: &TenantName,
+    role: &RoleName,
     reason: &str,
     size: i64,
     duration_ms: f64,
 ) -> TcResult<()> {
     db::run(
         "INSERT INTO tenant.schema_backups
-             (id, schema_id, backup_schema, source_schema, reason, size_bytes, source_version, duration_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             (id, schema_id, backup_schema, source_schema, reason, size_bytes, source_version, duration_ms, backup_role)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::regrole)",
         &[
             db::to_pg_uuid(backup_id).into(),
             db::to_pg_uuid(tenant.id).into(),
@@ -155,6 +156,7 @@ pub fn register(
             size.into(),
             tenant.version.into(),
             duration_ms.into(),
+            role.as_str().into(),
         ],
     )
 }
@@ -210,13 +212,8 @@ pub struct Backup {
     pub id: uuid::Uuid,
     pub schema_id: uuid::Uuid,
     pub schema: TenantName,
+    pub role: RoleName,
     pub source_version: Option<i32>,
-}
-
-impl Backup {
-    pub fn role(&self) -> RoleName {
-        self.schema.role()
-    }
 }
 
 /// Look a backup up and lock its catalogue row: FOR SHARE while it is read
@@ -226,7 +223,9 @@ pub fn lock(backup_id: Option<pgrx::Uuid>, for_update: bool) -> TcResult<Backup>
     let mode = if for_update { "UPDATE" } else { "SHARE" };
     let found = db::rows(
         &format!(
-            "SELECT id, schema_id, backup_schema, source_version FROM tenant.schema_backups WHERE id = $1 FOR {mode}"
+            "SELECT b.id, b.schema_id, b.backup_schema, b.source_version,
+                    (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = b.backup_role) AS role
+               FROM tenant.schema_backups b WHERE b.id = $1 FOR {mode} OF b"
         ),
         &[id.into()],
         |row| {
@@ -235,6 +234,7 @@ pub fn lock(backup_id: Option<pgrx::Uuid>, for_update: bool) -> TcResult<Backup>
                 id: db::to_uuid(db::col(row, "id")?.ok_or_else(missing)?),
                 schema_id: db::to_uuid(db::col(row, "schema_id")?.ok_or_else(missing)?),
                 schema: TenantName::from_registry(db::col(row, "backup_schema")?.ok_or_else(missing)?),
+                role: RoleName::from_registry(db::col(row, "role")?.ok_or_else(missing)?),
                 source_version: db::col(row, "source_version")?,
             })
         },
@@ -389,18 +389,25 @@ pub fn remove(op: &mut Operation, backup_id: Option<pgrx::Uuid>, why: &str) -> T
     op.note("why", why);
     op.note("backup_id", backup.id.to_string());
     op.note("backup_schema", backup.schema.as_str());
-    let role = backup.role();
+    let role = backup.role.clone();
+    db::run("DELETE FROM tenant.schema_backups WHERE id = $1", &[db::to_pg_uuid(backup.id).into()])?;
+    // The role goes too unless it still serves: another backup (a RESTORE
+    // backup keeps the tenant's role) or a tenant.
+    let role_serves: bool = db::scalar(
+        "SELECT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_role = $1::text::regrole)
+             OR EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.owner_role = $1 AND t.status <> 'DROPPED')",
+        &[role.as_str().into()],
+    )?;
     internal_ddl(|| {
         if registry::schema_exists(backup.schema.as_str())? {
             db::run(&format!("DROP SCHEMA {} CASCADE", backup.schema.quoted()), &[])?;
         }
-        if registry::role_exists(&role)? {
+        if !role_serves && registry::role_exists(&role)? {
             db::run(&format!("DROP OWNED BY {}", role.quoted()), &[])?;
             db::run(&format!("DROP ROLE {}", role.quoted()), &[])?;
         }
         Ok(())
     })?;
-    db::run("DELETE FROM tenant.schema_backups WHERE id = $1", &[db::to_pg_uuid(backup.id).into()])?;
     account(backup.schema_id, false)?;
     Ok(backup.schema)
 }

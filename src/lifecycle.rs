@@ -187,7 +187,7 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
     op.note("institution_id", tenant.institution_id.map(|id| id.to_string()));
     require_live(&tenant)?;
 
-    let detached = internal_ddl(|| detach(op, &tenant, "DROP"))?;
+    let detached = internal_ddl(|| detach(op, &tenant, "DROP", true))?;
     // The backup is the tenant's own storage: hash it now, so that every
     // later verification proves it unchanged.
     if let Some((backup_id, backup)) = &detached {
@@ -208,9 +208,15 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
     Ok(Dropped { backup })
 }
 
-/// Rename the schema and the tenant's role into a backup (`reason` DROP, or
-/// RESTORE for the schema a restore replaces). Renames take no table locks.
-pub fn detach(op: &mut Operation, tenant: &Tenant, reason: &str) -> TcResult<Option<(uuid::Uuid, TenantName)>> {
+/// Rename the schema into a backup (`reason` DROP, or RESTORE for the schema
+/// a restore replaces) and, `with_role`, the tenant's role after it.
+/// Renames take no table locks.
+pub fn detach(
+    op: &mut Operation,
+    tenant: &Tenant,
+    reason: &str,
+    with_role: bool,
+) -> TcResult<Option<(uuid::Uuid, TenantName)>> {
     let started = std::time::Instant::now();
     let backup = if registry::schema_exists(tenant.schema.as_str())? {
         let size = registry::refresh_counters(tenant)?;
@@ -220,7 +226,7 @@ pub fn detach(op: &mut Operation, tenant: &Tenant, reason: &str) -> TcResult<Opt
         db::run(&format!("ALTER SCHEMA {} RENAME TO {}", tenant.schema.quoted(), backup.quoted()), &[])?;
         rebind_search_paths(&tenant.schema, &backup)?;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-        backup::register(backup_id, tenant, &backup, reason, size, elapsed)?;
+        backup::register(backup_id, tenant, &backup, &tenant.role, reason, size, elapsed)?;
         op.note("backup_schema", backup.as_str());
         op.note("backup_id", backup_id.to_string());
         op.note("size_bytes", size);
@@ -234,7 +240,7 @@ pub fn detach(op: &mut Operation, tenant: &Tenant, reason: &str) -> TcResult<Opt
     // The role goes with the backup, renamed after it: what it owns and the
     // policies that name it stay intact, and its old name is free again.
     // Without USAGE on the backup schema and without LOGIN it reaches nothing.
-    if registry::role_exists(&tenant.role)? {
+    if with_role && registry::role_exists(&tenant.role)? {
         let renamed = match &backup {
             Some((_, backup)) => backup.role(),
             None => TenantName::backup(&uuid::Uuid::new_v4()).role(),

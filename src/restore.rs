@@ -2,18 +2,20 @@
 //! dropped one, or a new name), and one table into the live schema.
 //!
 //! A restore never writes to the backup. It builds the restored copy under a
-//! temporary name with a temporary role, while the live schema stays in use,
-//! then swaps: the live schema and role are detached into a backup (reason
-//! RESTORE) and the copy and its role are renamed into their places. Renames
-//! take no table locks, so the swap is as quick whatever the size, and since
-//! everything commits together readers see the old schema or the new one.
+//! temporary name, owned by and granted to the tenant's own role (which gets
+//! no USAGE on it), while the live schema stays in use; then it swaps: the
+//! live schema is detached into a backup (reason RESTORE, still owned by the
+//! tenant's role, which loses its USAGE) and the copy is renamed into its
+//! place. Renames take no table locks, so the swap is as quick whatever the
+//! size; everything commits together, and the role keeps its identity, so
+//! readers see the old schema or the new one.
 
 use crate::backup::{self, Backup};
 use crate::copy;
 use crate::db;
 use crate::errors::{TcError, TcResult};
 use crate::lifecycle::{self, internal_ddl};
-use crate::name::TenantName;
+use crate::name::{RoleName, TenantName};
 use crate::oplog::Operation;
 use crate::registry::{self, Status, Tenant};
 use pgrx::prelude::*;
@@ -95,13 +97,20 @@ fn display(id: Option<uuid::Uuid>) -> String {
     id.map(|id| id.to_string()).unwrap_or_else(|| "?".into())
 }
 
-/// Build the backup's copy under a temporary schema and role.
-fn build(backup: &Backup, op: &mut Operation, final_name: &TenantName) -> TcResult<TenantName> {
+/// Build the backup's copy under a temporary schema, already owned by and
+/// granted to the tenant's role `role`, which gets no USAGE on it yet.
+/// `prelude` runs first (creating the role when the tenant has none).
+fn build(
+    backup: &Backup,
+    op: &mut Operation,
+    final_name: &TenantName,
+    role: &RoleName,
+    prelude: Vec<String>,
+) -> TcResult<TenantName> {
     let started = Instant::now();
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
-    let role = temporary.role();
-    let prelude = [format!("CREATE ROLE {} NOLOGIN", role.quoted()), format!("CREATE SCHEMA {}", temporary.quoted())];
-    let copied = copy::copy_schema(&backup.schema, &backup.role(), &temporary, &role, final_name, &prelude, false)?;
+    let prelude: Vec<String> = prelude.into_iter().chain([format!("CREATE SCHEMA {}", temporary.quoted())]).collect();
+    let copied = copy::copy_schema(&backup.schema, &backup.role, &temporary, role, final_name, &prelude, false)?;
     // The manifest's row counts must come back whole.
     let recorded = db::rows(
         "SELECT table_name, row_count FROM tenant.backup_tables WHERE backup_id = $1",
@@ -123,13 +132,11 @@ fn build(backup: &Backup, op: &mut Operation, final_name: &TenantName) -> TcResu
     Ok(temporary)
 }
 
-/// Rename the built copy and its role to the tenant's names and let the
-/// tenant's role in (as its status allows).
-fn move_in(temporary: &TenantName, schema: &TenantName, status: Status) -> TcResult<()> {
-    let role = schema.role();
+/// Rename the built copy to the tenant's name and let the tenant's role in
+/// (as its status allows). The role keeps its identity: a session that
+/// assumed it before the swap reads the new schema after it.
+fn move_in(temporary: &TenantName, schema: &TenantName, role: &RoleName, status: Status) -> TcResult<()> {
     db::run(&format!("ALTER SCHEMA {} RENAME TO {}", temporary.quoted(), schema.quoted()), &[])?;
-    db::run(&format!("ALTER ROLE {} RENAME TO {}", temporary.role().quoted(), role.quoted()), &[])?;
-    db::run(&format!("GRANT {} TO tenant_control_app", role.quoted()), &[])?;
     if status.grants_access() {
         db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
     }
@@ -137,11 +144,11 @@ fn move_in(temporary: &TenantName, schema: &TenantName, status: Status) -> TcRes
 }
 
 fn in_place(op: &mut Operation, backup: &Backup, tenant: &Tenant) -> TcResult<Restored> {
-    let temporary = build(backup, op, &tenant.schema)?;
+    let temporary = build(backup, op, &tenant.schema, &tenant.role, Vec::new())?;
     let clock = Instant::now();
     let replaced = internal_ddl(|| {
-        let replaced = lifecycle::detach(op, tenant, "RESTORE")?;
-        move_in(&temporary, &tenant.schema, tenant.status)?;
+        let replaced = lifecycle::detach(op, tenant, "RESTORE", false)?;
+        move_in(&temporary, &tenant.schema, &tenant.role, tenant.status)?;
         Ok(replaced)
     })?;
     let swap_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -179,9 +186,15 @@ fn recreate(op: &mut Operation, backup: &Backup, tenant: &Tenant, schema: Tenant
             format!("role \"{}\" already exists", schema.role()),
         ));
     }
-    let temporary = build(backup, op, &schema)?;
+    let role = schema.role();
+    let prelude = vec![
+        format!("CREATE ROLE {} NOLOGIN", role.quoted()),
+        // Applications assume the tenant's role through tenant.set_context.
+        format!("GRANT {} TO tenant_control_app", role.quoted()),
+    ];
+    let temporary = build(backup, op, &schema, &role, prelude)?;
     let clock = Instant::now();
-    internal_ddl(|| move_in(&temporary, &schema, Status::Active))?;
+    internal_ddl(|| move_in(&temporary, &schema, &role, Status::Active))?;
     let swap_ms = clock.elapsed().as_secs_f64() * 1000.0;
     op.note("swap_ms", swap_ms);
     db::run(

@@ -151,10 +151,11 @@ fn restore_in_place_swaps_and_keeps_the_replaced_schema() {
     let replaced = replaced.unwrap();
     assert_eq!(one::<i64>(&format!("SELECT count(*) FROM {replaced}.children")), Some(30));
     assert_eq!(one::<String>(&format!("SELECT reason FROM tenant.backups WHERE backup_schema = '{replaced}'")), Some("RESTORE".into()));
-    // The restored role is the tenant's: usable, and a member of tenant_control_app's reach.
+    // The tenant's role stays the same role: it reaches the restored schema, not the replaced one.
     assert_eq!(one::<bool>("SELECT has_schema_privilege('bk_swap_owner', 'bk_swap', 'USAGE')"), Some(true));
     assert_eq!(one::<bool>("SELECT pg_has_role('tenant_control_app', 'bk_swap_owner', 'MEMBER')"), Some(true));
-    assert_eq!(one::<bool>(&format!("SELECT has_schema_privilege('{replaced}_owner', '{replaced}', 'USAGE')")), Some(false));
+    assert_eq!(one::<bool>(&format!("SELECT has_schema_privilege('bk_swap_owner', '{replaced}', 'USAGE')")), Some(false));
+    assert_eq!(one::<String>("SELECT tableowner::text FROM pg_tables WHERE schemaname = 'bk_swap' AND tablename = 'children'"), Some("bk_swap_owner".into()));
     // The backup is unchanged by the restore and can be restored again.
     assert!(all_match(&backup_id, false));
     assert_eq!(

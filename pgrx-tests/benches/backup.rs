@@ -66,8 +66,18 @@ ALTER TABLE {s}.messages ADD FOREIGN KEY (student_id) REFERENCES {s}.students;
 ";
 
 const NAMES: [&str; 12] = [
-    "students", "teachers", "rooms", "courses", "enrolments", "lessons", "attendance", "grades", "invoices", "payments",
-    "messages", "audit_log",
+    "students",
+    "teachers",
+    "rooms",
+    "courses",
+    "enrolments",
+    "lessons",
+    "attendance",
+    "grades",
+    "invoices",
+    "payments",
+    "messages",
+    "audit_log",
 ];
 
 fn connect(db: &str) -> Client {
@@ -162,7 +172,10 @@ fn fill(client: &mut Client, scale: f64) -> i64 {
         ))
         .unwrap();
     client.batch_execute("VACUUM ANALYZE").unwrap();
-    NAMES.iter().map(|t| client.query_one(&format!("SELECT count(*) FROM {s}.{t}"), &[]).unwrap().get::<_, i64>(0)).sum()
+    NAMES
+        .iter()
+        .map(|t| client.query_one(&format!("SELECT count(*) FROM {s}.{t}"), &[]).unwrap().get::<_, i64>(0))
+        .sum()
 }
 
 /// The hand-written copy: bare tables, one INSERT ... SELECT each, then keys and indexes, sequences set.
@@ -222,7 +235,9 @@ fn main() {
 
     // Each series once, in the same run, each after a checkpoint.
     let started = Instant::now();
-    let row = client.query_one("SELECT status, message, backup_id FROM tenant.backup_institution_schema($1)", &[&id]).unwrap();
+    let row = client
+        .query_one("SELECT status, message, backup_id FROM tenant.backup_institution_schema($1)", &[&id])
+        .unwrap();
     let ours = secs(started);
     assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
     let backup_id: uuid::Uuid = row.get(2);
@@ -261,15 +276,17 @@ fn main() {
     let restore = secs(started);
     assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
     let swap_ms: f64 = row.get(2);
-    let matches: bool = client
-        .query_one("SELECT bool_and(matches) FROM tenant.verify_backup($1, true)", &[&backup_id])
-        .unwrap()
-        .get(0);
+    let matches: bool =
+        client.query_one("SELECT bool_and(matches) FROM tenant.verify_backup($1, true)", &[&backup_id]).unwrap().get(0);
 
     println!("backup_institution_schema:            {ours:8.2} s");
     println!("backup_institution_schema(verify):    {verified:8.2} s  ({:.2} of the plain backup)", verified / ours);
     println!("hand-written copy (data, then keys):  {hand:8.2} s");
     println!("pg_dump -Fc ({dumped:.2} s) + pg_restore:  {dump_restore:8.2} s");
-    println!("ratios: pg_dump+pg_restore / ours = {:.2} (goal >= 2); ours / hand-written = {:.2} (goal <= 1.2)", dump_restore / ours, ours / hand);
+    println!(
+        "ratios: pg_dump+pg_restore / ours = {:.2} (goal >= 2); ours / hand-written = {:.2} (goal <= 1.2)",
+        dump_restore / ours,
+        ours / hand
+    );
     println!("restore in place: {restore:.2} s in all, of which the swap took {swap_ms:.1} ms; restored tenant matches the backup: {matches}");
 }
