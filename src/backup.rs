@@ -325,16 +325,12 @@ pub fn check(backup_id: uuid::Uuid, live: Option<&TenantName>) -> TcResult<Vec<C
     if first_verification {
         record_tables(backup_id, &hashed)?;
     } else {
-        let unhashed: Vec<String> = checks
+        // A hash not recorded yet is recorded once the rows are those copied.
+        let (unhashed, hashes): (Vec<String>, Vec<String>) = checks
             .iter()
-            .filter(|c| c.matches && c.recorded_hash.is_none() && c.recorded_rows.is_some())
-            .map(|c| c.table.clone())
-            .collect();
-        let hashes: Vec<String> = checks
-            .iter()
-            .filter(|c| c.matches && c.recorded_hash.is_none() && c.recorded_rows.is_some())
-            .map(|c| c.backup_hash.clone())
-            .collect();
+            .filter(|c| c.recorded_hash.is_none() && c.recorded_rows == Some(c.backup_rows))
+            .map(|c| (c.table.clone(), c.backup_hash.clone()))
+            .unzip();
         db::run(
             "UPDATE tenant.backup_tables b SET content_hash = h.hash::numeric
                FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS h(name, hash)

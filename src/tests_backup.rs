@@ -43,25 +43,9 @@ fn rich_tenant(institution: &str, schema: &str) -> String {
 
 /// (status, message, backup_id, sqlstate) of tenant.backup_institution_schema.
 fn take_backup(schema_id: &str, verify: bool) -> (String, String, Option<String>, Option<String>) {
-    Spi::connect_mut(|c| {
-        let row = c
-            .update(
-                &format!(
-                    "SELECT status, message, backup_id::text, sqlstate
-                       FROM tenant.backup_institution_schema('{schema_id}', {verify})"
-                ),
-                None,
-                &[],
-            )
-            .unwrap()
-            .first();
-        (
-            row.get::<String>(1).unwrap().unwrap(),
-            row.get::<String>(2).unwrap().unwrap(),
-            row.get::<String>(3).unwrap(),
-            row.get::<String>(4).unwrap(),
-        )
-    })
+    status_row(&format!(
+        "SELECT status, message, backup_id::text, sqlstate FROM tenant.backup_institution_schema('{schema_id}', {verify})"
+    ))
 }
 
 fn all_match(backup_id: &str, against_live: bool) -> bool {
@@ -271,4 +255,29 @@ fn a_backup_that_would_not_fit_is_refused_before_it_starts() {
         )),
         Some("53100".into())
     );
+}
+
+#[pg_test]
+fn a_changed_backup_fails_verification_and_restore() {
+    let id = rich_tenant("b0000000-0000-4000-8000-000000000008", "bk_bad");
+    let (_, _, backup_id, _) = take_backup(&id, false);
+    let backup_id = backup_id.unwrap();
+    let backup: String =
+        one(&format!("SELECT backup_schema FROM tenant.backups WHERE backup_id = '{backup_id}'")).unwrap();
+    // The first verification records the hashes; a changed value then shows.
+    assert!(all_match(&backup_id, false));
+    Spi::run(&format!("UPDATE {backup}.parents SET doc = doc || '{{\"x\": 1}}' WHERE id = 3")).unwrap();
+    assert_eq!(
+        one::<String>(&format!(
+            "SELECT string_agg(table_name, ',') FROM tenant.verify_backup('{backup_id}') WHERE NOT matches"
+        )),
+        Some("parents".into())
+    );
+    // A row gone from the backup stops a restore.
+    Spi::run(&format!("DELETE FROM {backup}.children WHERE id = 1")).unwrap();
+    assert_eq!(
+        one::<String>(&format!("SELECT sqlstate FROM tenant.restore_institution_schema('{backup_id}')")),
+        Some("XX001".into())
+    );
+    assert_eq!(one::<i64>("SELECT count(*) FROM bk_bad.children"), Some(39));
 }

@@ -344,3 +344,42 @@ fn a_backup_that_would_not_fit_is_refused() {
     su.batch_execute("RESET tenant_control.backup_reserve").unwrap();
     assert!(backup(&mut su, id).ok());
 }
+
+#[test]
+fn no_tenant_role_reaches_a_backup() {
+    let db = "it_backup_isolation";
+    let mut su = fresh_database(db);
+    let a = family_tenant(&mut su, Uuid::new_v4(), "bi_alpha", 10);
+    family_tenant(&mut su, Uuid::new_v4(), "bi_beta", 10);
+    let taken = backup(&mut su, a);
+    assert!(taken.ok(), "{}", taken.message);
+    let backup_id: Uuid = taken.row.get("backup_id");
+    let copied = backup_schema(&mut su, backup_id);
+    // An in-place restore keeps the replaced schema, still owned by alpha's role.
+    let restored = outcome(su.query_one("SELECT * FROM tenant.restore_institution_schema($1)", &[&backup_id]).unwrap());
+    assert!(restored.ok(), "{}", restored.message);
+    let replaced: String = restored.row.get("replaced_by_backup");
+    for role in ["bi_alpha_owner", "bi_beta_owner"] {
+        for schema in [&copied, &replaced] {
+            for sql in [
+                format!("SELECT * FROM {schema}.parents"),
+                format!("INSERT INTO {schema}.parents (name) VALUES ('x')"),
+                format!("SELECT nextval('{schema}.children_id_seq')"),
+                format!("ALTER TABLE {schema}.parents ADD COLUMN planted int"),
+                format!("CREATE TABLE {schema}.planted (x int)"),
+                "SELECT * FROM tenant.backups".to_string(),
+                format!("SELECT * FROM tenant.verify_backup('{backup_id}')"),
+                format!("SELECT * FROM tenant.restore_table('{backup_id}', 'parents')"),
+            ] {
+                let attempt = format!("BEGIN; SET LOCAL ROLE {role}; {sql}; COMMIT;");
+                assert_eq!(sqlstate_of_failure(&mut su, &attempt), "42501", "{role}: {sql}");
+                su.batch_execute("ROLLBACK").unwrap();
+            }
+        }
+    }
+    // Alpha's role works in its restored schema.
+    su.batch_execute(
+        "BEGIN; SET LOCAL ROLE bi_alpha_owner; INSERT INTO bi_alpha.parents (name) VALUES ('ok'); COMMIT;",
+    )
+    .unwrap();
+}
