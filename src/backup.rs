@@ -48,7 +48,7 @@ pub fn take(op: &mut Operation, schema_id: Option<pgrx::Uuid>, verify: bool) -> 
     lifecycle::require_live(&tenant)?;
     let estimate = schema_size(&tenant.schema)?;
     op.note("estimated_bytes", estimate);
-    require_space(estimate, &tenant.schema)?;
+    require_space(estimate, &format!("back up schema \"{}\"", tenant.schema))?;
 
     let started = Instant::now();
     let backup_id = uuid::Uuid::new_v4();
@@ -114,21 +114,18 @@ pub fn free_bytes() -> TcResult<i64> {
     Ok((stat.f_bavail as u128 * stat.f_frsize as u128).min(i64::MAX as u128) as i64)
 }
 
-/// Refuse, before anything is written, a backup that would leave less than
-/// `tenant_control.backup_reserve` free.
-fn require_space(estimate: i64, schema: &TenantName) -> TcResult<()> {
+/// Refuse, before anything is written, a copy (backup or restore) that would
+/// leave less than `tenant_control.backup_reserve` free; `what` names it.
+pub fn require_space(estimate: i64, what: &str) -> TcResult<()> {
     let free = free_bytes()?;
     let reserve = settings::backup_reserve_bytes();
     if estimate.saturating_add(reserve) > free {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_DISK_FULL,
-            format!("not enough free space to back up schema \"{schema}\""),
-        )
-        .detail(format!(
-            "The backup needs about {estimate} bytes and tenant_control.backup_reserve keeps {reserve} bytes free; \
+        return Err(TcError::new(PgSqlErrorCode::ERRCODE_DISK_FULL, format!("not enough free space to {what}"))
+            .detail(format!(
+                "The copy needs about {estimate} bytes and tenant_control.backup_reserve keeps {reserve} bytes free; \
              the data directory's file system has {free} bytes free."
-        ))
-        .hint("Free space (tenant.cleanup_backups removes old backups) or lower tenant_control.backup_reserve."));
+            ))
+            .hint("Free space (tenant.cleanup_backups removes old backups) or lower tenant_control.backup_reserve."));
     }
     Ok(())
 }

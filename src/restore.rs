@@ -107,6 +107,7 @@ fn build(
     role: &RoleName,
     prelude: Vec<String>,
 ) -> TcResult<TenantName> {
+    backup::require_space(backup::schema_size(&backup.schema)?, &format!("restore backup {}", backup.id))?;
     let started = Instant::now();
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
     let prelude: Vec<String> = prelude.into_iter().chain([format!("CREATE SCHEMA {}", temporary.quoted())]).collect();

@@ -254,6 +254,13 @@ fn a_backup_that_would_not_fit_is_refused_before_it_starts() {
             "SELECT error_sqlstate FROM tenant.schema_operations WHERE schema_id = '{id}' AND operation_type = 'BACKUP'"
         )),
         Some("53100".into())
+    );    // A restore checks too.
+    Spi::run("RESET tenant_control.backup_reserve").unwrap();
+    let (_, _, backup_id, _) = take_backup(&id, false);
+    Spi::run("SET LOCAL tenant_control.backup_reserve = 2147483647").unwrap();
+    assert_eq!(
+        one::<String>(&format!("SELECT sqlstate FROM tenant.restore_institution_schema('{}')", backup_id.unwrap())),
+        Some("53100".into())
     );
 }
 
