@@ -60,20 +60,21 @@ pub fn restore(
             &[db::to_pg_uuid(backup.schema_id).into()],
         )?
         .map(db::to_uuid);
-        if source != tenant.institution_id && !allow_other_institution {
+        let other = source != tenant.institution_id;
+        if other && !allow_other_institution {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("backup {} belongs to another institution than schema \"{}\"", backup.id, tenant.schema),
             )
             .detail(format!(
                 "The backup was taken from institution {}; \"{}\" belongs to institution {}.",
-                source.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+                display(source),
                 tenant.schema,
-                tenant.institution_id.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+                display(tenant.institution_id)
             ))
             .hint("Pass allow_other_institution => true to replace its data with the backup's all the same."));
         }
-        op.note("other_institution", true);
+        op.note("other_institution", other);
     }
     if tenant.status == Status::Spare {
         lifecycle::require_live(&tenant)?;
@@ -279,7 +280,11 @@ pub fn restore_table(
         )
     };
     for (relation, schema) in [(&from, &backup.schema), (&into, &tenant.schema)] {
-        if db::value::<String>("SELECT pg_catalog.to_regclass($1)::text", &[relation.as_str().into()])?.is_none() {
+        let relkind = db::value::<String>(
+            "SELECT c.relkind::text FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+            &[relation.as_str().into()],
+        )?;
+        if relkind.as_deref() != Some("r") {
             return Err(missing_table(schema));
         }
     }
