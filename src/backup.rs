@@ -194,6 +194,12 @@ pub fn seal(backup_id: uuid::Uuid, backup: &TenantName) -> TcResult<i64> {
 /// Recount the bytes a tenant's backups hold into the registry; with
 /// `taken`, also record that a backup was just taken.
 pub fn account(schema_id: uuid::Uuid, taken: bool) -> TcResult<()> {
+    // Lock the row first: the sum below then runs in a snapshot taken after a
+    // concurrent backup that updated the row committed, and counts its bytes.
+    db::run(
+        "SELECT 1 FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE",
+        &[db::to_pg_uuid(schema_id).into()],
+    )?;
     db::run(
         "UPDATE tenant.tenant_schemas
             SET backup_storage = (SELECT COALESCE(sum(b.size_bytes), 0) FROM tenant.schema_backups b WHERE b.schema_id = $1),
