@@ -224,7 +224,7 @@ SELECT b.id AS backup_id, b.schema_id, t.institution_id, b.source_schema, b.back
        b.created_at, b.size_bytes, b.row_count,
        (SELECT count(*) FROM tenant.backup_tables bt WHERE bt.backup_id = b.id) AS table_count,
        b.verified_at IS NOT NULL AS verified, b.verified_at, b.source_version, b.duration_ms,
-       t.schema_name AS current_schema, t.status AS tenant_status
+       t.schema_name AS tenant_schema, t.status AS tenant_status
   FROM tenant.schema_backups b JOIN tenant.tenant_schemas t ON t.id = b.schema_id;
 
 COMMENT ON VIEW tenant.backups IS 'Backup catalogue: one row per backup schema, newest last per institution.';
@@ -242,7 +242,7 @@ COMMENT ON COLUMN tenant.backups.verified IS 'Whether a verification proved it m
 COMMENT ON COLUMN tenant.backups.verified_at IS 'When it was last proved to match.';
 COMMENT ON COLUMN tenant.backups.source_version IS 'Schema version of the tenant when the backup was taken.';
 COMMENT ON COLUMN tenant.backups.duration_ms IS 'Milliseconds taking the backup took.';
-COMMENT ON COLUMN tenant.backups.current_schema IS 'The tenant''s schema name now.';
+COMMENT ON COLUMN tenant.backups.tenant_schema IS 'The tenant''s schema name now.';
 COMMENT ON COLUMN tenant.backups.tenant_status IS 'The tenant''s status now.';
 
 -- Retention: per institution, keep the newest keep_last backups and those
