@@ -59,6 +59,7 @@ CREATE TABLE tenant.tenant_schemas (
     quota_state_since timestamptz,
     last_optimized  timestamptz,
     last_backup     timestamptz,
+    backup_storage  bigint      NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CHECK ((status = 'SPARE') = (institution_id IS NULL))
@@ -90,6 +91,7 @@ COMMENT ON COLUMN tenant.tenant_schemas.quota_state IS 'OK, WARNING (at or above
 COMMENT ON COLUMN tenant.tenant_schemas.quota_state_since IS 'When quota_state last changed.';
 COMMENT ON COLUMN tenant.tenant_schemas.last_optimized IS 'When the schema was last optimized (ANALYZE).';
 COMMENT ON COLUMN tenant.tenant_schemas.last_backup IS 'When the last backup of the schema was taken.';
+COMMENT ON COLUMN tenant.tenant_schemas.backup_storage IS 'Bytes held by the tenant''s backups (tenant.backups), counted apart from storage_used.';
 COMMENT ON COLUMN tenant.tenant_schemas.created_at IS 'When the tenant was created.';
 COMMENT ON COLUMN tenant.tenant_schemas.updated_at IS 'When the registry row last changed.';
 
@@ -135,9 +137,14 @@ CREATE TABLE tenant.schema_backups (
     schema_id       uuid        NOT NULL REFERENCES tenant.tenant_schemas (id),
     backup_schema   text        NOT NULL UNIQUE,
     source_schema   text        NOT NULL,
-    reason          text        NOT NULL CHECK (reason IN ('DROP')),
+    backup_role     regrole     NOT NULL,
+    reason          text        NOT NULL CHECK (reason IN ('DROP', 'BACKUP', 'RESTORE')),
     size_bytes      bigint      NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    source_version  integer,
+    row_count       bigint,
+    duration_ms     numeric(14, 3),
+    verified_at     timestamptz
 );
 
 COMMENT ON TABLE tenant.schema_backups IS
@@ -146,9 +153,30 @@ COMMENT ON COLUMN tenant.schema_backups.id IS 'Backup id.';
 COMMENT ON COLUMN tenant.schema_backups.schema_id IS 'Registry id of the tenant the backup was taken from.';
 COMMENT ON COLUMN tenant.schema_backups.backup_schema IS 'Schema holding the backup.';
 COMMENT ON COLUMN tenant.schema_backups.source_schema IS 'Name the tenant schema had when the backup was taken.';
-COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: DROP (the tenant schema itself, detached when the tenant was dropped).';
+COMMENT ON COLUMN tenant.schema_backups.backup_role IS 'The role that stands for the tenant''s role inside the backup (owns its objects, named by its grants and policies): tc_backup_..._owner, or for a RESTORE backup the tenant''s own role, which keeps no USAGE on it.';
+COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: BACKUP (a copy taken by backup_institution_schema), DROP (the tenant schema itself, detached when the tenant was dropped) or RESTORE (the live schema a restore replaced).';
 COMMENT ON COLUMN tenant.schema_backups.size_bytes IS 'Bytes the backup occupies.';
 COMMENT ON COLUMN tenant.schema_backups.created_at IS 'When the backup was taken.';
+COMMENT ON COLUMN tenant.schema_backups.source_version IS 'Schema version (migration number) of the tenant when the backup was taken.';
+COMMENT ON COLUMN tenant.schema_backups.row_count IS 'Rows in all the backup''s tables.';
+COMMENT ON COLUMN tenant.schema_backups.duration_ms IS 'Milliseconds the backup took.';
+COMMENT ON COLUMN tenant.schema_backups.verified_at IS 'When tenant.verify_backup (or the drop that made the backup) last proved its tables match their recorded row counts and hashes; NULL if never.';
+
+-- What each table of a backup held when it was taken: the rows copied (counted
+-- in the copy's snapshot) and the content hash (recorded at the copy when it
+-- was verified, or by the first verification).
+CREATE TABLE tenant.backup_tables (
+    backup_id       uuid        NOT NULL REFERENCES tenant.schema_backups (id) ON DELETE CASCADE,
+    table_name      text        NOT NULL,
+    row_count       bigint      NOT NULL,
+    content_hash    numeric,
+    PRIMARY KEY (backup_id, table_name)
+);
+COMMENT ON TABLE tenant.backup_tables IS 'Per-table manifest of each backup: rows copied and content hash.';
+COMMENT ON COLUMN tenant.backup_tables.backup_id IS 'The backup (tenant.schema_backups.id).';
+COMMENT ON COLUMN tenant.backup_tables.table_name IS 'Table name inside the backup schema.';
+COMMENT ON COLUMN tenant.backup_tables.row_count IS 'Rows the table held in the snapshot the backup was copied in.';
+COMMENT ON COLUMN tenant.backup_tables.content_hash IS 'Order-independent hash of the rows (sum of 64-bit row hashes); NULL until recorded.';
 
 CREATE TABLE tenant.migrations (
     version         integer     NOT NULL PRIMARY KEY CHECK (version > 0),
@@ -381,5 +409,6 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.tenant_schemas', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_operations', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_operations_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.schema_backups', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.backup_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant.institution_admins', '');

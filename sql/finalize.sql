@@ -334,6 +334,92 @@ COMMENT ON FUNCTION tenant.current_institution() IS
 COMMENT ON FUNCTION tenant.enable_shared_table_isolation(text, text) IS
     'Put a shared table (one row per institution, a uuid tenant column) under a forced RLS policy keyed on tenant.current_institution().';
 
+-- Backups. The catalogue lists every backup schema with what it holds.
+CREATE VIEW tenant.backups AS
+SELECT b.id AS backup_id, b.schema_id, t.institution_id, b.source_schema, b.backup_schema, b.reason,
+       b.created_at, b.size_bytes, b.row_count,
+       (SELECT count(*) FROM tenant.backup_tables bt WHERE bt.backup_id = b.id) AS table_count,
+       b.verified_at IS NOT NULL AS verified, b.verified_at, b.source_version, b.duration_ms,
+       t.schema_name AS tenant_schema, t.status AS tenant_status
+  FROM tenant.schema_backups b JOIN tenant.tenant_schemas t ON t.id = b.schema_id;
+
+COMMENT ON VIEW tenant.backups IS 'Backup catalogue: one row per backup schema, newest last per institution.';
+COMMENT ON COLUMN tenant.backups.backup_id IS 'Backup id, the argument of verify_backup, restore_institution_schema, restore_table and remove_backup.';
+COMMENT ON COLUMN tenant.backups.schema_id IS 'Registry id of the tenant the backup was taken from.';
+COMMENT ON COLUMN tenant.backups.institution_id IS 'Institution of that tenant.';
+COMMENT ON COLUMN tenant.backups.source_schema IS 'Name the tenant''s schema had when the backup was taken.';
+COMMENT ON COLUMN tenant.backups.backup_schema IS 'Schema holding the backup (tc_backup_...), reachable by no tenant role.';
+COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema) or RESTORE (the schema a restore replaced).';
+COMMENT ON COLUMN tenant.backups.created_at IS 'When the backup was taken.';
+COMMENT ON COLUMN tenant.backups.size_bytes IS 'Bytes the backup occupies.';
+COMMENT ON COLUMN tenant.backups.row_count IS 'Rows in all its tables (NULL for a RESTORE backup until verified).';
+COMMENT ON COLUMN tenant.backups.table_count IS 'Tables in its manifest.';
+COMMENT ON COLUMN tenant.backups.verified IS 'Whether a verification proved it matches its manifest.';
+COMMENT ON COLUMN tenant.backups.verified_at IS 'When it was last proved to match.';
+COMMENT ON COLUMN tenant.backups.source_version IS 'Schema version of the tenant when the backup was taken.';
+COMMENT ON COLUMN tenant.backups.duration_ms IS 'Milliseconds taking the backup took.';
+COMMENT ON COLUMN tenant.backups.tenant_schema IS 'The tenant''s schema name now.';
+COMMENT ON COLUMN tenant.backups.tenant_status IS 'The tenant''s status now.';
+
+-- Retention: per institution, keep the newest keep_last backups and those
+-- younger than max_age; remove the others, one commit each. A procedure that
+-- commits, so no SET clause; every name qualified.
+CREATE PROCEDURE tenant.cleanup_backups(keep_last integer DEFAULT NULL, max_age interval DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    keep integer := COALESCE(keep_last,
+                             NULLIF(pg_catalog.current_setting('tenant_control.backup_keep_last', true), '')::integer, 0);
+    age interval := COALESCE(max_age,
+                             NULLIF(pg_catalog.current_setting('tenant_control.backup_max_age', true), '')::interval);
+    doomed record;
+    outcome record;
+    removed integer := 0;
+    failed integer := 0;
+BEGIN
+    IF keep OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'keep_last must be zero or more, not %', keep USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF keep OPERATOR(pg_catalog.=) 0 AND age IS NULL THEN
+        RAISE NOTICE 'no retention rule (keep_last, max_age, tenant_control.backup_keep_last, tenant_control.backup_max_age): nothing removed';
+        RETURN;
+    END IF;
+    FOR doomed IN
+        SELECT r.backup_id, r.backup_schema FROM (
+            SELECT b.backup_id, b.backup_schema, b.created_at,
+                   pg_catalog.row_number() OVER (PARTITION BY COALESCE(b.institution_id, b.schema_id)
+                                                 ORDER BY b.created_at DESC, b.backup_id) AS newest
+              FROM tenant.backups b) r
+         WHERE (keep OPERATOR(pg_catalog.=) 0 OR r.newest OPERATOR(pg_catalog.>) keep)
+           AND (age IS NULL OR r.created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) age))
+         ORDER BY r.created_at
+    LOOP
+        SELECT * INTO outcome FROM tenant.remove_backup(doomed.backup_id, 'retention');
+        IF outcome.status = 'SUCCESS' THEN
+            removed := removed OPERATOR(pg_catalog.+) 1;
+        ELSE
+            failed := failed OPERATOR(pg_catalog.+) 1;
+        END IF;
+        RAISE NOTICE '%: %', outcome.status, outcome.message;
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE 'retention removed % backup(s), % failed (keep_last %, max_age %)', removed, failed, keep, age;
+END
+$$;
+
+COMMENT ON PROCEDURE tenant.cleanup_backups(integer, interval) IS
+    'Retention: per institution keep the newest keep_last backups and those younger than max_age (defaults: tenant_control.backup_keep_last, tenant_control.backup_max_age); remove the rest, one commit each, each logged. Safe from pg_cron.';
+COMMENT ON FUNCTION tenant.backup_institution_schema(uuid, boolean) IS
+    'Back up one institution into a new backup schema, consistent as of one snapshot; verify => true also proves the copy hashes like the source. Logs a BACKUP operation.';
+COMMENT ON FUNCTION tenant.verify_backup(uuid, boolean) IS
+    'Row counts and content hashes of a backup''s tables against its manifest (and the live schema with against_live); one row per table. Logs an INTEGRITY_CHECK operation.';
+COMMENT ON FUNCTION tenant.restore_institution_schema(uuid, text, boolean) IS
+    'Restore an institution from a backup, in place (the replaced schema is kept as a backup) or for a dropped tenant under its old or a new name. Logs a RESTORE operation.';
+COMMENT ON FUNCTION tenant.restore_table(uuid, text, text) IS
+    'Bring one table back from a backup into the live schema: missing rows by primary key, or replace. Logs a RESTORE operation.';
+COMMENT ON FUNCTION tenant.remove_backup(uuid, text) IS 'Remove a backup schema, its role and its catalogue row; logs a BACKUP operation.';
+COMMENT ON FUNCTION tenant.backup_free_space() IS 'Bytes free on the data directory''s file system, as backups check it.';
+
 -- Privileges: nothing for PUBLIC; the platform administrator role gets the
 -- functions and read access to the registry, the log and the backup catalogue.
 DO $privileges$
@@ -368,3 +454,4 @@ GRANT USAGE ON SCHEMA tenant TO tenant_control_admin;
 GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_backups, tenant.migrations,
                 tenant.migration_status, tenant.warm_pool, tenant.institution_admins
     TO tenant_control_admin;
+GRANT SELECT ON tenant.backups, tenant.backup_tables TO tenant_control_admin;

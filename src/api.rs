@@ -3,6 +3,7 @@
 //! leave a row in the operation log either way; a failed one leaves nothing
 //! else behind.
 
+use crate::backup;
 use crate::errors::{OrRaise, TcError};
 use crate::lifecycle;
 use crate::migrate;
@@ -10,6 +11,7 @@ use crate::oplog::{self, OpKind};
 use crate::pool;
 use crate::quota;
 use crate::registry;
+use crate::restore;
 use pgrx::prelude::*;
 
 fn failure(error: &TcError) -> (String, String, Option<String>) {
@@ -258,4 +260,190 @@ fn set_quota(
             (status, message, None, sqlstate)
         }
     })
+}
+
+/// Back up one institution into a new backup schema (see README, Backup and restore).
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn backup_institution_schema(
+    schema_id: Option<pgrx::Uuid>,
+    verify: default!(bool, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(backup_id, Option<pgrx::Uuid>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let (op, outcome) =
+        oplog::record(OpKind::Backup, schema_id.map(crate::db::to_uuid), described("back up", schema_id), |op| {
+            backup::take(op, schema_id, verify)
+        });
+    let schema = op.schema_name();
+    TableIterator::once(match outcome {
+        Ok(taken) => (
+            "SUCCESS".into(),
+            format!(
+                "backed up schema \"{schema}\" into \"{}\": {} rows, {} bytes{}",
+                taken.backup,
+                taken.rows,
+                taken.size,
+                if verify { ", verified" } else { "" }
+            ),
+            Some(crate::db::to_pg_uuid(taken.backup_id)),
+            None,
+        ),
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, sqlstate)
+        }
+    })
+}
+
+/// Prove a backup holds what was copied (and, optionally, what the live schema holds now).
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn verify_backup(
+    backup_id: Option<pgrx::Uuid>,
+    against_live: default!(bool, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(table_name, String),
+        name!(backup_rows, i64),
+        name!(backup_hash, String),
+        name!(recorded_rows, Option<i64>),
+        name!(recorded_hash, Option<String>),
+        name!(live_rows, Option<i64>),
+        name!(live_hash, Option<String>),
+        name!(matches, bool),
+    ),
+> {
+    let description = format!(
+        "verify backup {}{}",
+        backup_id.map(|id| crate::db::to_uuid(id).to_string()).unwrap_or_else(|| "NULL".into()),
+        if against_live { " against the live schema" } else { "" }
+    );
+    let (_, outcome) =
+        oplog::record(OpKind::IntegrityCheck, None, description, |op| backup::verify(op, backup_id, against_live));
+    let checks = outcome.or_raise();
+    TableIterator::new(checks.into_iter().map(|c| {
+        (c.table, c.backup_rows, c.backup_hash, c.recorded_rows, c.recorded_hash, c.live_rows, c.live_hash, c.matches)
+    }))
+}
+
+/// Restore an institution from a backup: in place (NULL), or under a name.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn restore_institution_schema(
+    backup_id: Option<pgrx::Uuid>,
+    target_schema: default!(Option<&str>, "NULL"),
+    allow_other_institution: default!(bool, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(schema_id, Option<pgrx::Uuid>),
+        name!(replaced_by_backup, Option<String>),
+        name!(swap_ms, Option<f64>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let description = format!(
+        "restore backup {}{}",
+        backup_id.map(|id| crate::db::to_uuid(id).to_string()).unwrap_or_else(|| "NULL".into()),
+        target_schema.map(|t| format!(" into schema {t}")).unwrap_or_default()
+    );
+    let (_, outcome) = oplog::record(OpKind::Restore, None, description, |op| {
+        restore::restore(op, backup_id, target_schema, allow_other_institution)
+    });
+    TableIterator::once(match outcome {
+        Ok(done) => (
+            "SUCCESS".into(),
+            match &done.replaced {
+                Some(kept) => {
+                    format!("restored schema \"{}\"; the schema it replaced is kept as backup \"{kept}\"", done.schema)
+                }
+                None => format!("restored schema \"{}\"", done.schema),
+            },
+            Some(crate::db::to_pg_uuid(done.schema_id)),
+            done.replaced.map(|r| r.as_str().to_string()),
+            Some(done.swap_ms),
+            None,
+        ),
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, None, None, sqlstate)
+        }
+    })
+}
+
+/// Bring one table's rows back from a backup into the live schema.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn restore_table(
+    backup_id: Option<pgrx::Uuid>,
+    table_name: Option<&str>,
+    mode: default!(Option<&str>, "'missing'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(message, String),
+        name!(deleted, Option<i64>),
+        name!(inserted, Option<i64>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    let description = format!("restore table {} from backup", table_name.unwrap_or("NULL"));
+    let (_, outcome) =
+        oplog::record(OpKind::Restore, None, description, |op| restore::restore_table(op, backup_id, table_name, mode));
+    TableIterator::once(match outcome {
+        Ok(done) => (
+            "SUCCESS".into(),
+            format!(
+                "table \"{}\".\"{}\": {} rows deleted, {} rows restored",
+                done.schema,
+                table_name.unwrap_or_default(),
+                done.deleted,
+                done.inserted
+            ),
+            Some(done.deleted),
+            Some(done.inserted),
+            None,
+        ),
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, None, sqlstate)
+        }
+    })
+}
+
+/// Remove a backup (its schema, role and catalogue row); logged as a BACKUP operation.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn remove_backup(
+    backup_id: Option<pgrx::Uuid>,
+    reason: default!(Option<&str>, "'requested'"),
+) -> TableIterator<'static, (name!(status, String), name!(message, String), name!(sqlstate, Option<String>))> {
+    let description = format!(
+        "remove backup {}",
+        backup_id.map(|id| crate::db::to_uuid(id).to_string()).unwrap_or_else(|| "NULL".into())
+    );
+    let why = reason.unwrap_or("requested");
+    let (_, outcome) = oplog::record(OpKind::Backup, None, description, |op| backup::remove(op, backup_id, why));
+    TableIterator::once(match outcome {
+        Ok(schema) => ("SUCCESS".into(), format!("removed backup schema \"{schema}\" ({why})"), None),
+        Err(error) => failure(&error),
+    })
+}
+
+/// Free space on the data directory's file system, in bytes (what backups check).
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn backup_free_space() -> i64 {
+    backup::free_bytes().or_raise()
 }

@@ -3,6 +3,8 @@
 use pgrx::prelude::*;
 
 mod api;
+mod backup;
+mod copy;
 mod db;
 mod errors;
 mod isolation;
@@ -13,6 +15,7 @@ mod oplog;
 mod pool;
 mod quota;
 mod registry;
+mod restore;
 mod settings;
 mod subxact;
 mod template;
@@ -34,6 +37,7 @@ mod tests {
     include!("tests_template.rs");
     include!("tests_migrate.rs");
     include!("tests_quota.rs");
+    include!("tests_backup.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -1,5 +1,6 @@
 //! Create, drop and change the status of institution schemas.
 
+use crate::backup;
 use crate::db;
 use crate::errors::{TcError, TcResult};
 use crate::name::TenantName;
@@ -177,12 +178,24 @@ pub struct Dropped {
 /// faithful: sequences, keys and defaults keep pointing inside it), and keep
 /// the registry row as DROPPED.
 pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropped> {
+    // Running backups read the schema: wait for them (at most lock_timeout).
+    if let Some(id) = schema_id {
+        backup::lock_tenant_data(db::to_uuid(id), false)?;
+    }
     let tenant = registry::lock(schema_id)?;
     op.note("schema_name", tenant.schema.as_str());
     op.note("institution_id", tenant.institution_id.map(|id| id.to_string()));
     require_live(&tenant)?;
 
-    let backup = internal_ddl(|| detach(op, &tenant))?;
+    let detached = internal_ddl(|| detach(op, &tenant, "DROP", true))?;
+    // The backup is the tenant's own storage: hash it now, so that every
+    // later verification proves it unchanged.
+    if let Some((backup_id, backup)) = &detached {
+        let rows = backup::seal(*backup_id, backup)?;
+        op.note("row_count", rows);
+        op.note("verified", true);
+    }
+    let backup = detached.map(|(_, backup)| backup);
 
     db::run(
         "UPDATE tenant.tenant_schemas
@@ -191,32 +204,33 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
           WHERE id = $1",
         &[db::to_pg_uuid(tenant.id).into(), backup.is_some().into()],
     )?;
+    backup::account(tenant.id, false)?;
     Ok(Dropped { backup })
 }
 
-/// Rename the schema and the tenant's role into a backup.
-fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<TenantName>> {
+/// Rename the schema into a backup (`reason` DROP, or RESTORE for the schema
+/// a restore replaces) and, `with_role`, the tenant's role after it.
+/// Renames take no table locks.
+pub fn detach(
+    op: &mut Operation,
+    tenant: &Tenant,
+    reason: &str,
+    with_role: bool,
+) -> TcResult<Option<(uuid::Uuid, TenantName)>> {
+    let started = std::time::Instant::now();
     let backup = if registry::schema_exists(tenant.schema.as_str())? {
         let size = registry::refresh_counters(tenant)?;
         let backup_id = uuid::Uuid::new_v4();
         let backup = TenantName::backup(&backup_id);
         db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])?;
         db::run(&format!("ALTER SCHEMA {} RENAME TO {}", tenant.schema.quoted(), backup.quoted()), &[])?;
-        db::run(
-            "INSERT INTO tenant.schema_backups (id, schema_id, backup_schema, source_schema, reason, size_bytes)
-             VALUES ($1, $2, $3, $4, 'DROP', $5)",
-            &[
-                db::to_pg_uuid(backup_id).into(),
-                db::to_pg_uuid(tenant.id).into(),
-                backup.as_str().into(),
-                tenant.schema.as_str().into(),
-                size.into(),
-            ],
-        )?;
+        rebind_search_paths(&tenant.schema, &backup)?;
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        backup::register(backup_id, tenant, &backup, &tenant.role, reason, size, elapsed)?;
         op.note("backup_schema", backup.as_str());
         op.note("backup_id", backup_id.to_string());
         op.note("size_bytes", size);
-        Some(backup)
+        Some((backup_id, backup))
     } else {
         op.note("backup_schema", serde_json::Value::Null);
         op.note("note", "the schema was already missing; nothing to back up");
@@ -226,9 +240,9 @@ fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<TenantName>> {
     // The role goes with the backup, renamed after it: what it owns and the
     // policies that name it stay intact, and its old name is free again.
     // Without USAGE on the backup schema and without LOGIN it reaches nothing.
-    if registry::role_exists(&tenant.role)? {
+    if with_role && registry::role_exists(&tenant.role)? {
         let renamed = match &backup {
-            Some(backup) => backup.role(),
+            Some((_, backup)) => backup.role(),
             None => TenantName::backup(&uuid::Uuid::new_v4()).role(),
         };
         db::run(&format!("REVOKE {} FROM tenant_control_app", tenant.role.quoted()), &[])?;
@@ -236,6 +250,30 @@ fn detach(op: &mut Operation, tenant: &Tenant) -> TcResult<Option<TenantName>> {
         op.note("backup_role", renamed.as_str());
     }
     Ok(backup)
+}
+
+/// Functions whose `SET search_path` named the schema by its old name name
+/// the backup instead, so that a restore rebinds them to the restored schema.
+fn rebind_search_paths(old: &TenantName, renamed: &TenantName) -> TcResult<()> {
+    let statements: Vec<String> = db::rows(
+        "SELECT pg_catalog.format('ALTER %s %I.%I(%s) SET search_path = %s',
+                CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, $2::text, p.proname,
+                pg_catalog.pg_get_function_identity_arguments(p.oid),
+                (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.btrim(e.element, ' \"') = $1 THEN pg_catalog.quote_ident($2)
+                                                   ELSE pg_catalog.btrim(e.element) END, ', ' ORDER BY e.n)
+                   FROM pg_catalog.regexp_split_to_table(pg_catalog.substr(s.setting, 13), ',') WITH ORDINALITY AS e(element, n)))
+           FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) AS s(setting)
+          WHERE p.oid IN (SELECT tenant.schema_objects($2, 'pg_catalog.pg_proc'))
+            AND pg_catalog.starts_with(s.setting, 'search_path=')
+            AND EXISTS (SELECT 1 FROM pg_catalog.regexp_split_to_table(pg_catalog.substr(s.setting, 13), ',') AS e(element)
+                         WHERE pg_catalog.btrim(e.element, ' \"') = $1)",
+        &[old.as_str().into(), renamed.as_str().into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    for statement in statements {
+        db::run(&statement, &[])?;
+    }
+    Ok(())
 }
 
 pub struct StatusChanged {

@@ -75,6 +75,12 @@ impl TenantName {
         TenantName(format!("{RESERVED_PREFIX}backup_{}", id.simple()))
     }
 
+    /// The schema a restore builds its copy in before swapping it in:
+    /// `tc_restore_` + 32 hex digits.
+    pub fn restoring(id: &uuid::Uuid) -> Self {
+        TenantName(format!("{RESERVED_PREFIX}restore_{}", id.simple()))
+    }
+
     /// A spare schema of the warm pool: `tc_spare_` + 16 hex digits.
     pub fn spare(id: &uuid::Uuid) -> Self {
         TenantName(format!("{RESERVED_PREFIX}spare_{}", &id.simple().to_string()[..16]))

@@ -18,6 +18,9 @@ pub enum OpKind {
     Migrate,
     QuotaSet,
     QuotaCheck,
+    Backup,
+    Restore,
+    IntegrityCheck,
 }
 
 impl OpKind {
@@ -29,6 +32,9 @@ impl OpKind {
             OpKind::Migrate => "MIGRATE",
             OpKind::QuotaSet => "QUOTA_SET",
             OpKind::QuotaCheck => "QUOTA_CHECK",
+            OpKind::Backup => "BACKUP",
+            OpKind::Restore => "RESTORE",
+            OpKind::IntegrityCheck => "INTEGRITY_CHECK",
         }
     }
 }

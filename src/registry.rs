@@ -65,10 +65,22 @@ pub struct Tenant {
 /// NO KEY UPDATE: the operation log's foreign key check (KEY SHARE) on this row
 /// must not wait, or a failed operation could not record its failure.
 pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
+    lock_in_mode(schema_id, "NO KEY UPDATE")
+}
+
+/// Lock the row only against deletion: operations that read the tenant
+/// (backups) run side by side, and with those that change it.
+pub fn lock_key_share(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
+    lock_in_mode(schema_id, "KEY SHARE")
+}
+
+fn lock_in_mode(schema_id: Option<pgrx::Uuid>, mode: &str) -> TcResult<Tenant> {
     let schema_id = schema_id.ok_or_else(|| TcError::null_argument("schema_id"))?;
     let found = db::rows(
-        "SELECT id, institution_id, schema_name, owner_role, status, version
-           FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE",
+        &format!(
+            "SELECT id, institution_id, schema_name, owner_role, status, version
+               FROM tenant.tenant_schemas WHERE id = $1 FOR {mode}"
+        ),
         &[schema_id.into()],
         |row| {
             let missing = || TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "registry row has NULL columns");

@@ -25,6 +25,12 @@ pub static INSTITUTION_ID: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 
 /// Set by the extension around its own DDL on tenant schemas, so that the
 /// event trigger watching the template does not count it as a template change.
+/// Megabytes a backup must leave free on the data directory's file system.
+pub static BACKUP_RESERVE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+/// Retention defaults for tenant.cleanup_backups (read by the procedure).
+pub static BACKUP_KEEP_LAST: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static BACKUP_MAX_AGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 pub static INTERNAL_DDL: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn register() {
@@ -103,6 +109,34 @@ pub fn register() {
         GucFlags::NO_SHOW_ALL,
     );
     GucRegistry::define_int_guc(
+        c"tenant_control.backup_reserve",
+        c"Free space a backup must leave on the data directory's file system.",
+        c"A backup whose estimated size plus this reserve exceeds the free space is refused with SQLSTATE 53100 before it starts.",
+        &BACKUP_RESERVE_MB,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_control.backup_keep_last",
+        c"tenant.cleanup_backups keeps at least this many newest backups per institution (0: no count rule).",
+        c"Used when cleanup_backups is called without keep_last.",
+        &BACKUP_KEEP_LAST,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_control.backup_max_age",
+        c"tenant.cleanup_backups keeps backups younger than this interval (empty: no age rule).",
+        c"Used when cleanup_backups is called without max_age, e.g. '30 days'.",
+        &BACKUP_MAX_AGE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
         c"tenant_control.lock_timeout",
         c"Milliseconds an operation waits for a lock on a tenant before failing with SQLSTATE 55P03.",
         c"Keeps DDL on a busy tenant from queueing the tenant's own traffic behind it.",
@@ -120,6 +154,10 @@ pub fn institutions_table() -> Option<String> {
 
 pub fn institutions_id_column() -> String {
     INSTITUTIONS_ID_COLUMN.get().map(|value| value.to_string_lossy().into_owned()).unwrap_or_else(|| "id".into())
+}
+
+pub fn backup_reserve_bytes() -> i64 {
+    i64::from(BACKUP_RESERVE_MB.get()) * 1024 * 1024
 }
 
 pub fn lock_timeout_ms() -> i32 {

@@ -92,8 +92,8 @@ SELECT format('%s %I.%I', kind, $1::text, name) FROM (
 "#;
 
 /// The generators, in the order their statements must run. Each query takes
-/// the schema to read ($1) and the role that stands for the tenant's role in
-/// it ($2), and returns one statement per row: text, or a jsonb array of
+/// the schema to read ($1), the role that stands for the tenant's role in
+/// it ($2) and whether keys belong in CREATE TABLE ($3), and returns one statement per row: text, or a jsonb array of
 /// parts where {"slot": ...} marks the copy's own schema or role.
 pub const GENERATORS: &[(&str, &str)] = &[
     ("types", TYPES),
@@ -182,12 +182,14 @@ SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
        || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, pg_catalog.pg_get_constraintdef(k.oid)),
                                                  '' ORDER BY k.contype <> 'p', k.oid)
                       FROM pg_catalog.pg_constraint k
-                     WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x') AND k.convalidated), '')
+                     WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x') AND k.convalidated
+                       AND (k.contype = 'c' OR $3::boolean)), '')
        -- Foreign keys to tables that already exist when this one is created.
        || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, pg_catalog.pg_get_constraintdef(k.oid)),
                                                  '' ORDER BY k.oid)
                       FROM pg_catalog.pg_constraint k
-                     WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.convalidated AND k.confrelid <= c.oid), ''),
+                     WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.convalidated AND k.confrelid <= c.oid
+                       AND $3::boolean), ''),
        CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END)
   FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r'
  ORDER BY c.oid
@@ -225,13 +227,14 @@ SELECT CASE c.relkind
  ORDER BY c.oid
 "#;
 
-/// Keys and checks are part of CREATE TABLE; only checks added NOT VALID come after.
+/// Keys and checks are part of CREATE TABLE; only checks added NOT VALID come
+/// after, and keys too when the tables are to be loaded first ($3 false).
 const KEYS_AND_CHECKS: &str = r#"
 SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_catalog.pg_get_constraintdef(c.oid))
   FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
  WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-   AND c.contype IN ('p', 'u', 'c', 'x') AND NOT c.convalidated
- ORDER BY c.oid
+   AND c.contype IN ('p', 'u', 'c', 'x') AND (NOT c.convalidated OR (c.contype <> 'c' AND NOT $3::boolean))
+ ORDER BY c.contype <> 'p', c.oid
 "#;
 
 /// pg_get_indexdef always qualifies the table: its fixed prefix is rebuilt.
@@ -254,7 +257,7 @@ const FOREIGN_KEYS: &str = r#"
 SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_catalog.pg_get_constraintdef(c.oid))
   FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
  WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.contype = 'f'
-   AND NOT (c.convalidated AND c.confrelid <= t.oid)
+   AND NOT (c.convalidated AND c.confrelid <= t.oid AND $3::boolean)
  ORDER BY c.oid
 "#;
 
@@ -494,18 +497,32 @@ pub fn render(statement: &Statement, schema: &str, role: &str) -> String {
 /// compare the two). Each returns one statement per row, as text or as a
 /// jsonb array of parts.
 pub fn generate(schema: &str, schema_role: &str) -> TcResult<Vec<(&'static str, Statement)>> {
-    generate_with(GENERATORS, schema, schema_role)
+    generate_with(GENERATORS, schema, schema_role, true)
+}
+
+/// The DDL of a schema in two parts for a copy that loads data in between:
+/// what the data needs (types, sequences, functions, bare tables with their
+/// checks), then what is faster to build over loaded tables or must not see
+/// the load (views, keys, indexes, foreign keys, triggers, RLS, policies,
+/// comments, ownership, grants).
+pub fn generate_for_load(schema: &str, schema_role: &str) -> TcResult<(Vec<Statement>, Vec<Statement>)> {
+    let all = generate_with(GENERATORS, schema, schema_role, false)?;
+    let first_after_load = GENERATORS.iter().position(|(kind, _)| *kind == "views").unwrap_or(GENERATORS.len());
+    let after_load: Vec<&str> = GENERATORS[first_after_load..].iter().map(|(kind, _)| *kind).collect();
+    let (post, pre): (Vec<_>, Vec<_>) = all.into_iter().partition(|(kind, _)| after_load.contains(kind));
+    Ok((pre.into_iter().map(|(_, s)| s).collect(), post.into_iter().map(|(_, s)| s).collect()))
 }
 
 fn generate_with(
     generators: &[(&'static str, &str)],
     schema: &str,
     schema_role: &str,
+    inline_keys: bool,
 ) -> TcResult<Vec<(&'static str, Statement)>> {
     db::with_setting("search_path", &quote_identifier(schema), || {
         let mut script = Vec::new();
         for (kind, generator) in generators {
-            let rows = db::rows(generator, &[schema.into(), schema_role.into()], |row| {
+            let rows = db::rows(generator, &[schema.into(), schema_role.into(), inline_keys.into()], |row| {
                 let value = if row.get_datum_by_ordinal(1)?.oid() == pg_sys::JSONBOID {
                     row.get::<pgrx::JsonB>(1)?.map(|j| j.0)
                 } else {
@@ -595,7 +612,8 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
 /// Give a schema the template's ownership and privileges again (after a
 /// migration added objects to it). Granting what is already held is a no-op.
 pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()> {
-    let statements = generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
+    let statements =
+        generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?;
     if statements.is_empty() {
         return Ok(());
     }
@@ -606,7 +624,7 @@ pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()>
 }
 
 fn refuse_unsupported() -> TcResult<()> {
-    match db::value::<String>(UNSUPPORTED, &[TEMPLATE_SCHEMA.into()])? {
+    match unsupported_in(TEMPLATE_SCHEMA)? {
         None => Ok(()),
         Some(object) => Err(TcError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -614,6 +632,11 @@ fn refuse_unsupported() -> TcResult<()> {
         )
         .hint("Remove or replace it in the template; nothing was created.")),
     }
+}
+
+/// The first object of `schema` that a generated copy cannot reproduce, if any.
+pub fn unsupported_in(schema: &str) -> TcResult<Option<String>> {
+    db::value::<String>(UNSUPPORTED, &[schema.into()])
 }
 
 fn verify_independent(target: &TenantName) -> TcResult<()> {

@@ -13,18 +13,16 @@ fn create(
         Some(s) => format!("'{s}'"),
         None => "NULL".into(),
     };
+    status_row(&format!(
+        "SELECT status, message, schema_id::text, sqlstate
+           FROM tenant.create_institution_schema('{institution}'::uuid, {name})"
+    ))
+}
+
+/// The four columns of a status row: status, message, an id as text, sqlstate.
+fn status_row(sql: &str) -> (String, String, Option<String>, Option<String>) {
     Spi::connect_mut(|c| {
-        let row = c
-            .update(
-                &format!(
-                    "SELECT status, message, schema_id::text, sqlstate
-                       FROM tenant.create_institution_schema('{institution}'::uuid, {name})"
-                ),
-                None,
-                &[],
-            )
-            .unwrap()
-            .first();
+        let row = c.update(sql, None, &[]).unwrap().first();
         (
             row.get::<String>(1).unwrap().unwrap(),
             row.get::<String>(2).unwrap().unwrap(),
@@ -465,7 +463,7 @@ fn functions_are_pinned_and_not_public() {
     );
     assert_eq!(
         one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace AND p.prosecdef"),
-        Some(14)
+        Some(20)
     );
 }
 
