@@ -4,6 +4,7 @@
 //! else behind.
 
 use crate::errors::{OrRaise, TcError};
+use crate::integrity;
 use crate::lifecycle;
 use crate::migrate;
 use crate::oplog::{self, OpKind};
@@ -249,4 +250,45 @@ fn set_quota(
             (status, message, None, sqlstate)
         }
     })
+}
+
+/// Check the registry, the catalogs, every tenant's structure against the
+/// template, every foreign key against the data and the counters; with
+/// `fix`, repair what can be repaired without losing data.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_integrity(
+    schema_id: default!(Option<pgrx::Uuid>, "NULL"),
+    fix: default!(Option<bool>, "false"),
+) -> TableIterator<
+    'static,
+    (
+        name!(tenant_schema_id, Option<pgrx::Uuid>),
+        name!(schema_name, Option<String>),
+        name!(check_name, String),
+        name!(severity, String),
+        name!(object, String),
+        name!(detail, String),
+        name!(fixed, bool),
+    ),
+> {
+    let fix = fix.ok_or_else(|| TcError::null_argument("fix")).or_raise();
+    let description = match schema_id {
+        Some(_) => described(if fix { "check and fix" } else { "check" }, schema_id),
+        None => format!("{} every institution schema", if fix { "check and fix" } else { "check" }),
+    };
+    let (_, outcome) = oplog::record(OpKind::IntegrityCheck, schema_id.map(crate::db::to_uuid), description, |op| {
+        integrity::check(op, schema_id, fix)
+    });
+    TableIterator::new(outcome.or_raise().into_iter().map(|f| {
+        (
+            f.schema_id.map(crate::db::to_pg_uuid),
+            f.schema_name,
+            f.check.to_string(),
+            f.severity.as_str().to_string(),
+            f.object,
+            f.detail,
+            f.fixed,
+        )
+    }))
 }

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 mod api;
 mod db;
 mod errors;
+mod integrity;
 mod isolation;
 mod lifecycle;
 mod migrate;
@@ -33,6 +34,7 @@ mod tests {
     include!("tests.rs");
     include!("tests_template.rs");
     include!("tests_migrate.rs");
+    include!("tests_integrity.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -17,6 +17,9 @@ pub enum OpKind {
     StatusChange,
     Migrate,
     QuotaSet,
+    IntegrityCheck,
+    Optimize,
+    UsageSnapshot,
 }
 
 impl OpKind {
@@ -27,6 +30,9 @@ impl OpKind {
             OpKind::StatusChange => "STATUS_CHANGE",
             OpKind::Migrate => "MIGRATE",
             OpKind::QuotaSet => "QUOTA_SET",
+            OpKind::IntegrityCheck => "INTEGRITY_CHECK",
+            OpKind::Optimize => "OPTIMIZE",
+            OpKind::UsageSnapshot => "USAGE_SNAPSHOT",
         }
     }
 }

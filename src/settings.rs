@@ -10,6 +10,9 @@ pub static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Op
 /// How long an operation waits for a lock before it gives up, in milliseconds.
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
+/// Seconds after which a tenant's last backup makes it degraded in the health checks; 0 turns the check off.
+pub static BACKUP_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86400);
+
 /// Set by the extension around its own DDL on tenant schemas, so that the
 /// event trigger watching the template does not count it as a template change.
 pub static INTERNAL_DDL: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -49,6 +52,16 @@ pub fn register() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_control.backup_max_age",
+        c"Age of a tenant's last backup beyond which its health is degraded (0: not checked).",
+        c"Accepts units: '36h', '2d'. Read by tenant.institution_health and tenant.fleet_health.",
+        &BACKUP_MAX_AGE_S,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
 }
 
