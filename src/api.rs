@@ -6,6 +6,7 @@
 use crate::errors::{OrRaise, TcError};
 use crate::integrity;
 use crate::lifecycle;
+use crate::maintenance;
 use crate::migrate;
 use crate::oplog::{self, OpKind};
 use crate::pool;
@@ -291,4 +292,61 @@ fn check_integrity(
             f.fixed,
         )
     }))
+}
+
+/// Record one usage row per tenant (tenant.usage_snapshots); logs USAGE_SNAPSHOT.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn record_usage_snapshot() -> TableIterator<
+    'static,
+    (name!(status, String), name!(message, String), name!(tenants, Option<i64>), name!(sqlstate, Option<String>)),
+> {
+    let (_, outcome) = oplog::record(
+        OpKind::UsageSnapshot,
+        None,
+        "record a usage snapshot of every tenant".into(),
+        maintenance::snapshot,
+    );
+    TableIterator::once(match outcome {
+        Ok(count) => ("SUCCESS".into(), format!("usage of {count} tenant(s) recorded"), Some(count), None),
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, sqlstate)
+        }
+    })
+}
+
+/// ANALYZE a tenant's tables, set last_optimized, log OPTIMIZE; returns the
+/// VACUUM and REINDEX CONCURRENTLY statements (and pg_cron schedules for them)
+/// that cannot run inside a function.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn optimize_institution_schema(
+    schema_id: Option<pgrx::Uuid>,
+) -> TableIterator<'static, (name!(kind, String), name!(statement, String))> {
+    let (_, outcome) =
+        oplog::record(OpKind::Optimize, schema_id.map(crate::db::to_uuid), described("optimize", schema_id), |op| {
+            maintenance::optimize(op, schema_id)
+        });
+    TableIterator::new(outcome.or_raise())
+}
+
+/// Internal: the FAILED log row of a scheduled job, written by its procedure.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn note_job_failure(
+    operation_type: Option<&str>,
+    schema_id: Option<pgrx::Uuid>,
+    description: Option<&str>,
+    sqlstate: Option<&str>,
+    message: Option<&str>,
+) {
+    maintenance::note_job_failure(operation_type, schema_id, description, sqlstate, message).or_raise()
+}
+
+/// tenant_control.backup_max_age in seconds (0: not checked), for the health checks.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn backup_max_age() -> i32 {
+    crate::settings::BACKUP_MAX_AGE_S.get()
 }

@@ -331,8 +331,11 @@ impl Reference {
 
 pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> TcResult<Vec<Finding>> {
     op.note("fix", fix);
-    let mut reference =
-        Reference { version: template::version()?, structure: structure(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?, statements: None };
+    let mut reference = Reference {
+        version: template::version()?,
+        structure: structure(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?,
+        statements: None,
+    };
     let tenants = registered(schema_id)?;
     if let Some(id) = schema_id {
         let found = tenants.first().ok_or_else(|| TcError::unknown_tenant(db::to_uuid(id)))?;
@@ -419,7 +422,11 @@ fn structure(schema: &str, role: &str) -> TcResult<BTreeMap<Key, String>> {
         let rows = db::rows(STRUCTURE, &[schema.into(), role.into()], |row| {
             let kind: String = col(row, "kind")?.unwrap_or_default();
             Ok((
-                (kind_of(&kind), col::<String>(row, "parent")?.unwrap_or_default(), col(row, "name")?.unwrap_or_default()),
+                (
+                    kind_of(&kind),
+                    col::<String>(row, "parent")?.unwrap_or_default(),
+                    col(row, "name")?.unwrap_or_default(),
+                ),
                 col::<String>(row, "definition")?.unwrap_or_default(),
             ))
         })?;
@@ -470,15 +477,19 @@ fn drift(reference: &BTreeMap<Key, String>, actual: &BTreeMap<Key, String>) -> V
 }
 
 fn check_tenant(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
-    let tenant = if fix { registry::lock(Some(db::to_pg_uuid(registered.tenant.id)))? } else { registered.tenant.clone() };
+    let tenant =
+        if fix { registry::lock(Some(db::to_pg_uuid(registered.tenant.id)))? } else { registered.tenant.clone() };
     if tenant.status == Status::Dropped {
         return Ok(Vec::new());
     }
     let mut findings = Vec::new();
     if !registry::schema_exists(tenant.schema.as_str())? {
-        let mut finding = Finding::about(&tenant, "schema_missing", Severity::Error, tenant.schema.as_str()).detail(
-            format!("the registry lists schema \"{}\" ({}), but it does not exist", tenant.schema, tenant.status.as_str()),
-        );
+        let mut finding =
+            Finding::about(&tenant, "schema_missing", Severity::Error, tenant.schema.as_str()).detail(format!(
+                "the registry lists schema \"{}\" ({}), but it does not exist",
+                tenant.schema,
+                tenant.status.as_str()
+            ));
         if fix {
             finding = attempt(finding, || recreate_schema(&tenant));
         }
@@ -544,7 +555,11 @@ fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool) -> 
     }
     let repairs = if fix { repair(reference, tenant, &drifts)? } else { HashMap::new() };
     // A repair is proved by reading the schema again.
-    let remaining = if fix { drift(&reference.structure, &structure(tenant.schema.as_str(), tenant.role.as_str())?) } else { drifts.clone() };
+    let remaining = if fix {
+        drift(&reference.structure, &structure(tenant.schema.as_str(), tenant.role.as_str())?)
+    } else {
+        drifts.clone()
+    };
     let missing_tables: Vec<&String> = drifts
         .iter()
         .filter_map(|d| match d {
@@ -582,7 +597,10 @@ fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool) -> 
             finding.fixed = !still && outcome.is_ok();
             match outcome {
                 Ok(done) if finding.fixed => finding.detail = format!("{}; fixed: {done}", finding.detail),
-                Ok(_) => finding.detail = format!("{}; not fixed: the repair ran but the schema still differs", finding.detail),
+                Ok(_) => {
+                    finding.detail =
+                        format!("{}; not fixed: the repair ran but the schema still differs", finding.detail)
+                }
                 Err(error) => finding.detail = format!("{}; not fixed: {error}", finding.detail),
             }
         }
@@ -602,7 +620,11 @@ fn child_of(drift: &Drift, table: &str) -> bool {
 /// Recreate what is missing and re-apply the template's row-level security
 /// and sequence ownership, in dependency order; extra and changed objects
 /// are left alone (they may hold data). Returns what each repair did.
-fn repair(reference: &mut Reference, tenant: &Tenant, drifts: &[Drift]) -> TcResult<HashMap<Key, Result<String, String>>> {
+fn repair(
+    reference: &mut Reference,
+    tenant: &Tenant,
+    drifts: &[Drift],
+) -> TcResult<HashMap<Key, Result<String, String>>> {
     let mut planned: Vec<(Key, Vec<String>)> = Vec::new();
     for drift in drifts {
         let statements = match drift {
@@ -666,30 +688,53 @@ fn run_unless_present(statement: &str) -> TcResult<()> {
 fn creation(reference: &mut Reference, tenant: &Tenant, key: &Key, wanted: &str) -> TcResult<Vec<String>> {
     let (kind, parent, name) = key;
     let (table, object) = (quote_identifier(parent), quote_identifier(name));
-    let from_template = |reference: &mut Reference, prefixes: &[String], contains: Option<String>| -> TcResult<Vec<Statement>> {
-        Ok(reference
-            .statements()?
-            .iter()
-            .filter(|(_, statement)| {
-                let text = template::render(statement, "", "");
-                prefixes.iter().any(|p| text.starts_with(p.as_str()))
-                    && contains.as_ref().is_none_or(|c| text.contains(c.as_str()))
-            })
-            .map(|(_, statement)| statement.clone())
-            .collect())
-    };
+    let from_template =
+        |reference: &mut Reference, prefixes: &[String], contains: Option<String>| -> TcResult<Vec<Statement>> {
+            Ok(reference
+                .statements()?
+                .iter()
+                .filter(|(_, statement)| {
+                    let text = template::render(statement, "", "");
+                    prefixes.iter().any(|p| text.starts_with(p.as_str()))
+                        && contains.as_ref().is_none_or(|c| text.contains(c.as_str()))
+                })
+                .map(|(_, statement)| statement.clone())
+                .collect())
+        };
     let templated = match *kind {
-        "table" => from_template(reference, &[format!("CREATE TABLE {object} ("), format!("CREATE UNLOGGED TABLE {object} (")], None)?,
-        "sequence" => from_template(reference, &[format!("CREATE SEQUENCE {object} "), format!("CREATE UNLOGGED SEQUENCE {object} ")], None)?,
+        "table" => from_template(
+            reference,
+            &[format!("CREATE TABLE {object} ("), format!("CREATE UNLOGGED TABLE {object} (")],
+            None,
+        )?,
+        "sequence" => from_template(
+            reference,
+            &[format!("CREATE SEQUENCE {object} "), format!("CREATE UNLOGGED SEQUENCE {object} ")],
+            None,
+        )?,
         "view" => from_template(reference, &[format!("CREATE VIEW {object} ")], None)?,
         "materialized view" => from_template(reference, &[format!("CREATE MATERIALIZED VIEW {object} ")], None)?,
-        "index" => from_template(reference, &[format!("CREATE INDEX {object} ON {table} "), format!("CREATE UNIQUE INDEX {object} ON {table} ")], None)?,
-        "trigger" => from_template(reference, &[format!("CREATE TRIGGER {object} "), format!("CREATE CONSTRAINT TRIGGER {object} ")], Some(format!(" ON {table} ")))?,
+        "index" => from_template(
+            reference,
+            &[format!("CREATE INDEX {object} ON {table} "), format!("CREATE UNIQUE INDEX {object} ON {table} ")],
+            None,
+        )?,
+        "trigger" => from_template(
+            reference,
+            &[format!("CREATE TRIGGER {object} "), format!("CREATE CONSTRAINT TRIGGER {object} ")],
+            Some(format!(" ON {table} ")),
+        )?,
         "policy" => from_template(reference, &[format!("CREATE POLICY {object} ON {table} ")], None)?,
-        "type" => from_template(reference, &[format!("CREATE TYPE {object} "), format!("CREATE DOMAIN {object} ")], None)?,
+        "type" => {
+            from_template(reference, &[format!("CREATE TYPE {object} "), format!("CREATE DOMAIN {object} ")], None)?
+        }
         "function" | "procedure" => {
             let proname = quote_identifier(name.split('(').next().unwrap_or_default());
-            from_template(reference, &[format!("CREATE FUNCTION {proname}("), format!("CREATE PROCEDURE {proname}(")], None)?
+            from_template(
+                reference,
+                &[format!("CREATE FUNCTION {proname}("), format!("CREATE PROCEDURE {proname}(")],
+                None,
+            )?
         }
         "constraint" => return Ok(vec![format!("ALTER TABLE {table} ADD CONSTRAINT {object} {wanted}")]),
         "column" => return Ok(vec![format!("ALTER TABLE {table} ADD COLUMN {object} {wanted}")]),
@@ -704,7 +749,10 @@ fn creation(reference: &mut Reference, tenant: &Tenant, key: &Key, wanted: &str)
         }
         _ => Vec::new(),
     };
-    Ok(templated.iter().map(|statement| template::render(statement, tenant.schema.as_str(), tenant.role.as_str())).collect())
+    Ok(templated
+        .iter()
+        .map(|statement| template::render(statement, tenant.schema.as_str(), tenant.role.as_str()))
+        .collect())
 }
 
 fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
@@ -715,17 +763,24 @@ fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
           WHERE n.nspname = $1 AND x.grantee <> n.nspowner
           GROUP BY x.grantee ORDER BY 1",
         &[tenant.schema.as_str().into()],
-        |row| Ok((col::<String>(row, "grantee")?.unwrap_or_default(), col::<String>(row, "privileges")?.unwrap_or_default())),
+        |row| {
+            Ok((
+                col::<String>(row, "grantee")?.unwrap_or_default(),
+                col::<String>(row, "privileges")?.unwrap_or_default(),
+            ))
+        },
     )?;
     let expected = if tenant.status.grants_access() || tenant.status == Status::Spare { "CREATE, USAGE" } else { "" };
     let mut findings = Vec::new();
-    let own = granted.iter().find(|(grantee, _)| grantee == tenant.role.as_str()).map(|(_, p)| p.as_str()).unwrap_or("");
+    let own =
+        granted.iter().find(|(grantee, _)| grantee == tenant.role.as_str()).map(|(_, p)| p.as_str()).unwrap_or("");
     if own != expected {
-        let mut finding = Finding::about(tenant, "schema_privileges", Severity::Error, tenant.schema.as_str()).detail(format!(
-            "the tenant role \"{}\" holds [{own}] on its schema; a {} tenant's role holds [{expected}]",
-            tenant.role,
-            tenant.status.as_str()
-        ));
+        let mut finding =
+            Finding::about(tenant, "schema_privileges", Severity::Error, tenant.schema.as_str()).detail(format!(
+                "the tenant role \"{}\" holds [{own}] on its schema; a {} tenant's role holds [{expected}]",
+                tenant.role,
+                tenant.status.as_str()
+            ));
         if fix {
             finding = attempt(finding, || {
                 let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
@@ -739,8 +794,9 @@ fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
         findings.push(finding);
     }
     for (grantee, privileges) in granted.iter().filter(|(grantee, _)| grantee != tenant.role.as_str()) {
-        let mut finding = Finding::about(tenant, "schema_privileges", Severity::Error, tenant.schema.as_str())
-            .detail(format!("schema \"{}\" grants [{privileges}] to {grantee}, which is not its tenant", tenant.schema));
+        let mut finding = Finding::about(tenant, "schema_privileges", Severity::Error, tenant.schema.as_str()).detail(
+            format!("schema \"{}\" grants [{privileges}] to {grantee}, which is not its tenant", tenant.schema),
+        );
         if fix {
             let target = if grantee == "PUBLIC" { "PUBLIC".to_string() } else { quote_identifier(grantee) };
             finding = attempt(finding, || {
@@ -796,10 +852,8 @@ impl ForeignKey {
 }
 
 fn orphaned_rows(tenant: &Tenant, same_version: bool) -> TcResult<Vec<Finding>> {
-    let keys = db::rows(
-        FOREIGN_KEYS,
-        &[tenant.schema.as_str().into(), TEMPLATE_SCHEMA.into(), same_version.into()],
-        |row| {
+    let keys =
+        db::rows(FOREIGN_KEYS, &[tenant.schema.as_str().into(), TEMPLATE_SCHEMA.into(), same_version.into()], |row| {
             Ok(ForeignKey {
                 name: col(row, "conname")?.unwrap_or_default(),
                 child: col(row, "child")?.unwrap_or_default(),
@@ -811,8 +865,7 @@ fn orphaned_rows(tenant: &Tenant, same_version: bool) -> TcResult<Vec<Finding>> 
                 validated: col(row, "convalidated")?.unwrap_or_default(),
                 present: col(row, "present")?.unwrap_or_default(),
             })
-        },
-    )?;
+        })?;
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -858,10 +911,10 @@ fn counters(tenant: &Tenant, registered: &Registered, fix: bool) -> TcResult<Vec
     .unwrap_or_default();
     let mut findings = Vec::new();
     if tables != registered.table_count {
-        findings.push(Finding::about(tenant, "table_count", Severity::Warning, tenant.schema.as_str()).detail(format!(
-            "the registry counts {} table(s); the schema has {tables}",
-            registered.table_count
-        )));
+        findings.push(
+            Finding::about(tenant, "table_count", Severity::Warning, tenant.schema.as_str())
+                .detail(format!("the registry counts {} table(s); the schema has {tables}", registered.table_count)),
+        );
     }
     // Storage moves with every write: only a stale figure (off by more than a tenth) is reported.
     if (bytes - registered.storage_used).abs() * 10 > bytes.max(1) {
@@ -938,7 +991,9 @@ fn fleet_checks(fix: bool) -> TcResult<Vec<Finding>> {
         } else {
             (
                 "unregistered_schema",
-                format!("schema \"{schema}\" (owner {owner}) looks like a tenant's but is not in tenant.tenant_schemas"),
+                format!(
+                    "schema \"{schema}\" (owner {owner}) looks like a tenant's but is not in tenant.tenant_schemas"
+                ),
             )
         };
         let mut finding = Finding::fleet(check, Severity::Error, schema.clone(), detail);
@@ -961,7 +1016,9 @@ fn fleet_checks(fix: bool) -> TcResult<Vec<Finding>> {
             format!("tenant.schema_backups lists backup schema \"{backup}\", which does not exist (not repaired: the entry is history)"),
         ));
     }
-    for role in db::rows(ORPHAN_ROLES, &[TEMPLATE_ROLE.into()], |row| Ok(col::<String>(row, "rolname")?.unwrap_or_default()))? {
+    for role in
+        db::rows(ORPHAN_ROLES, &[TEMPLATE_ROLE.into()], |row| Ok(col::<String>(row, "rolname")?.unwrap_or_default()))?
+    {
         findings.push(Finding::fleet(
             "orphan_role",
             Severity::Warning,
@@ -993,9 +1050,15 @@ fn quarantine(schema: &str) -> TcResult<String> {
     db::run(&format!("ALTER SCHEMA {quoted} RENAME TO {}", target.quoted()), &[])?;
     let role = format!("{schema}_owner");
     let mut done = format!("quarantined as schema \"{target}\", reachable by no tenant role; nothing was dropped");
-    if db::scalar::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[role.as_str().into()])? {
+    if db::scalar::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+        &[role.as_str().into()],
+    )? {
         let renamed = target.role();
-        if db::scalar::<bool>("SELECT pg_catalog.pg_has_role('tenant_control_app', $1, 'MEMBER')", &[role.as_str().into()])? {
+        if db::scalar::<bool>(
+            "SELECT pg_catalog.pg_has_role('tenant_control_app', $1, 'MEMBER')",
+            &[role.as_str().into()],
+        )? {
             db::run(&format!("REVOKE {} FROM tenant_control_app", quote_identifier(&role)), &[])?;
         }
         db::run(&format!("ALTER ROLE {} RENAME TO {}", quote_identifier(&role), renamed.quoted()), &[])?;

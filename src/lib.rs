@@ -8,6 +8,7 @@ mod errors;
 mod integrity;
 mod isolation;
 mod lifecycle;
+mod maintenance;
 mod migrate;
 mod name;
 mod oplog;
@@ -35,6 +36,7 @@ mod tests {
     include!("tests_template.rs");
     include!("tests_migrate.rs");
     include!("tests_integrity.rs");
+    include!("tests_monitor.rs");
 }
 
 /// Required by `cargo pgrx test`.

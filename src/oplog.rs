@@ -102,3 +102,15 @@ fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<
         ],
     )
 }
+
+/// A FAILED row for work that ran outside `record` (a scheduled job whose
+/// error was caught by its procedure, which then commits the row and raises).
+pub fn record_failure(
+    kind: OpKind,
+    schema_id: Option<uuid::Uuid>,
+    description: String,
+    error: &crate::errors::TcError,
+) -> TcResult<()> {
+    let op = Operation { kind, schema_id, description, metadata: Map::new() };
+    write::<()>(&op, &Err(error.clone()), 0.0)
+}

@@ -106,6 +106,7 @@ fn drift_is_found_object_by_object_and_fix_repairs_what_it_can() {
     assert_eq!(one::<i64>("SELECT count(*) FROM drifted.student_courses"), Some(1));
     assert_eq!(one::<bool>("SELECT has_table_privilege('drifted_owner', 'drifted.enrolments', 'INSERT')"), Some(true));
 
+    Spi::run(&format!("SELECT tenant.refresh_storage('{id}')")).unwrap();
     let after = tenant_check(&id, false);
     let checks: Vec<(&str, &str)> = after.iter().map(|f| (f.0.as_str(), f.2.as_str())).collect();
     assert_eq!(checks, vec![("changed_object", "column courses.code"), ("extra_object", "column students.nickname")], "{after:#?}");
