@@ -10,7 +10,7 @@
 use crate::db::{self, col};
 use crate::errors::{TcError, TcResult};
 use crate::lifecycle;
-use crate::name::{RoleName, TenantName};
+use crate::name::TenantName;
 use crate::oplog::Operation;
 use crate::registry::{self, Status, Tenant};
 use crate::subxact;
@@ -356,7 +356,7 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
         }
     }
     if schema_id.is_none() {
-        findings.extend(fleet_checks(fix)?);
+        findings.extend(fleet_checks(&reference, fix)?);
     }
     op.note("tenants_checked", tenants.iter().filter(|r| r.tenant.status != Status::Dropped).count());
     op.note("template_version", reference.version);
@@ -377,16 +377,8 @@ fn registered(schema_id: Option<pgrx::Uuid>) -> TcResult<Vec<Registered>> {
            FROM tenant.tenant_schemas WHERE ($1::uuid IS NULL AND status <> 'DROPPED') OR id = $1 ORDER BY schema_name",
         &[schema_id.into()],
         |row| {
-            let missing = || TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "registry row has NULL columns");
             Ok(Registered {
-                tenant: Tenant {
-                    id: db::to_uuid(col(row, "id")?.ok_or_else(missing)?),
-                    institution_id: col(row, "institution_id")?.map(db::to_uuid),
-                    schema: TenantName::from_registry(col(row, "schema_name")?.ok_or_else(missing)?),
-                    role: RoleName::from_registry(col(row, "owner_role")?.ok_or_else(missing)?),
-                    status: Status::parse(col::<String>(row, "status")?.as_deref())?,
-                    version: col(row, "version")?.ok_or_else(missing)?,
-                },
+                tenant: registry::tenant_of(row)?,
                 table_count: col(row, "table_count")?.unwrap_or_default(),
                 storage_used: col(row, "storage_used")?.unwrap_or_default(),
             })
@@ -976,7 +968,7 @@ fn recreate_role(tenant: &Tenant) -> TcResult<String> {
     Ok(format!("role {role} recreated with the template's privileges"))
 }
 
-fn fleet_checks(fix: bool) -> TcResult<Vec<Finding>> {
+fn fleet_checks(reference: &Reference, fix: bool) -> TcResult<Vec<Finding>> {
     let mut findings = Vec::new();
     let unregistered = db::rows(UNREGISTERED, &[TEMPLATE_ROLE.into()], |row| {
         Ok((
@@ -999,7 +991,12 @@ fn fleet_checks(fix: bool) -> TcResult<Vec<Finding>> {
         let mut finding = Finding::fleet(check, Severity::Error, schema.clone(), detail);
         finding.schema_name = Some(schema.clone());
         if fix {
-            finding = attempt(finding, || quarantine(&schema));
+            let spare = is_faithful_spare(reference, &schema)?;
+            finding =
+                attempt(
+                    finding,
+                    || if spare { register_spare(&schema, reference.version) } else { quarantine(&schema) },
+                );
         }
         findings.push(finding);
     }
@@ -1029,6 +1026,30 @@ fn fleet_checks(fix: bool) -> TcResult<Vec<Finding>> {
         ));
     }
     Ok(findings)
+}
+
+/// A spare of the warm pool that lost its registry row: named like one, with
+/// its role, and the same as the template object for object.
+fn is_faithful_spare(reference: &Reference, schema: &str) -> TcResult<bool> {
+    let role = format!("{schema}_owner");
+    if !schema.starts_with("tc_spare_")
+        || !db::scalar::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+            &[role.as_str().into()],
+        )?
+    {
+        return Ok(false);
+    }
+    Ok(drift(&reference.structure, &structure(schema, &role)?).is_empty())
+}
+
+fn register_spare(schema: &str, version: i32) -> TcResult<String> {
+    let name = TenantName::from_registry(schema.to_string());
+    let id = registry::insert(None, &name, &lifecycle::Built { version, tables: 0 }, Status::Spare)?;
+    registry::refresh_counters(&registry::lock(Some(db::to_pg_uuid(id)))?)?;
+    Ok(format!(
+        "registered as a SPARE of the warm pool at version {version} (id {id}): it is a faithful copy of the template"
+    ))
 }
 
 /// Set an unregistered schema aside: renamed to tc_quarantine_..., owned by

@@ -150,6 +150,10 @@ fn orphaned_rows_are_found_behind_dropped_and_not_valid_keys() {
 fn registry_and_catalog_disagreements_are_found_and_fixed() {
     fill_template();
     let id = created("d1d1d1d1-0000-4000-8000-000000000004", "vanished");
+    // A spare of the warm pool whose registry row was deleted behind the extension's back.
+    let spare = one::<String>("SELECT schema_id::text FROM tenant.add_spare_schema()").unwrap();
+    let spare_name = one::<String>(&format!("SELECT schema_name FROM tenant.tenant_schemas WHERE id = '{spare}'")).unwrap();
+    Spi::run(&format!("DELETE FROM tenant.schema_operations WHERE schema_id = '{spare}'; DELETE FROM tenant.tenant_schemas WHERE id = '{spare}'")).unwrap();
     Spi::run("INSERT INTO vanished.students (name, age) VALUES ('Gone', 30)").unwrap();
     Spi::run(
         "DROP SCHEMA vanished CASCADE;
@@ -162,19 +166,23 @@ fn registry_and_catalog_disagreements_are_found_and_fixed() {
     )
     .unwrap();
     let mine = |findings: Vec<Found>| -> Vec<Found> {
-        findings.into_iter().filter(|f| ["vanished", "squatter", "lonely_owner"].contains(&f.2.as_str()) || f.2.starts_with("tc_backup_0123")).collect()
+        findings.into_iter().filter(|f| ["vanished", "squatter", "lonely_owner", spare_name.as_str()].contains(&f.2.as_str()) || f.2.starts_with("tc_backup_0123")).collect()
     };
     let before = mine(check("fix => false"));
     assert_eq!(found(&before, "schema_missing", "vanished").1, "ERROR");
     assert_eq!(found(&before, "unregistered_schema", "squatter").1, "ERROR");
     found(&before, "orphan_backup_schema", "tc_backup_0123456789abcdef0123456789abcdef");
     assert_eq!(found(&before, "orphan_role", "lonely_owner").1, "WARNING");
-    assert_eq!(before.len(), 4, "{before:#?}");
+    found(&before, "unregistered_schema", &spare_name);
+    assert_eq!(before.len(), 5, "{before:#?}");
 
     let fixed = mine(check("fix => true"));
     assert!(found(&fixed, "schema_missing", "vanished").4.contains("restore the tenant's data from a backup"));
     assert!(found(&fixed, "schema_missing", "vanished").3);
     assert!(found(&fixed, "unregistered_schema", "squatter").3);
+    // A faithful spare goes back to the warm pool; anything else is quarantined.
+    assert!(found(&fixed, "unregistered_schema", &spare_name).4.contains("registered as a SPARE"));
+    assert_eq!(one::<bool>(&format!("SELECT ready FROM tenant.warm_pool WHERE schema_name = '{spare_name}'")), Some(true));
     assert!(found(&fixed, "orphan_backup_schema", "tc_backup_0123456789abcdef0123456789abcdef").3);
     assert!(!found(&fixed, "orphan_role", "lonely_owner").3, "roles are reported, not dropped");
     // The schema is back, empty, locked away until a restore; the squatter's data is kept, out of reach.

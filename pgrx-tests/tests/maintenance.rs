@@ -50,12 +50,14 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
         }
     }
     let listed = scheduled(&mut cron);
-    let names: Vec<&str> = listed.iter().map(|(_, name, _)| name.strip_prefix(&pattern[..pattern.len() - 1]).unwrap()).collect();
+    let names: Vec<&str> =
+        listed.iter().map(|(_, name, _)| name.strip_prefix(&pattern[..pattern.len() - 1]).unwrap()).collect();
     assert_eq!(names, vec!["backup_retention", "integrity_check", "maintenance", "quota_refresh", "usage_snapshot"]);
     assert_eq!(listed[0].2, "0 3 * * *", "the retention job keeps its nightly schedule");
 
     // The four every-minute jobs run in the same minute: wait once.
-    let running: Vec<i64> = listed.iter().filter(|(_, _, schedule)| schedule == "* * * * *").map(|(id, _, _)| *id).collect();
+    let running: Vec<i64> =
+        listed.iter().filter(|(_, _, schedule)| schedule == "* * * * *").map(|(id, _, _)| *id).collect();
     let started = Instant::now();
     let outcomes: Vec<(String, String, String)> = loop {
         let rows = cron
@@ -102,7 +104,13 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     assert!(count(&mut su, "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'USAGE_SNAPSHOT' AND status = 'COMPLETED'") >= 1);
     assert!(count(&mut su, "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'INTEGRITY_CHECK' AND status = 'COMPLETED'") >= 1);
     assert!(count(&mut su, "SELECT count(DISTINCT schema_id) FROM tenant.usage_snapshots") == 2);
-    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM tenant.tenant_schemas WHERE id = '{a}' AND last_optimized IS NOT NULL")), 1);
+    assert_eq!(
+        count(
+            &mut su,
+            &format!("SELECT count(*) FROM tenant.tenant_schemas WHERE id = '{a}' AND last_optimized IS NOT NULL")
+        ),
+        1
+    );
 }
 
 /// The server flushes a session's statistics when it goes idle; force it.
@@ -117,14 +125,20 @@ fn usage_snapshots_count_the_rows_written_in_each_period() {
     let id = create_ok(&mut su, "us_a");
     write_and_flush(&mut su, "INSERT INTO us_a.items SELECT i FROM generate_series(1, 10) i");
     su.batch_execute("CALL tenant.take_usage_snapshot()").unwrap();
-    assert_eq!(count(&mut su, &format!("SELECT inserted_since_snapshot FROM tenant.tenant_stats WHERE schema_id = '{id}'")), 0);
+    assert_eq!(
+        count(&mut su, &format!("SELECT inserted_since_snapshot FROM tenant.tenant_stats WHERE schema_id = '{id}'")),
+        0
+    );
     write_and_flush(
         &mut su,
         "INSERT INTO us_a.items SELECT i FROM generate_series(11, 15) i;
          UPDATE us_a.items SET label = 'x' WHERE id <= 2;
          DELETE FROM us_a.items WHERE id = 15",
     );
-    assert_eq!(count(&mut su, &format!("SELECT inserted_since_snapshot FROM tenant.tenant_stats WHERE schema_id = '{id}'")), 5);
+    assert_eq!(
+        count(&mut su, &format!("SELECT inserted_since_snapshot FROM tenant.tenant_stats WHERE schema_id = '{id}'")),
+        5
+    );
     assert_eq!(
         su.query_one(
             &format!("SELECT checks->'recent_activity'->>'state' FROM tenant.fleet_health WHERE schema_id = '{id}'"),
@@ -142,7 +156,8 @@ fn usage_snapshots_count_the_rows_written_in_each_period() {
             &[&id],
         )
         .unwrap();
-    let periods: Vec<(i64, i64, i64, bool)> = periods.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    let periods: Vec<(i64, i64, i64, bool)> =
+        periods.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
     assert_eq!(periods, vec![(10, 0, 0, true), (5, 2, 1, true)]);
 }
 
