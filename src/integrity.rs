@@ -24,8 +24,9 @@ use std::collections::{BTreeMap, HashMap};
 const STRUCTURE: &str = r#"
 WITH rel AS MATERIALIZED (
     SELECT c.oid, c.relname::text AS relname, c.relkind, c.relpersistence, c.reloptions, c.relrowsecurity, c.relforcerowsecurity,
-           EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                      AND d.objid = c.oid AND d.deptype = 'i') AS internal
+           -- A scalar subquery with LIMIT stays an index probe per relation.
+           (SELECT true FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+               AND d.objid = c.oid AND d.objsubid = 0 AND d.deptype = 'i' LIMIT 1) IS NOT NULL AS internal
       FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
 ), tenant_role AS (
     SELECT (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2::text) AS oid
@@ -75,7 +76,8 @@ SELECT o.kind, o.parent, o.name, COALESCE(o.definition, '') AS definition FROM (
            CASE WHEN i.indisunique THEN 'UNIQUE' ELSE '' END || pg_catalog.substr(d.def, pg_catalog.strpos(d.def, ' USING '))
       FROM rel t JOIN pg_catalog.pg_index i ON i.indrelid = t.oid JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid,
            LATERAL (SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS def) d
-     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                        WHERE k.conrelid = t.oid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
     UNION ALL
     -- Triggers named tc_* are the extension's own (quota guards), not part of the template.
     SELECT 'trigger', r.relname, g.tgname::text,
@@ -127,25 +129,22 @@ SELECT o.kind, o.parent, o.name, COALESCE(o.definition, '') AS definition FROM (
 /// (registered, spare, backup or quarantined), or functions whose settings or
 /// body name one.
 const CROSS_TENANT: &str = r#"
-WITH mine AS (
-    SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid FROM pg_catalog.pg_proc p
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
-    UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_type t
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
-    UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, r.oid FROM pg_catalog.pg_rewrite r
-     WHERE r.ev_class IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid FROM pg_catalog.pg_constraint k
-     WHERE k.conrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid FROM pg_catalog.pg_attrdef a
-     WHERE a.adrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, g.oid FROM pg_catalog.pg_trigger g
-     WHERE g.tgrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid FROM pg_catalog.pg_policy p
-     WHERE p.polrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-), others AS (
-    SELECT t.schema_name FROM tenant.tenant_schemas t WHERE t.status <> 'DROPPED' AND t.schema_name <> $1::text
+WITH rels AS MATERIALIZED (
+    SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS o(oid)
+), mine AS (
+    SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, r.oid FROM rels r
+    UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS o(oid)
+    UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS o(oid)
+    UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, x.oid FROM rels r,
+                     LATERAL (SELECT w.oid FROM pg_catalog.pg_rewrite w WHERE w.ev_class = r.oid) x
+    UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, x.oid FROM rels r,
+                     LATERAL (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = r.oid) x
+    UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, x.oid FROM rels r,
+                     LATERAL (SELECT a.oid FROM pg_catalog.pg_attrdef a WHERE a.adrelid = r.oid) x
+    UNION ALL SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, x.oid FROM rels r,
+                     LATERAL (SELECT g.oid FROM pg_catalog.pg_trigger g WHERE g.tgrelid = r.oid) x
+    UNION ALL SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, x.oid FROM rels r,
+                     LATERAL (SELECT p.oid FROM pg_catalog.pg_policy p WHERE p.polrelid = r.oid) x
 )
 SELECT DISTINCT x.object, x.other FROM (
     -- A view is named rather than its _RETURN rule.
@@ -153,20 +152,26 @@ SELECT DISTINCT x.object, x.other FROM (
                 THEN (SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, w.ev_class, 0)
                         FROM pg_catalog.pg_rewrite w WHERE w.oid = d.objid)
                 ELSE pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) END AS object, n.nspname::text AS other
-      FROM mine JOIN pg_catalog.pg_depend d ON d.classid = mine.classid AND d.objid = mine.oid
+      FROM mine, LATERAL (SELECT d.* FROM pg_catalog.pg_depend d WHERE d.classid = mine.classid AND d.objid = mine.oid) d
       JOIN LATERAL (SELECT CASE d.refclassid
                            WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = d.refobjid)
                            WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN (SELECT p.pronamespace FROM pg_catalog.pg_proc p WHERE p.oid = d.refobjid)
                            WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT t.typnamespace FROM pg_catalog.pg_type t WHERE t.oid = d.refobjid)
                            WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass THEN d.refobjid END AS nsp) r ON true
       JOIN pg_catalog.pg_namespace n ON n.oid = r.nsp
-     WHERE n.nspname <> $1::text AND (n.nspname IN (SELECT schema_name FROM others) OR pg_catalog.starts_with(n.nspname::text, 'tc_'))
+     WHERE n.nspname <> $1::text AND (pg_catalog.starts_with(n.nspname::text, 'tc_') OR EXISTS (
+               SELECT 1 FROM tenant.tenant_schemas t WHERE t.schema_name = n.nspname AND t.status <> 'DROPPED'))
     UNION ALL
-    SELECT pg_catalog.format('function %I(%s)', p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)), o.schema_name
-      FROM pg_catalog.pg_proc p, others o
+    -- Names followed by a dot in a body, and the schemas of a search_path setting, looked up in the registry.
+    SELECT pg_catalog.format('function %I(%s)', p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)), t.schema_name
+      FROM pg_catalog.pg_proc p,
+           LATERAL (SELECT m.name[1] AS name FROM pg_catalog.regexp_matches(pg_catalog.lower(p.prosrc), '([a-z_][a-z0-9_$]*)\.', 'g') AS m(name)
+                    UNION
+                    SELECT pg_catalog.btrim(e.name, ' "') FROM pg_catalog.unnest(p.proconfig) AS c(setting),
+                           pg_catalog.regexp_split_to_table(pg_catalog.substr(c.setting, 13), ',') AS e(name)
+                     WHERE pg_catalog.starts_with(c.setting, 'search_path=')) w
+      JOIN tenant.tenant_schemas t ON t.schema_name = w.name AND t.status <> 'DROPPED' AND t.schema_name <> $1::text
      WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
-       AND (pg_catalog.strpos(pg_catalog.lower(p.prosrc), o.schema_name || '.') > 0
-            OR pg_catalog.strpos(pg_catalog.array_to_string(p.proconfig, ' '), o.schema_name) > 0)
 ) x ORDER BY 1, 2
 "#;
 
@@ -184,19 +189,20 @@ SELECT f.conname, f.child, f.child_cols, f.parent_schema, f.parent, f.parent_col
            ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, i)
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i) AS parent_cols,
            k.confmatchtype = 'f' AS match_full, k.convalidated, f.present
-      FROM (SELECT k.oid, true AS present FROM pg_catalog.pg_constraint k
-             WHERE k.contype = 'f' AND k.conrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+      FROM (SELECT k.oid, true AS present FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS o(oid),
+                   LATERAL (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = o.oid AND k.contype = 'f') k
             UNION ALL
-            SELECT k.oid, false FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-             WHERE $3 AND k.contype = 'f' AND k.conrelid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint t
+            SELECT k.oid, false FROM tenant.schema_objects($2::text, 'pg_catalog.pg_class') AS o(oid),
+                   LATERAL (SELECT k.oid, k.conname FROM pg_catalog.pg_constraint k WHERE $3 AND k.conrelid = o.oid AND k.contype = 'f') k,
+                   pg_catalog.pg_class c
+             WHERE c.oid = o.oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint t
                                 WHERE t.conrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, c.relname))
                                   AND t.conname = k.conname)) f
       JOIN pg_catalog.pg_constraint k ON k.oid = f.oid
       JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
       JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
       JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace) f
- WHERE NOT EXISTS (SELECT 1 FROM (SELECT $1::text, f.child, f.child_cols UNION ALL SELECT f.parent_schema, f.parent, f.parent_cols)
+ WHERE f.present OR NOT EXISTS (SELECT 1 FROM (SELECT $1::text, f.child, f.child_cols UNION ALL SELECT f.parent_schema, f.parent, f.parent_cols)
                                  AS side(nsp, rel, cols), pg_catalog.unnest(side.cols) AS col(name)
                     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                                        WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', side.nsp, side.rel))
@@ -347,7 +353,7 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
     let mut findings = Vec::new();
     for registered in tenants.iter().filter(|r| r.tenant.status != Status::Dropped) {
         let tenant = &registered.tenant;
-        match subxact::atomically(|| check_tenant(&mut reference, registered, fix)) {
+        match check_releasing_locks(&mut reference, registered, fix) {
             Ok(mut found) => findings.append(&mut found),
             Err(error) => findings.push(
                 Finding::about(tenant, "check_failed", Severity::Error, tenant.schema.as_str())
@@ -370,6 +376,30 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
     op.note("findings", findings.iter().take(200).map(Finding::to_json).collect::<Vec<_>>());
     Ok(findings)
 }
+
+/// Check one tenant in a subtransaction that is rolled back, so that the
+/// locks taken on its relations are released; repair it (in a subtransaction
+/// that is kept) only if the check found something a fix can repair.
+fn check_releasing_locks(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
+    let findings = subxact::rolled_back(|| check_tenant(reference, registered, false))?;
+    if fix && findings.iter().any(|f| REPAIRABLE.contains(&f.check)) {
+        subxact::atomically(|| check_tenant(reference, registered, true))
+    } else {
+        Ok(findings)
+    }
+}
+
+/// The checks a fix may repair.
+const REPAIRABLE: &[&str] = &[
+    "schema_missing",
+    "role_missing",
+    "schema_privileges",
+    "missing_object",
+    "changed_object",
+    "row_level_security",
+    "table_count",
+    "storage_used",
+];
 
 fn registered(schema_id: Option<pgrx::Uuid>) -> TcResult<Vec<Registered>> {
     db::rows(
@@ -409,8 +439,16 @@ fn kind_of(kind: &str) -> &'static str {
     KINDS.iter().copied().find(|k| *k == kind).unwrap_or("object")
 }
 
+/// The catalog queries start from a handful of oids (found through
+/// pg_depend) and must probe the catalogs' indexes from there: a hash or
+/// merge join would scan catalogs that grow with every tenant. The nested
+/// loops' estimates then look expensive enough to start JIT compilation,
+/// which costs far more than these queries: no JIT.
+const INDEX_PROBES: [(&str, &str); 3] = [("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("jit", "off")];
+
 fn structure(schema: &str, role: &str) -> TcResult<BTreeMap<Key, String>> {
-    db::with_setting("search_path", &quote_identifier(schema), || {
+    let path = quote_identifier(schema);
+    db::with_settings(&[("search_path", path.as_str()), INDEX_PROBES[0], INDEX_PROBES[1], INDEX_PROBES[2]], || {
         let rows = db::rows(STRUCTURE, &[schema.into(), role.into()], |row| {
             let kind: String = col(row, "kind")?.unwrap_or_default();
             Ok((
@@ -469,6 +507,10 @@ fn drift(reference: &BTreeMap<Key, String>, actual: &BTreeMap<Key, String>) -> V
 }
 
 fn check_tenant(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
+    db::with_settings(&INDEX_PROBES, || check_tenant_probing(reference, registered, fix))
+}
+
+fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
     let tenant =
         if fix { registry::lock(Some(db::to_pg_uuid(registered.tenant.id)))? } else { registered.tenant.clone() };
     if tenant.status == Status::Dropped {
@@ -522,7 +564,9 @@ fn check_tenant(reference: &mut Reference, registered: &Registered, fix: bool) -
                 .detail(format!("{object} refers to schema \"{other}\", which belongs to another tenant")),
         );
     }
-    findings.extend(orphaned_rows(&tenant, same_version)?);
+    // The template's keys are checked against the data only where the tenant lost one.
+    let lost_keys = findings.iter().any(|f| f.check == "missing_object" && f.object.starts_with("constraint "));
+    findings.extend(orphaned_rows(&tenant, same_version && lost_keys)?);
     findings.extend(counters(&tenant, registered, fix)?);
     Ok(findings)
 }
@@ -843,9 +887,11 @@ impl ForeignKey {
     }
 }
 
-fn orphaned_rows(tenant: &Tenant, same_version: bool) -> TcResult<Vec<Finding>> {
-    let keys =
-        db::rows(FOREIGN_KEYS, &[tenant.schema.as_str().into(), TEMPLATE_SCHEMA.into(), same_version.into()], |row| {
+fn orphaned_rows(tenant: &Tenant, with_template_keys: bool) -> TcResult<Vec<Finding>> {
+    let keys = db::rows(
+        FOREIGN_KEYS,
+        &[tenant.schema.as_str().into(), TEMPLATE_SCHEMA.into(), with_template_keys.into()],
+        |row| {
             Ok(ForeignKey {
                 name: col(row, "conname")?.unwrap_or_default(),
                 child: col(row, "child")?.unwrap_or_default(),
@@ -857,14 +903,19 @@ fn orphaned_rows(tenant: &Tenant, same_version: bool) -> TcResult<Vec<Finding>> 
                 validated: col(row, "convalidated")?.unwrap_or_default(),
                 present: col(row, "present")?.unwrap_or_default(),
             })
-        })?;
+        },
+    )?;
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     // One statement for every key of the tenant: planned once, not per key.
     let query = keys.iter().enumerate().map(|(i, key)| key.orphans_query(&tenant.schema, i)).collect::<Vec<_>>();
-    let counts = db::rows(&format!("{} ORDER BY 1", query.join("\nUNION ALL\n")), &[], |row| {
-        Ok((col::<i32>(row, "fk")?.unwrap_or_default() as usize, col::<i64>(row, "orphans")?.unwrap_or_default()))
+    // Data, not catalogs: hash anti-joins are welcome here.
+    let on = [("enable_hashjoin", "on"), ("enable_mergejoin", "on")];
+    let counts = db::with_settings(&on, || {
+        db::rows(&format!("{} ORDER BY 1", query.join("\nUNION ALL\n")), &[], |row| {
+            Ok((col::<i32>(row, "fk")?.unwrap_or_default() as usize, col::<i64>(row, "orphans")?.unwrap_or_default()))
+        })
     })?;
     Ok(counts
         .into_iter()

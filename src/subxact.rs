@@ -35,3 +35,26 @@ pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
         other => other,
     }
 }
+
+/// Run read-only work in an internal subtransaction that is always rolled
+/// back: what the work returns survives, the locks it took do not. A check
+/// of thousands of tenants would otherwise hold a lock on every relation it
+/// read until the end of the transaction, and exhaust the lock table.
+pub fn rolled_back<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    let (caller_context, caller_owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    // SAFETY: as in `atomically`, but the subtransaction always ends with a rollback.
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(caller_context);
+    }
+    let outcome = db::caught(work);
+    unsafe {
+        pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        pg_sys::MemoryContextSwitchTo(caller_context);
+        pg_sys::CurrentResourceOwner = caller_owner;
+    }
+    match outcome {
+        Err(error) if error.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED => error.raise(),
+        other => other,
+    }
+}

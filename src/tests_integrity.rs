@@ -213,7 +213,11 @@ fn references_to_another_tenant_and_privileges_are_checked() {
     let a = created("d1d1d1d1-0000-4000-8000-000000000005", "nosy_a");
     created("d1d1d1d1-0000-4000-8000-000000000006", "nosy_b");
     Spi::run("CREATE VIEW nosy_a.peek AS SELECT name FROM nosy_b.students; GRANT USAGE ON SCHEMA nosy_a TO PUBLIC").unwrap();
+    Spi::run("CREATE FUNCTION nosy_a.leak() RETURNS bigint LANGUAGE plpgsql AS 'BEGIN RETURN (SELECT count(*) FROM Nosy_B.students); END'").unwrap();
+    Spi::run("CREATE FUNCTION nosy_a.wander() RETURNS int LANGUAGE sql SET search_path = nosy_b, pg_temp AS 'SELECT 1'").unwrap();
     let findings = tenant_check(&a, true);
+    assert!(found(&findings, "cross_tenant_reference", "function leak()").4.contains("nosy_b"), "{findings:#?}");
+    assert!(found(&findings, "cross_tenant_reference", "function wander()").4.contains("nosy_b"), "{findings:#?}");
     assert!(found(&findings, "cross_tenant_reference", "view nosy_a.peek").4.contains("nosy_b"), "{findings:#?}");
     assert!(!found(&findings, "extra_object", "view peek").3);
     assert!(found(&findings, "schema_privileges", "nosy_a").3);

@@ -130,3 +130,21 @@ fn without_pg_cron_here_scheduling_returns_the_statements_for_the_cron_database(
 fn slow_queries_say_when_pg_stat_statements_is_missing() {
     Spi::run("SELECT * FROM tenant.slow_queries()").unwrap();
 }
+
+#[pg_test]
+fn a_scheduled_job_failure_is_logged_with_its_sqlstate() {
+    Spi::run("SELECT tenant.note_job_failure('INTEGRITY_CHECK', NULL, 'integrity check (scheduled)', '55P03', 'lock timeout')").unwrap();
+    assert_eq!(
+        one::<String>("SELECT format('%s/%s/%s', status, error_sqlstate, error_message) FROM tenant.schema_operations WHERE operation_type = 'INTEGRITY_CHECK'"),
+        Some("FAILED/55P03/lock timeout [SQLSTATE 55P03]".into())
+    );
+    // Only the scheduled jobs' operation types: anything else is 22023.
+    Spi::run(
+        "DO $$ BEGIN
+             PERFORM tenant.note_job_failure('DROP', NULL, 'x', '55P03', 'x');
+             RAISE EXCEPTION 'not refused';
+         EXCEPTION WHEN invalid_parameter_value THEN NULL;
+         END $$",
+    )
+    .unwrap();
+}
