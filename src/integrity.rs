@@ -15,8 +15,9 @@ use crate::oplog::Operation;
 use crate::registry::{self, Status, Tenant};
 use crate::subxact;
 use crate::template::{self, Statement, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
+use pgrx::spi::{quote_identifier, OwnedPreparedStatement, SpiHeapTupleData};
 use std::collections::{BTreeMap, HashMap};
 
 /// The structure of a schema, one row per object; `$2` is the role that
@@ -243,6 +244,80 @@ SELECT r.rolname::text FROM pg_catalog.pg_roles r
  ORDER BY 1
 "#;
 
+/// What each role other than the owner holds on schema $1.
+const PRIVILEGES: &str = r#"
+SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(x.grantee)::text END AS grantee,
+       pg_catalog.string_agg(x.privilege_type, ', ' ORDER BY x.privilege_type) AS privileges
+  FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) x
+ WHERE n.nspname = $1 AND x.grantee <> n.nspowner
+ GROUP BY x.grantee ORDER BY 1
+"#;
+
+/// The tables of schema $1 and the bytes of its relations, as refresh_storage counts them.
+const COUNTERS: &str = r#"
+SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
+       COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
+  FROM pg_catalog.pg_class c
+ WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S')
+"#;
+
+/// The per-tenant catalog queries that do not depend on search_path, with
+/// their argument types: planned once per check, not once per tenant.
+const PLANNED: &[(&str, &[PgBuiltInOids])] = &[
+    (CROSS_TENANT, &[PgBuiltInOids::TEXTOID]),
+    (FOREIGN_KEYS, &[PgBuiltInOids::TEXTOID, PgBuiltInOids::TEXTOID, PgBuiltInOids::BOOLOID]),
+    (PRIVILEGES, &[PgBuiltInOids::TEXTOID]),
+    (COUNTERS, &[PgBuiltInOids::TEXTOID]),
+];
+
+thread_local! {
+    /// The plans of PLANNED while a check runs (see Plans).
+    static PLANS: std::cell::RefCell<HashMap<usize, OwnedPreparedStatement>> = std::cell::RefCell::new(HashMap::new());
+}
+
+/// Holds the kept plans of PLANNED for one check and frees them when the
+/// check ends, however it ends. (The function's search_path is pinned, so
+/// the plans stay valid from one tenant to the next.)
+struct Plans;
+
+impl Plans {
+    fn prepare() -> TcResult<Plans> {
+        for (sql, types) in PLANNED {
+            let types: Vec<PgOid> = types.iter().map(|t| PgOid::BuiltIn(*t)).collect();
+            let plan = Spi::connect(|client| client.prepare(*sql, &types).map(|plan| plan.keep()))?;
+            PLANS.with(|plans| plans.borrow_mut().insert(sql.as_ptr() as usize, plan));
+        }
+        Ok(Plans)
+    }
+}
+
+impl Drop for Plans {
+    fn drop(&mut self) {
+        PLANS.with(|plans| plans.borrow_mut().clear());
+    }
+}
+
+/// db::rows for a query of PLANNED, with its kept plan when a check holds one.
+fn planned_rows<T>(
+    sql: &'static str,
+    args: &[DatumWithOid],
+    mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
+) -> TcResult<Vec<T>> {
+    let ran = PLANS.with(|plans| {
+        let plans = plans.borrow();
+        plans.get(&(sql.as_ptr() as usize)).map(|plan| {
+            Spi::connect_mut(|client| {
+                let table = client.update(plan, None, args)?;
+                table.map(|row| map(&row)).collect::<TcResult<Vec<T>>>()
+            })
+        })
+    });
+    match ran {
+        Some(rows) => rows,
+        None => db::rows(sql, args, map),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Error,
@@ -343,6 +418,7 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
         statements: None,
     };
     let tenants = registered(schema_id)?;
+    let _plans = Plans::prepare()?;
     if let Some(id) = schema_id {
         let found = tenants.first().ok_or_else(|| TcError::unknown_tenant(db::to_uuid(id)))?;
         op.note("schema_name", found.tenant.schema.as_str());
@@ -444,24 +520,33 @@ fn kind_of(kind: &str) -> &'static str {
 /// merge join would scan catalogs that grow with every tenant. The nested
 /// loops' estimates then look expensive enough to start JIT compilation,
 /// which costs far more than these queries: no JIT.
-const INDEX_PROBES: [(&str, &str); 3] = [("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("jit", "off")];
+/// Kept plans are generic from the first tenant on (they are alike).
+const INDEX_PROBES: [(&str, &str); 4] = [
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+    ("jit", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+];
 
 fn structure(schema: &str, role: &str) -> TcResult<BTreeMap<Key, String>> {
     let path = quote_identifier(schema);
-    db::with_settings(&[("search_path", path.as_str()), INDEX_PROBES[0], INDEX_PROBES[1], INDEX_PROBES[2]], || {
-        let rows = db::rows(STRUCTURE, &[schema.into(), role.into()], |row| {
-            let kind: String = col(row, "kind")?.unwrap_or_default();
-            Ok((
-                (
-                    kind_of(&kind),
-                    col::<String>(row, "parent")?.unwrap_or_default(),
-                    col(row, "name")?.unwrap_or_default(),
-                ),
-                col::<String>(row, "definition")?.unwrap_or_default(),
-            ))
-        })?;
-        Ok(rows.into_iter().collect())
-    })
+    db::with_settings(
+        &[("search_path", path.as_str()), INDEX_PROBES[0], INDEX_PROBES[1], INDEX_PROBES[2], INDEX_PROBES[3]],
+        || {
+            let rows = db::rows(STRUCTURE, &[schema.into(), role.into()], |row| {
+                let kind: String = col(row, "kind")?.unwrap_or_default();
+                Ok((
+                    (
+                        kind_of(&kind),
+                        col::<String>(row, "parent")?.unwrap_or_default(),
+                        col(row, "name")?.unwrap_or_default(),
+                    ),
+                    col::<String>(row, "definition")?.unwrap_or_default(),
+                ))
+            })?;
+            Ok(rows.into_iter().collect())
+        },
+    )
 }
 
 fn object_name((kind, parent, name): &Key) -> String {
@@ -556,7 +641,7 @@ fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix:
     } else {
         findings.extend(structure_findings(reference, &tenant, fix)?);
     }
-    for (object, other) in db::rows(CROSS_TENANT, &[tenant.schema.as_str().into()], |row| {
+    for (object, other) in planned_rows(CROSS_TENANT, &[tenant.schema.as_str().into()], |row| {
         Ok((col::<String>(row, "object")?.unwrap_or_default(), col::<String>(row, "other")?.unwrap_or_default()))
     })? {
         findings.push(
@@ -792,20 +877,9 @@ fn creation(reference: &mut Reference, tenant: &Tenant, key: &Key, wanted: &str)
 }
 
 fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
-    let granted = db::rows(
-        "SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(x.grantee)::text END AS grantee,
-                pg_catalog.string_agg(x.privilege_type, ', ' ORDER BY x.privilege_type) AS privileges
-           FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) x
-          WHERE n.nspname = $1 AND x.grantee <> n.nspowner
-          GROUP BY x.grantee ORDER BY 1",
-        &[tenant.schema.as_str().into()],
-        |row| {
-            Ok((
-                col::<String>(row, "grantee")?.unwrap_or_default(),
-                col::<String>(row, "privileges")?.unwrap_or_default(),
-            ))
-        },
-    )?;
+    let granted = planned_rows(PRIVILEGES, &[tenant.schema.as_str().into()], |row| {
+        Ok((col::<String>(row, "grantee")?.unwrap_or_default(), col::<String>(row, "privileges")?.unwrap_or_default()))
+    })?;
     let expected = if tenant.status.grants_access() || tenant.status == Status::Spare { "CREATE, USAGE" } else { "" };
     let mut findings = Vec::new();
     let own =
@@ -888,7 +962,7 @@ impl ForeignKey {
 }
 
 fn orphaned_rows(tenant: &Tenant, with_template_keys: bool) -> TcResult<Vec<Finding>> {
-    let keys = db::rows(
+    let keys = planned_rows(
         FOREIGN_KEYS,
         &[tenant.schema.as_str().into(), TEMPLATE_SCHEMA.into(), with_template_keys.into()],
         |row| {
@@ -941,14 +1015,9 @@ fn orphaned_rows(tenant: &Tenant, with_template_keys: bool) -> TcResult<Vec<Find
 }
 
 fn counters(tenant: &Tenant, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
-    let (tables, bytes) = db::rows(
-        "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
-                COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
-           FROM pg_catalog.pg_class c
-          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S')",
-        &[tenant.schema.as_str().into()],
-        |row| Ok((col::<i32>(row, "tables")?.unwrap_or_default(), col::<i64>(row, "bytes")?.unwrap_or_default())),
-    )?
+    let (tables, bytes) = planned_rows(COUNTERS, &[tenant.schema.as_str().into()], |row| {
+        Ok((col::<i32>(row, "tables")?.unwrap_or_default(), col::<i64>(row, "bytes")?.unwrap_or_default()))
+    })?
     .into_iter()
     .next()
     .unwrap_or_default();

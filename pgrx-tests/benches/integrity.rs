@@ -68,8 +68,18 @@ fn timed(client: &mut Client, sql: &str) -> (f64, i64) {
 
 fn check_fleet(client: &mut Client, tenants: usize) -> f64 {
     let (seconds, findings) = timed(client, "SELECT count(*) FROM tenant.check_integrity()");
+    // What was found is in the log row of the last check.
+    let found: String = client
+        .query_one(
+            "SELECT coalesce(string_agg(f->>'check' || ' ' || (f->>'object'), ', '), 'none')
+               FROM tenant.schema_operations o, jsonb_array_elements(o.metadata->'findings') f
+              WHERE o.id = (SELECT max(id) FROM tenant.schema_operations WHERE operation_type = 'INTEGRITY_CHECK')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     println!(
-        "check_integrity over {tenants} tenants: {seconds:.2} s ({:.2} ms per tenant), {findings} finding(s)",
+        "check_integrity over {tenants} tenants: {seconds:.2} s ({:.2} ms per tenant), {findings} finding(s): {found}",
         seconds * 1000.0 / tenants as f64
     );
     seconds
