@@ -225,7 +225,7 @@ SELECT n.nspname::text AS schema_name, pg_catalog.starts_with(n.nspname::text, '
    AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_schema = n.nspname)
    AND (pg_catalog.starts_with(n.nspname::text, 'tc_spare_') OR pg_catalog.starts_with(n.nspname::text, 'tc_backup_')
         OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                    WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text
+                    WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text AND NOT pg_catalog.starts_with(r.rolname::text, 'pg_')
                       AND (r.oid = n.nspowner OR r.oid IN (SELECT x.grantee FROM pg_catalog.aclexplode(n.nspacl) x))))
  ORDER BY 1
 "#;
@@ -234,7 +234,7 @@ SELECT n.nspname::text AS schema_name, pg_catalog.starts_with(n.nspname::text, '
 /// nothing in another database (roles are shared by the whole cluster).
 const ORPHAN_ROLES: &str = r#"
 SELECT r.rolname::text FROM pg_catalog.pg_roles r
- WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text
+ WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text AND NOT pg_catalog.starts_with(r.rolname::text, 'pg_')
    AND NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.owner_role = r.rolname AND t.status <> 'DROPPED')
    AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_schema || '_owner' = r.rolname)
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname || '_owner' = r.rolname)
