@@ -9,6 +9,20 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    in_subtransaction(work, |outcome| outcome.is_ok())
+}
+
+/// Run read-only work in an internal subtransaction that is always rolled
+/// back: what the work returns survives, the locks it took do not. A check
+/// of thousands of tenants would otherwise hold a lock on every relation it
+/// read until the end of the transaction, and exhaust the lock table.
+pub fn rolled_back<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    in_subtransaction(work, |_| false)
+}
+
+/// `keep` decides, from the outcome, whether the subtransaction is released
+/// (its effects kept) or rolled back.
+fn in_subtransaction<T>(work: impl FnOnce() -> TcResult<T>, keep: impl FnOnce(&TcResult<T>) -> bool) -> TcResult<T> {
     // SAFETY: the same sequence as PL/pgSQL's exec_stmt_block: remember the
     // memory context and resource owner, open the subtransaction, and put both
     // back once it is released or rolled back.
@@ -21,7 +35,7 @@ pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     let outcome = db::caught(work);
 
     unsafe {
-        if outcome.is_ok() {
+        if keep(&outcome) {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
@@ -31,29 +45,6 @@ pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     }
     match outcome {
         // A cancel or statement timeout means "stop", not "record and go on".
-        Err(error) if error.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED => error.raise(),
-        other => other,
-    }
-}
-
-/// Run read-only work in an internal subtransaction that is always rolled
-/// back: what the work returns survives, the locks it took do not. A check
-/// of thousands of tenants would otherwise hold a lock on every relation it
-/// read until the end of the transaction, and exhaust the lock table.
-pub fn rolled_back<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    let (caller_context, caller_owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
-    // SAFETY: as in `atomically`, but the subtransaction always ends with a rollback.
-    unsafe {
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(caller_context);
-    }
-    let outcome = db::caught(work);
-    unsafe {
-        pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        pg_sys::MemoryContextSwitchTo(caller_context);
-        pg_sys::CurrentResourceOwner = caller_owner;
-    }
-    match outcome {
         Err(error) if error.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED => error.raise(),
         other => other,
     }

@@ -243,3 +243,21 @@ fn a_tenant_behind_the_template_is_compared_once_migrated() {
 fn checking_an_unknown_tenant_is_an_error() {
     check("'00000000-0000-4000-8000-000000000000'::uuid");
 }
+
+#[pg_test]
+fn a_lost_tenant_role_is_recreated_with_its_privileges() {
+    fill_template();
+    let id = created("d1d1d1d1-0000-4000-8000-000000000008", "roleless");
+    // DROP OWNED takes the role's grants and the policy that names only it along.
+    Spi::run("DROP OWNED BY roleless_owner; DROP ROLE roleless_owner").unwrap();
+    let before = tenant_check(&id, false);
+    assert_eq!(found(&before, "role_missing", "roleless_owner").1, "ERROR");
+    found(&before, "missing_object", "policy students.writers");
+    let fixed = tenant_check(&id, true);
+    assert!(found(&fixed, "role_missing", "roleless_owner").3, "{fixed:#?}");
+    assert!(found(&fixed, "missing_object", "policy students.writers").3, "{fixed:#?}");
+    assert_eq!(one::<bool>("SELECT has_schema_privilege('roleless_owner', 'roleless', 'USAGE, CREATE')"), Some(true));
+    assert_eq!(one::<bool>("SELECT has_table_privilege('roleless_owner', 'roleless.students', 'INSERT')"), Some(true));
+    assert_eq!(one::<bool>("SELECT pg_has_role('tenant_control_app', 'roleless_owner', 'MEMBER')"), Some(true));
+    assert_eq!(tenant_check(&id, false), Vec::<Found>::new());
+}
