@@ -159,6 +159,18 @@ fn usage_snapshots_count_the_rows_written_in_each_period() {
     let periods: Vec<(i64, i64, i64, bool)> =
         periods.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
     assert_eq!(periods, vec![(10, 0, 0, true), (5, 2, 1, true)]);
+
+    // A snapshot that fails leaves its FAILED log row (committed first) and raises.
+    su.batch_execute("ALTER TABLE tenant.usage_snapshots ADD CONSTRAINT closed CHECK (false) NOT VALID").unwrap();
+    assert_eq!(sqlstate_of_failure(&mut su, "CALL tenant.take_usage_snapshot()"), "23514");
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'USAGE_SNAPSHOT' AND status = 'FAILED' AND error_sqlstate = '23514'"
+        ),
+        1
+    );
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM tenant.usage_snapshots WHERE schema_id = '{id}'")), 2);
 }
 
 #[test]
