@@ -186,3 +186,32 @@ fn slow_queries_are_attributed_to_the_tenant_that_ran_them() {
     assert!(rows.iter().all(|r| r.get::<_, String>(0) == "sq_a"), "only sq_a's role ran statements");
     assert!(rows.iter().any(|r| r.get::<_, String>(2).contains("pg_sleep")));
 }
+
+#[test]
+fn with_pg_cron_in_the_same_database_the_jobs_are_scheduled_directly_and_updated() {
+    // pg_cron's own database (cron.database_name = postgres in the test cluster).
+    let mut su = superuser("postgres");
+    su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron; DROP EXTENSION IF EXISTS tenant_control CASCADE; CREATE EXTENSION tenant_control")
+        .unwrap();
+    let jobs = |su: &mut postgres::Client| -> Vec<(String, String, String)> {
+        su.query(
+            "SELECT jobname, schedule, command FROM cron.job WHERE jobname LIKE 'tenant_control postgres: %' ORDER BY jobname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    };
+    for schedule in ["0 4 * * *", "0 5 * * *"] {
+        let rows = su.query("SELECT scheduled FROM tenant.schedule_maintenance(maintenance => $1)", &[&schedule]).unwrap();
+        assert_eq!(rows.len(), 5);
+        assert!(rows.iter().all(|r| r.get::<_, bool>(0)));
+    }
+    let scheduled = jobs(&mut su);
+    su.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'tenant_control postgres: %'").unwrap();
+    su.batch_execute("DROP EXTENSION tenant_control CASCADE").unwrap();
+    assert_eq!(scheduled.len(), 5, "a second call updates the jobs instead of adding some: {scheduled:?}");
+    let maintenance = scheduled.iter().find(|(name, _, _)| name.ends_with("maintenance")).unwrap();
+    assert_eq!((maintenance.1.as_str(), maintenance.2.as_str()), ("0 5 * * *", "CALL tenant.run_maintenance()"));
+}
