@@ -1,130 +1,24 @@
 //! tenant.check_integrity: the registry against the catalogs, every tenant
-//! against the template, every foreign key against the data, the counters
-//! against reality; and, with `fix`, the repairs that cannot lose data.
-//!
-//! A schema's structure is read as (kind, parent, name, definition) rows with
-//! `search_path` set to that schema alone, so the deparsing functions leave the
-//! schema's own names unqualified: the template and a faithful copy give the
-//! very same rows, and any difference is drift, named object by object.
+//! against the template (drift.rs), every foreign key against the data
+//! (orphans.rs), the counters against reality, and the database's leftovers
+//! (fleet.rs); with `fix`, the repairs that cannot lose data. Each tenant is
+//! read in a subtransaction that is rolled back, so that a check of
+//! thousands of tenants never holds more than one tenant's locks.
 
 use crate::db::{self, col};
+use crate::drift::{self, Reference};
 use crate::errors::{TcError, TcResult};
+use crate::fleet;
 use crate::lifecycle;
-use crate::name::TenantName;
 use crate::oplog::Operation;
+use crate::orphans::{self, FOREIGN_KEYS};
 use crate::registry::{self, Status, Tenant};
 use crate::subxact;
-use crate::template::{self, Statement, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
+use crate::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, OwnedPreparedStatement, SpiHeapTupleData};
-use std::collections::{BTreeMap, HashMap};
-
-/// The structure of a schema, one row per object; `$2` is the role that
-/// stands for the tenant's role in it.
-const STRUCTURE: &str = r#"
-WITH rel AS MATERIALIZED (
-    SELECT c.oid, c.relname::text AS relname, c.relkind, c.relpersistence, c.reloptions, c.relrowsecurity, c.relforcerowsecurity,
-           -- A scalar subquery with LIMIT stays an index probe per relation.
-           (SELECT true FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-               AND d.objid = c.oid AND d.objsubid = 0 AND d.deptype = 'i' LIMIT 1) IS NOT NULL AS internal
-      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-), tenant_role AS (
-    SELECT (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2::text) AS oid
-)
-SELECT o.kind, o.parent, o.name, COALESCE(o.definition, '') AS definition FROM (
-    SELECT CASE r.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'f' THEN 'foreign table' WHEN 'v' THEN 'view'
-                          WHEN 'm' THEN 'materialized view' ELSE 'sequence' END AS kind,
-           NULL::text AS parent, r.relname AS name,
-           CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid)
-                WHEN r.relkind = 'S' THEN
-                     (SELECT pg_catalog.format('AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
-                                 pg_catalog.format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart,
-                                 s.seqcache, CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
-                        FROM pg_catalog.pg_sequence s WHERE s.seqrelid = r.oid)
-                ELSE pg_catalog.concat_ws(' ', CASE r.relpersistence WHEN 'u' THEN 'UNLOGGED' END,
-                                          CASE r.relkind WHEN 'p' THEN 'PARTITIONED' END,
-                                          'WITH (' || pg_catalog.array_to_string(r.reloptions, ', ') || ')') END AS definition
-      FROM rel r WHERE r.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND NOT r.internal
-    UNION ALL
-    SELECT 'sequence owner', NULL, s.relname,
-           COALESCE((SELECT pg_catalog.format('%I.%I', t.relname, a.attname) FROM pg_catalog.pg_depend d
-                       JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
-                       JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
-                      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = s.oid AND d.deptype = 'a'
-                        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjsubid > 0), 'NONE')
-      FROM rel s WHERE s.relkind = 'S' AND NOT s.internal
-    UNION ALL
-    SELECT 'column', r.relname, a.attname::text,
-           pg_catalog.format_type(a.atttypid, a.atttypmod)
-           || CASE WHEN a.attcollation <> 0 AND a.attcollation IS DISTINCT FROM
-                        (SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid)
-                   THEN ' COLLATE ' || a.attcollation::pg_catalog.regcollation::text ELSE '' END
-           || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(ad.adbin, r.oid) || ') STORED'
-                   WHEN a.attidentity IN ('a', 'd') THEN
-                        CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY' ELSE ' GENERATED BY DEFAULT AS IDENTITY' END
-                   WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(ad.adbin, r.oid)
-                   ELSE '' END
-           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
-      FROM rel r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-      LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-     WHERE r.relkind IN ('r', 'p', 'f')
-    UNION ALL
-    SELECT 'constraint', r.relname, k.conname::text, pg_catalog.pg_get_constraintdef(k.oid)
-      FROM rel r JOIN pg_catalog.pg_constraint k ON k.conrelid = r.oid
-    UNION ALL
-    SELECT 'index', t.relname, c.relname::text,
-           CASE WHEN i.indisunique THEN 'UNIQUE' ELSE '' END || pg_catalog.substr(d.def, pg_catalog.strpos(d.def, ' USING '))
-      FROM rel t JOIN pg_catalog.pg_index i ON i.indrelid = t.oid JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid,
-           LATERAL (SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS def) d
-     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
-                        WHERE k.conrelid = t.oid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
-    UNION ALL
-    -- Triggers named tc_* are the extension's own (quota guards), not part of the template.
-    SELECT 'trigger', r.relname, g.tgname::text,
-           pg_catalog.replace(pg_catalog.pg_get_triggerdef(g.oid), pg_catalog.format(' ON %I.%I ', $1::text, r.relname), ' ON ')
-           || CASE g.tgenabled WHEN 'O' THEN '' WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (replica)' ELSE ' (always)' END
-      FROM rel r JOIN pg_catalog.pg_trigger g ON g.tgrelid = r.oid
-     WHERE NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_')
-    UNION ALL
-    SELECT 'row-level security', r.relname, r.relname,
-           CASE WHEN r.relrowsecurity THEN 'ENABLE' ELSE 'DISABLE' END || CASE WHEN r.relforcerowsecurity THEN ', FORCE' ELSE '' END
-      FROM rel r WHERE r.relkind IN ('r', 'p')
-    UNION ALL
-    SELECT 'policy', r.relname, p.polname::text,
-           pg_catalog.format('AS %s FOR %s TO %s USING (%s) WITH CHECK (%s)',
-               CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
-               CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-               (SELECT pg_catalog.string_agg(x.name, ', ' ORDER BY x.name)
-                  FROM (SELECT CASE WHEN pr.oid = 0 THEN 'PUBLIC' WHEN pr.oid = (SELECT oid FROM tenant_role) THEN '<tenant role>'
-                                    ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(pr.oid)) END AS name
-                          FROM pg_catalog.unnest(p.polroles) AS pr(oid)) x),
-               pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid))
-      FROM rel r JOIN pg_catalog.pg_policy p ON p.polrelid = r.oid
-    UNION ALL
-    SELECT CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END, NULL,
-           pg_catalog.format('%I(%s)', p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
-           (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.jsonb_typeof(x.part) = 'string' THEN x.part #>> '{}' ELSE '<schema>' END,
-                                         '' ORDER BY x.n)
-              FROM pg_catalog.jsonb_array_elements(tenant.function_statement(p.oid, $1::text)) WITH ORDINALITY AS x(part, n))
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
-    UNION ALL
-    SELECT 'type', NULL, t.typname::text, CASE t.typtype
-           WHEN 'e' THEN 'ENUM (' || (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
-                                        FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid) || ')'
-           WHEN 'd' THEN 'DOMAIN ' || pg_catalog.format_type(t.typbasetype, t.typtypmod)
-                || CASE WHEN t.typdefaultbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(t.typdefaultbin, 0) ELSE '' END
-                || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
-                || COALESCE((SELECT pg_catalog.string_agg(' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
-                               FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), '')
-           ELSE '(' || (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)),
-                                                     ', ' ORDER BY a.attnum)
-                          FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) || ')'
-           END
-      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
-       AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
-) o
-"#;
+use std::collections::HashMap;
 
 /// Objects of schema $1 that depend on an object of another tenant's schema
 /// (registered, spare, backup or quarantined), or functions whose settings or
@@ -174,74 +68,6 @@ SELECT DISTINCT x.object, x.other FROM (
       JOIN tenant.tenant_schemas t ON t.schema_name = w.name AND t.status <> 'DROPPED' AND t.schema_name <> $1::text
      WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
 ) x ORDER BY 1, 2
-"#;
-
-/// Foreign keys to check in schema $1: its own, and (when it is at the
-/// template's version, $3) the template's ($2) that it lacks, where the
-/// tables and columns exist.
-const FOREIGN_KEYS: &str = r#"
-SELECT f.conname, f.child, f.child_cols, f.parent_schema, f.parent, f.parent_cols, f.match_full, f.convalidated, f.present
-  FROM (
-    SELECT k.conname::text AS conname, c.relname::text AS child,
-           ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, i)
-                   JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i) AS child_cols,
-           CASE WHEN pn.nspname = $2::text AND NOT f.present THEN $1::text ELSE pn.nspname::text END AS parent_schema,
-           p.relname::text AS parent,
-           ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, i)
-                   JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i) AS parent_cols,
-           k.confmatchtype = 'f' AS match_full, k.convalidated, f.present
-      FROM (SELECT k.oid, true AS present FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS o(oid),
-                   LATERAL (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = o.oid AND k.contype = 'f') k
-            UNION ALL
-            SELECT k.oid, false FROM tenant.schema_objects($2::text, 'pg_catalog.pg_class') AS o(oid),
-                   LATERAL (SELECT k.oid, k.conname FROM pg_catalog.pg_constraint k WHERE $3 AND k.conrelid = o.oid AND k.contype = 'f') k,
-                   pg_catalog.pg_class c
-             WHERE c.oid = o.oid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint t
-                                WHERE t.conrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, c.relname))
-                                  AND t.conname = k.conname)) f
-      JOIN pg_catalog.pg_constraint k ON k.oid = f.oid
-      JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-      JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
-      JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace) f
- WHERE f.present OR NOT EXISTS (SELECT 1 FROM (SELECT $1::text, f.child, f.child_cols UNION ALL SELECT f.parent_schema, f.parent, f.parent_cols)
-                                 AS side(nsp, rel, cols), pg_catalog.unnest(side.cols) AS col(name)
-                    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                                       WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', side.nsp, side.rel))
-                                         AND a.attname = col.name AND NOT a.attisdropped))
- ORDER BY f.child, f.conname
-"#;
-
-/// Schemas that look like tenants but are neither registered nor catalogued
-/// backups: the extension's naming scheme, or owned by or granted to a
-/// tenant-style role. Quarantined schemas are left alone.
-const UNREGISTERED: &str = r#"
-SELECT n.nspname::text AS schema_name, pg_catalog.starts_with(n.nspname::text, 'tc_backup_') AS backup,
-       pg_catalog.pg_get_userbyid(n.nspowner)::text AS owner
-  FROM pg_catalog.pg_namespace n
- WHERE n.nspname NOT IN ('tenant', 'tenant_template', 'public', 'information_schema')
-   AND NOT pg_catalog.starts_with(n.nspname::text, 'pg_')
-   AND NOT pg_catalog.starts_with(n.nspname::text, 'tc_quarantine_')
-   AND NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.schema_name = n.nspname AND t.status <> 'DROPPED')
-   AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_schema = n.nspname)
-   AND (pg_catalog.starts_with(n.nspname::text, 'tc_spare_') OR pg_catalog.starts_with(n.nspname::text, 'tc_backup_')
-        OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                    WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text AND NOT pg_catalog.starts_with(r.rolname::text, 'pg_')
-                      AND (r.oid = n.nspowner OR r.oid IN (SELECT x.grantee FROM pg_catalog.aclexplode(n.nspacl) x))))
- ORDER BY 1
-"#;
-
-/// Tenant-style roles that nothing in this database explains and that hold
-/// nothing in another database (roles are shared by the whole cluster).
-const ORPHAN_ROLES: &str = r#"
-SELECT r.rolname::text FROM pg_catalog.pg_roles r
- WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text AND NOT pg_catalog.starts_with(r.rolname::text, 'pg_')
-   AND NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.owner_role = r.rolname AND t.status <> 'DROPPED')
-   AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_schema || '_owner' = r.rolname)
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname || '_owner' = r.rolname)
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend s
-                    WHERE s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND s.refobjid = r.oid
-                      AND s.dbid <> (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))
- ORDER BY 1
 "#;
 
 /// What each role other than the owner holds on schema $1.
@@ -298,7 +124,7 @@ impl Drop for Plans {
 }
 
 /// db::rows for a query of PLANNED, with its kept plan when a check holds one.
-fn planned_rows<T>(
+pub fn planned_rows<T>(
     sql: &'static str,
     args: &[DatumWithOid],
     mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
@@ -347,7 +173,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn about(tenant: &Tenant, check: &'static str, severity: Severity, object: impl Into<String>) -> Self {
+    pub fn about(tenant: &Tenant, check: &'static str, severity: Severity, object: impl Into<String>) -> Self {
         Finding {
             schema_id: Some(tenant.id),
             schema_name: Some(tenant.schema.as_str().to_string()),
@@ -359,7 +185,12 @@ impl Finding {
         }
     }
 
-    fn fleet(check: &'static str, severity: Severity, object: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn fleet(
+        check: &'static str,
+        severity: Severity,
+        object: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         Finding {
             schema_id: None,
             schema_name: None,
@@ -371,7 +202,7 @@ impl Finding {
         }
     }
 
-    fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
         self
     }
@@ -391,30 +222,11 @@ struct Registered {
     storage_used: i64,
 }
 
-type Key = (&'static str, String, String);
-
-/// What the template looks like, read once per check.
-struct Reference {
-    version: i32,
-    structure: BTreeMap<Key, String>,
-    /// The statements a copy is made of, generated only when a fix needs them.
-    statements: Option<Vec<(&'static str, Statement)>>,
-}
-
-impl Reference {
-    fn statements(&mut self) -> TcResult<&[(&'static str, Statement)]> {
-        if self.statements.is_none() {
-            self.statements = Some(template::generate(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?);
-        }
-        Ok(self.statements.as_deref().unwrap_or_default())
-    }
-}
-
 pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> TcResult<Vec<Finding>> {
     op.note("fix", fix);
     let mut reference = Reference {
         version: template::version()?,
-        structure: structure(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?,
+        structure: drift::structure(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?,
         statements: None,
     };
     let tenants = registered(schema_id)?;
@@ -438,7 +250,7 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
         }
     }
     if schema_id.is_none() {
-        findings.extend(fleet_checks(&reference, fix)?);
+        findings.extend(fleet::fleet_checks(&reference, fix)?);
     }
     op.note("tenants_checked", tenants.iter().filter(|r| r.tenant.status != Status::Dropped).count());
     op.note("template_version", reference.version);
@@ -492,104 +304,18 @@ fn registered(schema_id: Option<pgrx::Uuid>) -> TcResult<Vec<Registered>> {
     )
 }
 
-/// The order in which missing objects are recreated.
-const KINDS: &[&str] = &[
-    "type",
-    "sequence",
-    "table",
-    "column",
-    "sequence owner",
-    "function",
-    "procedure",
-    "view",
-    "materialized view",
-    "constraint",
-    "index",
-    "trigger",
-    "row-level security",
-    "policy",
-    "foreign table",
-];
-
-fn kind_of(kind: &str) -> &'static str {
-    KINDS.iter().copied().find(|k| *k == kind).unwrap_or("object")
-}
-
 /// The catalog queries start from a handful of oids (found through
 /// pg_depend) and must probe the catalogs' indexes from there: a hash or
 /// merge join would scan catalogs that grow with every tenant. The nested
 /// loops' estimates then look expensive enough to start JIT compilation,
 /// which costs far more than these queries: no JIT.
 /// Kept plans are generic from the first tenant on (they are alike).
-const INDEX_PROBES: [(&str, &str); 4] = [
+pub const INDEX_PROBES: [(&str, &str); 4] = [
     ("enable_hashjoin", "off"),
     ("enable_mergejoin", "off"),
     ("jit", "off"),
     ("plan_cache_mode", "force_generic_plan"),
 ];
-
-fn structure(schema: &str, role: &str) -> TcResult<BTreeMap<Key, String>> {
-    let path = quote_identifier(schema);
-    db::with_settings(
-        &[("search_path", path.as_str()), INDEX_PROBES[0], INDEX_PROBES[1], INDEX_PROBES[2], INDEX_PROBES[3]],
-        || {
-            let rows = db::rows(STRUCTURE, &[schema.into(), role.into()], |row| {
-                let kind: String = col(row, "kind")?.unwrap_or_default();
-                Ok((
-                    (
-                        kind_of(&kind),
-                        col::<String>(row, "parent")?.unwrap_or_default(),
-                        col(row, "name")?.unwrap_or_default(),
-                    ),
-                    col::<String>(row, "definition")?.unwrap_or_default(),
-                ))
-            })?;
-            Ok(rows.into_iter().collect())
-        },
-    )
-}
-
-fn object_name((kind, parent, name): &Key) -> String {
-    if parent.is_empty() || *kind == "row-level security" {
-        name.clone()
-    } else {
-        format!("{parent}.{name}")
-    }
-}
-
-fn shorten(text: &str) -> String {
-    const MAX: usize = 160;
-    if text.len() <= MAX {
-        text.to_string()
-    } else {
-        let mut end = MAX;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &text[..end])
-    }
-}
-
-/// One difference between a tenant and the template.
-#[derive(Debug, Clone, PartialEq)]
-enum Drift {
-    Missing(Key, String),
-    Extra(Key),
-    Changed(Key, String, String),
-}
-
-fn drift(reference: &BTreeMap<Key, String>, actual: &BTreeMap<Key, String>) -> Vec<Drift> {
-    let mut drifts = Vec::new();
-    for (key, wanted) in reference {
-        match actual.get(key) {
-            None => drifts.push(Drift::Missing(key.clone(), wanted.clone())),
-            Some(found) if found != wanted => drifts.push(Drift::Changed(key.clone(), wanted.clone(), found.clone())),
-            Some(_) => {}
-        }
-    }
-    drifts.extend(actual.keys().filter(|key| !reference.contains_key(*key)).map(|key| Drift::Extra(key.clone())));
-    drifts
-}
 
 fn check_tenant(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
     db::with_settings(&INDEX_PROBES, || check_tenant_probing(reference, registered, fix))
@@ -639,7 +365,7 @@ fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix:
             format!("the registry says version {}, above the template's version {}", tenant.version, reference.version),
         ));
     } else {
-        findings.extend(structure_findings(reference, &tenant, fix)?);
+        findings.extend(drift::structure_findings(reference, &tenant, fix)?);
     }
     for (object, other) in planned_rows(CROSS_TENANT, &[tenant.schema.as_str().into()], |row| {
         Ok((col::<String>(row, "object")?.unwrap_or_default(), col::<String>(row, "other")?.unwrap_or_default()))
@@ -651,13 +377,13 @@ fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix:
     }
     // The template's keys are checked against the data only where the tenant lost one.
     let lost_keys = findings.iter().any(|f| f.check == "missing_object" && f.object.starts_with("constraint "));
-    findings.extend(orphaned_rows(&tenant, same_version && lost_keys)?);
+    findings.extend(orphans::orphaned_rows(&tenant, same_version && lost_keys)?);
     findings.extend(counters(&tenant, registered, fix)?);
     Ok(findings)
 }
 
 /// Run a repair in its own subtransaction; a failed repair is reported, not raised.
-fn attempt(mut finding: Finding, repair: impl FnOnce() -> TcResult<String>) -> Finding {
+pub fn attempt(mut finding: Finding, repair: impl FnOnce() -> TcResult<String>) -> Finding {
     match subxact::atomically(|| lifecycle::internal_ddl(repair)) {
         Ok(done) => {
             finding.fixed = true;
@@ -666,214 +392,6 @@ fn attempt(mut finding: Finding, repair: impl FnOnce() -> TcResult<String>) -> F
         Err(error) => finding.detail = format!("{}; not fixed: {}", finding.detail, error.summary()),
     }
     finding
-}
-
-fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
-    let actual = structure(tenant.schema.as_str(), tenant.role.as_str())?;
-    let drifts = drift(&reference.structure, &actual);
-    if drifts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let repairs = if fix { repair(reference, tenant, &drifts)? } else { HashMap::new() };
-    // A repair is proved by reading the schema again.
-    let remaining = if fix {
-        drift(&reference.structure, &structure(tenant.schema.as_str(), tenant.role.as_str())?)
-    } else {
-        drifts.clone()
-    };
-    let missing_tables: Vec<&String> = drifts
-        .iter()
-        .filter_map(|d| match d {
-            Drift::Missing((kind, _, name), _) if *kind == "table" => Some(name),
-            _ => None,
-        })
-        .collect();
-    let mut findings = Vec::new();
-    for drift in &drifts {
-        let key = match drift {
-            Drift::Missing(key, _) | Drift::Extra(key) | Drift::Changed(key, _, _) => key,
-        };
-        let (kind, parent, _) = key;
-        // A missing table's own parts are not listed one by one.
-        if matches!(drift, Drift::Missing(..)) && *kind != "table" && missing_tables.contains(&parent) {
-            continue;
-        }
-        let object = format!("{kind} {}", object_name(key));
-        let mut finding = match drift {
-            Drift::Missing(..) if *kind == "table" => Finding::about(tenant, "missing_object", Severity::Error, object.clone())
-                .detail(format!("{object} is in the template but not in the schema (nor its columns, keys, indexes, triggers and policies)")),
-            Drift::Missing(..) => Finding::about(tenant, "missing_object", Severity::Error, object.clone())
-                .detail(format!("{object} is in the template but not in the schema")),
-            Drift::Extra(..) => Finding::about(tenant, "extra_object", Severity::Warning, object.clone())
-                .detail(format!("{object} is not in the template (left in place)")),
-            Drift::Changed(_, wanted, found) if *kind == "row-level security" => {
-                Finding::about(tenant, "row_level_security", Severity::Error, object_name(key))
-                    .detail(format!("row-level security on {} is {found}; the template has {wanted}", object_name(key)))
-            }
-            Drift::Changed(_, wanted, found) => Finding::about(tenant, "changed_object", Severity::Error, object.clone())
-                .detail(format!("{object} differs from the template: template \"{}\", schema \"{}\"", shorten(wanted), shorten(found))),
-        };
-        if let Some(outcome) = repairs.get(key) {
-            let still = remaining.iter().any(|r| same_key(r, key) || (*kind == "table" && child_of(r, &key.2)));
-            finding.fixed = !still && outcome.is_ok();
-            match outcome {
-                Ok(done) if finding.fixed => finding.detail = format!("{}; fixed: {done}", finding.detail),
-                Ok(_) => {
-                    finding.detail =
-                        format!("{}; not fixed: the repair ran but the schema still differs", finding.detail)
-                }
-                Err(error) => finding.detail = format!("{}; not fixed: {error}", finding.detail),
-            }
-        }
-        findings.push(finding);
-    }
-    Ok(findings)
-}
-
-fn same_key(drift: &Drift, key: &Key) -> bool {
-    matches!(drift, Drift::Missing(k, _) | Drift::Extra(k) | Drift::Changed(k, _, _) if k == key)
-}
-
-fn child_of(drift: &Drift, table: &str) -> bool {
-    matches!(drift, Drift::Missing((_, parent, _), _) if parent == table)
-}
-
-/// Recreate what is missing and re-apply the template's row-level security
-/// and sequence ownership, in dependency order; extra and changed objects
-/// are left alone (they may hold data). Returns what each repair did.
-fn repair(
-    reference: &mut Reference,
-    tenant: &Tenant,
-    drifts: &[Drift],
-) -> TcResult<HashMap<Key, Result<String, String>>> {
-    let mut planned: Vec<(Key, Vec<String>)> = Vec::new();
-    for drift in drifts {
-        let statements = match drift {
-            Drift::Missing(key, wanted) => creation(reference, tenant, key, wanted)?,
-            Drift::Changed(key, wanted, _) if key.0 == "row-level security" || key.0 == "sequence owner" => {
-                creation(reference, tenant, key, wanted)?
-            }
-            _ => continue,
-        };
-        let key = match drift {
-            Drift::Missing(key, _) | Drift::Changed(key, _, _) | Drift::Extra(key) => key.clone(),
-        };
-        planned.push((key, statements));
-    }
-    planned.sort_by_key(|((kind, _, _), _)| KINDS.iter().position(|k| k == kind).unwrap_or(KINDS.len()));
-    let mut outcomes = HashMap::new();
-    let path = tenant.schema.quoted();
-    for (key, statements) in planned {
-        let outcome = if statements.is_empty() {
-            Err("the template holds no statement that creates it".to_string())
-        } else {
-            subxact::atomically(|| {
-                lifecycle::internal_ddl(|| {
-                    db::with_settings(&[("search_path", &path), ("check_function_bodies", "off")], || {
-                        statements.iter().try_for_each(|statement| run_unless_present(statement))
-                    })
-                })
-            })
-            .map(|_| format!("recreated from the template ({})", shorten(&statements.join("; "))))
-            .map_err(|error| error.summary())
-        };
-        outcomes.insert(key, outcome);
-    }
-    if outcomes.values().any(Result::is_ok) {
-        lifecycle::internal_ddl(|| template::grant_like_template(&tenant.schema, &tenant.role))?;
-    }
-    Ok(outcomes)
-}
-
-/// Objects recreated with their table (a primary key, an inline foreign key)
-/// already exist when their own repair comes.
-fn run_unless_present(statement: &str) -> TcResult<()> {
-    match subxact::atomically(|| db::run(statement, &[])) {
-        Err(error)
-            if matches!(
-                error.code,
-                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT
-                    | PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE
-                    | PgSqlErrorCode::ERRCODE_DUPLICATE_FUNCTION
-                    | PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION
-            ) && error.message.contains("already") =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-/// The statements that give a tenant the template's version of one object,
-/// run with `search_path` set to the tenant.
-fn creation(reference: &mut Reference, tenant: &Tenant, key: &Key, wanted: &str) -> TcResult<Vec<String>> {
-    let (kind, parent, name) = key;
-    let (table, object) = (quote_identifier(parent), quote_identifier(name));
-    let from_template =
-        |reference: &mut Reference, prefixes: &[String], contains: Option<String>| -> TcResult<Vec<Statement>> {
-            Ok(reference
-                .statements()?
-                .iter()
-                .filter(|(_, statement)| {
-                    let text = template::render(statement, "", "");
-                    prefixes.iter().any(|p| text.starts_with(p.as_str()))
-                        && contains.as_ref().is_none_or(|c| text.contains(c.as_str()))
-                })
-                .map(|(_, statement)| statement.clone())
-                .collect())
-        };
-    let templated = match *kind {
-        "table" => from_template(
-            reference,
-            &[format!("CREATE TABLE {object} ("), format!("CREATE UNLOGGED TABLE {object} (")],
-            None,
-        )?,
-        "sequence" => from_template(
-            reference,
-            &[format!("CREATE SEQUENCE {object} "), format!("CREATE UNLOGGED SEQUENCE {object} ")],
-            None,
-        )?,
-        "view" => from_template(reference, &[format!("CREATE VIEW {object} ")], None)?,
-        "materialized view" => from_template(reference, &[format!("CREATE MATERIALIZED VIEW {object} ")], None)?,
-        "index" => from_template(
-            reference,
-            &[format!("CREATE INDEX {object} ON {table} "), format!("CREATE UNIQUE INDEX {object} ON {table} ")],
-            None,
-        )?,
-        "trigger" => from_template(
-            reference,
-            &[format!("CREATE TRIGGER {object} "), format!("CREATE CONSTRAINT TRIGGER {object} ")],
-            Some(format!(" ON {table} ")),
-        )?,
-        "policy" => from_template(reference, &[format!("CREATE POLICY {object} ON {table} ")], None)?,
-        "type" => {
-            from_template(reference, &[format!("CREATE TYPE {object} "), format!("CREATE DOMAIN {object} ")], None)?
-        }
-        "function" | "procedure" => {
-            let proname = quote_identifier(name.split('(').next().unwrap_or_default());
-            from_template(
-                reference,
-                &[format!("CREATE FUNCTION {proname}("), format!("CREATE PROCEDURE {proname}(")],
-                None,
-            )?
-        }
-        "constraint" => return Ok(vec![format!("ALTER TABLE {table} ADD CONSTRAINT {object} {wanted}")]),
-        "column" => return Ok(vec![format!("ALTER TABLE {table} ADD COLUMN {object} {wanted}")]),
-        "sequence owner" => return Ok(vec![format!("ALTER SEQUENCE {object} OWNED BY {wanted}")]),
-        "row-level security" => {
-            let enable = if wanted.starts_with("ENABLE") { "ENABLE" } else { "DISABLE" };
-            let force = if wanted.contains("FORCE") { "FORCE" } else { "NO FORCE" };
-            return Ok(vec![
-                format!("ALTER TABLE {table} {enable} ROW LEVEL SECURITY"),
-                format!("ALTER TABLE {table} {force} ROW LEVEL SECURITY"),
-            ]);
-        }
-        _ => Vec::new(),
-    };
-    Ok(templated
-        .iter()
-        .map(|statement| template::render(statement, tenant.schema.as_str(), tenant.role.as_str()))
-        .collect())
 }
 
 fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
@@ -917,101 +435,6 @@ fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
         findings.push(finding);
     }
     Ok(findings)
-}
-
-struct ForeignKey {
-    name: String,
-    child: String,
-    child_cols: Vec<String>,
-    parent_schema: String,
-    parent: String,
-    parent_cols: Vec<String>,
-    match_full: bool,
-    validated: bool,
-    present: bool,
-}
-
-impl ForeignKey {
-    /// Rows of the child whose key matches no row of the parent: the
-    /// constraint's own rule (MATCH SIMPLE skips keys with a NULL; MATCH FULL
-    /// accepts only all-NULL keys).
-    fn orphans_query(&self, schema: &TenantName, position: usize) -> String {
-        let child = |c: &String| format!("c.{}", quote_identifier(c));
-        let not_null = self.child_cols.iter().map(|c| format!("{} IS NOT NULL", child(c))).collect::<Vec<_>>();
-        let matches = self
-            .child_cols
-            .iter()
-            .zip(&self.parent_cols)
-            .map(|(c, p)| format!("p.{} OPERATOR(pg_catalog.=) {}", quote_identifier(p), child(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let parent = format!("{}.{}", quote_identifier(&self.parent_schema), quote_identifier(&self.parent));
-        let missing = format!("NOT EXISTS (SELECT 1 FROM {parent} p WHERE {matches})");
-        let condition = if self.match_full {
-            let any_set = self.child_cols.iter().map(|c| format!("{} IS NOT NULL", child(c))).collect::<Vec<_>>();
-            format!("({}) AND (NOT ({}) OR {missing})", any_set.join(" OR "), not_null.join(" AND "))
-        } else {
-            format!("{} AND {missing}", not_null.join(" AND "))
-        };
-        format!(
-            "SELECT {position} AS fk, pg_catalog.count(*) AS orphans FROM {}.{} c WHERE {condition}",
-            schema.quoted(),
-            quote_identifier(&self.child)
-        )
-    }
-}
-
-fn orphaned_rows(tenant: &Tenant, with_template_keys: bool) -> TcResult<Vec<Finding>> {
-    let keys = planned_rows(
-        FOREIGN_KEYS,
-        &[tenant.schema.as_str().into(), TEMPLATE_SCHEMA.into(), with_template_keys.into()],
-        |row| {
-            Ok(ForeignKey {
-                name: col(row, "conname")?.unwrap_or_default(),
-                child: col(row, "child")?.unwrap_or_default(),
-                child_cols: col(row, "child_cols")?.unwrap_or_default(),
-                parent_schema: col(row, "parent_schema")?.unwrap_or_default(),
-                parent: col(row, "parent")?.unwrap_or_default(),
-                parent_cols: col(row, "parent_cols")?.unwrap_or_default(),
-                match_full: col(row, "match_full")?.unwrap_or_default(),
-                validated: col(row, "convalidated")?.unwrap_or_default(),
-                present: col(row, "present")?.unwrap_or_default(),
-            })
-        },
-    )?;
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One statement for every key of the tenant: planned once, not per key.
-    let query = keys.iter().enumerate().map(|(i, key)| key.orphans_query(&tenant.schema, i)).collect::<Vec<_>>();
-    // Data, not catalogs: hash anti-joins are welcome here.
-    let on = [("enable_hashjoin", "on"), ("enable_mergejoin", "on")];
-    let counts = db::with_settings(&on, || {
-        db::rows(&format!("{} ORDER BY 1", query.join("\nUNION ALL\n")), &[], |row| {
-            Ok((col::<i32>(row, "fk")?.unwrap_or_default() as usize, col::<i64>(row, "orphans")?.unwrap_or_default()))
-        })
-    })?;
-    Ok(counts
-        .into_iter()
-        .filter(|(_, orphans)| *orphans > 0)
-        .map(|(i, orphans)| {
-            let key = &keys[i];
-            let state = match (key.present, key.validated) {
-                (false, _) => "missing from the schema (the template has it)",
-                (true, false) => "NOT VALID",
-                (true, true) => "valid, yet bypassed",
-            };
-            Finding::about(tenant, "orphaned_rows", Severity::Error, format!("{}.{}", key.child, key.name)).detail(format!(
-                "{orphans} row(s) of {} ({}) match no row of {}.{} ({}); the foreign key {} is {state}; rows are never deleted by the check",
-                key.child,
-                key.child_cols.join(", "),
-                key.parent_schema,
-                key.parent,
-                key.parent_cols.join(", "),
-                key.name
-            ))
-        })
-        .collect())
 }
 
 fn counters(tenant: &Tenant, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
@@ -1086,124 +509,4 @@ fn recreate_role(tenant: &Tenant) -> TcResult<String> {
     }
     template::grant_like_template(&tenant.schema, &tenant.role)?;
     Ok(format!("role {role} recreated with the template's privileges"))
-}
-
-fn fleet_checks(reference: &Reference, fix: bool) -> TcResult<Vec<Finding>> {
-    let mut findings = Vec::new();
-    let unregistered = db::rows(UNREGISTERED, &[TEMPLATE_ROLE.into()], |row| {
-        Ok((
-            col::<String>(row, "schema_name")?.unwrap_or_default(),
-            col::<bool>(row, "backup")?.unwrap_or_default(),
-            col::<String>(row, "owner")?.unwrap_or_default(),
-        ))
-    })?;
-    for (schema, backup, owner) in unregistered {
-        let (check, detail) = if backup {
-            ("orphan_backup_schema", format!("backup schema \"{schema}\" has no entry in tenant.schema_backups"))
-        } else {
-            (
-                "unregistered_schema",
-                format!(
-                    "schema \"{schema}\" (owner {owner}) looks like a tenant's but is not in tenant.tenant_schemas"
-                ),
-            )
-        };
-        let mut finding = Finding::fleet(check, Severity::Error, schema.clone(), detail);
-        finding.schema_name = Some(schema.clone());
-        if fix {
-            let spare = is_faithful_spare(reference, &schema)?;
-            finding =
-                attempt(
-                    finding,
-                    || if spare { register_spare(&schema, reference.version) } else { quarantine(&schema) },
-                );
-        }
-        findings.push(finding);
-    }
-    for backup in db::rows(
-        "SELECT b.backup_schema FROM tenant.schema_backups b
-          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = b.backup_schema) ORDER BY 1",
-        &[],
-        |row| Ok(col::<String>(row, "backup_schema")?.unwrap_or_default()),
-    )? {
-        findings.push(Finding::fleet(
-            "backup_schema_missing",
-            Severity::Warning,
-            backup.clone(),
-            format!("tenant.schema_backups lists backup schema \"{backup}\", which does not exist (not repaired: the entry is history)"),
-        ));
-    }
-    for role in
-        db::rows(ORPHAN_ROLES, &[TEMPLATE_ROLE.into()], |row| Ok(col::<String>(row, "rolname")?.unwrap_or_default()))?
-    {
-        findings.push(Finding::fleet(
-            "orphan_role",
-            Severity::Warning,
-            role.clone(),
-            format!(
-                "role \"{role}\" is named like a tenant role but belongs to no tenant, backup or schema here and holds nothing in another database (not repaired: DROP ROLE it if it is unused)"
-            ),
-        ));
-    }
-    Ok(findings)
-}
-
-/// A spare of the warm pool that lost its registry row: named like one, with
-/// its role, and the same as the template object for object.
-fn is_faithful_spare(reference: &Reference, schema: &str) -> TcResult<bool> {
-    let role = format!("{schema}_owner");
-    if !schema.starts_with("tc_spare_")
-        || !db::scalar::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-            &[role.as_str().into()],
-        )?
-    {
-        return Ok(false);
-    }
-    Ok(drift(&reference.structure, &structure(schema, &role)?).is_empty())
-}
-
-fn register_spare(schema: &str, version: i32) -> TcResult<String> {
-    let name = TenantName::from_registry(schema.to_string());
-    let id = registry::insert(None, &name, &lifecycle::Built { version, tables: 0 }, Status::Spare)?;
-    registry::refresh_counters(&registry::lock(Some(db::to_pg_uuid(id)))?)?;
-    Ok(format!(
-        "registered as a SPARE of the warm pool at version {version} (id {id}): it is a faithful copy of the template"
-    ))
-}
-
-/// Set an unregistered schema aside: renamed to tc_quarantine_..., owned by
-/// the extension's owner, reachable by nobody (its role renamed with it).
-/// Nothing in it is dropped.
-fn quarantine(schema: &str) -> TcResult<String> {
-    let target = TenantName::quarantine(&uuid::Uuid::new_v4());
-    let quoted = quote_identifier(schema);
-    let grantees = db::rows(
-        "SELECT DISTINCT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END AS grantee
-           FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) x WHERE n.nspname = $1",
-        &[schema.into()],
-        |row| Ok(col::<String>(row, "grantee")?.unwrap_or_default()),
-    )?;
-    if !grantees.is_empty() {
-        db::run(&format!("REVOKE ALL ON SCHEMA {quoted} FROM {}", grantees.join(", ")), &[])?;
-    }
-    db::run(&format!("ALTER SCHEMA {quoted} OWNER TO CURRENT_USER"), &[])?;
-    db::run(&format!("ALTER SCHEMA {quoted} RENAME TO {}", target.quoted()), &[])?;
-    let role = format!("{schema}_owner");
-    let mut done = format!("quarantined as schema \"{target}\", reachable by no tenant role; nothing was dropped");
-    if db::scalar::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
-        &[role.as_str().into()],
-    )? {
-        let renamed = target.role();
-        if db::scalar::<bool>(
-            "SELECT pg_catalog.pg_has_role('tenant_control_app', $1, 'MEMBER')",
-            &[role.as_str().into()],
-        )? {
-            db::run(&format!("REVOKE {} FROM tenant_control_app", quote_identifier(&role)), &[])?;
-        }
-        db::run(&format!("ALTER ROLE {} RENAME TO {}", quote_identifier(&role), renamed.quoted()), &[])?;
-        done = format!("{done}; its role \"{role}\" is now \"{renamed}\"");
-    }
-    Ok(done)
 }

@@ -4,7 +4,9 @@ use pgrx::prelude::*;
 
 mod api;
 mod db;
+mod drift;
 mod errors;
+mod fleet;
 mod integrity;
 mod isolation;
 mod lifecycle;
@@ -12,6 +14,7 @@ mod maintenance;
 mod migrate;
 mod name;
 mod oplog;
+mod orphans;
 mod pool;
 mod quota;
 mod registry;
