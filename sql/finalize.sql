@@ -420,6 +420,442 @@ COMMENT ON FUNCTION tenant.restore_table(uuid, text, text) IS
 COMMENT ON FUNCTION tenant.remove_backup(uuid, text) IS 'Remove a backup schema, its role and its catalogue row; logs a BACKUP operation.';
 COMMENT ON FUNCTION tenant.backup_free_space() IS 'Bytes free on the data directory''s file system, as backups check it.';
 
+-- Monitoring: what a DBA queries directly. Statistics come from the
+-- pg_stat_get_* functions per relation (found through pg_depend), so a view
+-- over one tenant does not aggregate the statistics of the whole database.
+CREATE VIEW tenant.table_stats AS
+SELECT t.id AS schema_id, t.schema_name, t.status, r.table_name, r.kind,
+       r.total_bytes - r.index_bytes - r.toast_bytes AS table_bytes, r.index_bytes, r.toast_bytes, r.total_bytes,
+       r.row_estimate, r.seq_scan, r.idx_scan, r.live_tuples, r.dead_tuples, r.last_vacuum, r.last_analyze,
+       r.tup_inserted, r.tup_updated, r.tup_deleted
+  FROM tenant.tenant_schemas t
+ CROSS JOIN LATERAL (
+    SELECT c.relname::text AS table_name, CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
+           pg_catalog.pg_total_relation_size(c.oid) AS total_bytes,
+           pg_catalog.pg_indexes_size(c.oid) AS index_bytes,
+           CASE WHEN c.reltoastrelid <> 0 THEN pg_catalog.pg_total_relation_size(c.reltoastrelid) ELSE 0 END AS toast_bytes,
+           CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END AS row_estimate,
+           pg_catalog.pg_stat_get_numscans(c.oid) AS seq_scan,
+           (SELECT COALESCE(sum(pg_catalog.pg_stat_get_numscans(i.indexrelid)), 0)::bigint
+              FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid) AS idx_scan,
+           pg_catalog.pg_stat_get_live_tuples(c.oid) AS live_tuples,
+           pg_catalog.pg_stat_get_dead_tuples(c.oid) AS dead_tuples,
+           GREATEST(pg_catalog.pg_stat_get_last_vacuum_time(c.oid), pg_catalog.pg_stat_get_last_autovacuum_time(c.oid)) AS last_vacuum,
+           GREATEST(pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)) AS last_analyze,
+           pg_catalog.pg_stat_get_tuples_inserted(c.oid) AS tup_inserted,
+           pg_catalog.pg_stat_get_tuples_updated(c.oid) AS tup_updated,
+           pg_catalog.pg_stat_get_tuples_deleted(c.oid) AS tup_deleted
+      FROM pg_catalog.pg_class c
+     WHERE c.oid IN (SELECT tenant.schema_objects(t.schema_name, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm')) r
+ WHERE t.status <> 'DROPPED';
+
+COMMENT ON VIEW tenant.table_stats IS 'Size and activity of every table and materialized view of every tenant (not DROPPED).';
+COMMENT ON COLUMN tenant.table_stats.schema_id IS 'Registry id.';
+COMMENT ON COLUMN tenant.table_stats.schema_name IS 'Schema name.';
+COMMENT ON COLUMN tenant.table_stats.status IS 'Registry status.';
+COMMENT ON COLUMN tenant.table_stats.table_name IS 'Table (or materialized view) name.';
+COMMENT ON COLUMN tenant.table_stats.kind IS 'table or materialized view.';
+COMMENT ON COLUMN tenant.table_stats.table_bytes IS 'Bytes of the heap with its free-space and visibility maps.';
+COMMENT ON COLUMN tenant.table_stats.index_bytes IS 'Bytes of its indexes.';
+COMMENT ON COLUMN tenant.table_stats.toast_bytes IS 'Bytes of its TOAST table and TOAST index.';
+COMMENT ON COLUMN tenant.table_stats.total_bytes IS 'table_bytes + index_bytes + toast_bytes.';
+COMMENT ON COLUMN tenant.table_stats.row_estimate IS 'The planner''s row estimate (pg_class.reltuples); NULL before the first VACUUM or ANALYZE.';
+COMMENT ON COLUMN tenant.table_stats.seq_scan IS 'Sequential scans since statistics were reset.';
+COMMENT ON COLUMN tenant.table_stats.idx_scan IS 'Index scans (all its indexes) since statistics were reset.';
+COMMENT ON COLUMN tenant.table_stats.live_tuples IS 'Estimated live rows.';
+COMMENT ON COLUMN tenant.table_stats.dead_tuples IS 'Estimated dead rows (what VACUUM would reclaim).';
+COMMENT ON COLUMN tenant.table_stats.last_vacuum IS 'Last VACUUM, manual or automatic.';
+COMMENT ON COLUMN tenant.table_stats.last_analyze IS 'Last ANALYZE, manual or automatic.';
+COMMENT ON COLUMN tenant.table_stats.tup_inserted IS 'Rows inserted since statistics were reset.';
+COMMENT ON COLUMN tenant.table_stats.tup_updated IS 'Rows updated since statistics were reset.';
+COMMENT ON COLUMN tenant.table_stats.tup_deleted IS 'Rows deleted since statistics were reset.';
+
+CREATE VIEW tenant.tenant_stats AS
+SELECT t.id AS schema_id, t.schema_name, t.status,
+       COALESCE(s.tables, 0) AS tables, COALESCE(s.table_bytes, 0) AS table_bytes, COALESCE(s.index_bytes, 0) AS index_bytes,
+       COALESCE(s.toast_bytes, 0) AS toast_bytes, COALESCE(s.total_bytes, 0) AS total_bytes,
+       COALESCE(s.row_estimate, 0) AS row_estimate, COALESCE(s.seq_scans, 0) AS seq_scans, COALESCE(s.idx_scans, 0) AS idx_scans,
+       COALESCE(s.dead_tuples, 0) AS dead_tuples, s.last_vacuum, s.last_analyze, COALESCE(s.never_analyzed, 0) AS never_analyzed,
+       COALESCE(s.tup_inserted, 0) AS tup_inserted, COALESCE(s.tup_updated, 0) AS tup_updated, COALESCE(s.tup_deleted, 0) AS tup_deleted,
+       snap.taken_at AS snapshot_at,
+       -- Counters below the snapshot's mean the statistics were reset since: all of the current count is new.
+       CASE WHEN snap.taken_at IS NULL OR COALESCE(s.tup_inserted, 0) < snap.tup_inserted THEN COALESCE(s.tup_inserted, 0)
+            ELSE COALESCE(s.tup_inserted, 0) - snap.tup_inserted END AS inserted_since_snapshot,
+       CASE WHEN snap.taken_at IS NULL OR COALESCE(s.tup_updated, 0) < snap.tup_updated THEN COALESCE(s.tup_updated, 0)
+            ELSE COALESCE(s.tup_updated, 0) - snap.tup_updated END AS updated_since_snapshot,
+       CASE WHEN snap.taken_at IS NULL OR COALESCE(s.tup_deleted, 0) < snap.tup_deleted THEN COALESCE(s.tup_deleted, 0)
+            ELSE COALESCE(s.tup_deleted, 0) - snap.tup_deleted END AS deleted_since_snapshot
+  FROM tenant.tenant_schemas t
+  LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE x.kind = 'table')::integer AS tables, sum(x.table_bytes)::bigint AS table_bytes,
+           sum(x.index_bytes)::bigint AS index_bytes, sum(x.toast_bytes)::bigint AS toast_bytes,
+           sum(x.total_bytes)::bigint AS total_bytes, sum(x.row_estimate)::bigint AS row_estimate,
+           sum(x.seq_scan)::bigint AS seq_scans, sum(x.idx_scan)::bigint AS idx_scans, sum(x.dead_tuples)::bigint AS dead_tuples,
+           max(x.last_vacuum) AS last_vacuum, max(x.last_analyze) AS last_analyze,
+           count(*) FILTER (WHERE x.last_analyze IS NULL)::integer AS never_analyzed,
+           sum(x.tup_inserted)::bigint AS tup_inserted, sum(x.tup_updated)::bigint AS tup_updated,
+           sum(x.tup_deleted)::bigint AS tup_deleted
+      FROM tenant.table_stats x WHERE x.schema_id = t.id) s ON true
+  LEFT JOIN LATERAL (
+    SELECT u.taken_at, u.tup_inserted, u.tup_updated, u.tup_deleted FROM tenant.usage_snapshots u
+     WHERE u.schema_id = t.id ORDER BY u.taken_at DESC, u.id DESC LIMIT 1) snap ON true
+ WHERE t.status <> 'DROPPED';
+
+COMMENT ON VIEW tenant.tenant_stats IS 'Per-tenant size and activity (sums of tenant.table_stats), with the rows written since the tenant''s last usage snapshot.';
+COMMENT ON COLUMN tenant.tenant_stats.schema_id IS 'Registry id.';
+COMMENT ON COLUMN tenant.tenant_stats.schema_name IS 'Schema name.';
+COMMENT ON COLUMN tenant.tenant_stats.status IS 'Registry status.';
+COMMENT ON COLUMN tenant.tenant_stats.tables IS 'Tables in the schema.';
+COMMENT ON COLUMN tenant.tenant_stats.table_bytes IS 'Bytes of the heaps (with their maps).';
+COMMENT ON COLUMN tenant.tenant_stats.index_bytes IS 'Bytes of the indexes.';
+COMMENT ON COLUMN tenant.tenant_stats.toast_bytes IS 'Bytes of the TOAST tables.';
+COMMENT ON COLUMN tenant.tenant_stats.total_bytes IS 'All of the above.';
+COMMENT ON COLUMN tenant.tenant_stats.row_estimate IS 'Sum of the planner''s row estimates.';
+COMMENT ON COLUMN tenant.tenant_stats.seq_scans IS 'Sequential scans since statistics were reset.';
+COMMENT ON COLUMN tenant.tenant_stats.idx_scans IS 'Index scans since statistics were reset.';
+COMMENT ON COLUMN tenant.tenant_stats.dead_tuples IS 'Estimated dead rows.';
+COMMENT ON COLUMN tenant.tenant_stats.last_vacuum IS 'The most recent VACUUM of any of its tables.';
+COMMENT ON COLUMN tenant.tenant_stats.last_analyze IS 'The most recent ANALYZE of any of its tables.';
+COMMENT ON COLUMN tenant.tenant_stats.never_analyzed IS 'Tables and materialized views never analyzed.';
+COMMENT ON COLUMN tenant.tenant_stats.tup_inserted IS 'Rows inserted since statistics were reset.';
+COMMENT ON COLUMN tenant.tenant_stats.tup_updated IS 'Rows updated since statistics were reset.';
+COMMENT ON COLUMN tenant.tenant_stats.tup_deleted IS 'Rows deleted since statistics were reset.';
+COMMENT ON COLUMN tenant.tenant_stats.snapshot_at IS 'When the tenant''s last usage snapshot was taken; NULL if none.';
+COMMENT ON COLUMN tenant.tenant_stats.inserted_since_snapshot IS 'Rows inserted since the last snapshot (since the statistics reset, or ever, when there is none).';
+COMMENT ON COLUMN tenant.tenant_stats.updated_since_snapshot IS 'Rows updated since the last snapshot.';
+COMMENT ON COLUMN tenant.tenant_stats.deleted_since_snapshot IS 'Rows deleted since the last snapshot.';
+
+-- The slowest statements per tenant, attributed by the role that ran them
+-- (tenant.set_context switches to the tenant's role). pg_stat_statements is
+-- optional: without it the function says so (55000).
+CREATE FUNCTION tenant.slow_queries(max_rows integer DEFAULT 5)
+RETURNS TABLE (schema_id uuid, schema_name text, queryid bigint, calls bigint, total_ms double precision,
+               mean_ms double precision, max_ms double precision, rows bigint, query text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    home name;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'max_rows must be 1 or more, not %', max_rows USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT n.nspname INTO home FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_stat_statements';
+    IF home IS NULL THEN
+        RAISE EXCEPTION 'pg_stat_statements is not installed in database %', current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add pg_stat_statements to shared_preload_libraries, restart, and run CREATE EXTENSION pg_stat_statements.';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        $query$
+        SELECT r.schema_id, r.schema_name, r.queryid, r.calls, r.total_ms, r.mean_ms, r.max_ms, r.rows, r.query FROM (
+            SELECT t.id AS schema_id, t.schema_name, s.queryid, s.calls, s.total_exec_time AS total_ms,
+                   s.mean_exec_time AS mean_ms, s.max_exec_time AS max_ms, s.rows, s.query,
+                   pg_catalog.row_number() OVER (PARTITION BY t.id ORDER BY s.mean_exec_time DESC) AS rank
+              FROM %I.pg_stat_statements s
+              JOIN pg_catalog.pg_roles o ON o.oid = s.userid
+              JOIN tenant.tenant_schemas t ON t.owner_role = o.rolname AND t.status <> 'DROPPED'
+             WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())) r
+         WHERE r.rank <= $1 ORDER BY r.schema_name, r.mean_ms DESC
+        $query$, home) USING max_rows;
+END
+$$;
+COMMENT ON FUNCTION tenant.slow_queries(integer) IS
+    'The slowest statements (by mean time) of each tenant''s role, from pg_stat_statements; 55000 when it is not installed.';
+
+-- Health: one row per check, and a verdict per tenant and for the fleet.
+CREATE FUNCTION tenant.health_checks(schema_id uuid)
+RETURNS TABLE (check_name text, state text, detail text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenant_schemas;
+    template_version integer := (SELECT COALESCE(max(m.version), 0) FROM tenant.migrations m);
+    role_exists boolean;
+    reachable boolean;
+    wanted boolean;
+    missing text[];
+    unprotected text[];
+    activity record;
+    max_age integer := tenant.health_backup_max_age();
+BEGIN
+    IF health_checks.schema_id IS NULL THEN
+        RAISE EXCEPTION 'argument "schema_id" must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM tenant.tenant_schemas r WHERE r.id = health_checks.schema_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no institution schema with id % in tenant.tenant_schemas', health_checks.schema_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF t.status = 'DROPPED' THEN
+        RAISE EXCEPTION 'institution schema "%" (%) is DROPPED', t.schema_name, t.id USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    check_name := 'status';
+    state := CASE WHEN t.status IN ('ACTIVE', 'SPARE') THEN 'ok' ELSE 'warning' END;
+    detail := t.status;
+    RETURN NEXT;
+
+    check_name := 'schema_present';
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = t.schema_name) THEN
+        state := 'failed';
+        detail := format('schema "%s" does not exist (tenant.check_integrity(..., fix => true) recreates it)', t.schema_name);
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    state := 'ok';
+    detail := t.schema_name;
+    RETURN NEXT;
+
+    check_name := 'reachable';
+    role_exists := EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = t.owner_role);
+    reachable := role_exists AND has_schema_privilege(t.owner_role, t.schema_name, 'USAGE');
+    wanted := t.status IN ('ACTIVE', 'SPARE');
+    state := CASE WHEN role_exists AND reachable = wanted THEN 'ok' ELSE 'failed' END;
+    detail := CASE WHEN NOT role_exists THEN format('role "%s" does not exist', t.owner_role)
+                   WHEN reachable THEN format('role "%s" can use the schema', t.owner_role)
+                   ELSE format('role "%s" cannot use the schema', t.owner_role) END
+              || CASE WHEN role_exists AND reachable <> wanted THEN format(' (a %s tenant''s role should%s)', t.status,
+                                                                          CASE WHEN wanted THEN '' ELSE ' not' END)
+                      ELSE '' END;
+    RETURN NEXT;
+
+    check_name := 'tables_present';
+    IF t.version <> template_version THEN
+        state := 'warning';
+        detail := format('at version %s, the template at %s: run tenant.apply_migrations()', t.version, template_version);
+    ELSE
+        SELECT array_agg(c.relname::text ORDER BY c.relname) INTO missing FROM pg_class c
+         WHERE c.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+           AND to_regclass(format('%I.%I', t.schema_name, c.relname)) IS NULL;
+        state := CASE WHEN missing IS NULL THEN 'ok' ELSE 'failed' END;
+        detail := CASE WHEN missing IS NULL THEN 'every table of the template is present'
+                       ELSE 'missing: ' || array_to_string(missing, ', ') END;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'row_level_security';
+    SELECT array_agg(c.relname::text ORDER BY c.relname) INTO unprotected FROM pg_class c
+      JOIN pg_class x ON x.oid = to_regclass(format('%I.%I', t.schema_name, c.relname))
+     WHERE c.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+       AND ((c.relrowsecurity AND NOT x.relrowsecurity) OR (c.relforcerowsecurity AND NOT x.relforcerowsecurity));
+    state := CASE WHEN unprotected IS NULL THEN 'ok' ELSE 'failed' END;
+    detail := CASE WHEN unprotected IS NULL THEN 'as in the template'
+                   ELSE 'disabled or not forced where the template has it: ' || array_to_string(unprotected, ', ') END;
+    RETURN NEXT;
+
+    check_name := 'recent_activity';
+    SELECT s.snapshot_at, s.inserted_since_snapshot + s.updated_since_snapshot + s.deleted_since_snapshot AS writes,
+           s.seq_scans + s.idx_scans AS scans
+      INTO activity FROM tenant.tenant_stats s WHERE s.schema_id = t.id;
+    state := CASE WHEN activity.writes > 0 OR activity.snapshot_at IS NULL AND activity.scans > 0 THEN 'ok' ELSE 'info' END;
+    detail := CASE WHEN activity.snapshot_at IS NULL
+                   THEN format('%s row(s) written, %s scan(s) since statistics were reset', activity.writes, activity.scans)
+                   ELSE format('%s row(s) written since the usage snapshot of %s', activity.writes, activity.snapshot_at) END;
+    RETURN NEXT;
+
+    check_name := 'backup_age';
+    IF max_age = 0 THEN
+        state := 'ok';
+        detail := 'not checked (tenant_control.health_backup_max_age = 0)';
+    ELSIF t.last_backup IS NULL THEN
+        state := 'warning';
+        detail := 'never backed up';
+    ELSE
+        state := CASE WHEN now() - t.last_backup > make_interval(secs => max_age) THEN 'warning' ELSE 'ok' END;
+        detail := format('last backup %s ago (at most %s)', date_trunc('second', now() - t.last_backup), make_interval(secs => max_age));
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'quota';
+    IF t.quota_limit IS NULL THEN
+        state := 'ok';
+        detail := 'no limit';
+    ELSE
+        -- The state the quota enforcement itself is in (see Storage quotas).
+        state := CASE t.quota_state WHEN 'EXCEEDED' THEN 'failed' WHEN 'WARNING' THEN 'warning' ELSE 'ok' END;
+        detail := format('%s: %s of %s used (%s%%, last counted)', t.quota_state, pg_size_pretty(t.storage_used),
+                         pg_size_pretty(t.quota_limit), round(100.0 * t.storage_used / t.quota_limit, 1));
+    END IF;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION tenant.health_checks(uuid) IS
+    'One row per health check of a tenant: status, schema_present, reachable, tables_present, row_level_security, recent_activity, backup_age, quota; state ok, info, warning or failed.';
+
+CREATE FUNCTION tenant.institution_health(schema_id uuid)
+RETURNS TABLE (schema_name text, health text, failing text[], checks jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT t.schema_name FROM tenant.tenant_schemas t WHERE t.id = institution_health.schema_id),
+           CASE WHEN bool_or(c.state = 'failed') THEN 'unhealthy' WHEN bool_or(c.state = 'warning') THEN 'degraded' ELSE 'healthy' END,
+           COALESCE(array_agg(c.check_name ORDER BY c.n) FILTER (WHERE c.state IN ('failed', 'warning')), '{}'),
+           jsonb_object_agg(c.check_name, jsonb_build_object('state', c.state, 'detail', c.detail))
+      FROM tenant.health_checks(institution_health.schema_id) WITH ORDINALITY AS c(check_name, state, detail, n)
+$$;
+COMMENT ON FUNCTION tenant.institution_health(uuid) IS
+    'A tenant''s health: healthy, degraded (a warning) or unhealthy (a failed check), the checks that are not ok, and every check as jsonb.';
+
+CREATE VIEW tenant.fleet_health AS
+SELECT t.id AS schema_id, h.schema_name, t.status, h.health, h.failing, h.checks
+  FROM tenant.tenant_schemas t, LATERAL tenant.institution_health(t.id) h
+ WHERE t.status NOT IN ('DROPPED', 'SPARE');
+COMMENT ON VIEW tenant.fleet_health IS 'tenant.institution_health for every institution (not DROPPED, not SPARE).';
+COMMENT ON COLUMN tenant.fleet_health.schema_id IS 'Registry id.';
+COMMENT ON COLUMN tenant.fleet_health.schema_name IS 'Schema name.';
+COMMENT ON COLUMN tenant.fleet_health.status IS 'Registry status.';
+COMMENT ON COLUMN tenant.fleet_health.health IS 'healthy, degraded or unhealthy.';
+COMMENT ON COLUMN tenant.fleet_health.failing IS 'Checks in state warning or failed.';
+COMMENT ON COLUMN tenant.fleet_health.checks IS 'Every check: {"name": {"state": ..., "detail": ...}}.';
+
+CREATE VIEW tenant.fleet_health_summary AS
+SELECT count(*) AS tenants,
+       count(*) FILTER (WHERE h.health = 'healthy') AS healthy,
+       count(*) FILTER (WHERE h.health = 'degraded') AS degraded,
+       count(*) FILTER (WHERE h.health = 'unhealthy') AS unhealthy,
+       CASE WHEN count(*) FILTER (WHERE h.health = 'unhealthy') > 0 THEN 'unhealthy'
+            WHEN count(*) FILTER (WHERE h.health = 'degraded') > 0 THEN 'degraded' ELSE 'healthy' END AS health
+  FROM tenant.fleet_health h;
+COMMENT ON VIEW tenant.fleet_health_summary IS 'The fleet in one row: how many tenants are healthy, degraded, unhealthy, and the worst state.';
+COMMENT ON COLUMN tenant.fleet_health_summary.tenants IS 'Institutions checked.';
+COMMENT ON COLUMN tenant.fleet_health_summary.healthy IS 'Institutions that are healthy.';
+COMMENT ON COLUMN tenant.fleet_health_summary.degraded IS 'Institutions that are degraded.';
+COMMENT ON COLUMN tenant.fleet_health_summary.unhealthy IS 'Institutions that are unhealthy.';
+COMMENT ON COLUMN tenant.fleet_health_summary.health IS 'The worst health in the fleet.';
+
+-- Scheduled jobs. A job's failure must show in cron.job_run_details (the
+-- procedure raises) and in the operation log (the FAILED row is committed
+-- first), so the procedures commit and take no SET clause.
+CREATE PROCEDURE tenant.take_usage_snapshot()
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    outcome record;
+BEGIN
+    SELECT * INTO outcome FROM tenant.record_usage_snapshot();
+    COMMIT;
+    IF outcome.status OPERATOR(pg_catalog.<>) 'SUCCESS' THEN
+        RAISE EXCEPTION 'usage snapshot failed: %', outcome.message USING ERRCODE = outcome.sqlstate;
+    END IF;
+    RAISE NOTICE '%', outcome.message;
+END
+$$;
+COMMENT ON PROCEDURE tenant.take_usage_snapshot() IS
+    'Record one usage row per tenant in tenant.usage_snapshots (one statement) and commit; raises after logging if it failed. Safe from pg_cron.';
+
+CREATE PROCEDURE tenant.run_integrity_check(fix boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    findings bigint;
+    unrepaired bigint;
+    failed_state text;
+    failed_message text;
+BEGIN
+    BEGIN
+        SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE c.severity = 'ERROR' AND NOT c.fixed)
+          INTO findings, unrepaired FROM tenant.check_integrity(NULL, fix) c;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
+    END;
+    IF failed_state IS NOT NULL THEN
+        PERFORM tenant.note_job_failure('INTEGRITY_CHECK', NULL, 'integrity check of every institution schema (scheduled)',
+                                        failed_state, failed_message);
+        COMMIT;
+        RAISE EXCEPTION 'integrity check failed: %', failed_message USING ERRCODE = failed_state;
+    END IF;
+    RAISE NOTICE 'integrity check: % finding(s), % unrepaired error(s); see the INTEGRITY_CHECK row of tenant.schema_operations',
+        findings, unrepaired;
+END
+$$;
+COMMENT ON PROCEDURE tenant.run_integrity_check(boolean) IS
+    'tenant.check_integrity over the fleet for pg_cron: findings go to the INTEGRITY_CHECK log row; a failure is logged, committed, then raised.';
+
+CREATE PROCEDURE tenant.run_maintenance()
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    pending record;
+    done integer := 0;
+    failed integer := 0;
+    failed_state text;
+    failed_message text;
+BEGIN
+    FOR pending IN
+        SELECT t.id, t.schema_name FROM tenant.tenant_schemas t
+         WHERE t.status OPERATOR(pg_catalog.<>) ALL (ARRAY['DROPPED', 'SPARE']) ORDER BY t.schema_name
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.count(*) FROM tenant.optimize_institution_schema(pending.id);
+            done := done OPERATOR(pg_catalog.+) 1;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
+            PERFORM tenant.note_job_failure('OPTIMIZE', pending.id,
+                                            pg_catalog.format('optimize institution schema %s (scheduled)', pending.id),
+                                            failed_state, failed_message);
+            failed := failed OPERATOR(pg_catalog.+) 1;
+        END;
+        COMMIT;
+    END LOOP;
+    IF failed OPERATOR(pg_catalog.>) 0 THEN
+        RAISE EXCEPTION '% of % tenant(s) could not be analyzed, the last with: %', failed, failed OPERATOR(pg_catalog.+) done,
+            failed_message USING ERRCODE = failed_state,
+            HINT = 'See the FAILED OPTIMIZE rows in tenant.schema_operations.';
+    END IF;
+    RAISE NOTICE 'analyzed % tenant(s)', done;
+END
+$$;
+COMMENT ON PROCEDURE tenant.run_maintenance() IS
+    'ANALYZE every institution (tenant.optimize_institution_schema), one transaction each; failures are logged and the procedure raises at the end. Safe from pg_cron.';
+
+-- pg_cron: one call (re)schedules the recommended jobs. Job names carry the
+-- database, so several databases can share one pg_cron; pg_cron updates a
+-- job of the same name instead of adding one, so calling this again is safe.
+CREATE FUNCTION tenant.schedule_maintenance(
+    quota_refresh text DEFAULT '*/15 * * * *',
+    usage_snapshot text DEFAULT '0 * * * *',
+    integrity_check text DEFAULT '30 2 * * *',
+    backup_retention text DEFAULT '0 3 * * *',
+    maintenance text DEFAULT '30 3 * * 0')
+RETURNS TABLE (job_name text, schedule text, command text, scheduled boolean, statement text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    here boolean := EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron');
+    job record;
+BEGIN
+    FOR job IN
+        SELECT j.name, j.cron, j.sql FROM (VALUES
+            (1, 'quota_refresh', quota_refresh, 'CALL tenant.refresh_all_storage()'),
+            (2, 'usage_snapshot', usage_snapshot, 'CALL tenant.take_usage_snapshot()'),
+            (3, 'integrity_check', integrity_check, 'CALL tenant.run_integrity_check()'),
+            (4, 'backup_retention', backup_retention, 'CALL tenant.cleanup_backups()'),
+            (5, 'maintenance', maintenance, 'CALL tenant.run_maintenance()')) AS j(n, name, cron, sql)
+         WHERE j.cron IS NOT NULL ORDER BY j.n
+    LOOP
+        job_name := format('tenant_control %s: %s', current_database(), job.name);
+        schedule := job.cron;
+        command := job.sql;
+        statement := format('SELECT cron.schedule_in_database(%L, %L, %L, %L)', job_name, job.cron, job.sql, current_database());
+        scheduled := here;
+        IF here THEN
+            EXECUTE statement;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text) IS
+    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
+COMMENT ON FUNCTION tenant.check_integrity(uuid, boolean) IS
+    'Integrity check of one tenant or (NULL) the fleet: registry vs catalogs, drift from the template, orphaned rows, counters; fix => true repairs what is safe. Logs INTEGRITY_CHECK.';
+COMMENT ON FUNCTION tenant.record_usage_snapshot() IS 'Record one usage row per tenant (tenant.usage_snapshots); logs USAGE_SNAPSHOT. Called by tenant.take_usage_snapshot.';
+COMMENT ON FUNCTION tenant.optimize_institution_schema(uuid) IS
+    'ANALYZE a tenant''s tables, set last_optimized, log OPTIMIZE; returns the VACUUM and REINDEX CONCURRENTLY statements (kind VACUUM, REINDEX) and pg_cron schedules for them (kind CRON).';
+COMMENT ON FUNCTION tenant.note_job_failure(text, uuid, text, text, text) IS 'Internal: the FAILED log row of a scheduled job whose procedure caught an error.';
+COMMENT ON FUNCTION tenant.health_backup_max_age() IS 'Internal: tenant_control.health_backup_max_age in seconds.';
+
+
 -- Privileges: nothing for PUBLIC; the platform administrator role gets the
 -- functions and read access to the registry, the log and the backup catalogue.
 DO $privileges$
@@ -455,3 +891,7 @@ GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_b
                 tenant.migration_status, tenant.warm_pool, tenant.institution_admins
     TO tenant_control_admin;
 GRANT SELECT ON tenant.backups, tenant.backup_tables TO tenant_control_admin;
+
+GRANT SELECT ON tenant.usage_snapshots, tenant.table_stats, tenant.tenant_stats, tenant.fleet_health,
+                tenant.fleet_health_summary
+    TO tenant_control_admin;

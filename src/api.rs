@@ -5,7 +5,9 @@
 
 use crate::backup;
 use crate::errors::{OrRaise, TcError};
+use crate::integrity;
 use crate::lifecycle;
+use crate::maintenance;
 use crate::migrate;
 use crate::oplog::{self, OpKind};
 use crate::pool;
@@ -446,4 +448,102 @@ fn remove_backup(
 #[search_path(pg_catalog, pg_temp)]
 fn backup_free_space() -> i64 {
     backup::free_bytes().or_raise()
+}
+
+/// Check the registry, the catalogs, every tenant's structure against the
+/// template, every foreign key against the data and the counters; with
+/// `fix`, repair what can be repaired without losing data.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_integrity(
+    schema_id: default!(Option<pgrx::Uuid>, "NULL"),
+    fix: default!(Option<bool>, "false"),
+) -> TableIterator<
+    'static,
+    (
+        name!(tenant_schema_id, Option<pgrx::Uuid>),
+        name!(schema_name, Option<String>),
+        name!(check_name, String),
+        name!(severity, String),
+        name!(object, String),
+        name!(detail, String),
+        name!(fixed, bool),
+    ),
+> {
+    let fix = fix.ok_or_else(|| TcError::null_argument("fix")).or_raise();
+    let description = match schema_id {
+        Some(_) => described(if fix { "check and fix" } else { "check" }, schema_id),
+        None => format!("{} every institution schema", if fix { "check and fix" } else { "check" }),
+    };
+    let (_, outcome) = oplog::record(OpKind::IntegrityCheck, schema_id.map(crate::db::to_uuid), description, |op| {
+        integrity::check(op, schema_id, fix)
+    });
+    TableIterator::new(outcome.or_raise().into_iter().map(|f| {
+        (
+            f.schema_id.map(crate::db::to_pg_uuid),
+            f.schema_name,
+            f.check.to_string(),
+            f.severity.as_str().to_string(),
+            f.object,
+            f.detail,
+            f.fixed,
+        )
+    }))
+}
+
+/// Record one usage row per tenant (tenant.usage_snapshots); logs USAGE_SNAPSHOT.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn record_usage_snapshot() -> TableIterator<
+    'static,
+    (name!(status, String), name!(message, String), name!(tenants, Option<i64>), name!(sqlstate, Option<String>)),
+> {
+    let (_, outcome) = oplog::record(
+        OpKind::UsageSnapshot,
+        None,
+        "record a usage snapshot of every tenant".into(),
+        maintenance::snapshot,
+    );
+    TableIterator::once(match outcome {
+        Ok(count) => ("SUCCESS".into(), format!("usage of {count} tenant(s) recorded"), Some(count), None),
+        Err(error) => {
+            let (status, message, sqlstate) = failure(&error);
+            (status, message, None, sqlstate)
+        }
+    })
+}
+
+/// ANALYZE a tenant's tables, set last_optimized, log OPTIMIZE; returns the
+/// VACUUM and REINDEX CONCURRENTLY statements (and pg_cron schedules for them)
+/// that cannot run inside a function.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn optimize_institution_schema(
+    schema_id: Option<pgrx::Uuid>,
+) -> TableIterator<'static, (name!(kind, String), name!(statement, String))> {
+    let (_, outcome) =
+        oplog::record(OpKind::Optimize, schema_id.map(crate::db::to_uuid), described("optimize", schema_id), |op| {
+            maintenance::optimize(op, schema_id)
+        });
+    TableIterator::new(outcome.or_raise())
+}
+
+/// Internal: the FAILED log row of a scheduled job, written by its procedure.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn note_job_failure(
+    operation_type: Option<&str>,
+    schema_id: Option<pgrx::Uuid>,
+    description: Option<&str>,
+    sqlstate: Option<&str>,
+    message: Option<&str>,
+) {
+    maintenance::note_job_failure(operation_type, schema_id, description, sqlstate, message).or_raise()
+}
+
+/// tenant_control.health_backup_max_age in seconds (0: not checked), for the health checks.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn health_backup_max_age() -> i32 {
+    crate::settings::HEALTH_BACKUP_MAX_AGE_S.get()
 }

@@ -122,3 +122,13 @@ impl<T> OrRaise<T> for TcResult<T> {
         self.unwrap_or_else(|error| error.raise())
     }
 }
+
+/// The error code of a five-character SQLSTATE (the reverse of `sqlstate_of`).
+pub fn code_of(sqlstate: &str) -> PgSqlErrorCode {
+    let packed = sqlstate
+        .bytes()
+        .take(5)
+        .enumerate()
+        .fold(0i32, |acc, (i, b)| acc | ((b.wrapping_sub(b'0') as i32 & 0x3F) << (6 * i)));
+    PgSqlErrorCode::from(packed)
+}

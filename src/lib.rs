@@ -6,12 +6,17 @@ mod api;
 mod backup;
 mod copy;
 mod db;
+mod drift;
 mod errors;
+mod fleet;
+mod integrity;
 mod isolation;
 mod lifecycle;
+mod maintenance;
 mod migrate;
 mod name;
 mod oplog;
+mod orphans;
 mod pool;
 mod quota;
 mod registry;
@@ -38,6 +43,8 @@ mod tests {
     include!("tests_migrate.rs");
     include!("tests_quota.rs");
     include!("tests_backup.rs");
+    include!("tests_integrity.rs");
+    include!("tests_monitor.rs");
 }
 
 /// Required by `cargo pgrx test`.

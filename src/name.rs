@@ -86,6 +86,11 @@ impl TenantName {
         TenantName(format!("{RESERVED_PREFIX}spare_{}", &id.simple().to_string()[..16]))
     }
 
+    /// A schema set aside by the integrity check: `tc_quarantine_` + 16 hex digits.
+    pub fn quarantine(id: &uuid::Uuid) -> Self {
+        TenantName(format!("{RESERVED_PREFIX}quarantine_{}", &id.simple().to_string()[..16]))
+    }
+
     /// Names stored in the registry passed `parse` and a CHECK constraint.
     pub fn from_registry(name: String) -> Self {
         TenantName(name)

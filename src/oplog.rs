@@ -21,6 +21,8 @@ pub enum OpKind {
     Backup,
     Restore,
     IntegrityCheck,
+    Optimize,
+    UsageSnapshot,
 }
 
 impl OpKind {
@@ -35,6 +37,8 @@ impl OpKind {
             OpKind::Backup => "BACKUP",
             OpKind::Restore => "RESTORE",
             OpKind::IntegrityCheck => "INTEGRITY_CHECK",
+            OpKind::Optimize => "OPTIMIZE",
+            OpKind::UsageSnapshot => "USAGE_SNAPSHOT",
         }
     }
 }
@@ -103,4 +107,16 @@ fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<
             elapsed_ms.into(),
         ],
     )
+}
+
+/// A FAILED row for work that ran outside `record` (a scheduled job whose
+/// error was caught by its procedure, which then commits the row and raises).
+pub fn record_failure(
+    kind: OpKind,
+    schema_id: Option<uuid::Uuid>,
+    description: String,
+    error: &crate::errors::TcError,
+) -> TcResult<()> {
+    let op = Operation { kind, schema_id, description, metadata: Map::new() };
+    write::<()>(&op, &Err(error.clone()), 0.0)
 }

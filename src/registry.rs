@@ -82,19 +82,23 @@ fn lock_in_mode(schema_id: Option<pgrx::Uuid>, mode: &str) -> TcResult<Tenant> {
                FROM tenant.tenant_schemas WHERE id = $1 FOR {mode}"
         ),
         &[schema_id.into()],
-        |row| {
-            let missing = || TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "registry row has NULL columns");
-            Ok(Tenant {
-                id: db::to_uuid(col(row, "id")?.ok_or_else(missing)?),
-                institution_id: col(row, "institution_id")?.map(db::to_uuid),
-                schema: TenantName::from_registry(col(row, "schema_name")?.ok_or_else(missing)?),
-                role: RoleName::from_registry(col(row, "owner_role")?.ok_or_else(missing)?),
-                status: Status::parse(col::<String>(row, "status")?.as_deref())?,
-                version: col(row, "version")?.ok_or_else(missing)?,
-            })
-        },
+        tenant_of,
     )?;
     found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(schema_id))
+}
+
+/// A registry row read with its columns id, institution_id, schema_name,
+/// owner_role, status and version.
+pub fn tenant_of(row: &pgrx::spi::SpiHeapTupleData) -> TcResult<Tenant> {
+    let missing = || TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "registry row has NULL columns");
+    Ok(Tenant {
+        id: db::to_uuid(col(row, "id")?.ok_or_else(missing)?),
+        institution_id: col(row, "institution_id")?.map(db::to_uuid),
+        schema: TenantName::from_registry(col(row, "schema_name")?.ok_or_else(missing)?),
+        role: RoleName::from_registry(col(row, "owner_role")?.ok_or_else(missing)?),
+        status: Status::parse(col::<String>(row, "status")?.as_deref())?,
+        version: col(row, "version")?.ok_or_else(missing)?,
+    })
 }
 
 /// Register a schema; a SPARE one belongs to no institution yet.

@@ -23,14 +23,17 @@ pub static QUOTA_SUSPEND_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// only: SUSET, so no session can claim another institution by SET.
 pub static INSTITUTION_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// Set by the extension around its own DDL on tenant schemas, so that the
-/// event trigger watching the template does not count it as a template change.
+/// Seconds after which a tenant's last backup makes it degraded in the health checks; 0 turns the check off.
+pub static HEALTH_BACKUP_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86400);
+
 /// Megabytes a backup must leave free on the data directory's file system.
 pub static BACKUP_RESERVE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 /// Retention defaults for tenant.cleanup_backups (read by the procedure).
 pub static BACKUP_KEEP_LAST: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static BACKUP_MAX_AGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// Set by the extension around its own DDL on tenant schemas, so that the
+/// event trigger watching the template does not count it as a template change.
 pub static INTERNAL_DDL: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn register() {
@@ -145,6 +148,16 @@ pub fn register() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_control.health_backup_max_age",
+        c"Age of a tenant's last backup beyond which its health is degraded (0: not checked).",
+        c"Accepts units: '36h', '2d'. Read by tenant.institution_health and tenant.fleet_health.",
+        &HEALTH_BACKUP_MAX_AGE_S,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
 }
 

@@ -9,6 +9,20 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    in_subtransaction(work, |outcome| outcome.is_ok())
+}
+
+/// Run read-only work in an internal subtransaction that is always rolled
+/// back: what the work returns survives, the locks it took do not. A check
+/// of thousands of tenants would otherwise hold a lock on every relation it
+/// read until the end of the transaction, and exhaust the lock table.
+pub fn rolled_back<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    in_subtransaction(work, |_| false)
+}
+
+/// `keep` decides, from the outcome, whether the subtransaction is released
+/// (its effects kept) or rolled back.
+fn in_subtransaction<T>(work: impl FnOnce() -> TcResult<T>, keep: impl FnOnce(&TcResult<T>) -> bool) -> TcResult<T> {
     // SAFETY: the same sequence as PL/pgSQL's exec_stmt_block: remember the
     // memory context and resource owner, open the subtransaction, and put both
     // back once it is released or rolled back.
@@ -21,7 +35,7 @@ pub fn atomically<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     let outcome = db::caught(work);
 
     unsafe {
-        if outcome.is_ok() {
+        if keep(&outcome) {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();

@@ -94,14 +94,27 @@ fn a_tenant_over_its_quota_cannot_grow_and_writes_again_once_back_under() {
         Some("53400".into())
     );
     assert_eq!(code(as_tenant(&mut app, institution, "CREATE TABLE more_docs (id int)")), Some("53400".into()));
-    // (The refusal comes before any data is sent: the client's COPY state is lost with this connection.)
-    let mut copier = connect_as("it_quota_app", DB);
-    copier.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{institution}')")).unwrap();
-    let copied = copier.copy_in("COPY docs (body) FROM STDIN").and_then(|mut writer| {
-        writer.write_all(b"copied row\n").unwrap();
-        writer.finish()
-    });
-    assert_eq!(copied.err().and_then(|e| e.code().map(|c| c.code().to_string())), Some("53400".into()));
+    // COPY through psql, which speaks the COPY protocol the way applications' drivers do.
+    let copy = std::process::Command::new(pg_bin("psql"))
+        .args(["-X", "-h", &host(), "-p", &port(), "-U", "it_quota_app", "-d", DB, "-v", "VERBOSITY=verbose"])
+        .args([
+            "-c",
+            "BEGIN",
+            "-c",
+            &format!("SELECT tenant.set_context('{institution}')"),
+            "-c",
+            "COPY docs (body) FROM STDIN",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    copy.stdin.as_ref().unwrap().write_all(b"copied row\n\\.\n").unwrap();
+    let copy = copy.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&copy.stderr);
+    assert!(stderr.contains("ERROR:  53400: institution"), "{stderr}");
+    assert_eq!(count(&mut su, "SELECT count(*) FROM qt_full.docs WHERE body = 'copied row'"), 0);
     // Nor can the tenant's own role take its guard away.
     assert_eq!(code(as_tenant(&mut app, institution, "DROP TRIGGER tc_quota_guard ON docs")), Some("42501".into()));
     assert_eq!(code(as_tenant(&mut app, institution, "SELECT count(*) FROM docs")), None);

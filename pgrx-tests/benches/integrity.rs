@@ -1,0 +1,104 @@
+//! Issue #6's figures: tenant.check_integrity over the whole fleet at 100 and
+//! at 1,000 tenants built from the realistic template (template.sql, 52
+//! relations), with a few rows in each tenant so that every foreign key is
+//! checked against data; how the time grows from 100 to 1,000 tenants (10x
+//! the tenants should cost about 10x, not more); and, at 1,000 tenants, the
+//! fleet health view and a usage snapshot.
+//! Not a test: it prints figures and never fails because the machine is slow.
+
+use postgres::{Client, NoTls};
+use std::env;
+use std::time::Instant;
+
+const TEMPLATE: &str = include_str!("template.sql");
+
+/// A handful of rows along the template's foreign keys.
+const SAMPLE_ROWS: &str = "
+    INSERT INTO departments (name) VALUES ('Mathematics');
+    INSERT INTO people (kind, full_name, email) VALUES ('student', 'Ada', 'ada@example.org'),
+                                                        ('student', 'Alan', 'alan@example.org'),
+                                                        ('staff', 'Emmy', 'emmy@example.org');
+    INSERT INTO students (person_id, student_no) SELECT id, 'S' || id FROM people WHERE kind = 'student';
+    INSERT INTO staff (person_id, department_id) SELECT p.id, d.id FROM people p, departments d WHERE p.kind = 'staff';
+    INSERT INTO courses (department_id, code, title) SELECT id, 'MATH101', 'Algebra' FROM departments;
+    INSERT INTO sections (course_id, teacher_id, term) SELECT c.id, s.person_id, '2026A' FROM courses c, staff s;
+    INSERT INTO enrolments (section_id, student_id) SELECT sec.id, st.person_id FROM sections sec, students st;
+";
+
+fn connect(db: &str) -> Client {
+    let host = env::var("TC_TEST_HOST").expect("run through ./tc bench");
+    let port = env::var("TC_TEST_PORT").expect("run through ./tc bench");
+    Client::connect(&format!("host={host} port={port} user=postgres dbname={db}"), NoTls).unwrap()
+}
+
+fn fresh(db: &str) -> Client {
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut client = connect(db);
+    client.batch_execute("CREATE EXTENSION tenant_control").unwrap();
+    client.batch_execute(&format!("SET search_path = tenant_template; {TEMPLATE}; RESET search_path")).unwrap();
+    client
+}
+
+fn add_tenants(client: &mut Client, from: usize, to: usize) {
+    for i in from..to {
+        let name = format!("bi_{i}");
+        let row = client
+            .query_one("SELECT status, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)", &[&name])
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+        client.batch_execute(&format!("SET search_path = {name}; {SAMPLE_ROWS}; RESET search_path")).unwrap();
+    }
+    client.batch_execute("CALL tenant.refresh_all_storage()").unwrap();
+}
+
+/// Median of three runs of a statement, in seconds, and its first column.
+fn timed(client: &mut Client, sql: &str) -> (f64, i64) {
+    let mut runs = Vec::new();
+    let mut value = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        value = client.query_one(sql, &[]).unwrap().get(0);
+        runs.push(started.elapsed().as_secs_f64());
+    }
+    runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (runs[1], value)
+}
+
+fn check_fleet(client: &mut Client, tenants: usize) -> f64 {
+    let (seconds, findings) = timed(client, "SELECT count(*) FROM tenant.check_integrity()");
+    // What was found is in the log row of the last check.
+    let found: String = client
+        .query_one(
+            "SELECT coalesce(string_agg(f->>'check' || ' ' || (f->>'object'), ', '), 'none')
+               FROM tenant.schema_operations o, jsonb_array_elements(o.metadata->'findings') f
+              WHERE o.id = (SELECT max(id) FROM tenant.schema_operations WHERE operation_type = 'INTEGRITY_CHECK')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    println!(
+        "check_integrity over {tenants} tenants: {seconds:.2} s ({:.2} ms per tenant), {findings} finding(s): {found}",
+        seconds * 1000.0 / tenants as f64
+    );
+    seconds
+}
+
+fn main() {
+    let mut client = fresh("bench_integrity");
+    let relations: i64 = client
+        .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
+        .unwrap()
+        .get(0);
+    println!("template: {relations} relations; each tenant holds 11 rows along 7 foreign keys");
+    add_tenants(&mut client, 0, 100);
+    let small = check_fleet(&mut client, 100);
+    add_tenants(&mut client, 100, 1000);
+    let large = check_fleet(&mut client, 1000);
+    println!("growth from 100 to 1000 tenants: {:.2}x the time for 10x the tenants", large / small);
+    let (health, _) = timed(&mut client, "SELECT count(*) FROM tenant.fleet_health");
+    println!("fleet_health over 1000 tenants: {health:.2} s");
+    let (snapshot, _) = timed(&mut client, "SELECT tenants FROM tenant.record_usage_snapshot()");
+    println!("usage snapshot of 1000 tenants: {snapshot:.2} s");
+}
