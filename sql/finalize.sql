@@ -812,7 +812,7 @@ COMMENT ON PROCEDURE tenant.run_maintenance() IS
 -- database, so several databases can share one pg_cron; pg_cron updates a
 -- job of the same name instead of adding one, so calling this again is safe.
 CREATE FUNCTION tenant.schedule_maintenance(
-    quota_refresh text DEFAULT '*/15 * * * *',
+    quota_refresh text DEFAULT '* * * * *',
     usage_snapshot text DEFAULT '0 * * * *',
     integrity_check text DEFAULT '30 2 * * *',
     backup_retention text DEFAULT '0 3 * * *',
