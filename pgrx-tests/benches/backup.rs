@@ -11,7 +11,9 @@
 //! TC_BENCH_BACKUP_SCALE (default 1.0) scales the row counts down for a quick run.
 //! Not a test: it prints figures and never fails because the machine is slow.
 
-use postgres::{Client, NoTls};
+mod common;
+use common::{connect, median, recreate, tool};
+use postgres::Client;
 use std::env;
 use std::process::Command;
 use std::time::Instant;
@@ -81,26 +83,8 @@ const NAMES: [&str; 12] = [
     "audit_log",
 ];
 
-fn connect(db: &str) -> Client {
-    let host = env::var("TC_TEST_HOST").expect("run through ./tc bench");
-    let port = env::var("TC_TEST_PORT").expect("run through ./tc bench");
-    Client::connect(&format!("host={host} port={port} user=postgres dbname={db}"), NoTls).unwrap()
-}
-
-fn recreate(db: &str) {
-    let mut admin = connect("postgres");
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-}
-
 fn secs(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    sorted[sorted.len() / 2]
 }
 
 /// Call a tenant function that answers a status row, then checkpoint; the row and the seconds the call took.
@@ -111,20 +95,6 @@ fn timed(client: &mut Client, sql: &str, id: &uuid::Uuid) -> (postgres::Row, f64
     assert_eq!(row.get::<_, String>("status"), "SUCCESS", "{}", row.get::<_, String>("message"));
     client.batch_execute("CHECKPOINT").unwrap();
     (row, elapsed)
-}
-
-fn tool(name: &str) -> Command {
-    let bin = env::var("TC_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-    let mut command = Command::new(format!("{bin}/{name}"));
-    command.args([
-        "-h",
-        &env::var("TC_TEST_HOST").unwrap(),
-        "-p",
-        &env::var("TC_TEST_PORT").unwrap(),
-        "-U",
-        "postgres",
-    ]);
-    command
 }
 
 fn run(mut command: Command) {

@@ -6,11 +6,10 @@
 //! fleet health view and a usage snapshot.
 //! Not a test: it prints figures and never fails because the machine is slow.
 
-use postgres::{Client, NoTls};
-use std::env;
+mod common;
+use common::with_template;
+use postgres::Client;
 use std::time::Instant;
-
-const TEMPLATE: &str = include_str!("template.sql");
 
 /// A handful of rows along the template's foreign keys.
 const SAMPLE_ROWS: &str = "
@@ -24,22 +23,6 @@ const SAMPLE_ROWS: &str = "
     INSERT INTO sections (course_id, teacher_id, term) SELECT c.id, s.person_id, '2026A' FROM courses c, staff s;
     INSERT INTO enrolments (section_id, student_id) SELECT sec.id, st.person_id FROM sections sec, students st;
 ";
-
-fn connect(db: &str) -> Client {
-    let host = env::var("TC_TEST_HOST").expect("run through ./tc bench");
-    let port = env::var("TC_TEST_PORT").expect("run through ./tc bench");
-    Client::connect(&format!("host={host} port={port} user=postgres dbname={db}"), NoTls).unwrap()
-}
-
-fn fresh(db: &str) -> Client {
-    let mut admin = connect("postgres");
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-    let mut client = connect(db);
-    client.batch_execute("CREATE EXTENSION tenant_control").unwrap();
-    client.batch_execute(&format!("SET search_path = tenant_template; {TEMPLATE}; RESET search_path")).unwrap();
-    client
-}
 
 fn add_tenants(client: &mut Client, from: usize, to: usize) {
     for i in from..to {
@@ -86,7 +69,7 @@ fn check_fleet(client: &mut Client, tenants: usize) -> f64 {
 }
 
 fn main() {
-    let mut client = fresh("bench_integrity");
+    let mut client = with_template("bench_integrity");
     let relations: i64 = client
         .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
         .unwrap()

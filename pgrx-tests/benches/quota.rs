@@ -7,10 +7,10 @@
 //! Not a test: it prints figures and never fails because the machine is slow.
 //! TC_BENCH_SECONDS (default 8) per round, TC_BENCH_ROUNDS (default 7).
 
-use postgres::{Client, NoTls};
+mod common;
+use common::{connect, median, recreate, tool};
 use std::env;
 use std::fs;
-use std::process::Command;
 
 const TABLE: &str = "CREATE TABLE events (id bigserial PRIMARY KEY, account int NOT NULL, payload text NOT NULL,
                                           created_at timestamptz NOT NULL DEFAULT now());
@@ -30,27 +30,8 @@ fn script(schema: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn host() -> String {
-    env::var("TC_TEST_HOST").expect("run through ./tc bench")
-}
-
-fn port() -> String {
-    env::var("TC_TEST_PORT").expect("run through ./tc bench")
-}
-
 fn setting(name: &str, default: u32) -> u32 {
     env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn connect(db: &str) -> Client {
-    Client::connect(&format!("host={} port={} user=postgres dbname={db}", host(), port()), NoTls).unwrap()
-}
-
-fn recreate(db: &str) -> Client {
-    let mut admin = connect("postgres");
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-    connect(db)
 }
 
 /// A tenant `schema` with the table (roles are cluster-wide: one name per
@@ -88,11 +69,10 @@ fn plain_database(db: &str) {
 
 /// Transactions per second of the insert workload on `db`.
 fn pgbench(db: &str, seconds: u32, script: &str) -> f64 {
-    let bin = env::var("TC_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
     // Every run starts from a clean checkpoint: none falls in the middle of one series only.
     connect("postgres").batch_execute("CHECKPOINT").unwrap();
-    let output = Command::new(format!("{bin}/pgbench"))
-        .args(["-h", &host(), "-p", &port(), "-U", "postgres", "-n", "-M", "prepared", "-c", "4", "-j", "2"])
+    let output = tool("pgbench")
+        .args(["-n", "-M", "prepared", "-c", "4", "-j", "2"])
         .args(["-T", &seconds.to_string(), "-f", script, db])
         .output()
         .expect("pgbench");
@@ -102,12 +82,6 @@ fn pgbench(db: &str, seconds: u32, script: &str) -> f64 {
         .lines()
         .find_map(|line| line.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no tps in: {stdout}"))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    sorted[sorted.len() / 2]
 }
 
 fn main() {

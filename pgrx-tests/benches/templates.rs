@@ -7,40 +7,14 @@
 //! 3. one ALTER TABLE migration applied to 1,000 tenants by tenant.apply_migrations.
 //! Not a test: it prints figures and never fails because the machine is slow.
 
-use postgres::{Client, NoTls};
+mod common;
+use common::{median, recreate, with_template, TEMPLATE};
+use postgres::Client;
 use std::env;
 use std::time::Instant;
 
-const TEMPLATE: &str = include_str!("template.sql");
-
-fn connect(db: &str) -> Client {
-    let host = env::var("TC_TEST_HOST").expect("run through ./tc bench");
-    let port = env::var("TC_TEST_PORT").expect("run through ./tc bench");
-    Client::connect(&format!("host={host} port={port} user=postgres dbname={db}"), NoTls).unwrap()
-}
-
-fn recreate(db: &str) -> Client {
-    let mut admin = connect("postgres");
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-    connect(db)
-}
-
-fn fresh(db: &str) -> Client {
-    let mut client = recreate(db);
-    client.batch_execute("CREATE EXTENSION tenant_control").unwrap();
-    client.batch_execute(&format!("SET search_path = tenant_template; {TEMPLATE}; RESET search_path")).unwrap();
-    client
-}
-
 fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    sorted[sorted.len() / 2]
 }
 
 fn create_ours(client: &mut Client, name: &str) -> f64 {
@@ -97,12 +71,12 @@ fn create_by_hand(client: &mut Client, name: &str, grants: &str) -> f64 {
 /// the extension shows what the extension's event trigger adds to ordinary
 /// DDL. Each series has a database of its own, so their catalogs grow alike.
 fn creation(tenants: usize) {
-    let mut client = fresh("bench_create");
+    let mut client = with_template("bench_create");
     let mut plain = recreate("bench_plain");
     plain
         .batch_execute(&format!("CREATE SCHEMA shape; SET search_path = shape; {TEMPLATE}; RESET search_path"))
         .unwrap();
-    let mut with_extension = fresh("bench_taxed");
+    let mut with_extension = with_template("bench_taxed");
     let relations: i64 = client
         .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
         .unwrap()
@@ -138,7 +112,7 @@ fn creation(tenants: usize) {
 }
 
 fn warm_pool(claims: usize) {
-    let mut client = fresh("bench_pool");
+    let mut client = with_template("bench_pool");
     client.batch_execute(&format!("CALL tenant.fill_pool({claims})")).unwrap();
     let times: Vec<f64> = (0..claims).map(|i| create_ours(&mut client, &format!("bp_{i}"))).collect();
     let from_pool: i64 = client
@@ -150,7 +124,7 @@ fn warm_pool(claims: usize) {
 }
 
 fn migration(tenants: usize) {
-    let mut client = fresh("bench_migrate");
+    let mut client = with_template("bench_migrate");
     for i in 0..tenants {
         create_ours(&mut client, &format!("bm_{i}"));
     }
