@@ -20,6 +20,13 @@ fn failure(error: &TcError) -> (String, String, Option<String>) {
     ("ERROR".into(), error.summary(), Some(error.sqlstate()))
 }
 
+/// The ERROR row of a function whose status row carries one value (an id, a
+/// limit, ...) between the message and the SQLSTATE: no value.
+fn failure_with_value<T>(error: &TcError) -> (String, String, Option<T>, Option<String>) {
+    let (status, message, sqlstate) = failure(error);
+    (status, message, None, sqlstate)
+}
+
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn create_institution_schema(
@@ -47,10 +54,7 @@ fn create_institution_schema(
             Some(crate::db::to_pg_uuid(created.schema_id)),
             None,
         ),
-        Err(error) => {
-            let (status, message, sqlstate) = failure(&error);
-            (status, message, None, sqlstate)
-        }
+        Err(error) => failure_with_value(&error),
     };
     TableIterator::once(row)
 }
@@ -84,10 +88,7 @@ fn drop_institution_schema(
             };
             ("SUCCESS".into(), message, dropped.backup.map(|b| b.as_str().to_string()), None)
         }
-        Err(error) => {
-            let (status, message, sqlstate) = failure(&error);
-            (status, message, None, sqlstate)
-        }
+        Err(error) => failure_with_value(&error),
     };
     TableIterator::once(row)
 }
@@ -230,10 +231,7 @@ fn add_spare_schema() -> TableIterator<
         Ok(id) => {
             ("SUCCESS".into(), format!("spare schema \"{schema}\" is ready"), Some(crate::db::to_pg_uuid(id)), None)
         }
-        Err(error) => {
-            let (status, message, sqlstate) = failure(&error);
-            (status, message, None, sqlstate)
-        }
+        Err(error) => failure_with_value(&error),
     })
 }
 
@@ -257,10 +255,7 @@ fn set_quota(
     TableIterator::once(match outcome {
         Ok(Some(limit)) => ("SUCCESS".into(), format!("schema \"{schema}\" may use {limit} bytes"), Some(limit), None),
         Ok(None) => ("SUCCESS".into(), format!("schema \"{schema}\" has no storage limit"), None, None),
-        Err(error) => {
-            let (status, message, sqlstate) = failure(&error);
-            (status, message, None, sqlstate)
-        }
+        Err(error) => failure_with_value(&error),
     })
 }
 
@@ -297,10 +292,7 @@ fn backup_institution_schema(
             Some(crate::db::to_pg_uuid(taken.backup_id)),
             None,
         ),
-        Err(error) => {
-            let (status, message, sqlstate) = failure(&error);
-            (status, message, None, sqlstate)
-        }
+        Err(error) => failure_with_value(&error),
     })
 }
 
@@ -506,10 +498,7 @@ fn record_usage_snapshot() -> TableIterator<
     );
     TableIterator::once(match outcome {
         Ok(count) => ("SUCCESS".into(), format!("usage of {count} tenant(s) recorded"), Some(count), None),
-        Err(error) => {
-            let (status, message, sqlstate) = failure(&error);
-            (status, message, None, sqlstate)
-        }
+        Err(error) => failure_with_value(&error),
     })
 }
 
