@@ -128,9 +128,7 @@ fn refresh_storage(schema_id: Option<pgrx::Uuid>) -> i64 {
     oplog::with_lock_timeout(|| {
         let tenant = registry::lock(schema_id)?;
         lifecycle::require_live(&tenant)?;
-        let used = registry::refresh_counters(&tenant)?;
-        quota::settle(&tenant, used)?;
-        Ok(used)
+        quota::recount(&tenant)
     })
     .or_raise()
 }

@@ -219,7 +219,7 @@ pub fn detach(
 ) -> TcResult<Option<(uuid::Uuid, TenantName)>> {
     let started = std::time::Instant::now();
     let backup = if registry::schema_exists(tenant.schema.as_str())? {
-        let size = registry::refresh_counters(tenant)?;
+        let size = registry::refresh_counters(tenant)?.bytes;
         let backup_id = uuid::Uuid::new_v4();
         let backup = TenantName::backup(&backup_id);
         db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])?;

@@ -80,9 +80,7 @@ pub fn set(op: &mut Operation, schema_id: Option<pgrx::Uuid>, quota: Option<&str
         "UPDATE tenant.tenant_schemas SET quota_limit = $2, updated_at = pg_catalog.now() WHERE id = $1",
         &[db::to_pg_uuid(tenant.id).into(), limit.into()],
     )?;
-    let used = registry::refresh_counters(&tenant)?;
-    op.note("storage_used", used);
-    settle(&tenant, used)?;
+    op.note("storage_used", recount(&tenant)?);
     Ok(limit)
 }
 
@@ -106,11 +104,13 @@ fn parse(quota: &str) -> TcResult<i64> {
     Ok(bytes)
 }
 
-/// Put a freshly counted tenant in the state its usage calls for. A
-/// transition is logged as a QUOTA_CHECK operation; one that fails (a table
-/// locked by DDL) is logged as FAILED and tried again by the next recount.
-pub fn settle(tenant: &Tenant, used: i64) -> TcResult<()> {
-    let (limit, previous) = standing(tenant)?;
+/// Recount the tenant's storage and put it in the state its usage calls
+/// for; returns the bytes. A transition is logged as a QUOTA_CHECK
+/// operation; one that fails (a table locked by DDL) is logged as FAILED and
+/// tried again by the next recount.
+pub fn recount(tenant: &Tenant) -> TcResult<i64> {
+    let counted = registry::refresh_counters(tenant)?;
+    let (used, limit, previous) = (counted.bytes, counted.quota_limit, State::parse(&counted.quota_state));
     let next = State::of(used, limit, previous);
     if next != previous {
         let description =
@@ -130,7 +130,7 @@ pub fn settle(tenant: &Tenant, used: i64) -> TcResult<()> {
             )
         });
         if outcome.is_err() {
-            return Ok(());
+            return Ok(used);
         }
     } else if next != State::Ok {
         // Tables created since the last recount get their guard too.
@@ -139,21 +139,7 @@ pub fn settle(tenant: &Tenant, used: i64) -> TcResult<()> {
     if next == State::Exceeded {
         suspend_if_overdue(tenant)?;
     }
-    Ok(())
-}
-
-fn standing(tenant: &Tenant) -> TcResult<(Option<i64>, State)> {
-    let found = db::rows(
-        "SELECT quota_limit, quota_state FROM tenant.tenant_schemas WHERE id = $1",
-        &[db::to_pg_uuid(tenant.id).into()],
-        |row| {
-            Ok((
-                db::col::<i64>(row, "quota_limit")?,
-                State::parse(&db::col::<String>(row, "quota_state")?.unwrap_or_default()),
-            ))
-        },
-    )?;
-    found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(tenant.id))
+    Ok(used)
 }
 
 /// Put the guard on every table of the tenant (`on`), or take it off. A

@@ -182,19 +182,34 @@ const MEASURE: &str = "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::i
    FROM pg_catalog.pg_class c
   WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S')";
 
+/// A recount: the bytes, and the quota facts of the same registry row (what
+/// the quota state is settled from, without reading the row again).
+pub struct Counted {
+    pub bytes: i64,
+    pub quota_limit: Option<i64>,
+    pub quota_state: String,
+}
+
 /// Count the schema's tables and bytes and store both in the registry.
-pub fn refresh_counters(tenant: &Tenant) -> TcResult<i64> {
-    let bytes: i64 = db::scalar(
+pub fn refresh_counters(tenant: &Tenant) -> TcResult<Counted> {
+    let counted = db::rows(
         &format!(
             "WITH counted AS ({MEASURE})
              UPDATE tenant.tenant_schemas t
                 SET table_count = counted.tables, storage_used = counted.bytes
                FROM counted WHERE t.id = $2
-             RETURNING counted.bytes"
+             RETURNING counted.bytes, t.quota_limit, t.quota_state"
         ),
         &[tenant.schema.as_str().into(), db::to_pg_uuid(tenant.id).into()],
+        |row| {
+            Ok(Counted {
+                bytes: col(row, "bytes")?.unwrap_or(0),
+                quota_limit: col(row, "quota_limit")?,
+                quota_state: col(row, "quota_state")?.unwrap_or_default(),
+            })
+        },
     )?;
-    Ok(bytes)
+    counted.into_iter().next().ok_or_else(|| TcError::unknown_tenant(tenant.id))
 }
 
 /// The bytes a schema's relations occupy now, without touching the registry.

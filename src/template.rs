@@ -51,7 +51,7 @@ SELECT format('%s %I.%I', kind, $1::text, name) FROM (
     UNION ALL
     SELECT 'trigger whose definition cannot be rebuilt', g.tgname, g.oid
       FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND g.tgname <> 'tc_quota_guard'
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_')
        AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(g.oid), pg_catalog.format(' ON %I.%I ', $1::text, c.relname)) = 0
     UNION ALL
     SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
@@ -270,12 +270,12 @@ SELECT statement FROM (
       FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid,
       LATERAL (SELECT pg_catalog.pg_get_triggerdef(g.oid) AS def,
                       pg_catalog.format(' ON %I.%I ', $1::text, c.relname) AS token) d
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND g.tgname <> 'tc_quota_guard' AND pg_catalog.strpos(d.def, d.token) > 0
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_') AND pg_catalog.strpos(d.def, d.token) > 0
     UNION ALL
     SELECT g.oid, 1, pg_catalog.format('ALTER TABLE %I %s TRIGGER %I', c.relname,
            CASE g.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END, g.tgname)
       FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND g.tgname <> 'tc_quota_guard' AND g.tgenabled <> 'O'
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_') AND g.tgenabled <> 'O'
 ) t ORDER BY t.oid, t.step
 "#;
 
