@@ -20,6 +20,7 @@ mod orphans;
 mod pool;
 mod quota;
 mod registry;
+mod restricted;
 mod restore;
 mod settings;
 mod subxact;
