@@ -7,7 +7,7 @@
 //! Not a test: it prints figures and never fails because the machine is slow.
 
 mod common;
-use common::with_template;
+use common::{with_template, Goal, Goals};
 use postgres::Client;
 use std::time::Instant;
 
@@ -84,4 +84,12 @@ fn main() {
     println!("fleet_health over 1000 tenants: {health:.2} s");
     let (snapshot, _) = timed(&mut client, "SELECT tenants FROM tenant.record_usage_snapshot()");
     println!("usage snapshot of 1000 tenants: {snapshot:.2} s");
+    let mut goals = Goals::default();
+    // Flat per tenant: ten times the tenants, at most eleven times the time.
+    goals.check("check_integrity time, 1000 tenants / 100 tenants", large / small, "x", Goal::AtMost(11.0));
+    // 10,000 tenants in under 60 s means at most 6 ms a tenant (seconds per 1,000 = ms per tenant).
+    goals.check("check_integrity per tenant at 1000", large, " ms", Goal::AtMost(6.0));
+    // 10,000 tenants in under 5 s: 0.5 s per 1,000.
+    goals.check("fleet_health over 1000 tenants", health, " s", Goal::AtMost(0.5));
+    goals.finish();
 }

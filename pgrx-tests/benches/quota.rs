@@ -8,7 +8,7 @@
 //! TC_BENCH_SECONDS (default 8) per round, TC_BENCH_ROUNDS (default 7).
 
 mod common;
-use common::{connect, median, recreate, tool};
+use common::{connect, median, recreate, tool, Goal, Goals};
 use std::env;
 use std::fs;
 
@@ -132,8 +132,13 @@ fn main() {
     println!(
         "median tps: no extension {plain:.0}, tenant with quota enforced {enforced:.0}, warning zone {warning:.0}"
     );
-    println!(
-        "throughput ratio, enforcement on / extension absent: {enforced_ratio:.3} (median of the rounds; goal >= 0.97)"
-    );
     println!("throughput ratio, tenant in its warning zone / extension absent: {warning_ratio:.3} (information)");
+    let mut goals = Goals::default();
+    goals.check(
+        "throughput, quota enforced / extension absent (median of per-round ratios)",
+        enforced_ratio,
+        "x",
+        Goal::AtLeast(0.97),
+    );
+    goals.finish();
 }

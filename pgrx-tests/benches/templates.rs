@@ -8,7 +8,7 @@
 //! Not a test: it prints figures and never fails because the machine is slow.
 
 mod common;
-use common::{median, recreate, with_template, TEMPLATE};
+use common::{median, recreate, with_template, Goal, Goals, TEMPLATE};
 use postgres::Client;
 use std::env;
 use std::time::Instant;
@@ -70,7 +70,7 @@ fn create_by_hand(client: &mut Client, name: &str, grants: &str) -> f64 {
 /// extension, so it pays nothing for it; the same script in a database with
 /// the extension shows what the extension's event trigger adds to ordinary
 /// DDL. Each series has a database of its own, so their catalogs grow alike.
-fn creation(tenants: usize) {
+fn creation(tenants: usize, goals: &mut Goals) {
     let mut client = with_template("bench_create");
     let mut plain = recreate("bench_plain");
     plain
@@ -109,9 +109,11 @@ fn creation(tenants: usize) {
         o / h
     );
     println!("          (the same script in a database with the extension: {t:.2} ms, {:.3} of the plain one)", t / h);
+    goals.check("create_institution_schema / hand-written DDL", o / h, "x", Goal::AtMost(1.1));
+    goals.check("ordinary DDL with the extension / without", t / h, "x", Goal::AtMost(1.05));
 }
 
-fn warm_pool(claims: usize) {
+fn warm_pool(claims: usize, goals: &mut Goals) {
     let mut client = with_template("bench_pool");
     client.batch_execute(&format!("CALL tenant.fill_pool({claims})")).unwrap();
     let times: Vec<f64> = (0..claims).map(|i| create_ours(&mut client, &format!("bp_{i}"))).collect();
@@ -121,9 +123,10 @@ fn warm_pool(claims: usize) {
         .get(0);
     assert_eq!(from_pool as usize, claims);
     println!("warm pool: claiming a tenant takes {:.2} ms at the median over {claims} claims", median(&times));
+    goals.check("warm-pool claim, median", median(&times), " ms", Goal::AtMost(2.0));
 }
 
-fn migration(tenants: usize) {
+fn migration(tenants: usize, goals: &mut Goals) {
     let mut client = with_template("bench_migrate");
     for i in 0..tenants {
         create_ours(&mut client, &format!("bm_{i}"));
@@ -151,11 +154,14 @@ fn migration(tenants: usize) {
         tenants as f64 / seconds,
         medians.join(", ")
     );
+    goals.check("fleet migration, one ALTER TABLE", tenants as f64 / seconds, " tenants/s", Goal::AtLeast(500.0));
 }
 
 fn main() {
     let tenants: usize = env::var("TC_BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    creation(tenants);
-    warm_pool(200);
-    migration(1000);
+    let mut goals = Goals::default();
+    creation(tenants, &mut goals);
+    warm_pool(200, &mut goals);
+    migration(1000, &mut goals);
+    goals.finish();
 }

@@ -50,3 +50,42 @@ pub fn median(values: &[f64]) -> f64 {
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     sorted[sorted.len() / 2]
 }
+
+/// The goals a benchmark measures itself against. Each figure is printed with
+/// its goal beside it; `finish` exits non-zero when any goal was missed, so a
+/// run that misses one cannot be mistaken for a good one. (CI does not run the
+/// benchmarks: a slow machine fails a benchmark run, never the test suite.)
+#[derive(Default)]
+pub struct Goals {
+    missed: Vec<String>,
+}
+
+pub enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Goals {
+    /// Print `figure` (in `unit`) against `goal`, and remember a miss.
+    pub fn check(&mut self, what: &str, figure: f64, unit: &str, goal: Goal) {
+        let (met, wanted) = match goal {
+            Goal::AtLeast(bound) => (figure >= bound, format!(">= {bound}")),
+            Goal::AtMost(bound) => (figure <= bound, format!("<= {bound}")),
+        };
+        let verdict = if met { "met" } else { "MISSED" };
+        println!("GOAL {what}: {figure:.3}{unit} (goal {wanted}{unit}): {verdict}");
+        if !met {
+            self.missed.push(format!("{what}: {figure:.3}{unit}, goal {wanted}{unit}"));
+        }
+    }
+
+    /// Exit non-zero if a goal was missed.
+    pub fn finish(self) {
+        if self.missed.is_empty() {
+            println!("all goals met");
+        } else {
+            println!("goals missed:\n  {}", self.missed.join("\n  "));
+            std::process::exit(1);
+        }
+    }
+}
