@@ -41,7 +41,7 @@ impl Cluster {
         let conf = format!(
             "listen_addresses = ''\nport = {}\nunix_socket_directories = '{}'\n\
              shared_preload_libraries = 'pg_cron,pg_stat_statements'\ncron.database_name = 'postgres'\n\
-             fsync = off\nlc_messages = 'C'\ntimezone = 'UTC'\ndatestyle = 'ISO, MDY'\n",
+             fsync = off\nautovacuum = off\nlc_messages = 'C'\ntimezone = 'UTC'\ndatestyle = 'ISO, MDY'\n",
             cluster.port,
             cluster.dir.display()
         );
