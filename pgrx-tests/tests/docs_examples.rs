@@ -2,7 +2,7 @@
 //! pg_regress does, so that the documentation cannot drift from the code.
 //!
 //! The convention (docs/README.md explains it to writers):
-//! - a ```sql block is an example: it runs, and the ```output block that follows it
+//! - in docs/*.md and README.md, a ```sql block is an example: it runs, and the ```output block that follows it
 //!   (only blank lines between) holds exactly what `psql -X -q` prints for it, errors
 //!   and notices included (VERBOSITY verbose, so errors show their SQLSTATE; the
 //!   LOCATION lines, which name source lines, are left out). A ```sql block without
@@ -25,10 +25,12 @@ use std::process::{Command, Stdio};
 
 const MARKER: &str = "@@tc-docs-example@@";
 
-/// A fenced block of a page: its info string, its body, and the lines (0-based) of its
+/// A fenced block of a page: its indentation (a block inside a list item is indented),
+/// its info string, its body without the indentation, and the lines (0-based) of its
 /// opening and closing fences.
 #[derive(Clone)]
 struct Block {
+    indent: String,
     info: String,
     body: String,
     open: usize,
@@ -42,20 +44,27 @@ struct Example {
 
 fn blocks(page: &str) -> Vec<Block> {
     let mut found = Vec::new();
-    let mut current: Option<(String, usize, Vec<&str>)> = None;
+    let mut current: Option<Block> = None;
+    let mut body: Vec<&str> = Vec::new();
     for (number, line) in page.lines().enumerate() {
+        let indent = &line[..line.len() - line.trim_start().len()];
         match current.take() {
             None => {
                 if let Some(info) = line.trim_start().strip_prefix("```") {
-                    current = Some((info.trim().to_string(), number, Vec::new()));
+                    let info = info.trim().to_string();
+                    current =
+                        Some(Block { indent: indent.to_string(), info, body: String::new(), open: number, close: 0 });
+                    body.clear();
                 }
             }
-            Some((info, open, mut body)) => {
-                if line.trim_start() == "```" {
-                    found.push(Block { info, body: body.join("\n"), open, close: number });
+            Some(mut block) => {
+                if line.trim() == "```" {
+                    block.body = body.join("\n");
+                    block.close = number;
+                    found.push(block);
                 } else {
-                    body.push(line);
-                    current = Some((info, open, body));
+                    body.push(line.strip_prefix(block.indent.as_str()).unwrap_or(line));
+                    current = Some(block);
                 }
             }
         }
@@ -152,12 +161,13 @@ fn unified_diff(expected: &str, actual: &str) -> String {
 fn blessed(page: &str, examples: &[Example], outputs: &[String]) -> String {
     let mut lines: Vec<String> = page.lines().map(str::to_string).collect();
     for (example, actual) in examples.iter().zip(outputs).rev() {
+        let indent = &example.sql.indent;
         let new_block: Vec<String> = if actual.is_empty() {
             Vec::new()
         } else {
-            let mut b = vec!["```output".to_string()];
-            b.extend(actual.lines().map(str::to_string));
-            b.push("```".to_string());
+            let mut b = vec![format!("{indent}```output")];
+            b.extend(actual.lines().map(|l| if l.is_empty() { String::new() } else { format!("{indent}{l}") }));
+            b.push(format!("{indent}```"));
             b
         };
         // The output block goes right after the sql block (blank lines between are dropped).
@@ -172,13 +182,16 @@ fn blessed(page: &str, examples: &[Example], outputs: &[String]) -> String {
     text
 }
 
-fn pages(docs: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(docs)
+/// The pages checked: docs/*.md and the README's tour, as (name shown, path).
+fn pages(docs: &Path) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(docs)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| (format!("docs/{}", p.file_name().unwrap().to_string_lossy()), p))
         .collect();
     found.sort();
+    found.push(("README.md".to_string(), docs.join("../README.md")));
     found
 }
 
@@ -221,8 +234,7 @@ fn documented_examples_print_what_the_docs_show() {
 
     let mut failures = String::new();
     let mut checked = 0;
-    for page in pages(&docs) {
-        let name = page.file_name().unwrap().to_string_lossy().into_owned();
+    for (name, page) in pages(&docs) {
         let text = std::fs::read_to_string(&page).unwrap();
         let examples = examples(&text, &name);
         if examples.is_empty() {
@@ -242,7 +254,7 @@ fn documented_examples_print_what_the_docs_show() {
             let expected = example.output.as_ref().map(|b| normalise(&b.body)).unwrap_or_default();
             if &expected != actual {
                 failures.push_str(&format!(
-                    "docs/{name}:{}: the example prints something else than the page shows\n{}\n{}\n",
+                    "{name}:{}: the example prints something else than the page shows\n{}\n{}\n",
                     example.sql.open + 1,
                     example.sql.body,
                     unified_diff(&expected, actual)
