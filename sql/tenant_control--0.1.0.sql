@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:31
+-- src/lib.rs:30
 -- bootstrap
 -- tenant_control bootstrap: roles, tables and their comments.
 -- Runs before the Rust functions are created. Every object here lives in the
@@ -851,7 +851,7 @@ AS 'MODULE_PATHNAME', 'verify_backup_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:32
+-- src/lib.rs:31
 -- finalize
 -- tenant_control finalize: SQL conveniences, comments on functions, and the
 -- privilege model. Runs after every Rust function has been created.
