@@ -191,7 +191,7 @@ COMMENT ON TABLE tenant.migrations IS
     'Numbered migration scripts. The template is at the newest version; each tenant''s version is in tenant.tenant_schemas.';
 COMMENT ON COLUMN tenant.migrations.version IS 'Migration number: 1, 2, 3, ... without gaps.';
 COMMENT ON COLUMN tenant.migrations.description IS 'What the migration does.';
-COMMENT ON COLUMN tenant.migrations.script IS 'SQL run as the role that stands for the tenant (tenant_template_owner, <schema>_owner) with search_path pg_catalog, <schema>; names in it are unqualified.';
+COMMENT ON COLUMN tenant.migrations.script IS 'SQL run as the role that stands for the tenant (tenant_template_owner, <schema>_owner) with search_path <schema> (pg_catalog searched first); names in it are unqualified.';
 COMMENT ON COLUMN tenant.migrations.registered_at IS 'When the migration was registered (and applied to the template).';
 COMMENT ON COLUMN tenant.migrations.registered_by IS 'session_user that registered it.';
 

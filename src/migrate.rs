@@ -5,8 +5,8 @@
 //! A script never runs as the extension's owner. It runs as the role that
 //! stands for the tenant in the schema it changes (`tenant_template_owner` in
 //! the template when it is registered, `<schema>_owner` in each tenant), in a
-//! security-restricted operation, with `search_path = pg_catalog, <schema>`:
-//! a built-in wins over a tenant's function of the same signature, and
+//! security-restricted operation, with `search_path = <schema>` (pg_catalog
+//! is then searched first, implicitly): a built-in wins over a tenant's function of the same signature, and
 //! whatever tenant code still runs (a better-matching overload, a trigger the
 //! tenant put on a table) runs with the tenant's own rights. For the length
 //! of the script (inside the same transaction) that role is lent the
@@ -14,6 +14,7 @@
 //! the schema; both are taken back before the transaction ends.
 
 use crate::db;
+use crate::drift::{self, Key};
 use crate::errors::{TcError, TcResult};
 use crate::lifecycle;
 use crate::oplog::Operation;
@@ -22,7 +23,7 @@ use crate::restricted;
 use crate::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiError, SpiErrorCodes};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Migration {
     pub version: i32,
@@ -59,7 +60,7 @@ pub fn register(
     run_scripts(TEMPLATE_SCHEMA, TEMPLATE_ROLE, std::slice::from_ref(&migration)).map_err(|error| {
         if error.code == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE {
             error.hint(format!(
-                "A migration runs as {TEMPLATE_ROLE} with search_path pg_catalog, {TEMPLATE_SCHEMA}: it may create and change \
+                "A migration runs as {TEMPLATE_ROLE} with search_path {TEMPLATE_SCHEMA}: it may create and change \
                  the template's objects only. Nothing was registered."
             ))
         } else {
@@ -131,18 +132,88 @@ fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<(
     if migrations.is_empty() {
         return Ok(());
     }
-    as_schema_role(schema, role, || migrations.iter().try_for_each(|migration| execute(schema, migration)))
+    let before = if schema == TEMPLATE_SCHEMA { BTreeSet::new() } else { bound_to_tenant_code(schema)? };
+    as_schema_role(schema, role, || migrations.iter().try_for_each(|migration| execute(schema, migration)))?;
+    if schema != TEMPLATE_SCHEMA {
+        refuse_new_bindings(schema, migrations, &before)?;
+    }
+    Ok(())
+}
+
+/// What depends on a function or operator of schema $1 that the template
+/// ($2) does not have (one the tenant created): "<object> uses <function>".
+const BOUND_TO_TENANT_CODE: &str = r#"
+WITH tenant_code AS (
+    SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid FROM pg_catalog.pg_proc p
+     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc t
+                        WHERE t.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_proc')) AND t.proname = p.proname
+                          AND tenant.deparse_in($2::text, 'identity arguments', t.oid)
+                              = tenant.deparse_in($1::text, 'identity arguments', p.oid))
+    UNION ALL
+    SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM pg_catalog.pg_operator o
+     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_operator'))
+)
+SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' uses '
+       || pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0) AS binding
+  FROM tenant_code c JOIN pg_catalog.pg_depend d ON d.refclassid = c.classid AND d.refobjid = c.oid
+"#;
+
+fn bound_to_tenant_code(schema: &str) -> TcResult<BTreeSet<String>> {
+    let rows = template::catalog_read(|| {
+        db::rows(BOUND_TO_TENANT_CODE, &[schema.into(), TEMPLATE_SCHEMA.into()], |row| {
+            Ok(db::col::<String>(row, "binding")?.unwrap_or_default())
+        })
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A migration is written for the template: what it creates must use the
+/// template's functions and operators and the built-ins. Where a tenant's
+/// own overload matched better (a `lower(varchar)` for a varchar column), an
+/// index, default or check would call the tenant's code from then on,
+/// whoever writes the table or builds the index: the tenant's migration is
+/// refused instead.
+fn refuse_new_bindings(schema: &str, migrations: &[Migration], before: &BTreeSet<String>) -> TcResult<()> {
+    let after = bound_to_tenant_code(schema)?;
+    let new: Vec<&str> = after.difference(before).map(String::as_str).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let versions = migrations.iter().map(|m| m.version.to_string()).collect::<Vec<_>>().join(", ");
+    Err(TcError::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("migration {versions} on schema {schema} would bind the template's objects to the tenant's own code: {}", new.join("; ")),
+    )
+    .hint("A function or operator the tenant created matches a call in the migration better than the built-in or the template's: \
+           drop or rename it in the tenant's schema, or cast the arguments in the migration, then migrate again."))
 }
 
 /// Run `work` (DDL and data changes in `schema`) as `role`, the role that
 /// stands for the tenant there, in a security-restricted operation with
-/// `search_path = pg_catalog, <schema>`, lent what it needs (see the module
-/// comment) for the length of the work. Used by migrations and by the
-/// integrity check's repairs.
+/// `search_path = <schema>` (pg_catalog first, implicitly), lent what it
+/// needs (see the module comment) for the length of the work. Used by
+/// migrations and by the integrity check's repairs.
+///
+/// While a tenant's role holds the ownership of objects it does not own,
+/// code the tenant wrote and the work calls (its trigger on a table the work
+/// updates, its overload the work binds) runs as that role and could change
+/// them: add a trigger or an expression index to a superuser's table, or
+/// replace the body of a superuser's function. So in a tenant's schema the
+/// lent objects must come out of the work either as they went in or as the
+/// template has them; anything else refuses the work (42501).
 pub fn as_schema_role<T>(schema: &str, role: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     let lent = Lent::lend(schema, role)?;
-    let path = format!("pg_catalog, {}", quote_identifier(schema));
-    let outcome = restricted::as_role(role, &path, work)?;
+    let guarded = schema != TEMPLATE_SCHEMA && !lent.objects.is_empty();
+    let before = if guarded { drift::structure(schema, role)? } else { BTreeMap::new() };
+    // The schema alone: PostgreSQL then searches pg_catalog before it (a
+    // built-in wins over a function of the same signature), and unqualified
+    // CREATE statements create in the schema (with pg_catalog named first,
+    // they would try pg_catalog).
+    let outcome = restricted::as_role(role, &quote_identifier(schema), work)?;
+    if guarded {
+        lent.refuse_tampering(&before)?;
+    }
     lent.give_back()?;
     Ok(outcome)
 }
@@ -175,28 +246,30 @@ fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
 }
 
 /// The objects of a schema that are not owned by a role, as ALTER ... OWNER
-/// statement heads (fully qualified), with their catalog, oid and owner.
-/// Indexes, a table's row type and the sequences of its columns follow
-/// their table. Run with the catalog search_path.
+/// statement heads (fully qualified), with their catalog, oid, owner and
+/// name as tenant.check_integrity names them. Indexes, a table's row type
+/// and the sequences of its columns follow their table. Run with the catalog
+/// search_path.
 const NOT_OWNED: &str = r#"
 SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.identity) AS head,
-       o.owner::pg_catalog.regrole::text AS owner
+       o.owner::pg_catalog.regrole::text AS owner, o.name
   FROM (
     SELECT 'pg_class' AS catalog, c.oid, c.relowner AS owner,
            CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
                           WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
-           pg_catalog.format('%I.%I', $1::text, c.relname) AS identity
+           pg_catalog.format('%I.%I', $1::text, c.relname) AS identity, c.relname::text AS name
       FROM pg_catalog.pg_class c
      WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                           AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
     UNION ALL
     SELECT 'pg_proc', p.oid, p.proowner, 'ROUTINE',
-           pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid))
+           pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+           pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
       FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
     UNION ALL
     SELECT 'pg_type', t.oid, t.typowner, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
-           pg_catalog.format('%I.%I', $1::text, t.typname)
+           pg_catalog.format('%I.%I', $1::text, t.typname), t.typname::text
       FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
        AND (t.typtype IN ('e', 'd', 'r')
             OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
@@ -205,12 +278,37 @@ SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.id
  ORDER BY o.oid
 "#;
 
+/// One object of NOT_OWNED.
+struct Owned {
+    key: (String, pg_sys::Oid),
+    head: String,
+    owner: String,
+    name: String,
+}
+
+fn not_owned(schema: &str, role: &str, owned_by_role: bool) -> TcResult<Vec<Owned>> {
+    let sql = if owned_by_role { NOT_OWNED.replace("o.owner <> $2", "o.owner = $2") } else { NOT_OWNED.to_string() };
+    template::catalog_read(|| {
+        db::rows(&sql, &[schema.into(), quote_identifier(role).as_str().into()], |row| {
+            Ok(Owned {
+                key: (
+                    db::col::<String>(row, "catalog")?.unwrap_or_default(),
+                    db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default(),
+                ),
+                head: db::col::<String>(row, "head")?.unwrap_or_default(),
+                owner: db::col::<String>(row, "owner")?.unwrap_or_default(),
+                name: db::col::<String>(row, "name")?.unwrap_or_default(),
+            })
+        })
+    })
+}
+
 /// What a migration's role was lent for the length of its scripts.
 struct Lent {
     schema: String,
     role: String,
-    /// (catalog, oid) -> the owner to give the object back to.
-    owners: Vec<((String, pg_sys::Oid), String)>,
+    /// The objects lent, with the owners to give them back to.
+    objects: Vec<Owned>,
     /// Schema privileges the role did not hold.
     privileges: Vec<&'static str>,
 }
@@ -229,35 +327,19 @@ impl Lent {
                 privileges.push(privilege);
             }
         }
-        let mut owners = Vec::new();
-        for (key, head, owner) in not_owned(schema, role)? {
-            db::run(&format!("{head}{role_q}"), &[])?;
-            owners.push((key, owner));
+        let objects = not_owned(schema, role, false)?;
+        for object in &objects {
+            db::run(&format!("{}{role_q}", object.head), &[])?;
         }
-        Ok(Lent { schema: schema.to_string(), role: role.to_string(), owners, privileges })
+        Ok(Lent { schema: schema.to_string(), role: role.to_string(), objects, privileges })
     }
 
     /// Objects are found again by oid: a script may have renamed them.
     fn give_back(self) -> TcResult<()> {
         let (schema_q, role_q) = (quote_identifier(&self.schema), quote_identifier(&self.role));
-        let now_owned_by_role = template::catalog_read(|| {
-            db::rows(
-                &NOT_OWNED.replace("o.owner <> $2", "o.owner = $2"),
-                &[self.schema.as_str().into(), role_q.as_str().into()],
-                |row| {
-                    Ok((
-                        (
-                            db::col::<String>(row, "catalog")?.unwrap_or_default(),
-                            db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default(),
-                        ),
-                        db::col::<String>(row, "head")?.unwrap_or_default(),
-                    ))
-                },
-            )
-        })?;
-        for (key, head) in now_owned_by_role {
-            if let Some((_, owner)) = self.owners.iter().find(|(lent, _)| *lent == key) {
-                db::run(&format!("{head}{owner}"), &[])?;
+        for now in not_owned(&self.schema, &self.role, true)? {
+            if let Some(lent) = self.objects.iter().find(|lent| lent.key == now.key) {
+                db::run(&format!("{}{}", now.head, lent.owner), &[])?;
             }
         }
         for privilege in self.privileges {
@@ -265,23 +347,43 @@ impl Lent {
         }
         Ok(())
     }
-}
 
-type NotOwned = ((String, pg_sys::Oid), String, String);
-
-fn not_owned(schema: &str, role: &str) -> TcResult<Vec<NotOwned>> {
-    template::catalog_read(|| {
-        db::rows(NOT_OWNED, &[schema.into(), quote_identifier(role).as_str().into()], |row| {
-            Ok((
-                (
-                    db::col::<String>(row, "catalog")?.unwrap_or_default(),
-                    db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default(),
-                ),
-                db::col::<String>(row, "head")?.unwrap_or_default(),
-                db::col::<String>(row, "owner")?.unwrap_or_default(),
-            ))
-        })
-    })
+    /// The lent objects (and their columns, keys, indexes, triggers,
+    /// policies, rules) that the work left different both from what they
+    /// were and from the template.
+    fn refuse_tampering(&self, before: &BTreeMap<Key, String>) -> TcResult<()> {
+        let after = drift::structure(&self.schema, &self.role)?;
+        let template = drift::structure(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
+        let names: BTreeSet<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
+        let keys: BTreeSet<&Key> = before.keys().chain(after.keys()).collect();
+        let tampered: Vec<String> = keys
+            .into_iter()
+            .filter(|(_, parent, name)| names.contains(parent.as_str()) || names.contains(name.as_str()))
+            .filter(|key| after.get(*key) != before.get(*key) && after.get(*key) != template.get(*key))
+            .map(
+                |(kind, parent, name)| {
+                    if parent.is_empty() {
+                        format!("{kind} {name}")
+                    } else {
+                        format!("{kind} {parent}.{name}")
+                    }
+                },
+            )
+            .collect();
+        if tampered.is_empty() {
+            return Ok(());
+        }
+        Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "objects of schema {} not owned by its role were changed unlike the template while it was migrated: {}",
+                self.schema,
+                tampered.join(", ")
+            ),
+        )
+        .hint("Code of the tenant that ran during the migration (a trigger, an overload) changed them; nothing was kept. \
+               Run tenant.check_integrity on the tenant."))
+    }
 }
 
 /// What the template's role owns, is granted or has set outside the
@@ -293,7 +395,12 @@ SELECT pg_catalog.format('%s %s', i.type, i.identity) AS object
   FROM pg_catalog.pg_shdepend s, LATERAL pg_catalog.pg_identify_object(s.classid, s.objid, s.objsubid) i
  WHERE s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND s.refobjid = $1::pg_catalog.regrole
    AND s.dbid IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))
-   AND i.schema IS DISTINCT FROM $2::text
+   -- A policy (which names roles) has no schema of its own: its table's counts.
+   AND COALESCE(i.schema, (SELECT n.nspname::text FROM pg_catalog.pg_policy p
+                             JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                            WHERE s.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND p.oid = s.objid))
+       IS DISTINCT FROM $2::text
    AND NOT (s.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND i.identity = pg_catalog.quote_ident($2::text))
 UNION ALL
 SELECT pg_catalog.format('default privileges of %s in %s', $1::text, COALESCE(a.defaclnamespace::pg_catalog.regnamespace::text, 'every schema'))

@@ -273,10 +273,15 @@ BEGIN
     INSERT INTO public.trap_marks VALUES (current_user, what);
     RETURN true;
 END $$;
-CREATE FUNCTION {s}.eq_oid_any(oid, anyelement) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN RETURN {s}.mark('= (oid, ' || pg_typeof($2) || ')') AND $1 OPERATOR(pg_catalog.=) $2::oid; END $$;
-CREATE FUNCTION {s}.ne_oid_any(oid, anyelement) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN RETURN {s}.mark('<> (oid, ' || pg_typeof($2) || ')') AND $1 OPERATOR(pg_catalog.<>) $2::oid; END $$;
+DO $do$ DECLARE t text; BEGIN
+    FOREACH t IN ARRAY ARRAY['regclass', 'regnamespace', 'regrole', 'regprocedure', 'regtype'] LOOP
+        EXECUTE pg_catalog.format('CREATE FUNCTION {s}.eq_oid_%1$s(oid, %1$s) RETURNS boolean LANGUAGE plpgsql AS
+            $f$ BEGIN RETURN {s}.mark(%2$L) AND $1 OPERATOR(pg_catalog.=) $2::oid; END $f$', t, '= (oid, ' || t || ')');
+        EXECUTE pg_catalog.format('CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = %1$s, FUNCTION = {s}.eq_oid_%1$s)', t);
+    END LOOP;
+END $do$;
+CREATE FUNCTION {s}.ne_oid_regclass(oid, regclass) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('<> (oid, regclass)') AND $1 OPERATOR(pg_catalog.<>) $2::oid; END $$;
 CREATE FUNCTION {s}.eq_oid_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS
     $$ BEGIN RETURN {s}.mark('= (oid, integer)') AND $1 OPERATOR(pg_catalog.=) $2::oid; END $$;
 CREATE FUNCTION {s}.eq_name_text(name, text) RETURNS boolean LANGUAGE plpgsql AS
@@ -293,12 +298,7 @@ CREATE FUNCTION {s}.like_name_text(name, text) RETURNS boolean LANGUAGE plpgsql 
     $$ BEGIN RETURN {s}.mark('~~ (name, text)') AND $1::text OPERATOR(pg_catalog.~~) $2; END $$;
 CREATE FUNCTION {s}.path_text(jsonb, text) RETURNS text LANGUAGE plpgsql AS
     $$ BEGIN PERFORM {s}.mark('#>> (jsonb, text)'); RETURN $1 OPERATOR(pg_catalog.#>>) ARRAY[$2]; END $$;
-CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = {s}.eq_oid_any);
-CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = regnamespace, FUNCTION = {s}.eq_oid_any);
-CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = regrole, FUNCTION = {s}.eq_oid_any);
-CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = regprocedure, FUNCTION = {s}.eq_oid_any);
-CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = regtype, FUNCTION = {s}.eq_oid_any);
-CREATE OPERATOR {s}.<> (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = {s}.ne_oid_any);
+CREATE OPERATOR {s}.<> (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = {s}.ne_oid_regclass);
 CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = {s}.eq_oid_int);
 CREATE OPERATOR {s}.= (LEFTARG = name, RIGHTARG = text, FUNCTION = {s}.eq_name_text);
 CREATE OPERATOR {s}.= (LEFTARG = text, RIGHTARG = name, FUNCTION = {s}.eq_text_name);
@@ -336,7 +336,7 @@ fn plant_traps(schema: &str) {
     // The traps work: with the schema on the search_path, a query like the
     // extension's catalog queries picks them.
     Spi::run(&format!("SET LOCAL search_path = {schema}; SELECT count(*) FROM pg_catalog.pg_class c WHERE c.oid = 'pg_catalog.pg_class'::regclass; RESET search_path")).unwrap();
-    assert_eq!(one::<String>("SELECT string_agg(what, ', ') FROM public.trap_marks"), Some("= (oid, regclass)".into()));
+    assert_eq!(one::<String>("SELECT string_agg(DISTINCT what, ', ') FROM public.trap_marks"), Some("= (oid, regclass)".into()));
     Spi::run("DELETE FROM public.trap_marks").unwrap();
 }
 
