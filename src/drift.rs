@@ -395,11 +395,16 @@ fn repair(
             // evaluates code a tenant may have written.
             subxact::atomically(|| {
                 lifecycle::internal_ddl(|| {
-                    migrate::as_schema_role(tenant.schema.as_str(), tenant.role.as_str(), || {
-                        db::with_setting("check_function_bodies", "off", || {
-                            statements.iter().try_for_each(|statement| run_unless_present(statement))
-                        })
-                    })
+                    migrate::as_schema_role(
+                        tenant.schema.as_str(),
+                        tenant.role.as_str(),
+                        || {
+                            db::with_setting("check_function_bodies", "off", || {
+                                statements.iter().try_for_each(|statement| run_unless_present(statement))
+                            })
+                        },
+                        || Ok(()),
+                    )
                 })
             })
             .map(|_| format!("recreated from the template ({})", shorten(&statements.join("; "))))

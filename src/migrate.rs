@@ -133,11 +133,12 @@ fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<(
         return Ok(());
     }
     let before = if schema == TEMPLATE_SCHEMA { BTreeSet::new() } else { bound_to_tenant_code(schema)? };
-    as_schema_role(schema, role, || migrations.iter().try_for_each(|migration| execute(schema, migration)))?;
-    if schema != TEMPLATE_SCHEMA {
-        refuse_new_bindings(schema, migrations, &before)?;
-    }
-    Ok(())
+    as_schema_role(
+        schema,
+        role,
+        || migrations.iter().try_for_each(|migration| execute(schema, migration)),
+        || if schema == TEMPLATE_SCHEMA { Ok(()) } else { refuse_new_bindings(schema, migrations, &before) },
+    )
 }
 
 /// What depends on a function or operator of schema $1 that the template
@@ -202,7 +203,13 @@ fn refuse_new_bindings(schema: &str, migrations: &[Migration], before: &BTreeSet
 /// replace the body of a superuser's function. So in a tenant's schema the
 /// lent objects must come out of the work either as they went in or as the
 /// template has them; anything else refuses the work (42501).
-pub fn as_schema_role<T>(schema: &str, role: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+/// `verify` runs (as the extension's owner) right after the work.
+pub fn as_schema_role<T>(
+    schema: &str,
+    role: &str,
+    work: impl FnOnce() -> TcResult<T>,
+    verify: impl FnOnce() -> TcResult<()>,
+) -> TcResult<T> {
     let lent = Lent::lend(schema, role)?;
     let guarded = schema != TEMPLATE_SCHEMA && !lent.objects.is_empty();
     let before = if guarded { drift::structure(schema, role)? } else { BTreeMap::new() };
@@ -211,6 +218,7 @@ pub fn as_schema_role<T>(schema: &str, role: &str, work: impl FnOnce() -> TcResu
     // CREATE statements create in the schema (with pg_catalog named first,
     // they would try pg_catalog).
     let outcome = restricted::as_role(role, &quote_identifier(schema), work)?;
+    verify()?;
     if guarded {
         lent.refuse_tampering(&before)?;
     }
