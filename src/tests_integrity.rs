@@ -282,6 +282,8 @@ DO $do$ DECLARE t text; BEGIN
 END $do$;
 CREATE FUNCTION {s}.ne_oid_regclass(oid, regclass) RETURNS boolean LANGUAGE plpgsql AS
     $$ BEGIN RETURN {s}.mark('<> (oid, regclass)') AND $1 OPERATOR(pg_catalog.<>) $2::oid; END $$;
+CREATE FUNCTION {s}.ne_oid_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('<> (oid, integer)') AND $1 OPERATOR(pg_catalog.<>) $2::oid; END $$;
 CREATE FUNCTION {s}.eq_oid_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS
     $$ BEGIN RETURN {s}.mark('= (oid, integer)') AND $1 OPERATOR(pg_catalog.=) $2::oid; END $$;
 CREATE FUNCTION {s}.eq_name_text(name, text) RETURNS boolean LANGUAGE plpgsql AS
@@ -300,6 +302,7 @@ CREATE FUNCTION {s}.path_text(jsonb, text) RETURNS text LANGUAGE plpgsql AS
     $$ BEGIN PERFORM {s}.mark('#>> (jsonb, text)'); RETURN $1 OPERATOR(pg_catalog.#>>) ARRAY[$2]; END $$;
 CREATE OPERATOR {s}.<> (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = {s}.ne_oid_regclass);
 CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = {s}.eq_oid_int);
+CREATE OPERATOR {s}.<> (LEFTARG = oid, RIGHTARG = integer, FUNCTION = {s}.ne_oid_int);
 CREATE OPERATOR {s}.= (LEFTARG = name, RIGHTARG = text, FUNCTION = {s}.eq_name_text);
 CREATE OPERATOR {s}.= (LEFTARG = text, RIGHTARG = name, FUNCTION = {s}.eq_text_name);
 CREATE OPERATOR {s}.<> (LEFTARG = name, RIGHTARG = text, FUNCTION = {s}.ne_name_text);
