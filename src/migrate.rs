@@ -260,7 +260,7 @@ fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
 /// search_path.
 const NOT_OWNED: &str = r#"
 SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.identity) AS head,
-       o.owner::pg_catalog.regrole::text AS owner, o.name
+       o.owner::pg_catalog.regrole::text AS owner, o.name, o.kind, o.identity
   FROM (
     SELECT 'pg_class' AS catalog, c.oid, c.relowner AS owner,
            CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
@@ -292,6 +292,8 @@ struct Owned {
     head: String,
     owner: String,
     name: String,
+    kind: String,
+    identity: String,
 }
 
 fn not_owned(schema: &str, role: &str, owned_by_role: bool) -> TcResult<Vec<Owned>> {
@@ -306,9 +308,42 @@ fn not_owned(schema: &str, role: &str, owned_by_role: bool) -> TcResult<Vec<Owne
                 head: db::col::<String>(row, "head")?.unwrap_or_default(),
                 owner: db::col::<String>(row, "owner")?.unwrap_or_default(),
                 name: db::col::<String>(row, "name")?.unwrap_or_default(),
+                kind: db::col::<String>(row, "kind")?.unwrap_or_default(),
+                identity: db::col::<String>(row, "identity")?.unwrap_or_default(),
             })
         })
     })
+}
+
+/// The default privileges the current user has in the template (ALTER
+/// DEFAULT PRIVILEGES, as the extension sets them for tables and sequences),
+/// granted on an object given to it after it was created.
+const DEFAULT_PRIVILEGES: &str = r#"
+SELECT pg_catalog.format('GRANT %s ON %s TO %s%s', x.privilege_type, $2::text,
+                         CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END,
+                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+  FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) x
+ WHERE d.defaclrole = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
+   AND d.defaclnamespace IN (0, $3::pg_catalog.regnamespace) AND d.defaclobjtype = $1::"char"
+   AND x.grantee <> d.defaclrole
+"#;
+
+fn apply_default_privileges(object: &Owned) -> TcResult<()> {
+    let target = &object.identity;
+    let (objtype, on) = match object.kind.as_str() {
+        "SEQUENCE" => ("S", format!("SEQUENCE {target}")),
+        "ROUTINE" => ("f", format!("ROUTINE {target}")),
+        "TYPE" | "DOMAIN" => ("T", format!("TYPE {target}")),
+        _ => ("r", format!("TABLE {target}")),
+    };
+    let grants = template::catalog_read(|| {
+        db::rows(
+            DEFAULT_PRIVILEGES,
+            &[objtype.into(), on.as_str().into(), quote_identifier(TEMPLATE_SCHEMA).as_str().into()],
+            |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+        )
+    })?;
+    grants.iter().try_for_each(|grant| db::run(grant, &[]))
 }
 
 /// What a migration's role was lent for the length of its scripts.
@@ -317,6 +352,8 @@ struct Lent {
     role: String,
     /// The objects lent, with the owners to give them back to.
     objects: Vec<Owned>,
+    /// What the role owned before: anything else it owns afterwards is new.
+    owned_before: Vec<(String, pg_sys::Oid)>,
     /// Schema privileges the role did not hold.
     privileges: Vec<&'static str>,
 }
@@ -335,19 +372,40 @@ impl Lent {
                 privileges.push(privilege);
             }
         }
+        let owned_before = not_owned(schema, role, true)?.into_iter().map(|o| o.key).collect();
         let objects = not_owned(schema, role, false)?;
         for object in &objects {
             db::run(&format!("{}{role_q}", object.head), &[])?;
         }
-        Ok(Lent { schema: schema.to_string(), role: role.to_string(), objects, privileges })
+        Ok(Lent { schema: schema.to_string(), role: role.to_string(), objects, owned_before, privileges })
     }
 
     /// Objects are found again by oid: a script may have renamed them.
+    /// What the work created gets the owner it had before migrations ran as
+    /// the tenant's role: in the template, the extension's owner (the role
+    /// that runs the migration's statements as superuser did), with the
+    /// default privileges it has in the template; in a tenant, the owner the
+    /// template gives it (grant_like_template then copies the privileges).
+    /// So a function a migration creates is never the tenant's to replace
+    /// while an index of the superuser's table calls it (ANALYZE runs such
+    /// expressions as the table's owner).
     fn give_back(self) -> TcResult<()> {
         let (schema_q, role_q) = (quote_identifier(&self.schema), quote_identifier(&self.role));
+        let template_role_owns: BTreeSet<String> = if self.schema == TEMPLATE_SCHEMA {
+            BTreeSet::new()
+        } else {
+            not_owned(TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?.into_iter().map(|o| o.name).collect()
+        };
         for now in not_owned(&self.schema, &self.role, true)? {
             if let Some(lent) = self.objects.iter().find(|lent| lent.key == now.key) {
                 db::run(&format!("{}{}", now.head, lent.owner), &[])?;
+            } else if !self.owned_before.contains(&now.key)
+                && (self.schema == TEMPLATE_SCHEMA || !template_role_owns.contains(&now.name))
+            {
+                db::run(&format!("{}CURRENT_USER", now.head), &[])?;
+                if self.schema == TEMPLATE_SCHEMA {
+                    apply_default_privileges(&now)?;
+                }
             }
         }
         for privilege in self.privileges {
