@@ -447,3 +447,25 @@ fn every_kind_of_object_a_tenant_adds_is_reported() {
     assert!(fixed.iter().filter(|f| f.0 == "extra_object").all(|f| !f.3), "{fixed:#?}");
     assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relnamespace = 'busy'::regnamespace AND relname LIKE 'own_%'"), Some(6));
 }
+
+#[pg_test]
+fn a_tenant_function_that_maintenance_would_run_as_the_superuser_is_reported() {
+    // A table of the installing superuser with an index on a function that
+    // tenant_template_owner owns: every tenant owns (and may replace) its copy
+    // of the function, and ANALYZE runs index expressions as the table's owner.
+    Spi::run(
+        "CREATE TABLE tenant_template.words (w text);
+         CREATE FUNCTION tenant_template.norm(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT pg_catalog.lower($1)';
+         ALTER FUNCTION tenant_template.norm(text) OWNER TO tenant_template_owner;
+         CREATE INDEX words_norm ON tenant_template.words (tenant_template.norm(w));",
+    )
+    .unwrap();
+    let id = created("d1d1d1d1-0000-4000-8000-00000000000c", "hazard");
+    let findings = tenant_check(&id, false);
+    let finding = findings
+        .iter()
+        .find(|f| f.0 == "tenant_code_run_as_owner" && f.2.contains("words_norm"))
+        .unwrap_or_else(|| panic!("not reported: {findings:#?}"));
+    assert_eq!(finding.1, "ERROR");
+    assert!(finding.4.contains("function hazard.norm(text)") && finding.4.contains("hazard_owner"), "{}", finding.4);
+}
