@@ -191,7 +191,7 @@ COMMENT ON TABLE tenant.migrations IS
     'Numbered migration scripts. The template is at the newest version; each tenant''s version is in tenant.tenant_schemas.';
 COMMENT ON COLUMN tenant.migrations.version IS 'Migration number: 1, 2, 3, ... without gaps.';
 COMMENT ON COLUMN tenant.migrations.description IS 'What the migration does.';
-COMMENT ON COLUMN tenant.migrations.script IS 'SQL run with search_path set to the schema being migrated; names in it are unqualified.';
+COMMENT ON COLUMN tenant.migrations.script IS 'SQL run as the role that stands for the tenant (tenant_template_owner, <schema>_owner) with search_path <schema> (pg_catalog searched first); names in it are unqualified.';
 COMMENT ON COLUMN tenant.migrations.registered_at IS 'When the migration was registered (and applied to the template).';
 COMMENT ON COLUMN tenant.migrations.registered_by IS 'session_user that registered it.';
 
@@ -234,16 +234,26 @@ $$;
 COMMENT ON FUNCTION tenant.setting_parts(text, text) IS
     'Internal: a function setting as statement parts, with the schema''s place in a search_path marked as a slot.';
 
--- The CREATE FUNCTION/PROCEDURE statement of a function, as statement parts.
--- No SET clause: the deparsing functions qualify names by the caller's
--- search_path, which is the template's while copies are generated.
+-- A deparsing function (pg_get_viewdef, pg_get_expr, format_type, ...) applied
+-- with one schema alone on the search_path, so that it leaves that schema's
+-- names unqualified. The catalog queries that call it run with search_path
+-- pg_catalog, pg_temp: no operator or function a tenant defines binds in them.
+-- Defined here (not by pgrx) because tenant.function_statement needs it.
+CREATE FUNCTION tenant.deparse_in(schema_name text, what text, object oid, expression text DEFAULT NULL, modifier integer DEFAULT NULL)
+RETURNS text LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'deparse_in_wrapper';
+COMMENT ON FUNCTION tenant.deparse_in(text, text, oid, text, integer) IS
+    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body).';
+
+-- The CREATE FUNCTION/PROCEDURE statement of a function, as statement parts,
+-- with the names of schema_name's objects left unqualified (tenant.deparse_in).
 CREATE FUNCTION tenant.function_statement(function_oid oid, schema_name text)
-RETURNS jsonb LANGUAGE sql STABLE
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE %s %I(%s)%s LANGUAGE %I%s%s%s',
                CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-               pg_catalog.pg_get_function_arguments(p.oid),
-               CASE p.prokind WHEN 'p' THEN '' ELSE ' RETURNS ' || pg_catalog.pg_get_function_result(p.oid) END,
+               tenant.deparse_in(schema_name, 'arguments', p.oid),
+               CASE p.prokind WHEN 'p' THEN '' ELSE ' RETURNS ' || tenant.deparse_in(schema_name, 'result', p.oid) END,
                l.lanname,
                CASE WHEN p.prokind = 'p' THEN '' ELSE
                    CASE p.provolatile WHEN 'i' THEN ' IMMUTABLE' WHEN 's' THEN ' STABLE' ELSE ' VOLATILE' END
@@ -259,7 +269,7 @@ AS $$
                                    WITH ORDINALITY AS part(part, n)),
                        '[]'::jsonb)
            || pg_catalog.jsonb_build_array(CASE
-                  WHEN p.prosqlbody IS NOT NULL THEN ' ' || pg_catalog.pg_get_function_sqlbody(p.oid)
+                  WHEN p.prosqlbody IS NOT NULL THEN ' ' || tenant.deparse_in(schema_name, 'sql body', p.oid)
                   WHEN l.lanname = 'c' THEN pg_catalog.format(' AS %L, %L', p.probin, p.prosrc)
                   ELSE ' AS ' || pg_catalog.quote_literal(p.prosrc) END)
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang

@@ -70,6 +70,38 @@ SELECT DISTINCT x.object, x.other FROM (
 ) x ORDER BY 1, 2
 "#;
 
+/// Relations of schema $1 not owned by its tenant's role ($2) whose indexes,
+/// statistics objects or materialized-view query call a function or operator
+/// that role owns: ANALYZE (autovacuum's too), REINDEX and REFRESH run those
+/// as the relation's owner, and the tenant can replace what it owns.
+const RUN_AS_OWNER: &str = r#"
+WITH rels AS MATERIALIZED (
+    SELECT c.oid, c.relowner FROM pg_catalog.pg_class c
+     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm')
+       AND c.relowner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2::text)
+), evaluated AS (
+    SELECT r.oid AS rel, 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, i.indexrelid AS objid
+      FROM rels r JOIN pg_catalog.pg_index i ON i.indrelid = r.oid
+    UNION ALL
+    SELECT r.oid, 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, x.oid
+      FROM rels r JOIN pg_catalog.pg_statistic_ext x ON x.stxrelid = r.oid
+    UNION ALL
+    SELECT r.oid, 'pg_catalog.pg_rewrite'::pg_catalog.regclass, w.oid
+      FROM rels r JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid
+)
+SELECT DISTINCT pg_catalog.pg_describe_object(e.classid, e.objid, 0) AS object,
+       pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0) AS code,
+       pg_catalog.pg_get_userbyid((SELECT r.relowner FROM rels r WHERE r.oid = e.rel))::text AS owner
+  FROM evaluated e JOIN pg_catalog.pg_depend d ON d.classid = e.classid AND d.objid = e.objid
+ WHERE (d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+        AND (SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.oid = d.refobjid)
+            = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2::text))
+    OR (d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+        AND (SELECT o.oprowner FROM pg_catalog.pg_operator o WHERE o.oid = d.refobjid)
+            = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2::text))
+ ORDER BY 1, 2
+"#;
+
 /// What each role other than the owner holds on schema $1.
 const PRIVILEGES: &str = r#"
 SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(x.grantee)::text END AS grantee,
@@ -375,11 +407,36 @@ fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix:
                 .detail(format!("{object} refers to schema \"{other}\", which belongs to another tenant")),
         );
     }
+    findings.extend(run_as_owner(&tenant)?);
     // The template's keys are checked against the data only where the tenant lost one.
     let lost_keys = findings.iter().any(|f| f.check == "missing_object" && f.object.starts_with("constraint "));
     findings.extend(orphans::orphaned_rows(&tenant, same_version && lost_keys)?);
     findings.extend(counters(&tenant, registered, fix)?);
     Ok(findings)
+}
+
+/// Tenant code that maintenance would run with another role's rights.
+fn run_as_owner(tenant: &Tenant) -> TcResult<Vec<Finding>> {
+    let found = template::catalog_read(|| {
+        db::rows(RUN_AS_OWNER, &[tenant.schema.as_str().into(), tenant.role.as_str().into()], |row| {
+            Ok((
+                col::<String>(row, "object")?.unwrap_or_default(),
+                col::<String>(row, "code")?.unwrap_or_default(),
+                col::<String>(row, "owner")?.unwrap_or_default(),
+            ))
+        })
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|(object, code, owner)| {
+            Finding::about(tenant, "tenant_code_run_as_owner", Severity::Error, object.clone()).detail(format!(
+                "{object} calls {code}, which the tenant's role \"{}\" owns and can replace; ANALYZE (autovacuum's \
+                 too), REINDEX and REFRESH MATERIALIZED VIEW run it as \"{owner}\", the owner of the table (not fixed: \
+                 give the function to the table's owner, or the table to the tenant's role, in the template and the tenants)",
+                tenant.role
+            ))
+        })
+        .collect())
 }
 
 /// Run a repair in its own subtransaction; a failed repair is reported, not raised.

@@ -86,6 +86,37 @@ impl ForeignKey {
     }
 }
 
+/// Only keys between ordinary (or partitioned) tables are checked against
+/// the data. A tenant owns its tables and may have put a view of the same
+/// name in place of one the template's lost key names: reading that view
+/// as the extension's owner would run the tenant's functions with the
+/// owner's rights. The relations are locked first, so that none can be
+/// swapped for a view between the look and the read.
+fn only_between_tables(schema: &TenantName, keys: Vec<ForeignKey>) -> TcResult<Vec<ForeignKey>> {
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    let name = |nsp: &str, rel: &str| format!("{}.{}", quote_identifier(nsp), quote_identifier(rel));
+    let mut relations: Vec<String> =
+        keys.iter().flat_map(|k| [name(schema.as_str(), &k.child), name(&k.parent_schema, &k.parent)]).collect();
+    relations.sort();
+    relations.dedup();
+    db::run(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", relations.join(", ")), &[])?;
+    let plain: Vec<String> = db::rows(
+        "SELECT x.name FROM pg_catalog.unnest($1::text[]) AS x(name)
+          WHERE (SELECT c.relkind FROM pg_catalog.pg_class c
+                  WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.name)) OPERATOR(pg_catalog.=) ANY ('{r,p}'::\"char\"[])",
+        &[relations.into()],
+        |row| Ok(col::<String>(row, "name")?.unwrap_or_default()),
+    )?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| {
+            plain.contains(&name(schema.as_str(), &k.child)) && plain.contains(&name(&k.parent_schema, &k.parent))
+        })
+        .collect())
+}
+
 pub fn orphaned_rows(tenant: &Tenant, with_template_keys: bool) -> TcResult<Vec<Finding>> {
     let keys = planned_rows(
         FOREIGN_KEYS,
@@ -104,6 +135,7 @@ pub fn orphaned_rows(tenant: &Tenant, with_template_keys: bool) -> TcResult<Vec<
             })
         },
     )?;
+    let keys = only_between_tables(&tenant.schema, keys)?;
     if keys.is_empty() {
         return Ok(Vec::new());
     }

@@ -37,18 +37,21 @@ pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uu
     lifecycle::internal_ddl(|| {
         db::run(&format!("ALTER SCHEMA {} RENAME TO {}", spare.quoted(), schema.quoted()), &[])?;
         db::run(&format!("ALTER ROLE {} RENAME TO {}", spare.role().quoted(), schema.role().quoted()), &[])?;
-        let rebinds = db::rows(
-            "SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s %I(%s)',
-                        CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-                        pg_catalog.pg_get_function_identity_arguments(p.oid)))
-                    || tenant.setting_parts(setting, $1)
-               FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) setting
-              WHERE p.oid IN (SELECT tenant.schema_objects($2, 'pg_catalog.pg_proc')) AND setting LIKE 'search_path=%'",
-            &[spare.as_str().into(), schema.as_str().into()],
-            |row| Ok(row.get::<pgrx::JsonB>(1)?.map(|parts| parts.0).unwrap_or_default()),
-        )?;
-        // Functions are named relative to the renamed schema, which is first on the search_path.
-        db::with_setting("search_path", &schema.quoted(), || {
+        // Read and run with the catalog search_path: every name is qualified
+        // (a spare holds only the template's objects, but nothing here
+        // depends on that).
+        template::catalog_read(|| {
+            let rebinds = db::rows(
+                "SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s %I.%I(%s)',
+                            CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, $2::text, p.proname,
+                            pg_catalog.pg_get_function_identity_arguments(p.oid)))
+                        OPERATOR(pg_catalog.||) tenant.setting_parts(setting, $1)
+                   FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) setting
+                  WHERE p.oid OPERATOR(pg_catalog.=) ANY (SELECT tenant.schema_objects($2, 'pg_catalog.pg_proc'))
+                    AND pg_catalog.starts_with(setting, 'search_path=')",
+                &[spare.as_str().into(), schema.as_str().into()],
+                |row| Ok(row.get::<pgrx::JsonB>(1)?.map(|parts| parts.0).unwrap_or_default()),
+            )?;
             for parts in rebinds {
                 db::run(&template::render(&template::parts_of(parts)?, schema.as_str(), ""), &[])?;
             }

@@ -1,12 +1,18 @@
 //! Faithful copies of the template schema.
 //!
-//! The DDL of a copy is generated from the catalogs while `search_path` is the
-//! template alone: the deparsing functions (`pg_get_expr`, `pg_get_viewdef`,
-//! `pg_get_constraintdef`, ...) then leave names inside the template
-//! unqualified and qualify everything else. Run with `search_path` set to the
-//! new schema, those unqualified names bind to the copy's own objects, so no
-//! name is ever found and replaced in text. A final pg_depend check proves that
-//! nothing in the copy still depends on the template.
+//! The DDL of a copy is generated from the catalogs. The deparsing functions
+//! (`pg_get_expr`, `pg_get_viewdef`, `pg_get_constraintdef`, ...) are applied
+//! through `tenant.deparse_in` with the schema being read alone on the
+//! search_path: they then leave names inside that schema unqualified and
+//! qualify everything else. Run with `search_path` set to the new schema,
+//! those unqualified names bind to the copy's own objects, so no name is ever
+//! found and replaced in text. A final pg_depend check proves that nothing in
+//! the copy still depends on the template.
+//!
+//! The generator queries themselves run with `search_path = pg_catalog,
+//! pg_temp` (`CATALOG_PATH`): the schema being read may be a tenant's, and an
+//! operator or function a tenant defines (an `=` for `(oid, regclass)`, a
+//! `lower(name)`) must never bind in a query the extension runs as its owner.
 
 use crate::db;
 use crate::errors::{TcError, TcResult};
@@ -20,6 +26,79 @@ pub const TEMPLATE_SCHEMA: &str = "tenant_template";
 /// Privileges granted to, and objects owned by, this role in the template go
 /// to the tenant's role in every copy.
 pub const TEMPLATE_ROLE: &str = "tenant_template_owner";
+
+/// The search_path of every catalog query that reads a schema a tenant may
+/// have written to: no operator, function or type of a tenant can bind in it
+/// (pg_temp last, so a temporary object never shadows a type either).
+pub const CATALOG_PATH: &str = "pg_catalog, pg_temp";
+
+/// Run catalog queries with `CATALOG_PATH`, whatever the caller's search_path.
+pub fn catalog_read<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    db::with_setting("search_path", CATALOG_PATH, work)
+}
+
+/// Internal (declared in sql/bootstrap.sql): one deparsing function applied
+/// with `schema_name` alone on the search_path, so that it prints the names
+/// of that schema's objects unqualified; the search_path is back to the
+/// caller's (CATALOG_PATH) as soon as it returns. It runs no SQL: nothing a
+/// tenant wrote can resolve through that search_path.
+/// `what`: view, expression (`expression` is a pg_node_tree as text, `object`
+/// its relation or 0), constraint, index, trigger, type (`modifier` is the
+/// typmod), collation, arguments, identity arguments, result, sql body.
+#[pg_extern(sql = false)]
+fn deparse_in(
+    schema_name: Option<&str>,
+    what: Option<&str>,
+    object: Option<pg_sys::Oid>,
+    expression: Option<&str>,
+    modifier: Option<i32>,
+) -> Option<String> {
+    let (schema_name, what, object) = (schema_name?, what?, object?);
+    let path = std::ffi::CString::new(quote_identifier(schema_name)).ok()?;
+    // SAFETY: what fmgr does for a function with a SET clause: a GUC nest
+    // level that is popped on return (and by the transaction's or
+    // subtransaction's abort on an error).
+    let nest_level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            path.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let text = deparse(what, object, expression, modifier);
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    text
+}
+
+fn deparse(what: &str, object: pg_sys::Oid, expression: Option<&str>, modifier: Option<i32>) -> Option<String> {
+    use pgrx::direct_function_call as call;
+    let oid = object.into_datum();
+    // SAFETY: each is a built-in SQL-callable function given the arguments of its SQL signature.
+    unsafe {
+        match what {
+            "view" => call::<String>(pg_sys::pg_get_viewdef, &[oid]),
+            "expression" => call::<String>(pg_sys::pg_get_expr, &[expression?.into_datum(), oid]),
+            "constraint" => call::<String>(pg_sys::pg_get_constraintdef, &[oid]),
+            "index" => call::<String>(pg_sys::pg_get_indexdef, &[oid]),
+            "trigger" => call::<String>(pg_sys::pg_get_triggerdef, &[oid]),
+            "type" => call::<String>(pg_sys::format_type, &[oid, modifier.into_datum()]),
+            "collation" => call::<&core::ffi::CStr>(pg_sys::regcollationout, &[oid])
+                .map(|name| name.to_string_lossy().into_owned()),
+            "arguments" => call::<String>(pg_sys::pg_get_function_arguments, &[oid]),
+            "identity arguments" => call::<String>(pg_sys::pg_get_function_identity_arguments, &[oid]),
+            "result" => call::<String>(pg_sys::pg_get_function_result, &[oid]),
+            "sql body" => call::<String>(pg_sys::pg_get_function_sqlbody, &[oid]),
+            other => pgrx::error!("tenant.deparse_in: unknown kind \"{other}\""),
+        }
+    }
+}
 
 /// Object kinds a copy cannot reproduce faithfully, refused before anything is created.
 const UNSUPPORTED: &str = r#"
@@ -120,16 +199,16 @@ SELECT CASE t.typtype
         (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
            FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))
     WHEN 'd' THEN pg_catalog.format('CREATE DOMAIN %I AS %s%s%s%s%s', t.typname,
-        pg_catalog.format_type(t.typbasetype, t.typtypmod),
+        tenant.deparse_in($1::text, 'type', t.typbasetype, NULL, t.typtypmod),
         CASE WHEN t.typcollation <> 0 AND t.typcollation IS DISTINCT FROM
                   (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = t.typbasetype)
-             THEN ' COLLATE ' || t.typcollation::regcollation::text ELSE '' END,
-        CASE WHEN t.typdefaultbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(t.typdefaultbin, 0) ELSE '' END,
+             THEN ' COLLATE ' || tenant.deparse_in($1::text, 'collation', t.typcollation) ELSE '' END,
+        CASE WHEN t.typdefaultbin IS NOT NULL THEN ' DEFAULT ' || tenant.deparse_in($1::text, 'expression', 0, t.typdefaultbin::text) ELSE '' END,
         CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END,
-        (SELECT pg_catalog.string_agg(pg_catalog.format(' CONSTRAINT %I %s', c.conname, pg_catalog.pg_get_constraintdef(c.oid)), '' ORDER BY c.oid)
+        (SELECT pg_catalog.string_agg(pg_catalog.format(' CONSTRAINT %I %s', c.conname, tenant.deparse_in($1::text, 'constraint', c.oid)), '' ORDER BY c.oid)
            FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid))
     ELSE pg_catalog.format('CREATE TYPE %I AS (%s)', t.typname,
-        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, tenant.deparse_in($1::text, 'type', a.atttypid, NULL, a.atttypmod)), ', ' ORDER BY a.attnum)
            FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
     END
   FROM pg_catalog.pg_type t
@@ -160,11 +239,11 @@ SELECT tenant.function_statement(p.oid, $1::text)
 const TABLES: &str = r#"
 SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
        CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, c.relname,
-       (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
+       (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, tenant.deparse_in($1::text, 'type', a.atttypid, NULL, a.atttypmod))
                    || CASE WHEN a.attcollation <> 0 AND a.attcollation IS DISTINCT FROM
                                 (SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid)
-                           THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
-                   || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(ad.adbin, c.oid) || ') STORED'
+                           THEN ' COLLATE ' || tenant.deparse_in($1::text, 'collation', a.attcollation) ELSE '' END
+                   || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || tenant.deparse_in($1::text, 'expression', c.oid, ad.adbin::text) || ') STORED'
                            WHEN a.attidentity IN ('a', 'd') THEN
                                 CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY' ELSE ' GENERATED BY DEFAULT AS IDENTITY' END
                                 || (SELECT pg_catalog.format(' (INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s)',
@@ -173,19 +252,19 @@ SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
                                       FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_sequence s ON s.seqrelid = d.objid
                                      WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = c.oid
                                        AND d.refobjsubid = a.attnum AND d.deptype = 'i' AND d.classid = 'pg_catalog.pg_class'::regclass)
-                           WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(ad.adbin, c.oid)
+                           WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || tenant.deparse_in($1::text, 'expression', c.oid, ad.adbin::text)
                            ELSE '' END
                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, ', ' ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute a
           LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
-       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, pg_catalog.pg_get_constraintdef(k.oid)),
+       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, tenant.deparse_in($1::text, 'constraint', k.oid)),
                                                  '' ORDER BY k.contype <> 'p', k.oid)
                       FROM pg_catalog.pg_constraint k
                      WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x') AND k.convalidated
                        AND (k.contype = 'c' OR $3::boolean)), '')
        -- Foreign keys to tables that already exist when this one is created.
-       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, pg_catalog.pg_get_constraintdef(k.oid)),
+       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, tenant.deparse_in($1::text, 'constraint', k.oid)),
                                                  '' ORDER BY k.oid)
                       FROM pg_catalog.pg_constraint k
                      WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.convalidated AND k.confrelid <= c.oid
@@ -220,9 +299,9 @@ const VIEWS: &str = r#"
 SELECT CASE c.relkind
        WHEN 'v' THEN pg_catalog.format('CREATE VIEW %I%s AS %s', c.relname,
             CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
-            pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';'))
+            pg_catalog.rtrim(tenant.deparse_in($1::text, 'view', c.oid), ';'))
        ELSE pg_catalog.format('CREATE MATERIALIZED VIEW %I AS %s WITH %sDATA', c.relname,
-            pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';'), CASE WHEN c.relispopulated THEN '' ELSE 'NO ' END) END
+            pg_catalog.rtrim(tenant.deparse_in($1::text, 'view', c.oid), ';'), CASE WHEN c.relispopulated THEN '' ELSE 'NO ' END) END
   FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('v', 'm')
  ORDER BY c.oid
 "#;
@@ -230,7 +309,7 @@ SELECT CASE c.relkind
 /// Keys and checks are part of CREATE TABLE; only checks added NOT VALID come
 /// after, and keys too when the tables are to be loaded first ($3 false).
 const KEYS_AND_CHECKS: &str = r#"
-SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_catalog.pg_get_constraintdef(c.oid))
+SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, tenant.deparse_in($1::text, 'constraint', c.oid))
   FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
  WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
    AND c.contype IN ('p', 'u', 'c', 'x') AND (NOT c.convalidated OR (c.contype <> 'c' AND NOT $3::boolean))
@@ -244,7 +323,7 @@ SELECT pg_catalog.format('CREATE %sINDEX %I ON %I ', CASE WHEN i.indisunique THE
   FROM pg_catalog.pg_index i
   JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
   JOIN pg_catalog.pg_class t ON t.oid = i.indrelid,
-  LATERAL (SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
+  LATERAL (SELECT tenant.deparse_in($1::text, 'index', i.indexrelid) AS def,
                   pg_catalog.format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
                                     c.relname, $1::text, t.relname) AS prefix) d
  WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
@@ -254,7 +333,7 @@ SELECT pg_catalog.format('CREATE %sINDEX %I ON %I ', CASE WHEN i.indisunique THE
 "#;
 
 const FOREIGN_KEYS: &str = r#"
-SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, pg_catalog.pg_get_constraintdef(c.oid))
+SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, tenant.deparse_in($1::text, 'constraint', c.oid))
   FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
  WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.contype = 'f'
    AND NOT (c.convalidated AND c.confrelid <= t.oid AND $3::boolean)
@@ -268,7 +347,7 @@ SELECT statement FROM (
            overlay(d.def PLACING pg_catalog.format(' ON %I ', c.relname)
                               FROM pg_catalog.strpos(d.def, d.token) FOR pg_catalog.length(d.token)) AS statement
       FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid,
-      LATERAL (SELECT pg_catalog.pg_get_triggerdef(g.oid) AS def,
+      LATERAL (SELECT tenant.deparse_in($1::text, 'trigger', g.oid) AS def,
                       pg_catalog.format(' ON %I.%I ', $1::text, c.relname) AS token) d
      WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_') AND pg_catalog.strpos(d.def, d.token) > 0
     UNION ALL
@@ -294,8 +373,8 @@ SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE POLICY %I ON %I AS
            roles.named || CASE WHEN roles.named <> '' AND roles.tenant THEN ', ' ELSE '' END))
        || CASE WHEN roles.tenant THEN '[{"slot": "role"}]'::jsonb ELSE '[]'::jsonb END
        || pg_catalog.jsonb_build_array(
-              CASE WHEN p.polqual IS NOT NULL THEN ' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')' ELSE '' END
-              || CASE WHEN p.polwithcheck IS NOT NULL THEN ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')' ELSE '' END)
+              CASE WHEN p.polqual IS NOT NULL THEN ' USING (' || tenant.deparse_in($1::text, 'expression', p.polrelid, p.polqual::text) || ')' ELSE '' END
+              || CASE WHEN p.polwithcheck IS NOT NULL THEN ' WITH CHECK (' || tenant.deparse_in($1::text, 'expression', p.polrelid, p.polwithcheck::text) || ')' ELSE '' END)
   FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid,
   LATERAL (SELECT COALESCE(pg_catalog.string_agg(CASE WHEN pr.oid = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END, ', ')
                                FILTER (WHERE pr.oid <> $2::regrole), '') AS named,
@@ -319,7 +398,7 @@ SELECT pg_catalog.format('COMMENT ON %s IS %L', target, d.description) FROM (
                           WHERE i.indrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))))
     UNION ALL
     SELECT d.description, p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-           p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid))
+           p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid
      WHERE d.classoid = 'pg_catalog.pg_proc'::regclass AND p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
     UNION ALL
@@ -353,7 +432,7 @@ SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s OWNER TO ', targ
                           AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
     UNION ALL
     SELECT p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-           pg_catalog.pg_get_function_identity_arguments(p.oid)), p.proowner
+           tenant.deparse_in($1::text, 'identity arguments', p.oid)), p.proowner
       FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
     UNION ALL
     SELECT t.oid, pg_catalog.format('%s %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname), t.typowner
@@ -376,7 +455,7 @@ WITH acl AS (
      WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
     UNION ALL
     SELECT p.oid, s.step, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-           pg_catalog.format('%I(%s)', p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+           pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid)),
            s.privilege, s.grantee, s.grantable, s.own
       FROM pg_catalog.pg_proc p,
            LATERAL (SELECT 0 AS step, NULL::text AS privilege, NULL::oid AS grantee, false AS grantable, false AS own
@@ -519,7 +598,7 @@ fn generate_with(
     schema_role: &str,
     inline_keys: bool,
 ) -> TcResult<Vec<(&'static str, Statement)>> {
-    db::with_setting("search_path", &quote_identifier(schema), || {
+    catalog_read(|| {
         let mut script = Vec::new();
         for (kind, generator) in generators {
             let rows = db::rows(generator, &[schema.into(), schema_role.into(), inline_keys.into()], |row| {
@@ -636,11 +715,12 @@ fn refuse_unsupported() -> TcResult<()> {
 
 /// The first object of `schema` that a generated copy cannot reproduce, if any.
 pub fn unsupported_in(schema: &str) -> TcResult<Option<String>> {
-    db::value::<String>(UNSUPPORTED, &[schema.into()])
+    catalog_read(|| db::value::<String>(UNSUPPORTED, &[schema.into()]))
 }
 
 fn verify_independent(target: &TenantName) -> TcResult<()> {
-    match db::value::<String>(DEPENDS_ON_TEMPLATE, &[TEMPLATE_SCHEMA.into(), target.as_str().into()])? {
+    match catalog_read(|| db::value::<String>(DEPENDS_ON_TEMPLATE, &[TEMPLATE_SCHEMA.into(), target.as_str().into()]))?
+    {
         None => Ok(()),
         Some(dependency) => Err(TcError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,

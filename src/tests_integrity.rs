@@ -261,3 +261,211 @@ fn a_lost_tenant_role_is_recreated_with_its_privileges() {
     assert_eq!(one::<bool>("SELECT pg_has_role('tenant_control_app', 'roleless_owner', 'MEMBER')"), Some(true));
     assert_eq!(tenant_check(&id, false), Vec::<Found>::new());
 }
+
+/// Operators and functions a tenant could plant in its schema to be picked
+/// by the extension's catalog queries: each records that it ran (in
+/// `public.trap_marks`) and otherwise behaves like the built-in it shadows.
+/// `{s}` is the tenant's schema.
+const TRAPS: &str = r#"
+CREATE TABLE public.trap_marks (who text, what text);
+CREATE FUNCTION {s}.mark(what text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    INSERT INTO public.trap_marks VALUES (current_user, what);
+    RETURN true;
+END $$;
+DO $do$ DECLARE t text; BEGIN
+    FOREACH t IN ARRAY ARRAY['regclass', 'regnamespace', 'regrole', 'regprocedure', 'regtype'] LOOP
+        EXECUTE pg_catalog.format('CREATE FUNCTION {s}.eq_oid_%1$s(oid, %1$s) RETURNS boolean LANGUAGE plpgsql AS
+            $f$ BEGIN RETURN {s}.mark(%2$L) AND $1 OPERATOR(pg_catalog.=) $2::oid; END $f$', t, '= (oid, ' || t || ')');
+        EXECUTE pg_catalog.format('CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = %1$s, FUNCTION = {s}.eq_oid_%1$s)', t);
+    END LOOP;
+END $do$;
+CREATE FUNCTION {s}.ne_oid_regclass(oid, regclass) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('<> (oid, regclass)') AND $1 OPERATOR(pg_catalog.<>) $2::oid; END $$;
+CREATE FUNCTION {s}.ne_oid_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('<> (oid, integer)') AND $1 OPERATOR(pg_catalog.<>) $2::oid; END $$;
+CREATE FUNCTION {s}.eq_oid_int(oid, integer) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('= (oid, integer)') AND $1 OPERATOR(pg_catalog.=) $2::oid; END $$;
+CREATE FUNCTION {s}.eq_name_text(name, text) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('= (name, text)') AND $1::text OPERATOR(pg_catalog.=) $2; END $$;
+CREATE FUNCTION {s}.eq_text_name(text, name) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('= (text, name)') AND $1 OPERATOR(pg_catalog.=) $2::text; END $$;
+CREATE FUNCTION {s}.ne_name_text(name, text) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('<> (name, text)') AND $1::text OPERATOR(pg_catalog.<>) $2; END $$;
+CREATE FUNCTION {s}.cat_text_name(text, name) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('|| (text, name)'); RETURN $1 OPERATOR(pg_catalog.||) $2::text; END $$;
+CREATE FUNCTION {s}.cat_name_text(name, text) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('|| (name, text)'); RETURN $1::text OPERATOR(pg_catalog.||) $2; END $$;
+CREATE FUNCTION {s}.like_name_text(name, text) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('~~ (name, text)') AND $1::text OPERATOR(pg_catalog.~~) $2; END $$;
+CREATE FUNCTION {s}.path_text(jsonb, text) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('#>> (jsonb, text)'); RETURN $1 OPERATOR(pg_catalog.#>>) ARRAY[$2]; END $$;
+CREATE OPERATOR {s}.<> (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = {s}.ne_oid_regclass);
+CREATE OPERATOR {s}.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = {s}.eq_oid_int);
+CREATE OPERATOR {s}.<> (LEFTARG = oid, RIGHTARG = integer, FUNCTION = {s}.ne_oid_int);
+CREATE OPERATOR {s}.= (LEFTARG = name, RIGHTARG = text, FUNCTION = {s}.eq_name_text);
+CREATE OPERATOR {s}.= (LEFTARG = text, RIGHTARG = name, FUNCTION = {s}.eq_text_name);
+CREATE OPERATOR {s}.<> (LEFTARG = name, RIGHTARG = text, FUNCTION = {s}.ne_name_text);
+CREATE OPERATOR {s}.|| (LEFTARG = text, RIGHTARG = name, FUNCTION = {s}.cat_text_name);
+CREATE OPERATOR {s}.|| (LEFTARG = name, RIGHTARG = text, FUNCTION = {s}.cat_name_text);
+CREATE OPERATOR {s}.~~ (LEFTARG = name, RIGHTARG = text, FUNCTION = {s}.like_name_text);
+CREATE OPERATOR {s}.#>> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = {s}.path_text);
+CREATE FUNCTION {s}.lower(name) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('lower(name)'); RETURN pg_catalog.lower($1::text); END $$;
+CREATE FUNCTION {s}.lower(character varying) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('lower(varchar)'); RETURN pg_catalog.lower($1::text); END $$;
+CREATE FUNCTION {s}.format(text, text, name) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('format(text, text, name)'); RETURN pg_catalog.format($1, $2, $3); END $$;
+CREATE FUNCTION {s}.format(text, name) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('format(text, name)'); RETURN pg_catalog.format($1, $2); END $$;
+CREATE FUNCTION {s}.starts_with(name, text) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN RETURN {s}.mark('starts_with(name, text)') AND pg_catalog.starts_with($1::text, $2); END $$;
+CREATE FUNCTION {s}.strpos(name, text) RETURNS integer LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('strpos(name, text)'); RETURN pg_catalog.strpos($1::text, $2); END $$;
+CREATE FUNCTION {s}.quote_ident(name) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('quote_ident(name)'); RETURN pg_catalog.quote_ident($1::text); END $$;
+CREATE FUNCTION {s}.now() RETURNS timestamptz LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('now()'); RETURN pg_catalog.now(); END $$;
+CREATE FUNCTION {s}.jsonb_build_array(text) RETURNS jsonb LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('jsonb_build_array(text)'); RETURN pg_catalog.jsonb_build_array($1); END $$;
+CREATE FUNCTION {s}.to_jsonb(text) RETURNS jsonb LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('to_jsonb(text)'); RETURN pg_catalog.to_jsonb($1); END $$;
+CREATE FUNCTION {s}.array_to_string(text[], text) RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM {s}.mark('array_to_string(text[], text)'); RETURN pg_catalog.array_to_string($1, $2); END $$;
+"#;
+
+fn plant_traps(schema: &str) {
+    Spi::run(&TRAPS.replace("{s}", schema)).unwrap();
+    // The traps work: with the schema on the search_path, a query like the
+    // extension's catalog queries picks them.
+    Spi::run(&format!("SET LOCAL search_path = {schema}; SELECT count(*) FROM pg_catalog.pg_class c WHERE c.oid = 'pg_catalog.pg_class'::regclass; RESET search_path")).unwrap();
+    assert_eq!(one::<String>("SELECT string_agg(DISTINCT what, ', ') FROM public.trap_marks"), Some("= (oid, regclass)".into()));
+    Spi::run("DELETE FROM public.trap_marks").unwrap();
+}
+
+fn trap_marks() -> Vec<String> {
+    Spi::connect(|c| {
+        c.select("SELECT who || ': ' || what FROM public.trap_marks ORDER BY 1", None, &[])
+            .unwrap()
+            .map(|row| row.get::<String>(1).unwrap().unwrap())
+            .collect()
+    })
+}
+
+#[pg_test]
+fn catalog_reads_never_pick_a_tenants_operators_or_functions() {
+    fill_template();
+    let id = created("d1d1d1d1-0000-4000-8000-000000000009", "trapped");
+    plant_traps("trapped");
+    // The integrity check (with and without fix, one tenant and the fleet).
+    let findings = tenant_check(&id, false);
+    tenant_check(&id, true);
+    check("fix => false");
+    // The generators a backup runs against a tenant's schema, and the drift reader.
+    crate::template::generate("trapped", "trapped_owner").unwrap();
+    crate::template::generate_for_load("trapped", "trapped_owner").unwrap();
+    crate::template::unsupported_in("trapped").unwrap();
+    crate::drift::structure("trapped", "trapped_owner").unwrap();
+    // Health, statistics, usage, optimize, and a copy of the template.
+    Spi::run(&format!("SELECT * FROM tenant.institution_health('{id}')")).unwrap();
+    Spi::run(&format!("SELECT * FROM tenant.health_checks('{id}')")).unwrap();
+    Spi::run("SELECT * FROM tenant.fleet_health; SELECT * FROM tenant.table_stats; SELECT * FROM tenant.tenant_stats").unwrap();
+    Spi::run("SELECT tenant.record_usage_snapshot()").unwrap();
+    Spi::run(&format!("SELECT * FROM tenant.optimize_institution_schema('{id}')")).unwrap();
+    created("d1d1d1d1-0000-4000-8000-00000000000a", "after_traps");
+    assert_eq!(trap_marks(), Vec::<String>::new());
+    // The planted objects are reported, each by its kind.
+    for object in [
+        "operator =(oid, regclass)",
+        "operator ||(text, name)",
+        "function lower(name)",
+        "function mark(what text)",
+    ] {
+        assert_eq!(found(&findings, "extra_object", object).1, "WARNING", "{findings:#?}");
+    }
+}
+
+#[pg_test]
+fn every_kind_of_object_a_tenant_adds_is_reported() {
+    fill_template();
+    let id = created("d1d1d1d1-0000-4000-8000-00000000000b", "busy");
+    Spi::run(
+        "SET LOCAL search_path = busy;
+         CREATE TABLE own_table (id int PRIMARY KEY, v text);
+         CREATE INDEX own_index ON students (email);
+         CREATE SEQUENCE own_seq;
+         CREATE VIEW own_view AS SELECT 1 AS one;
+         CREATE MATERIALIZED VIEW own_matview AS SELECT 1 AS one;
+         CREATE TYPE own_enum AS ENUM ('a');
+         CREATE DOMAIN own_domain AS int CHECK (VALUE > 0);
+         CREATE TYPE own_range AS RANGE (subtype = int4);
+         CREATE FUNCTION own_fn(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+         CREATE AGGREGATE own_sum(int) (SFUNC = int4pl, STYPE = int);
+         CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq);
+         CREATE CAST (own_domain AS own_enum) WITH INOUT;
+         CREATE FUNCTION own_trigger() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+         CREATE TRIGGER own_trigger BEFORE INSERT ON own_table FOR EACH ROW EXECUTE FUNCTION own_trigger();
+         CREATE TRIGGER tc_sneaky BEFORE INSERT ON courses FOR EACH ROW EXECUTE FUNCTION own_trigger();
+         CREATE RULE own_rule AS ON UPDATE TO own_table DO ALSO NOTIFY own;
+         CREATE POLICY own_policy ON own_table USING (true);
+         CREATE STATISTICS own_stats ON id, v FROM own_table;
+         CREATE COLLATION own_collation FROM \"C\";
+         CREATE TEXT SEARCH CONFIGURATION own_tsconfig (COPY = pg_catalog.simple);
+         CREATE TEXT SEARCH DICTIONARY own_dict (TEMPLATE = pg_catalog.simple);
+         CREATE OPERATOR FAMILY own_family USING btree;
+         RESET search_path",
+    )
+    .unwrap();
+    let findings = tenant_check(&id, false);
+    for object in [
+        "table own_table",
+        "index students.own_index",
+        "sequence own_seq",
+        "view own_view",
+        "materialized view own_matview",
+        "type own_enum",
+        "type own_domain",
+        "type own_range",
+        "function own_fn(integer)",
+        "aggregate own_sum(integer)",
+        "operator ===(integer, integer)",
+        "cast (own_domain AS own_enum)",
+        "trigger own_table.own_trigger",
+        "trigger courses.tc_sneaky",
+        "rule own_table.own_rule",
+        "policy own_table.own_policy",
+        "statistics object own_stats",
+        "collation own_collation",
+        "text search configuration own_tsconfig",
+        "text search dictionary own_dict",
+        "operator family own_family USING btree",
+    ] {
+        assert_eq!(found(&findings, "extra_object", object).1, "WARNING", "{findings:#?}");
+    }
+    // A fix drops none of them (they may hold the tenant's data or be its code).
+    let fixed = tenant_check(&id, true);
+    assert!(fixed.iter().filter(|f| f.0 == "extra_object").all(|f| !f.3), "{fixed:#?}");
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relnamespace = 'busy'::regnamespace AND relname LIKE 'own_%'"), Some(6));
+}
+
+#[pg_test]
+fn a_tenant_function_that_maintenance_would_run_as_the_superuser_is_reported() {
+    // A table of the installing superuser with an index on a function that
+    // tenant_template_owner owns: every tenant owns (and may replace) its copy
+    // of the function, and ANALYZE runs index expressions as the table's owner.
+    Spi::run(
+        "CREATE TABLE tenant_template.words (w text);
+         CREATE FUNCTION tenant_template.norm(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT pg_catalog.lower($1)';
+         ALTER FUNCTION tenant_template.norm(text) OWNER TO tenant_template_owner;
+         CREATE INDEX words_norm ON tenant_template.words (tenant_template.norm(w));",
+    )
+    .unwrap();
+    let id = created("d1d1d1d1-0000-4000-8000-00000000000c", "hazard");
+    let findings = tenant_check(&id, false);
+    let finding = findings
+        .iter()
+        .find(|f| f.0 == "tenant_code_run_as_owner" && f.2.contains("words_norm"))
+        .unwrap_or_else(|| panic!("not reported: {findings:#?}"));
+    assert_eq!(finding.1, "ERROR");
+    assert!(finding.4.contains("function hazard.norm(text)") && finding.4.contains("hazard_owner"), "{}", finding.4);
+}

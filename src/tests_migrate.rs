@@ -114,3 +114,41 @@ fn spares_are_migrated_and_only_current_ones_are_claimed() {
     assert_eq!(one::<i64>("SELECT count(*) FROM claimer.notes"), Some(0));
     assert_eq!(version_of("claimer"), 1);
 }
+
+#[pg_test]
+fn transaction_control_in_a_migration_is_refused_with_2d000() {
+    Spi::run("CREATE TABLE tenant_template.items (id int PRIMARY KEY)").unwrap();
+    for script in ["CREATE TABLE a (id int); COMMIT", "ROLLBACK", "SAVEPOINT s; CREATE TABLE a (id int)"] {
+        assert_eq!(register(1, script), ("ERROR".into(), Some("2D000".into())), "{script}");
+    }
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_template' AND tablename = 'a'"), Some(0));
+    assert_eq!(one::<i64>("SELECT count(*) FROM tenant.migrations"), Some(0));
+    let message = one::<String>(
+        "SELECT message FROM tenant.register_migration(1, 'CREATE TABLE a (id int); COMMIT', 'commits')",
+    )
+    .unwrap();
+    assert!(message.contains("migration 1 contains a transaction control statement"), "{message}");
+}
+
+#[pg_test]
+fn migrations_run_as_the_role_that_stands_for_the_tenant() {
+    // Built by the installing superuser, as the README shows.
+    Spi::run("CREATE TABLE tenant_template.items (id int PRIMARY KEY)").unwrap();
+    assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000010", Some("mig_role")).0, "SUCCESS");
+    assert_eq!(
+        register(1, "ALTER TABLE items ADD COLUMN who text DEFAULT current_user; CREATE TABLE runs (who text DEFAULT current_user); INSERT INTO runs DEFAULT VALUES"),
+        ("SUCCESS".into(), None)
+    );
+    assert_eq!(one::<String>("SELECT who FROM tenant_template.runs"), Some("tenant_template_owner".into()));
+    let id = one::<String>("SELECT id::text FROM tenant.find_institution('mig_role')").unwrap();
+    assert_eq!(status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{id}')")), ("SUCCESS".into(), None));
+    assert_eq!(one::<String>("SELECT who FROM mig_role.runs"), Some("mig_role_owner".into()));
+    // The ownership lent to the role for the script went back to the superuser.
+    assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.items'::regclass"), Some(true));
+    assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.items'::regclass"), Some(true));
+    // What the migration created is owned as if the superuser had run it, usable by the tenant's role.
+    assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.runs'::regclass"), Some(true));
+    assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.runs'::regclass"), Some(true));
+    assert_eq!(one::<bool>("SELECT has_table_privilege('mig_role_owner', 'mig_role.runs', 'INSERT')"), Some(true));
+    assert_eq!(one::<bool>("SELECT has_schema_privilege('tenant_template_owner', 'tenant_template', 'CREATE')"), Some(false));
+}
