@@ -131,6 +131,10 @@ DECLARE
     touched record;
     taken record;
 BEGIN
+    -- First: the extension's own DDL (a whole template copy) skips the catalog look-ups.
+    IF tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
     FOR touched IN
         SELECT o.classid, o.objid, o.schema_name FROM (
             -- Triggers, policies and rules have no schema of their own: their table's counts.
@@ -152,7 +156,7 @@ BEGIN
     LOOP
         SELECT n.kind, n.name INTO taken FROM tenant.object_names(touched.classid, touched.objid) n
          WHERE starts_with(n.name, 'tc_') LIMIT 1;
-        IF FOUND AND NOT tenant.internal_work_active() THEN
+        IF FOUND THEN
             RAISE EXCEPTION '% name "%" in schema "%" is reserved', taken.kind, taken.name, touched.schema_name
                 USING ERRCODE = 'reserved_name',
                       DETAIL = 'Names starting with tc_ belong to tenant_control in the template and in tenant schemas.',

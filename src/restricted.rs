@@ -127,6 +127,6 @@ pub fn in_restricted_operation() -> bool {
 /// operation. A C function, so calling it loads the library; there is no
 /// setting for a session to fake. Volatile: it changes within a statement.
 #[pg_extern(name = "internal_work_active", volatile, parallel_restricted)]
-fn internal_work_active_sql() -> bool {
+pub(crate) fn internal_work_active_sql() -> bool {
     internal_work_active() && !in_restricted_operation()
 }
