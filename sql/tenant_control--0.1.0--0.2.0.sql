@@ -44,6 +44,21 @@ BEGIN
     INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (TG_TAG, tenant.template_privileges());
 END
 $$;
+-- Triggers, policies and rules have no schema of their own: pg_event_trigger_ddl_commands()
+-- gives them none, and their table's schema is the one that counts.
+CREATE FUNCTION tenant.table_schema_of(classid oid, objid oid) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname::text FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
+     WHERE r.oid = CASE classid
+                   WHEN 'pg_catalog.pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = objid)
+                   WHEN 'pg_catalog.pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = objid)
+                   WHEN 'pg_catalog.pg_rewrite'::regclass THEN (SELECT w.ev_class FROM pg_rewrite w WHERE w.oid = objid)
+                   END
+$$;
+COMMENT ON FUNCTION tenant.table_schema_of(oid, oid) IS
+    'Internal: the schema of the table a trigger, policy or rule belongs to (NULL for other objects).';
+
 CREATE OR REPLACE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -66,8 +81,9 @@ BEGIN
         RETURN;
     END IF;
     FOR watched IN
-        SELECT DISTINCT c.schema_name FROM pg_event_trigger_ddl_commands() c
-          JOIN tenant.tenant_schemas t ON t.schema_name = c.schema_name
+        SELECT DISTINCT t.schema_name FROM pg_event_trigger_ddl_commands() c
+          JOIN tenant.tenant_schemas t
+            ON t.schema_name = COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid))
          WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
     LOOP
         IF TG_TAG = 'ALTER TRIGGER' OR EXISTS (
@@ -137,18 +153,7 @@ BEGIN
     END IF;
     FOR touched IN
         SELECT o.classid, o.objid, o.schema_name FROM (
-            -- Triggers, policies and rules have no schema of their own: their table's counts.
-            SELECT c.classid, c.objid,
-                   COALESCE(c.schema_name, (
-                       SELECT n.nspname::text FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
-                        WHERE r.oid = CASE c.classid
-                                      WHEN 'pg_catalog.pg_trigger'::regclass THEN
-                                           (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = c.objid)
-                                      WHEN 'pg_catalog.pg_policy'::regclass THEN
-                                           (SELECT p.polrelid FROM pg_policy p WHERE p.oid = c.objid)
-                                      WHEN 'pg_catalog.pg_rewrite'::regclass THEN
-                                           (SELECT w.ev_class FROM pg_rewrite w WHERE w.oid = c.objid)
-                                      END)) AS schema_name
+            SELECT c.classid, c.objid, COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid)) AS schema_name
               FROM pg_event_trigger_ddl_commands() c
              WHERE c.objid <> 0) o
          WHERE o.schema_name = 'tenant_template'
@@ -182,8 +187,10 @@ CREATE EVENT TRIGGER tenant_control_drop_extension ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA') EXECUTE FUNCTION tenant.refuse_drop_with_tenants();
 ALTER EVENT TRIGGER tenant_control_drop_extension ENABLE ALWAYS;
 REVOKE ALL ON FUNCTION tenant.internal_work_active(), tenant.quota_check_ddl(text), tenant.object_names(oid, oid),
+    tenant.table_schema_of(oid, oid),
     tenant.reserved_names_guard(), tenant.refuse_drop_with_tenants() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.internal_work_active(), tenant.quota_check_ddl(text), tenant.object_names(oid, oid),
+    tenant.table_schema_of(oid, oid),
     tenant.reserved_names_guard(), tenant.refuse_drop_with_tenants() TO tenant_control_admin;
 -- tenant.current_institution() for a tenant's role inside a tenant context.
 GRANT USAGE ON SCHEMA tenant TO PUBLIC;

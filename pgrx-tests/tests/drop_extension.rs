@@ -62,7 +62,11 @@ fn a_superuser_may_discard_the_tenants_knowingly_in_the_dropping_transaction() {
     su.batch_execute("DROP ROLE IF EXISTS it_drop_admin; CREATE ROLE it_drop_admin LOGIN IN ROLE tenant_control_admin")
         .unwrap();
     let mut admin = connect_as("it_drop_admin", "it_drop_ext_forced");
-    admin.batch_execute("SELECT count(*) FROM tenant.list_institutions()").unwrap();
+    // Set before the library is loaded, the value is discarded when it loads...
+    admin.batch_execute("SET tenant_control.allow_drop_with_tenants = on; SELECT tenant.current_institution()").unwrap();
+    let value: String = admin.query_one("SHOW tenant_control.allow_drop_with_tenants", &[]).unwrap().get(0);
+    assert_eq!(value, "off");
+    // ...and once it is loaded, setting it is refused.
     assert_eq!(sqlstate_of_failure(&mut admin, "SET tenant_control.allow_drop_with_tenants = on"), "42501");
     drop(admin);
 

@@ -74,17 +74,17 @@ fn pg_dump_and_pg_restore_keep_registry_log_and_backups() {
 fn objects_of(client: &mut postgres::Client, schema: &str) -> Vec<String> {
     client
         .query(
-            "SELECT 'relation ' || c.relname || ' ' || c.relkind FROM pg_class c
-              WHERE c.relnamespace = $1::regnamespace
+            "SELECT 'relation ' || c.relname || ' ' || c.relkind::text FROM pg_class c
+              WHERE c.relnamespace = $1::text::regnamespace
              UNION ALL
              SELECT 'constraint ' || k.conname || ' ' || pg_get_constraintdef(k.oid) FROM pg_constraint k
-              WHERE k.connamespace = $1::regnamespace
+              WHERE k.connamespace = $1::text::regnamespace
              UNION ALL
              SELECT 'index ' || i.indexrelid::regclass::text || ' ' || pg_get_indexdef(i.indexrelid) FROM pg_index i
-              WHERE i.indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = $1::regnamespace)
+              WHERE i.indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = $1::text::regnamespace)
              UNION ALL
-             SELECT 'trigger ' || pg_get_triggerdef(g.oid) || ' ' || g.tgenabled FROM pg_trigger g
-              WHERE NOT g.tgisinternal AND g.tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = $1::regnamespace)
+             SELECT 'trigger ' || pg_get_triggerdef(g.oid) || ' ' || g.tgenabled::text FROM pg_trigger g
+              WHERE NOT g.tgisinternal AND g.tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = $1::text::regnamespace)
              ORDER BY 1",
             &[&schema],
         )

@@ -85,8 +85,9 @@ fn assert_no_backtrace(error: &postgres::error::DbError) {
 fn context_errors_carry_their_hint_and_no_backtrace() {
     let cluster = BacktraceCluster::start();
     let mut su = cluster.connect("postgres");
-    let pid: i32 = su.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let environment = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    // The postmaster's environment (a backend's is overwritten by its process title).
+    let pid_file = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid")).unwrap();
+    let environment = std::fs::read(format!("/proc/{}/environ", pid_file.lines().next().unwrap())).unwrap();
     assert!(
         environment.split(|b| *b == 0).any(|var| var == b"RUST_BACKTRACE=1"),
         "the server must run with RUST_BACKTRACE=1 for this test to mean anything"
