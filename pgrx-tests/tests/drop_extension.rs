@@ -21,7 +21,8 @@ fn dropping_the_extension_is_refused_while_institutions_or_backups_exist() {
     let id = create_ok(&mut su, "de_kept");
     su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_trgm").unwrap();
 
-    for drop in ["DROP EXTENSION tenant_control", "DROP EXTENSION tenant_control CASCADE", "DROP SCHEMA tenant CASCADE"] {
+    for drop in ["DROP EXTENSION tenant_control", "DROP EXTENSION tenant_control CASCADE", "DROP SCHEMA tenant CASCADE"]
+    {
         let refused = failure(&mut su, drop);
         assert_eq!(refused.code().code(), "2BP01", "{drop}: {refused}");
         assert!(refused.message().contains("1 institution schema(s) and 0 backup(s)"), "{}", refused.message());
@@ -63,7 +64,9 @@ fn a_superuser_may_discard_the_tenants_knowingly_in_the_dropping_transaction() {
         .unwrap();
     let mut admin = connect_as("it_drop_admin", "it_drop_ext_forced");
     // Set before the library is loaded, the value is discarded when it loads...
-    admin.batch_execute("SET tenant_control.allow_drop_with_tenants = on; SELECT tenant.current_institution()").unwrap();
+    admin
+        .batch_execute("SET tenant_control.allow_drop_with_tenants = on; SELECT tenant.current_institution()")
+        .unwrap();
     let value: String = admin.query_one("SHOW tenant_control.allow_drop_with_tenants", &[]).unwrap().get(0);
     assert_eq!(value, "off");
     // ...and once it is loaded, setting it is refused.

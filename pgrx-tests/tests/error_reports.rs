@@ -31,7 +31,11 @@ impl BacktraceCluster {
             .output()
             .unwrap();
         assert!(initdb.status.success(), "initdb: {}", String::from_utf8_lossy(&initdb.stderr));
-        let conf = format!("listen_addresses = ''\nunix_socket_directories = '{}'\nport = {}\nfsync = off\n", dir.display(), port());
+        let conf = format!(
+            "listen_addresses = ''\nunix_socket_directories = '{}'\nport = {}\nfsync = off\n",
+            dir.display(),
+            port()
+        );
         let mut settings = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         settings.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), settings).unwrap();

@@ -206,7 +206,8 @@ fn a_tenant_cannot_switch_its_quota_enforcement_off() {
 
     // Near the quota every table has the extension's guard, and the tenant cannot switch it off.
     quota_at_percent(&mut su, id, 95);
-    let guards = "SELECT count(*) FROM pg_trigger WHERE tgfoid = 'tenant.quota_guard()'::regprocedure AND tgenabled = 'O'
+    let guards =
+        "SELECT count(*) FROM pg_trigger WHERE tgfoid = 'tenant.quota_guard()'::regprocedure AND tgenabled = 'O'
                     AND tgrelid IN ('qt_tamper.mine'::regclass, 'qt_tamper.docs'::regclass)";
     assert_eq!(count(&mut su, guards), 2);
     for tampering in [
