@@ -14,6 +14,7 @@
 use crate::db;
 use crate::errors::{TcError, TcResult};
 use crate::lifecycle;
+use crate::name::TenantName;
 use crate::oplog::{self, OpKind, Operation};
 use crate::registry::{self, Status, Tenant};
 use crate::restricted;
@@ -153,6 +154,10 @@ pub fn recount(tenant: &Tenant) -> TcResult<i64> {
 /// disabled guard is replaced, and so is a trigger that bears the guard's
 /// name without calling the guard's function.
 fn guard(tenant: &Tenant, on: bool) -> TcResult<()> {
+    guard_schema(&tenant.schema, on)
+}
+
+fn guard_schema(schema: &TenantName, on: bool) -> TcResult<()> {
     let tables = db::rows(
         "SELECT c.relname::text AS name, g.tgname IS NOT NULL AS named
            FROM pg_catalog.pg_class c
@@ -164,14 +169,14 @@ fn guard(tenant: &Tenant, on: bool) -> TcResult<()> {
                           OR g.tgfoid OPERATOR(pg_catalog.<>) $4::pg_catalog.regprocedure
                      ELSE g.tgname IS NOT NULL END
           ORDER BY c.relname",
-        &[tenant.schema.as_str().into(), GUARD_TRIGGER.into(), on.into(), GUARD_FUNCTION.into()],
+        &[schema.as_str().into(), GUARD_TRIGGER.into(), on.into(), GUARD_FUNCTION.into()],
         |row| {
             Ok((db::col::<String>(row, "name")?.unwrap_or_default(), db::col::<bool>(row, "named")?.unwrap_or(false)))
         },
     )?;
     lifecycle::internal_ddl(|| {
         for (table, named) in &tables {
-            let table = format!("{}.{}", tenant.schema.quoted(), quote_identifier(table));
+            let table = format!("{}.{}", schema.quoted(), quote_identifier(table));
             if *named {
                 db::run(&format!("DROP TRIGGER {GUARD_TRIGGER} ON {table}"), &[])?;
             }
@@ -256,11 +261,20 @@ pub fn check_growth(schema: &str) -> TcResult<()> {
 /// tenants gain nothing; the superuser is the session's role after SET ROLE
 /// (a superuser acting as a tenant is checked), and tenant code run in a
 /// security-restricted operation never counts as the superuser's.
+///
+/// DDL that passes in a tenant near its quota gets the tables it created
+/// guarded at once: a table created in WARNING must not grow unguarded until
+/// the next recount.
 pub fn check_ddl_growth(schema: &str) -> TcResult<()> {
     if ddl_by_superuser() {
         return Ok(());
     }
-    check_growth(schema)
+    check_growth(schema)?;
+    // Only a registered tenant that is not OK (the name comes from the registry).
+    if recently_seen(schema)?.is_some_and(|seen| seen.state != State::Ok) {
+        guard_schema(&TenantName::from_registry(schema.to_string()), true)?;
+    }
+    Ok(())
 }
 
 fn ddl_by_superuser() -> bool {

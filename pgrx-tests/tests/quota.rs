@@ -222,6 +222,11 @@ fn a_tenant_cannot_switch_its_quota_enforcement_off() {
         assert_eq!(sqlstate_of_failure(&mut member, tampering), "42501", "{tampering}");
     }
     assert_eq!(count(&mut su, guards), 2);
+    // A table created near the quota is guarded at once, not at the next recount.
+    member.batch_execute("CREATE TABLE qt_tamper.fresh (x int)").unwrap();
+    let fresh_guards = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'qt_tamper.fresh'::regclass
+                          AND tgfoid = 'tenant.quota_guard()'::regprocedure AND tgenabled = 'O'";
+    assert_eq!(count(&mut su, fresh_guards), 1);
 
     // Over it, a session that sets the old internal setting before the library
     // is loaded is refused like any other.
