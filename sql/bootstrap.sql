@@ -339,15 +339,13 @@ COMMENT ON FUNCTION tenant.template_privileges() IS 'Internal: hash of the privi
 INSERT INTO tenant.template_changes (command_tag, privileges) VALUES ('CREATE EXTENSION', tenant.template_privileges());
 
 -- Event triggers see DDL on the template; the extension's own DDL on tenant
--- schemas says so with tenant_control.internal_ddl and is skipped. GRANT and
--- REVOKE count when they changed the template's privileges.
+-- schemas is marked in backend memory (tenant.internal_work_active(), a C
+-- function: calling it loads the library, and no setting can fake it) and is
+-- skipped. GRANT and REVOKE count when they changed the template's privileges.
 CREATE FUNCTION tenant.note_template_change() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_setting('tenant_control.internal_ddl', true) = 'on' THEN
-        RETURN;
-    END IF;
     IF TG_EVENT = 'sql_drop' THEN
         IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
                         WHERE o.schema_name = 'tenant_template'
@@ -362,6 +360,10 @@ BEGIN
                        WHERE c.schema_name = 'tenant_template'
                           OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
                           OR c.object_type = 'extension') THEN
+        RETURN;
+    END IF;
+    -- Asked last: most DDL is not about the template at all.
+    IF tenant.internal_work_active() THEN
         RETURN;
     END IF;
     INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (TG_TAG, tenant.template_privileges());

@@ -236,19 +236,39 @@ COMMENT ON FUNCTION tenant.quota_check_growth(text) IS
     'Internal: refuse (53400) or warn about a statement that makes a tenant''s schema grow.';
 
 -- DDL in a tenant near or over its quota: CREATE and ALTER are refused over
--- the limit, and the guard triggers cannot be dropped, disabled or renamed by
--- anyone but the extension.
+-- the limit (except when a superuser runs them: pg_restore recreating an
+-- over-quota tenant's keys), and the guard triggers cannot be dropped,
+-- disabled, made replica-only or renamed by anyone but the extension. A guard
+-- is a trigger calling tenant.quota_guard(), whatever its name; tc_ names are
+-- reserved (tenant.reserved_names_guard), so a tenant cannot plant a
+-- look-alike.
+-- Triggers, policies and rules have no schema of their own: pg_event_trigger_ddl_commands()
+-- gives them none, and their table's schema is the one that counts.
+CREATE FUNCTION tenant.table_schema_of(classid oid, objid oid) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname::text FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
+     WHERE r.oid = CASE classid
+                   WHEN 'pg_catalog.pg_trigger'::regclass THEN (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = objid)
+                   WHEN 'pg_catalog.pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = objid)
+                   WHEN 'pg_catalog.pg_rewrite'::regclass THEN (SELECT w.ev_class FROM pg_rewrite w WHERE w.oid = objid)
+                   END
+$$;
+COMMENT ON FUNCTION tenant.table_schema_of(oid, oid) IS
+    'Internal: the schema of the table a trigger, policy or rule belongs to (NULL for other objects).';
+
 CREATE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     watched text;
 BEGIN
-    IF current_setting('tenant_control.internal_ddl', true) = 'on'
-       OR NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED') THEN
+    IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
+       OR tenant.internal_work_active() THEN
         RETURN;
     END IF;
     IF TG_EVENT = 'sql_drop' THEN
+        -- The trigger is gone from pg_trigger here: its name is all that is left.
         SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
          WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
         IF watched IS NOT NULL THEN
@@ -259,19 +279,20 @@ BEGIN
         RETURN;
     END IF;
     FOR watched IN
-        SELECT DISTINCT c.schema_name FROM pg_event_trigger_ddl_commands() c
-          JOIN tenant.tenant_schemas t ON t.schema_name = c.schema_name
+        SELECT DISTINCT t.schema_name FROM pg_event_trigger_ddl_commands() c
+          JOIN tenant.tenant_schemas t
+            ON t.schema_name = COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid))
          WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
     LOOP
         IF TG_TAG = 'ALTER TRIGGER' OR EXISTS (
                SELECT 1 FROM pg_trigger g
-                WHERE g.tgname = 'tc_quota_guard' AND g.tgenabled = 'D'
+                WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
                   AND g.tgrelid IN (SELECT tenant.schema_objects(watched, 'pg_catalog.pg_class'))) THEN
             RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
                 USING ERRCODE = 'insufficient_privilege',
-                      DETAIL = 'ALTER TRIGGER and DISABLE TRIGGER are refused while the tenant is near or over its quota.';
+                      DETAIL = 'ALTER TRIGGER, DISABLE TRIGGER and ENABLE REPLICA TRIGGER are refused while the tenant is near or over its quota.';
         END IF;
-        PERFORM tenant.quota_check_growth(watched);
+        PERFORM tenant.quota_check_ddl(watched);
     END LOOP;
 END
 $$;
@@ -281,6 +302,94 @@ CREATE EVENT TRIGGER tenant_control_quota_ddl ON ddl_command_end EXECUTE FUNCTIO
 CREATE EVENT TRIGGER tenant_control_quota_drop ON sql_drop EXECUTE FUNCTION tenant.quota_ddl_guard();
 ALTER EVENT TRIGGER tenant_control_quota_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER tenant_control_quota_drop ENABLE ALWAYS;
+COMMENT ON FUNCTION tenant.quota_check_ddl(text) IS
+    'Internal: tenant.quota_check_growth for DDL; DDL run by a superuser (pg_restore) is not refused.';
+COMMENT ON FUNCTION tenant.internal_work_active() IS
+    'Internal: whether the extension''s own work on tenant schemas is under way in this backend (a mark in backend memory, not a setting; never inside a security-restricted operation).';
+
+-- Names starting with tc_ belong to the extension in the template and in
+-- every tenant schema (its quota guards, its policies): a tenant that could
+-- name a trigger tc_quota_guard could pass it off as a guard. Relations,
+-- types, functions and every other schema object are checked, and so are the
+-- sub-objects of a relation the command touched (triggers, policies, rules,
+-- constraints, indexes). The extension's own work, and a guard trigger
+-- (which calls tenant.quota_guard(), which no tenant may execute), pass.
+CREATE FUNCTION tenant.object_names(classid oid, objid oid) RETURNS TABLE (kind text, name text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.type, a.object_names[pg_catalog.array_upper(a.object_names, 1)]
+      FROM pg_catalog.pg_identify_object_as_address(classid, objid, 0) a
+     -- Types are named below without their schema; a column default is named after its column.
+     WHERE classid <> ALL (ARRAY['pg_catalog.pg_type'::regclass, 'pg_catalog.pg_attrdef'::regclass])
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE classid = 'pg_catalog.pg_trigger'::regclass AND g.oid = objid
+                                                    AND g.tgfoid = 'tenant.quota_guard()'::regprocedure)
+    UNION ALL
+    SELECT 'type', t.typname::text FROM pg_type t WHERE classid = 'pg_catalog.pg_type'::regclass AND t.oid = objid
+    UNION ALL
+    SELECT 'trigger', g.tgname::text FROM pg_trigger g
+     WHERE classid = 'pg_catalog.pg_class'::regclass AND g.tgrelid = objid
+       AND NOT g.tgisinternal AND g.tgfoid <> 'tenant.quota_guard()'::regprocedure
+    UNION ALL
+    SELECT 'policy', p.polname::text FROM pg_policy p WHERE classid = 'pg_catalog.pg_class'::regclass AND p.polrelid = objid
+    UNION ALL
+    SELECT 'rule', r.rulename::text FROM pg_rewrite r WHERE classid = 'pg_catalog.pg_class'::regclass AND r.ev_class = objid
+    UNION ALL
+    SELECT 'constraint', k.conname::text FROM pg_constraint k
+     WHERE (classid = 'pg_catalog.pg_class'::regclass AND k.conrelid = objid)
+        OR (classid = 'pg_catalog.pg_type'::regclass AND k.contypid = objid)
+    UNION ALL
+    SELECT 'index', i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+     WHERE classid = 'pg_catalog.pg_class'::regclass AND x.indrelid = objid
+$$;
+COMMENT ON FUNCTION tenant.object_names(oid, oid) IS
+    'Internal: the name of a schema object and, for a relation, the names of its triggers (guards excepted), policies, rules, constraints and indexes.';
+
+CREATE FUNCTION tenant.reserved_names_guard() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    touched record;
+    taken record;
+BEGIN
+    -- First: the extension's own DDL (a whole template copy) skips the catalog look-ups.
+    IF tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    FOR touched IN
+        SELECT o.classid, o.objid, o.schema_name FROM (
+            SELECT c.classid, c.objid, COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid)) AS schema_name
+              FROM pg_event_trigger_ddl_commands() c
+             WHERE c.objid <> 0) o
+         WHERE o.schema_name = 'tenant_template'
+            OR o.schema_name IN (SELECT t.schema_name FROM tenant.tenant_schemas t WHERE t.status <> 'DROPPED')
+    LOOP
+        SELECT n.kind, n.name INTO taken FROM tenant.object_names(touched.classid, touched.objid) n
+         WHERE starts_with(n.name, 'tc_') LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION '% name "%" in schema "%" is reserved', taken.kind, taken.name, touched.schema_name
+                USING ERRCODE = 'reserved_name',
+                      DETAIL = 'Names starting with tc_ belong to tenant_control in the template and in tenant schemas.',
+                      HINT = 'Choose a name that does not start with tc_.';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION tenant.reserved_names_guard() IS
+    'Internal: event trigger refusing (42939) names starting with tc_ in the template and in tenant schemas, except in the extension''s own work.';
+CREATE EVENT TRIGGER tenant_control_reserved_names ON ddl_command_end EXECUTE FUNCTION tenant.reserved_names_guard();
+ALTER EVENT TRIGGER tenant_control_reserved_names ENABLE ALWAYS;
+
+-- DROP EXTENSION tenant_control (or DROP SCHEMA tenant, which takes it along)
+-- would discard the registry, the operation log and the backup catalogue
+-- while the tenants' schemas, roles and backups stayed behind, unmanaged. A C
+-- function: only the command's parse tree says which extension is dropped.
+CREATE FUNCTION tenant.refuse_drop_with_tenants() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'tc_refuse_drop_with_tenants';
+COMMENT ON FUNCTION tenant.refuse_drop_with_tenants() IS
+    'Internal: event trigger refusing (2BP01) to drop the extension while institutions or backups exist, unless tenant_control.allow_drop_with_tenants is on.';
+CREATE EVENT TRIGGER tenant_control_drop_extension ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA') EXECUTE FUNCTION tenant.refuse_drop_with_tenants();
+ALTER EVENT TRIGGER tenant_control_drop_extension ENABLE ALWAYS;
 
 -- Institution administrators.
 CREATE FUNCTION tenant.grant_institution_admin(institution_id uuid, role_name text)
@@ -874,8 +983,13 @@ $privileges$;
 -- Applications: the tenant context and nothing else.
 GRANT USAGE ON SCHEMA tenant TO tenant_control_app;
 GRANT EXECUTE ON FUNCTION tenant.set_context(uuid), tenant.enter_context(uuid) TO tenant_control_app;
--- Shared-table policies call this as the querying role (by oid: no USAGE on the schema needed).
+-- Shared-table policies, and applications inside a tenant context (running
+-- as the tenant's role), call this. USAGE on the schema lets any role name
+-- it; it exposes nothing else: no table, view or sequence of the schema
+-- grants anything to PUBLIC, and current_institution() is its only function
+-- PUBLIC may execute (pgrx-tests/tests/shared_tables.rs checks both).
 GRANT EXECUTE ON FUNCTION tenant.current_institution() TO PUBLIC;
+GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
 -- Institution administrators: their rows of the registry and the log.
 GRANT USAGE ON SCHEMA tenant TO tenant_control_institution_admin;

@@ -140,6 +140,100 @@ fn quota_check_growth(schema_name: &str) {
     quota::check_growth(schema_name).or_raise()
 }
 
+/// Internal: `quota_check_growth` for DDL (the quota event trigger); DDL a
+/// superuser runs (pg_restore of an over-quota tenant) is not refused.
+#[pg_extern(volatile, parallel_unsafe)]
+fn quota_check_ddl(schema_name: &str) {
+    quota::check_ddl_growth(schema_name).or_raise()
+}
+
+/// `tenant.refuse_drop_with_tenants()`, the event trigger on DROP EXTENSION
+/// and DROP SCHEMA (ddl_command_start). Written against the C calling
+/// convention because pgrx has no event-trigger functions, and only the
+/// parse tree tells which extension or schema the command drops.
+#[no_mangle]
+pub extern "C" fn pg_finfo_tc_refuse_drop_with_tenants() -> &'static pg_sys::Pg_finfo_record {
+    const V1: &pg_sys::Pg_finfo_record = &pg_sys::Pg_finfo_record { api_version: 1 };
+    V1
+}
+
+/// # Safety
+/// Called by PostgreSQL as an event trigger function, with `fcinfo` valid.
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn tc_refuse_drop_with_tenants(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: PostgreSQL passes EventTriggerData as the context of an event
+    // trigger call; anything else is refused by is_a.
+    let context = unsafe { (*fcinfo).context };
+    if !unsafe { pgrx::is_a(context, pg_sys::NodeTag::T_EventTriggerData) } {
+        TcError::new(PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED, "not called by an event trigger")
+            .raise();
+    }
+    let parsetree = unsafe { (*(context as *mut pg_sys::EventTriggerData)).parsetree };
+    if unsafe { drops_the_extension(parsetree) } && !crate::settings::allow_drop_with_tenants() {
+        refuse_drop_with_tenants().or_raise();
+    }
+    pg_sys::Datum::from(0)
+}
+
+/// Refuse to drop the extension while institutions (registry rows not
+/// DROPPED, spares aside) or catalogued backups exist.
+fn refuse_drop_with_tenants() -> crate::errors::TcResult<()> {
+    let (institutions, backups) = crate::db::rows(
+        "SELECT (SELECT pg_catalog.count(*) FROM tenant.tenant_schemas
+                  WHERE status OPERATOR(pg_catalog.<>) ALL (ARRAY['DROPPED', 'SPARE'])) AS institutions,
+                (SELECT pg_catalog.count(*) FROM tenant.schema_backups) AS backups",
+        &[],
+        |row| {
+            Ok((
+                crate::db::col::<i64>(row, "institutions")?.unwrap_or(0),
+                crate::db::col::<i64>(row, "backups")?.unwrap_or(0),
+            ))
+        },
+    )?
+    .into_iter()
+    .next()
+    .unwrap_or((0, 0));
+    if institutions == 0 && backups == 0 {
+        return Ok(());
+    }
+    Err(TcError::new(
+        PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+        format!(
+            "cannot drop extension tenant_control: {institutions} institution schema(s) and {backups} backup(s) are registered"
+        ),
+    )
+    .detail(
+        "Dropping it would discard the registry, the operation log and the backup catalogue, \
+         and leave the tenants' schemas, roles and backups behind, unmanaged.",
+    )
+    .hint(
+        "Drop each institution with tenant.drop_institution_schema(schema_id) and remove each backup with \
+         tenant.remove_backup(backup_id); or, to discard them knowingly, \
+         SET LOCAL tenant_control.allow_drop_with_tenants = on in the transaction that drops the extension.",
+    ))
+}
+
+/// Whether a statement is DROP EXTENSION tenant_control or DROP SCHEMA tenant
+/// (which drops the extension along with its schema).
+unsafe fn drops_the_extension(parsetree: *mut pg_sys::Node) -> bool {
+    if !unsafe { pgrx::is_a(parsetree, pg_sys::NodeTag::T_DropStmt) } {
+        return false;
+    }
+    let drop = unsafe { &*(parsetree as *mut pg_sys::DropStmt) };
+    let ours = match drop.removeType {
+        pg_sys::ObjectType::OBJECT_EXTENSION => "tenant_control",
+        pg_sys::ObjectType::OBJECT_SCHEMA => "tenant",
+        _ => return false,
+    };
+    let names = unsafe { pgrx::PgList::<pg_sys::Node>::from_pg(drop.objects) };
+    let named = names.iter_ptr().any(|name| unsafe {
+        pgrx::is_a(name, pg_sys::NodeTag::T_String)
+            && std::ffi::CStr::from_ptr((*(name as *mut pg_sys::String)).sval).to_bytes() == ours.as_bytes()
+    });
+    named
+}
+
 fn described(verb: &str, schema_id: Option<pgrx::Uuid>) -> String {
     match schema_id {
         Some(id) => format!("{verb} institution schema {}", crate::db::to_uuid(id)),

@@ -123,6 +123,15 @@ impl<T> OrRaise<T> for TcResult<T> {
     }
 }
 
+/// Run the body of a `#[pg_extern]` and raise whatever it fails with as a
+/// `TcError`: a PostgreSQL error from inside (an SPI call, a nested function
+/// of the extension) leaves the function as its SQLSTATE, message, detail and
+/// hint only. Left to pgrx, such an error gets a Rust backtrace appended to
+/// its DETAIL whenever the server runs with RUST_BACKTRACE set.
+pub fn at_boundary<T>(work: impl FnOnce() -> TcResult<T>) -> T {
+    crate::db::caught(work).or_raise()
+}
+
 /// The error code of a five-character SQLSTATE (the reverse of `sqlstate_of`).
 pub fn code_of(sqlstate: &str) -> PgSqlErrorCode {
     let packed = sqlstate

@@ -9,7 +9,7 @@
 //! SET, so shared-table policies can trust `tenant.current_institution()`.
 
 use crate::db;
-use crate::errors::{OrRaise, TcError, TcResult};
+use crate::errors::{self, OrRaise, TcError, TcResult};
 use crate::lifecycle;
 use crate::quota;
 use crate::settings;
@@ -28,7 +28,7 @@ const SHARED_TABLE_POLICY: &str = "tc_institution_isolation";
 fn enter_context(
     institution_id: Option<pgrx::Uuid>,
 ) -> TableIterator<'static, (name!(schema_name, Option<String>), name!(owner_role, Option<String>))> {
-    TableIterator::once(enter(institution_id).or_raise())
+    TableIterator::once(errors::at_boundary(|| enter(institution_id)))
 }
 
 fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
@@ -92,7 +92,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
 /// the search_path this function sets. Every name in it is qualified.
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_context(institution_id: Option<pgrx::Uuid>) -> Option<String> {
-    set(institution_id).or_raise()
+    errors::at_boundary(|| set(institution_id))
 }
 
 fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {

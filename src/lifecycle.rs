@@ -109,10 +109,13 @@ pub struct Built {
     pub tables: i32,
 }
 
-/// DDL the extension runs on tenant schemas, which the event trigger
-/// watching the template must not take for a change of the template.
+/// DDL and data changes the extension runs on tenant schemas: the event
+/// trigger watching the template does not take them for a change of the
+/// template, the quota guards let them through, and `tc_` names may be used.
+/// The mark lives in backend memory (see `restricted::internal`): no session
+/// can set it.
 pub fn internal_ddl<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    db::with_setting("tenant_control.internal_ddl", "on", work)
+    crate::restricted::internal(work)
 }
 
 /// A session that did not see the other's commit (REPEATABLE READ, or another

@@ -14,8 +14,10 @@
 use crate::db;
 use crate::errors::{TcError, TcResult};
 use crate::lifecycle;
+use crate::name::TenantName;
 use crate::oplog::{self, OpKind, Operation};
 use crate::registry::{self, Status, Tenant};
+use crate::restricted;
 use crate::settings;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -25,7 +27,13 @@ use std::time::{Duration, Instant};
 
 /// The trigger on every table of a tenant that is not OK. The event trigger
 /// `tenant_control_quota_ddl` refuses to let a tenant drop or disable it.
+/// The guard is recognised by its function, `GUARD_FUNCTION`, never by this
+/// name alone: a trigger a tenant named so is not a guard (and `tc_` names
+/// are reserved for the extension in tenant schemas anyway).
 pub const GUARD_TRIGGER: &str = "tc_quota_guard";
+/// The guard's trigger function; no tenant may execute it, so no tenant can
+/// make a trigger that calls it.
+pub const GUARD_FUNCTION: &str = "tenant.quota_guard()";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -143,24 +151,33 @@ pub fn recount(tenant: &Tenant) -> TcResult<i64> {
 }
 
 /// Put the guard on every table of the tenant (`on`), or take it off. A
-/// disabled guard is replaced.
+/// disabled guard is replaced, and so is a trigger that bears the guard's
+/// name without calling the guard's function.
 fn guard(tenant: &Tenant, on: bool) -> TcResult<()> {
+    guard_schema(&tenant.schema, on)
+}
+
+fn guard_schema(schema: &TenantName, on: bool) -> TcResult<()> {
     let tables = db::rows(
-        "SELECT c.relname::text AS name, g.tgname IS NOT NULL AS guarded
+        "SELECT c.relname::text AS name, g.tgname IS NOT NULL AS named
            FROM pg_catalog.pg_class c
-           LEFT JOIN pg_catalog.pg_trigger g ON g.tgrelid = c.oid AND g.tgname = $2
+           LEFT JOIN pg_catalog.pg_trigger g ON g.tgrelid OPERATOR(pg_catalog.=) c.oid
+                                            AND g.tgname OPERATOR(pg_catalog.=) $2
           WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
-            AND CASE WHEN $3 THEN g.tgenabled IS DISTINCT FROM 'O' ELSE g.tgname IS NOT NULL END
+            AND CASE WHEN $3
+                     THEN g.tgname IS NULL OR g.tgenabled OPERATOR(pg_catalog.<>) 'O'
+                          OR g.tgfoid OPERATOR(pg_catalog.<>) $4::pg_catalog.regprocedure
+                     ELSE g.tgname IS NOT NULL END
           ORDER BY c.relname",
-        &[tenant.schema.as_str().into(), GUARD_TRIGGER.into(), on.into()],
+        &[schema.as_str().into(), GUARD_TRIGGER.into(), on.into(), GUARD_FUNCTION.into()],
         |row| {
-            Ok((db::col::<String>(row, "name")?.unwrap_or_default(), db::col::<bool>(row, "guarded")?.unwrap_or(false)))
+            Ok((db::col::<String>(row, "name")?.unwrap_or_default(), db::col::<bool>(row, "named")?.unwrap_or(false)))
         },
     )?;
     lifecycle::internal_ddl(|| {
-        for (table, guarded) in &tables {
-            let table = format!("{}.{}", tenant.schema.quoted(), quote_identifier(table));
-            if *guarded {
+        for (table, named) in &tables {
+            let table = format!("{}.{}", schema.quoted(), quote_identifier(table));
+            if *named {
                 db::run(&format!("DROP TRIGGER {GUARD_TRIGGER} ON {table}"), &[])?;
             }
             if on {
@@ -206,8 +223,9 @@ fn suspend_if_overdue(tenant: &Tenant) -> TcResult<()> {
 /// it is near it. Called by the guard trigger and the DDL event trigger.
 pub fn check_growth(schema: &str) -> TcResult<()> {
     // The extension's own work on a tenant (a migration's data changes, a
-    // restore) is not the tenant growing: it must not fail half-way.
-    if settings::INTERNAL_DDL.get() {
+    // restore) is not the tenant growing: it must not fail half-way. The
+    // mark lives in backend memory; no setting can fake it.
+    if restricted::internal_work_active() {
         return Ok(());
     }
     let Some(seen) = recently_seen(schema)? else {
@@ -233,6 +251,38 @@ pub fn check_growth(schema: &str) -> TcResult<()> {
         }
         State::Ok => Ok(()),
     }
+}
+
+/// What DDL in a tenant near or over its quota must pass (the DDL event
+/// trigger calls this): `check_growth`, except for DDL run by a superuser.
+/// pg_restore recreates an over-quota tenant's keys, indexes, foreign keys
+/// and guards as a superuser after its rows: refusing them would leave the
+/// restored tenant without them. A tenant's role is never a superuser, so
+/// tenants gain nothing; the superuser is the session's role after SET ROLE
+/// (a superuser acting as a tenant is checked), and tenant code run in a
+/// security-restricted operation never counts as the superuser's.
+///
+/// DDL that passes in a tenant near its quota gets the tables it created
+/// guarded at once: a table created in WARNING must not grow unguarded until
+/// the next recount.
+pub fn check_ddl_growth(schema: &str) -> TcResult<()> {
+    if ddl_by_superuser() {
+        return Ok(());
+    }
+    check_growth(schema)?;
+    // Only a registered tenant that is not OK (the name comes from the registry).
+    if recently_seen(schema)?.is_some_and(|seen| seen.state != State::Ok) {
+        guard_schema(&TenantName::from_registry(schema.to_string()), true)?;
+    }
+    Ok(())
+}
+
+fn ddl_by_superuser() -> bool {
+    // SAFETY: reads this backend's user ids. The outer user is the session's
+    // role as SET ROLE left it, whatever SECURITY DEFINER function (such as
+    // the event trigger itself) runs now.
+    let outer_is_superuser = unsafe { pg_sys::superuser_arg(pg_sys::GetOuterUserId()) };
+    outer_is_superuser && !restricted::in_restricted_operation()
 }
 
 /// "9.3 MB of its 10 MB quota (93.0%)", sizes as pg_size_pretty writes them.

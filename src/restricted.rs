@@ -55,8 +55,11 @@ pub fn as_role<T>(role: &str, search_path: &str, work: impl FnOnce() -> TcResult
 }
 
 fn role_oid(role: &str) -> TcResult<pg_sys::Oid> {
-    db::value::<pg_sys::Oid>("SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1", &[role.into()])?
-        .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{role}\" does not exist")))
+    db::value::<pg_sys::Oid>(
+        "SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
+        &[role.into()],
+    )?
+    .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{role}\" does not exist")))
 }
 
 thread_local! {
@@ -109,4 +112,21 @@ pub fn internal_work_active() -> bool {
         let (depth, began) = mark.get();
         depth > 0 && began == local_transaction()
     })
+}
+
+/// Whether this backend is inside a security-restricted operation: code a
+/// tenant wrote runs there (as the tenant's role) even while the extension's
+/// own work is under way, so the mark must not cover it.
+pub fn in_restricted_operation() -> bool {
+    // SAFETY: reads this backend's security context.
+    unsafe { pg_sys::InSecurityRestrictedOperation() }
+}
+
+/// The mark as SQL sees it, for the PL/pgSQL event triggers and the quota
+/// guard: the extension's own work, outside any security-restricted
+/// operation. A C function, so calling it loads the library; there is no
+/// setting for a session to fake. Volatile: it changes within a statement.
+#[pg_extern(name = "internal_work_active", volatile, parallel_restricted)]
+pub(crate) fn internal_work_active_sql() -> bool {
+    internal_work_active() && !in_restricted_operation()
 }

@@ -32,9 +32,9 @@ pub static BACKUP_RESERVE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static BACKUP_KEEP_LAST: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static BACKUP_MAX_AGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// Set by the extension around its own DDL on tenant schemas, so that the
-/// event trigger watching the template does not count it as a template change.
-pub static INTERNAL_DDL: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// Lets DROP EXTENSION tenant_control go ahead while institutions or backups
+/// exist (their registry rows, log and catalogue are discarded).
+static ALLOW_DROP_WITH_TENANTS: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn register() {
     // Quota settings decide what a tenant may write: a tenant's own session must not change them.
@@ -103,13 +103,14 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // SUSET: only a superuser may decide to discard the registry.
     GucRegistry::define_bool_guc(
-        c"tenant_control.internal_ddl",
-        c"Internal: set while tenant_control runs DDL on tenant schemas.",
-        c"Not for users: DDL run with it on is not seen as a change of the template.",
-        &INTERNAL_DDL,
+        c"tenant_control.allow_drop_with_tenants",
+        c"Let DROP EXTENSION tenant_control discard the registry, the log and the backup catalogue of existing tenants.",
+        c"Off: the drop is refused (SQLSTATE 2BP01) while institutions or backups exist. Set it with SET LOCAL in the dropping transaction.",
+        &ALLOW_DROP_WITH_TENANTS,
         GucContext::Suset,
-        GucFlags::NO_SHOW_ALL,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"tenant_control.backup_reserve",
@@ -195,4 +196,8 @@ pub fn quota_suspend_after_s() -> i32 {
 
 pub fn institution_id() -> Option<String> {
     INSTITUTION_ID.get().map(|value| value.to_string_lossy().trim().to_string()).filter(|value| !value.is_empty())
+}
+
+pub fn allow_drop_with_tenants() -> bool {
+    ALLOW_DROP_WITH_TENANTS.get()
 }

@@ -30,7 +30,8 @@ fn quota_states_guard_writes_and_lift_by_themselves() {
     Spi::run("CREATE TABLE tenant_template.tags (name text)").unwrap();
     let (_, _, id, _) = create("efefefef-0000-4000-8000-000000000001", Some("quota_q"));
     let id = id.unwrap();
-    Spi::run("INSERT INTO quota_q.notes (body) SELECT repeat(md5(i::text), 30) FROM generate_series(1, 2000) i").unwrap();
+    Spi::run("INSERT INTO quota_q.notes (body) SELECT repeat(md5(i::text), 30) FROM generate_series(1, 2000) i")
+        .unwrap();
 
     // Far under the limit: OK, and no trigger at all on the tenant's tables.
     quota_at_percent(&id, 50);
@@ -54,12 +55,19 @@ fn quota_states_guard_writes_and_lift_by_themselves() {
         "INSERT INTO quota_q.notes (body) VALUES ('one more')",
         "UPDATE quota_q.notes SET body = body || 'x' WHERE id = 1",
         "INSERT INTO quota_q.tags VALUES ('x') ON CONFLICT DO NOTHING",
-        "CREATE TABLE quota_q.more (id int)",
-        "CREATE INDEX ON quota_q.notes (body)",
+        // DDL counts as the tenant's own when its role runs it.
+        "SET LOCAL ROLE quota_q_owner; CREATE TABLE quota_q.more (id int)",
     ] {
         assert_eq!(sqlstate_of_statement(growth), Some("53400".into()), "{growth}");
     }
-    let refusal = crate::subxact::atomically(|| crate::db::run("INSERT INTO quota_q.tags VALUES ('x')", &[])).unwrap_err();
+    // A superuser's DDL is not refused: pg_restore rebuilds an over-quota tenant's indexes and keys this way.
+    assert_eq!(sqlstate_of_statement("CREATE INDEX notes_body ON quota_q.notes (body)"), None);
+    assert_eq!(
+        sqlstate_of_statement("SET LOCAL ROLE quota_q_owner; CREATE VIEW quota_q.recent AS SELECT 1 AS one"),
+        Some("53400".into())
+    );
+    let refusal =
+        crate::subxact::atomically(|| crate::db::run("INSERT INTO quota_q.tags VALUES ('x')", &[])).unwrap_err();
     assert!(refusal.message.contains("efefefef-0000-4000-8000-000000000001"), "{}", refusal.message);
     assert!(refusal.message.contains("quota_q") && refusal.message.contains("%"), "{}", refusal.message);
     assert_eq!(one::<i64>("SELECT count(*) FROM quota_q.notes"), Some(2001));
@@ -73,7 +81,9 @@ fn quota_states_guard_writes_and_lift_by_themselves() {
         Some("SUCCESS".into())
     );
     assert_eq!(
-        one::<String>(&format!("SELECT status || coalesce(sqlstate, '') FROM tenant.migrate_institution_schema('{id}')")),
+        one::<String>(&format!(
+            "SELECT status || coalesce(sqlstate, '') FROM tenant.migrate_institution_schema('{id}')"
+        )),
         Some("SUCCESS".into())
     );
     assert_eq!(one::<i64>("SELECT count(*) FROM quota_q.notes WHERE tag = 'x'"), Some(2001));
@@ -118,10 +128,19 @@ fn a_tenant_over_its_quota_too_long_is_suspended() {
     one::<i64>(&format!("SELECT tenant.refresh_storage('{id}')"));
     Spi::run("SET tenant_control.quota_suspend_after = '1h'").unwrap();
     one::<i64>(&format!("SELECT tenant.refresh_storage('{id}')"));
-    assert_eq!(one::<String>(&format!("SELECT status FROM tenant.tenant_schemas WHERE id = '{id}'")), Some("ACTIVE".into()));
-    Spi::run(&format!("UPDATE tenant.tenant_schemas SET quota_state_since = now() - interval '2 hours' WHERE id = '{id}'")).unwrap();
+    assert_eq!(
+        one::<String>(&format!("SELECT status FROM tenant.tenant_schemas WHERE id = '{id}'")),
+        Some("ACTIVE".into())
+    );
+    Spi::run(&format!(
+        "UPDATE tenant.tenant_schemas SET quota_state_since = now() - interval '2 hours' WHERE id = '{id}'"
+    ))
+    .unwrap();
     one::<i64>(&format!("SELECT tenant.refresh_storage('{id}')"));
-    assert_eq!(one::<String>(&format!("SELECT status FROM tenant.tenant_schemas WHERE id = '{id}'")), Some("SUSPENDED".into()));
+    assert_eq!(
+        one::<String>(&format!("SELECT status FROM tenant.tenant_schemas WHERE id = '{id}'")),
+        Some("SUSPENDED".into())
+    );
     assert_eq!(
         one::<String>(&format!(
             "SELECT metadata->>'reason' FROM tenant.schema_operations WHERE schema_id = '{id}' AND operation_type = 'STATUS_CHANGE'"
@@ -169,4 +188,95 @@ fn quota_messages_write_sizes_like_pg_size_pretty() {
             "{bytes}"
         );
     }
+}
+
+#[pg_test]
+fn a_look_alike_guard_is_replaced_by_the_real_one() {
+    Spi::run("SET tenant_control.quota_recheck_interval = 0").unwrap();
+    Spi::run("CREATE TABLE tenant_template.pages (body text)").unwrap();
+    Spi::run("CREATE FUNCTION public.let_it_through() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+        .unwrap();
+    let (_, _, id, _) = create("efefefef-0000-4000-8000-000000000003", Some("quota_l"));
+    let id = id.unwrap();
+    Spi::run("INSERT INTO quota_l.pages SELECT repeat(md5(i::text), 30) FROM generate_series(1, 500) i").unwrap();
+    // A trigger named like the guard that calls something else (tc_ names are
+    // reserved now, so only one made before, or by the extension, can exist).
+    crate::lifecycle::internal_ddl(|| {
+        crate::db::run(
+            "CREATE TRIGGER tc_quota_guard BEFORE INSERT OR UPDATE ON quota_l.pages
+             FOR EACH STATEMENT EXECUTE FUNCTION public.let_it_through()",
+            &[],
+        )
+    })
+    .unwrap();
+    quota_at_percent(&id, 110);
+    assert_eq!(quota_state("quota_l"), "EXCEEDED");
+    assert_eq!(
+        one::<String>(
+            "SELECT string_agg(tgfoid::regproc::text, ',') FROM pg_trigger WHERE tgrelid = 'quota_l.pages'::regclass"
+        ),
+        Some("tenant.quota_guard".into())
+    );
+    assert_eq!(sqlstate_of_statement("INSERT INTO quota_l.pages VALUES ('more')"), Some("53400".into()));
+}
+
+#[pg_test]
+fn tc_names_are_reserved_in_tenant_schemas_and_the_template() {
+    Spi::run("CREATE TABLE tenant_template.cards (id int PRIMARY KEY)").unwrap();
+    Spi::run("CREATE FUNCTION public.nothing() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'").unwrap();
+    create("efefefef-0000-4000-8000-000000000004", Some("names_r"));
+    for taken in [
+        "CREATE TABLE names_r.tc_table (x int)",
+        "CREATE TABLE tenant_template.tc_table (x int)",
+        "CREATE VIEW names_r.tc_view AS SELECT 1",
+        "CREATE SEQUENCE names_r.tc_seq",
+        "CREATE INDEX tc_index ON names_r.cards (id)",
+        "CREATE FUNCTION names_r.tc_function() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TYPE names_r.tc_type AS (x int)",
+        "CREATE DOMAIN names_r.positive AS int CONSTRAINT tc_check CHECK (VALUE > 0)",
+        "CREATE TRIGGER tc_quota_guard BEFORE INSERT ON names_r.cards FOR EACH STATEMENT EXECUTE FUNCTION public.nothing()",
+        "CREATE POLICY tc_policy ON names_r.cards USING (true)",
+        "CREATE RULE tc_rule AS ON INSERT TO names_r.cards DO INSTEAD NOTHING",
+        "ALTER TABLE names_r.cards ADD CONSTRAINT tc_positive CHECK (id > 0)",
+        "ALTER TABLE names_r.cards RENAME TO tc_cards",
+        "CREATE TRIGGER fine BEFORE INSERT ON names_r.cards FOR EACH STATEMENT EXECUTE FUNCTION public.nothing();
+         ALTER TRIGGER fine ON names_r.cards RENAME TO tc_fine",
+    ] {
+        assert_eq!(sqlstate_of_statement(taken), Some("42939".into()), "{taken}");
+    }
+    let refusal =
+        crate::subxact::atomically(|| crate::db::run("CREATE POLICY tc_policy ON names_r.cards USING (true)", &[]))
+            .unwrap_err();
+    assert_eq!(refusal.message, "policy name \"tc_policy\" in schema \"names_r\" is reserved");
+    // Elsewhere the names are free, and the extension's own work may use them.
+    assert_eq!(sqlstate_of_statement("CREATE TABLE public.tc_anything (x int)"), None);
+    assert_eq!(sqlstate_of_statement("CREATE TABLE names_r.ordinary (tc_column int)"), None);
+    crate::lifecycle::internal_ddl(|| crate::db::run("CREATE TABLE names_r.tc_own (x int)", &[])).unwrap();
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relname = 'tc_own'"), Some(1));
+}
+
+#[pg_test]
+fn the_internal_work_mark_is_backend_memory_only() {
+    let active = || one::<bool>("SELECT tenant.internal_work_active()");
+    assert_eq!(active(), Some(false));
+    assert_eq!(crate::restricted::internal(|| Ok(active())).unwrap(), Some(true));
+    assert_eq!(active(), Some(false), "the mark ends with the work");
+    // Ended by an error too.
+    let failed: crate::errors::TcResult<()> =
+        crate::restricted::internal(|| crate::subxact::atomically(|| crate::db::run("SELECT 1/0", &[])));
+    assert!(failed.is_err());
+    assert_eq!(active(), Some(false));
+    // Code run as a tenant's role in a security-restricted operation is not the extension's work.
+    create("efefefef-0000-4000-8000-000000000005", Some("mark_m"));
+    // (The tenant's role may not execute tenant.internal_work_active(): ask the function itself.)
+    let inside = crate::restricted::internal(|| {
+        crate::restricted::as_role("mark_m_owner", "mark_m", || Ok(crate::restricted::internal_work_active_sql()))
+    });
+    assert_eq!(inside.unwrap(), false);
+    // The setting that used to mark it marks nothing: the template watcher sees this change.
+    Spi::run("SET LOCAL tenant_control.internal_ddl = on").unwrap();
+    assert_eq!(active(), Some(false));
+    let before = one::<i64>("SELECT count(*) FROM tenant.template_changes").unwrap();
+    Spi::run("CREATE TABLE tenant_template.watched (x int)").unwrap();
+    assert_eq!(one::<i64>("SELECT count(*) FROM tenant.template_changes"), Some(before + 1));
 }

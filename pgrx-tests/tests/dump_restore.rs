@@ -5,6 +5,28 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// pg_dump -Fc the database `from`, pg_restore it into a new database `to`
+/// (stopping at the first error); returns the dump file.
+fn dump_and_restore(from: &str, to: &str) -> std::path::PathBuf {
+    let dump = std::env::temp_dir().join(format!("tenant_control_{from}.dump"));
+    let status = Command::new(pg_bin("pg_dump"))
+        .args(["-h", &host(), "-p", &port(), "-U", "postgres", "-Fc", "-f"])
+        .arg(&dump)
+        .arg(from)
+        .status()
+        .unwrap();
+    assert!(status.success(), "pg_dump failed");
+    let mut admin = superuser("postgres");
+    recreate_database(&mut admin, to);
+    let restore = Command::new(pg_bin("pg_restore"))
+        .args(["-h", &host(), "-p", &port(), "-U", "postgres", "--exit-on-error", "-d", to])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(restore.status.success(), "pg_restore failed: {}", String::from_utf8_lossy(&restore.stderr));
+    dump
+}
+
 fn registry_snapshot(client: &mut postgres::Client) -> Vec<String> {
     client
         .query(
@@ -30,23 +52,7 @@ fn pg_dump_and_pg_restore_keep_registry_log_and_backups() {
     let operations = count(&mut source, "SELECT count(*) FROM tenant.schema_operations");
     assert_eq!(operations, 4);
 
-    let dump = std::env::temp_dir().join("tenant_control_it.dump");
-    let status = Command::new(pg_bin("pg_dump"))
-        .args(["-h", &host(), "-p", &port(), "-U", "postgres", "-Fc", "-f"])
-        .arg(&dump)
-        .arg("it_dump_src")
-        .status()
-        .unwrap();
-    assert!(status.success(), "pg_dump failed");
-    let mut admin = superuser("postgres");
-    recreate_database(&mut admin, "it_dump_dst");
-    let restore = Command::new(pg_bin("pg_restore"))
-        .args(["-h", &host(), "-p", &port(), "-U", "postgres", "--exit-on-error", "-d", "it_dump_dst"])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(restore.status.success(), "pg_restore failed: {}", String::from_utf8_lossy(&restore.stderr));
-
+    let dump = dump_and_restore("it_dump_src", "it_dump_dst");
     let mut target = superuser("it_dump_dst");
     assert_eq!(registry_snapshot(&mut target), registry);
     assert_eq!(count(&mut target, "SELECT count(*) FROM tenant.schema_operations"), operations);
@@ -60,5 +66,73 @@ fn pg_dump_and_pg_restore_keep_registry_log_and_backups() {
     let kept: uuid::Uuid = target.query_one("SELECT id FROM tenant.find_institution('dr_kept')", &[]).unwrap().get(0);
     assert!(call(&mut target, "suspend_institution", kept).ok());
     assert_eq!(count(&mut target, "SELECT count(*) FROM tenant.schema_operations"), operations + 1);
+    let _ = std::fs::remove_file(dump);
+}
+
+/// Every object of a schema, as `kind name definition` lines: relations,
+/// constraints (keys, foreign keys, checks), indexes and triggers.
+fn objects_of(client: &mut postgres::Client, schema: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT 'relation ' || c.relname || ' ' || c.relkind::text FROM pg_class c
+              WHERE c.relnamespace = $1::text::regnamespace
+             UNION ALL
+             SELECT 'constraint ' || k.conname || ' ' || pg_get_constraintdef(k.oid) FROM pg_constraint k
+              WHERE k.connamespace = $1::text::regnamespace
+             UNION ALL
+             SELECT 'index ' || i.indexrelid::regclass::text || ' ' || pg_get_indexdef(i.indexrelid) FROM pg_index i
+              WHERE i.indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = $1::text::regnamespace)
+             UNION ALL
+             SELECT 'trigger ' || pg_get_triggerdef(g.oid) || ' ' || g.tgenabled::text FROM pg_trigger g
+              WHERE NOT g.tgisinternal AND g.tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = $1::text::regnamespace)
+             ORDER BY 1",
+            &[&schema],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn an_over_quota_tenant_is_restored_with_every_object() {
+    let mut source = fresh_database("it_dump_quota_src");
+    source
+        .batch_execute(
+            "CREATE TABLE tenant_template.customers (id int PRIMARY KEY, email text UNIQUE);
+             CREATE TABLE tenant_template.orders (id int PRIMARY KEY,
+                                                  customer_id int NOT NULL REFERENCES tenant_template.customers,
+                                                  total numeric CHECK (total >= 0));
+             CREATE INDEX orders_customer ON tenant_template.orders (customer_id);",
+        )
+        .unwrap();
+    let id = create_ok(&mut source, "dr_full");
+    source
+        .batch_execute(
+            "INSERT INTO dr_full.customers SELECT i, 'c' || i || '@example.org' FROM generate_series(1, 2000) i;
+             INSERT INTO dr_full.orders SELECT i, 1 + i % 2000, i FROM generate_series(1, 4000) i;",
+        )
+        .unwrap();
+    let used: i64 = source.query_one("SELECT tenant.refresh_storage($1)", &[&id]).unwrap().get(0);
+    let limit = (used / 2).to_string();
+    assert!(outcome(source.query_one("SELECT * FROM tenant.set_quota($1, $2)", &[&id, &limit]).unwrap()).ok());
+    let state: String =
+        source.query_one("SELECT quota_state FROM tenant.tenant_schemas WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(state, "EXCEEDED");
+    let objects = objects_of(&mut source, "dr_full");
+    assert!(objects.iter().any(|o| o.contains("FOREIGN KEY")), "{objects:?}");
+    assert!(objects.iter().any(|o| o.contains("tc_quota_guard")), "{objects:?}");
+
+    let dump = dump_and_restore("it_dump_quota_src", "it_dump_quota_dst");
+
+    let mut target = superuser("it_dump_quota_dst");
+    assert_eq!(objects_of(&mut target, "dr_full"), objects);
+    assert_eq!(count(&mut target, "SELECT count(*) FROM dr_full.orders"), 4000);
+    // Still over its quota, and still held to it: the restored guards work.
+    let refused = sqlstate_of_failure(
+        &mut target,
+        "SET ROLE dr_full_owner; INSERT INTO dr_full.customers VALUES (5000, 'late@example.org')",
+    );
+    assert_eq!(refused, "53400");
     let _ = std::fs::remove_file(dump);
 }

@@ -111,6 +111,9 @@ fn tenants_never_see_each_other_behind_transaction_pooling() {
                     assert_eq!(owners, vec![schema.clone()], "a tenant saw another tenant's rows");
                     let user = column(&mut client, "SELECT current_user").unwrap();
                     assert_eq!(user, vec![format!("{schema}_owner")]);
+                    // The tenant's role may ask which institution it serves.
+                    let current = column(&mut client, "SELECT tenant.current_institution()").unwrap();
+                    assert_eq!(current, vec![institution.to_string()]);
                     client.batch_execute("COMMIT").unwrap();
 
                     // The next transaction on whatever server connection starts with no context.

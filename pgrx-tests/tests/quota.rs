@@ -176,3 +176,67 @@ fn concurrent_writers_stop_at_the_limit() {
     assert_eq!(code(as_tenant(&mut app, institution, "TRUNCATE docs")), None);
     assert_eq!(code(as_tenant(&mut app, institution, "INSERT INTO docs (body) VALUES ('room again')")), None);
 }
+
+/// A login that is a member of the tenant's role, in a new session.
+fn tenant_member(su: &mut Client, schema: &str) -> Client {
+    su.batch_execute(&format!(
+        "DROP ROLE IF EXISTS it_quota_member; CREATE ROLE it_quota_member LOGIN; GRANT {schema}_owner TO it_quota_member"
+    ))
+    .unwrap();
+    connect_as("it_quota_member", DB)
+}
+
+#[test]
+fn a_tenant_cannot_switch_its_quota_enforcement_off() {
+    let (mut su, _, id) = tenant_with_rows("qt_tamper", 300);
+    let mut member = tenant_member(&mut su, "qt_tamper");
+    member
+        .batch_execute(
+            "SET ROLE qt_tamper_owner;
+             CREATE TABLE qt_tamper.mine (x int);
+             CREATE FUNCTION qt_tamper.let_it_through() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'",
+        )
+        .unwrap();
+    // A look-alike guard planted before the tenant gets near its quota: the name is reserved.
+    let planted = "CREATE TRIGGER tc_quota_guard BEFORE INSERT OR UPDATE ON qt_tamper.mine
+                   FOR EACH STATEMENT EXECUTE FUNCTION qt_tamper.let_it_through()";
+    let refused = member.batch_execute(planted).unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("42939"), "{refused}");
+    assert!(refused.as_db_error().unwrap().message().contains("tc_quota_guard"), "{refused}");
+
+    // Near the quota every table has the extension's guard, and the tenant cannot switch it off.
+    quota_at_percent(&mut su, id, 95);
+    let guards =
+        "SELECT count(*) FROM pg_trigger WHERE tgfoid = 'tenant.quota_guard()'::regprocedure AND tgenabled = 'O'
+                    AND tgrelid IN ('qt_tamper.mine'::regclass, 'qt_tamper.docs'::regclass)";
+    assert_eq!(count(&mut su, guards), 2);
+    for tampering in [
+        "ALTER TABLE qt_tamper.mine DISABLE TRIGGER tc_quota_guard",
+        "ALTER TABLE qt_tamper.mine DISABLE TRIGGER ALL",
+        "ALTER TABLE qt_tamper.mine DISABLE TRIGGER USER",
+        "ALTER TABLE qt_tamper.mine ENABLE REPLICA TRIGGER tc_quota_guard",
+        "ALTER TRIGGER tc_quota_guard ON qt_tamper.mine RENAME TO renamed_guard",
+        "DROP TRIGGER tc_quota_guard ON qt_tamper.mine",
+        "SET session_replication_role = replica",
+    ] {
+        assert_eq!(sqlstate_of_failure(&mut member, tampering), "42501", "{tampering}");
+    }
+    assert_eq!(count(&mut su, guards), 2);
+    // A table created near the quota is guarded at once, not at the next recount.
+    member.batch_execute("CREATE TABLE qt_tamper.fresh (x int)").unwrap();
+    let fresh_guards = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'qt_tamper.fresh'::regclass
+                          AND tgfoid = 'tenant.quota_guard()'::regprocedure AND tgenabled = 'O'";
+    assert_eq!(count(&mut su, fresh_guards), 1);
+
+    // Over it, a session that sets the old internal setting before the library
+    // is loaded is refused like any other.
+    quota_at_percent(&mut su, id, 110);
+    let mut early = connect_as("it_quota_member", DB);
+    early.batch_execute("SET tenant_control.internal_ddl = on; SET ROLE qt_tamper_owner").unwrap();
+    assert_eq!(sqlstate_of_failure(&mut early, "CREATE TABLE qt_tamper.grown (x int)"), "53400");
+    assert_eq!(sqlstate_of_failure(&mut early, "INSERT INTO qt_tamper.mine VALUES (1)"), "53400");
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_class WHERE relname = 'grown'"), 0);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM qt_tamper.mine"), 0);
+    drop((member, early));
+    su.batch_execute("DROP ROLE it_quota_member").unwrap();
+}

@@ -82,3 +82,64 @@ fn create_ok_for(su: &mut Client, institution: Uuid, schema: &str) {
     let created = create(su, institution, schema);
     assert!(created.ok(), "{}", created.message);
 }
+
+#[test]
+fn an_application_in_a_tenant_context_reads_its_institution_as_the_tenants_role() {
+    const CTX_DB: &str = "it_shared_context";
+    let mut su = fresh_database(CTX_DB);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    su.batch_execute(&format!(
+        "DROP ROLE IF EXISTS it_context_app; CREATE ROLE it_context_app LOGIN; GRANT tenant_control_app TO it_context_app;
+         DROP ROLE IF EXISTS it_context_nobody; CREATE ROLE it_context_nobody LOGIN;
+         CREATE TABLE public.notes (institution_id uuid NOT NULL DEFAULT tenant.current_institution(), body text);
+         GRANT SELECT, INSERT ON public.notes TO PUBLIC;
+         INSERT INTO public.notes VALUES ('{a}', 'for a'), ('{b}', 'for b');
+         SELECT tenant.enable_shared_table_isolation('public.notes');"
+    ))
+    .unwrap();
+    create_ok_for(&mut su, a, "shc_alpha");
+    create_ok_for(&mut su, b, "shc_beta");
+
+    // A real application login: set_context switches it to the tenant's role,
+    // and the tenant's role may ask which institution it is in.
+    let mut app = connect_as("it_context_app", CTX_DB);
+    app.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{a}')")).unwrap();
+    let user: String = app.query_one("SELECT current_user::text", &[]).unwrap().get(0);
+    assert_eq!(user, "shc_alpha_owner");
+    let current: Option<Uuid> = app.query_one("SELECT tenant.current_institution()", &[]).unwrap().get(0);
+    assert_eq!(current, Some(a));
+    let bodies: Vec<String> = app
+        .query("SELECT body FROM public.notes WHERE institution_id = tenant.current_institution()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(bodies, vec!["for a".to_string()]);
+    app.batch_execute("INSERT INTO public.notes (body) VALUES ('new for a'); COMMIT").unwrap();
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM public.notes WHERE institution_id = '{a}'")), 2);
+
+    // USAGE on the schema tenant exposes current_institution() and nothing else to other roles.
+    let executable: Vec<String> = su
+        .query(
+            "SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace
+                AND has_function_privilege('it_context_nobody', p.oid, 'EXECUTE') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(executable, vec!["current_institution".to_string()]);
+    let readable = count(
+        &mut su,
+        "SELECT count(*) FROM pg_class c WHERE c.relnamespace = 'tenant'::regnamespace
+            AND (CASE WHEN c.relkind = 'S'
+                      THEN has_sequence_privilege('it_context_nobody', c.oid, 'USAGE, SELECT, UPDATE')
+                      ELSE has_table_privilege('it_context_nobody', c.oid,
+                                               'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') END)",
+    );
+    assert_eq!(readable, 0);
+    let mut nobody = connect_as("it_context_nobody", CTX_DB);
+    assert_eq!(sqlstate_of_failure(&mut nobody, "SELECT * FROM tenant.tenant_schemas"), "42501");
+    assert_eq!(sqlstate_of_failure(&mut nobody, &format!("SELECT tenant.enter_context('{a}')")), "42501");
+}
