@@ -112,7 +112,7 @@ fn build(
     let started = Instant::now();
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
     let prelude: Vec<String> = prelude.into_iter().chain([format!("CREATE SCHEMA {}", temporary.quoted())]).collect();
-    let copied = copy::copy_schema(&backup.schema, &backup.role, &temporary, role, final_name, &prelude, false)?;
+    let copied = copy::copy_schema(&backup.schema, &backup.role, &temporary, role, final_name, &prelude, role, false)?;
     // The manifest's row counts must come back whole.
     let recorded = db::rows(
         "SELECT table_name, row_count FROM tenant.backup_tables WHERE backup_id = $1",
