@@ -183,11 +183,16 @@ fn recreate(op: &mut Operation, backup: &Backup, tenant: &Tenant, schema: Tenant
         )
         .hint("Restore under another name with target_schema."));
     }
+    // A drop keeps the tenant's role only when another database of the
+    // cluster uses one of that name: never adopt it (its members there would
+    // reach this tenant).
     if taken.role_exists {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             format!("role \"{}\" already exists", schema.role()),
-        ));
+        )
+        .detail("Roles belong to the whole cluster; another database (or an earlier tenant) uses this one.")
+        .hint("Restore under another name with target_schema: the tenant gets a role of that name."));
     }
     let role = schema.role();
     let prelude = vec![
