@@ -321,6 +321,18 @@ pub fn restore_table(
         format!("pg_temp.{}", pgrx::spi::quote_identifier(&format!("tc_restore_{}", uuid::Uuid::new_v4().simple())));
     db::run(&format!("CREATE TEMPORARY TABLE {staged} ON COMMIT DROP AS SELECT * FROM ONLY {from}"), &[])?;
     db::run(&format!("GRANT SELECT ON TABLE {staged} TO {}", tenant.role.quoted()), &[])?;
+    // A suspended tenant's role has no USAGE on its schema: it gets it for
+    // this call only.
+    let lacks_usage: bool = db::scalar(
+        "SELECT NOT pg_catalog.has_schema_privilege($1, $2, 'USAGE')",
+        &[tenant.role.as_str().into(), tenant.schema.as_str().into()],
+    )?;
+    let usage = |verb: &str, direction: &str| {
+        db::run(&format!("{verb} USAGE ON SCHEMA {} {direction} {}", tenant.schema.quoted(), tenant.role.quoted()), &[])
+    };
+    if lacks_usage {
+        internal_ddl(|| usage("GRANT", "TO"))?;
+    }
     // The data changes run as the tenant's role in a security-restricted
     // operation: its triggers, rules, CHECKs, defaults and policies act with
     // its rights only. Marked as the extension's own work, so that a tenant
@@ -347,6 +359,9 @@ pub fn restore_table(
         })
     })?;
     db::run(&format!("DROP TABLE {staged}"), &[])?;
+    if lacks_usage {
+        internal_ddl(|| usage("REVOKE", "FROM"))?;
+    }
     op.note("deleted", deleted);
     op.note("inserted", inserted);
     Ok(TableRestored { schema: tenant.schema, deleted, inserted })
