@@ -373,12 +373,15 @@ fn a_backup_is_built_owned_and_leaves_no_trace_of_the_load() {
 #[pg_test]
 fn a_drop_hands_the_backup_to_a_fresh_role_and_a_restore_hands_it_back() {
     let id = rich_tenant("b0000000-0000-4000-8000-000000000013", "bk_heir");
+    Spi::run("CREATE ROLE bk_heir_member IN ROLE bk_heir_owner").unwrap();
     let (status, message, backup, _) =
         status_row(&format!("SELECT status, message, backup_schema, sqlstate FROM tenant.drop_institution_schema('{id}')"));
     assert_eq!(status, "SUCCESS", "{message}");
     let backup = backup.unwrap();
     let heir = format!("{backup}_owner");
     assert_eq!(one::<i64>("SELECT count(*) FROM pg_roles WHERE rolname = 'bk_heir_owner'"), Some(0));
+    // The tenant's former member is no member of the backup's role.
+    assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_auth_members WHERE roleid = '{heir}'::regrole")), Some(0));
     assert_eq!(one::<String>(&format!("SELECT backup_role::text FROM tenant.schema_backups WHERE backup_schema = '{backup}'")), Some(heir.clone()));
     assert_eq!(one::<String>(&format!("SELECT relowner::regrole::text FROM pg_class WHERE oid = '{backup}.parents'::regclass")), Some(heir.clone()));
     assert_eq!(
