@@ -318,7 +318,7 @@ pub fn restore_table(
     // tenant's evaluated, whatever the backup table's row-level security) into
     // a temporary table the tenant's role may read for this call only.
     let staged =
-        format!("pg_temp.{}", pgrx::spi::quote_identifier(&format!("tc_restore_{}", uuid::Uuid::new_v4().simple())));
+        format!("pg_temp.{}", pgrx::spi::quote_identifier(format!("tc_restore_{}", uuid::Uuid::new_v4().simple())));
     db::run(&format!("CREATE TEMPORARY TABLE {staged} ON COMMIT DROP AS SELECT * FROM ONLY {from}"), &[])?;
     db::run(&format!("GRANT SELECT ON TABLE {staged} TO {}", tenant.role.quoted()), &[])?;
     // A suspended tenant's role has no USAGE on its schema: it gets it for
