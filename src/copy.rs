@@ -20,8 +20,9 @@
 //!    (`restricted::as_role`), each staging table is inserted into the real
 //!    table, so CHECKs, domains, generated columns and casts run with the
 //!    tenant's rights only. The rights it needs on the other side (USAGE on
-//!    the copy's schema, INSERT on its tables, membership of a backup's role)
-//!    are granted just before and revoked right after, in this transaction.
+//!    the copy's schema, SELECT on the staging tables, INSERT on the copy's
+//!    tables, membership of a backup's role) are granted just before and
+//!    revoked right after, in this transaction.
 //!
 //! The copy's objects are owned by their non-superuser owner (the backup's
 //! role, or the tenant's role for a restore) before the load, so what
@@ -333,9 +334,10 @@ fn raw_copy(source: &TenantName, target: &TenantName, tables: &[Table], hash: bo
 
 /// Step 2: the staging tables into the copy's tables, as `loader` (the
 /// tenant's role) in a security-restricted operation. What it needs on the
-/// copy's side is granted for this step only: SELECT on the staging tables, INSERT where it lacks it, and membership of the
-/// copy's role when that is not `loader` itself (a backup's role, which may
-/// hold grants the tenant's functions need there).
+/// copy's side is granted for this step only: SELECT on the staging tables,
+/// INSERT where it lacks it, and membership of the copy's role when that is
+/// not `loader` itself (a backup's role, which may hold grants the tenant's
+/// functions need there). USAGE on the schema is granted by the caller.
 fn load(target: &TenantName, target_role: &RoleName, loader: &RoleName, tables: &[Table]) -> TcResult<()> {
     if tables.is_empty() {
         return Ok(());

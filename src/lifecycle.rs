@@ -211,14 +211,10 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
 /// Rename the schema into a backup (`reason` DROP, or RESTORE for the schema
 /// a restore replaces). Renames take no table locks.
 ///
-/// `with_role` (a drop): the tenant's role goes away. What it owned in this
-/// database is handed to a fresh backup role (NOLOGIN, no members), what it
-/// was granted in the backup and the policies naming it go to that role too,
-/// it loses everything else here, and it is dropped unless a tenant of
-/// another database of the cluster still uses a role of that name. The
-/// tenant's former members then reach nothing of the backup. Without
-/// `with_role` the backup stays owned by the tenant's role, which loses its
-/// USAGE on it.
+/// `with_role` (a drop): the tenant's role becomes the backup's role, with
+/// no members (see below), so the tenant's former members reach nothing of
+/// the backup. Without `with_role` the backup stays owned by the tenant's
+/// role, which loses its USAGE on it.
 pub fn detach(
     op: &mut Operation,
     tenant: &Tenant,
@@ -236,10 +232,26 @@ pub fn detach(
         rebind_search_paths(&tenant.schema, &backup)?;
     }
     let heir = if with_role && registry::role_exists(&tenant.role)? { Some(backup.role()) } else { None };
-    if let Some(heir) = &heir {
-        hand_over(&tenant.role, heir, schema_exists.then_some(&backup))?;
-        op.note("backup_role", heir.as_str());
-    }
+    // Roles belong to the whole cluster. One only this database uses is
+    // renamed after the backup and stripped of its members: it keeps what it
+    // owns without a lock on any table, so the drop neither waits for nor
+    // blocks the tenant's sessions. One another database still uses (a copy
+    // of this one) stays as it is there: a fresh role takes over its objects
+    // here (ALTER ... OWNER takes each table's lock, within lock_timeout).
+    let shared = match &heir {
+        Some(heir) => {
+            let shared = used_in_other_database(&tenant.role)?;
+            if shared {
+                hand_over(&tenant.role, heir, schema_exists.then_some(&backup))?;
+            } else {
+                rename_role(&tenant.role, heir)?;
+            }
+            op.note("backup_role", heir.as_str());
+            op.note("role", if shared { "kept: another database of the cluster uses it" } else { "renamed" });
+            shared
+        }
+        None => false,
+    };
     let detached = if schema_exists {
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         backup::register(backup_id, tenant, &backup, heir.as_ref().unwrap_or(&tenant.role), reason, size, elapsed)?;
@@ -252,31 +264,46 @@ pub fn detach(
         op.note("note", "the schema was already missing; nothing to back up");
         None
     };
+    if shared {
+        // Nothing of this database is left to the shared role.
+        db::run(&format!("DROP OWNED BY {}", tenant.role.quoted()), &[])?;
+    }
     if let Some(heir) = &heir {
-        retire(op, &tenant.role, heir)?;
+        drop_if_idle(heir)?;
     }
     Ok(detached)
 }
 
-/// The tenant's role after its objects went to `heir`: it loses every
-/// privilege in this database, and is dropped unless another database of
-/// the cluster uses it. An heir left with nothing to own is dropped too.
-fn retire(op: &mut Operation, role: &RoleName, heir: &RoleName) -> TcResult<()> {
-    db::run(&format!("DROP OWNED BY {}", role.quoted()), &[])?;
-    let kept = used_in_other_database(role)?;
-    if !kept {
-        db::run(&format!("REVOKE {} FROM tenant_control_app", role.quoted()), &[])?;
-        db::run(&format!("DROP ROLE {}", role.quoted()), &[])?;
+/// Rename the tenant's role to `heir` and take every membership of it away
+/// (its LOGIN members, tenant_control_app, institution admins): nobody can
+/// act as the backup's role.
+fn rename_role(role: &RoleName, heir: &RoleName) -> TcResult<()> {
+    let members: Vec<String> = db::rows(
+        "SELECT pg_catalog.quote_ident(m.rolname) FROM pg_catalog.pg_auth_members a
+           JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) a.member
+          WHERE a.roleid OPERATOR(pg_catalog.=) $1::regrole",
+        &[role.as_str().into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    if !members.is_empty() {
+        db::run(&format!("REVOKE {} FROM {}", role.quoted(), members.join(", ")), &[])?;
     }
-    op.note("role", if kept { "kept: another database of the cluster uses it" } else { "dropped" });
+    db::run(&format!("ALTER ROLE {} RENAME TO {}", role.quoted(), heir.quoted()), &[])
+}
+
+/// A backup role that owns nothing and serves no backup (the schema was
+/// already missing) is not kept.
+fn drop_if_idle(heir: &RoleName) -> TcResult<()> {
     let idle: bool = db::scalar(
         "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
                              WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::regclass
-                               AND d.refobjid OPERATOR(pg_catalog.=) $1::regrole)
+                               AND d.refobjid OPERATOR(pg_catalog.=) $1::regrole
+                               AND d.deptype OPERATOR(pg_catalog.=) 'o')
             AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_role OPERATOR(pg_catalog.=) $1::regrole)",
         &[heir.as_str().into()],
     )?;
     if idle {
+        db::run(&format!("DROP OWNED BY {}", heir.quoted()), &[])?;
         db::run(&format!("DROP ROLE {}", heir.quoted()), &[])?;
     }
     Ok(())

@@ -371,7 +371,7 @@ fn a_backup_is_built_owned_and_leaves_no_trace_of_the_load() {
 }
 
 #[pg_test]
-fn a_drop_hands_the_backup_to_a_fresh_role_and_a_restore_hands_it_back() {
+fn a_drop_leaves_the_backup_to_a_role_without_members_and_a_restore_hands_it_back() {
     let id = rich_tenant("b0000000-0000-4000-8000-000000000013", "bk_heir");
     Spi::run("CREATE ROLE bk_heir_member IN ROLE bk_heir_owner").unwrap();
     let (status, message, backup, _) =
