@@ -50,14 +50,17 @@ fn plantings(schema: &str) -> String {
          CREATE FUNCTION {schema}.mood_text(m {schema}.mood) RETURNS text LANGUAGE sql
              BEGIN ATOMIC SELECT CASE WHEN {schema}.payload('enum cast') THEN 'ok' END; END;
          CREATE CAST ({schema}.mood AS text) WITH FUNCTION {schema}.mood_text({schema}.mood);
+         -- A domain CHECK that goes through that cast.
+         CREATE DOMAIN {schema}.guarded AS {schema}.mood CHECK (VALUE::text <> 'zz');
          CREATE TABLE {schema}.t (
              id int PRIMARY KEY,
              doc json,
              mood {schema}.mood,
+             guarded {schema}.guarded,
              derived boolean GENERATED ALWAYS AS ({schema}.ipayload('generated', id)) STORED,
              CHECK ({schema}.payload('check'))
          );
-         INSERT INTO {schema}.t (id, doc, mood) VALUES (1, '{{}}', 'ok'), (2, '[]', 'ok'), (3, 'null', 'ok');
+         INSERT INTO {schema}.t (id, doc, mood, guarded) VALUES (1, '{{}}', 'ok', 'ok'), (2, '[]', 'ok', 'ok'), (3, 'null', 'ok', 'ok');
          CREATE FUNCTION {schema}.row_text(r {schema}.t) RETURNS text LANGUAGE sql
              BEGIN ATOMIC SELECT CASE WHEN {schema}.payload('row cast') THEN 'x' END; END;
          CREATE CAST ({schema}.t AS text) WITH FUNCTION {schema}.row_text({schema}.t);
