@@ -55,11 +55,8 @@ pub fn as_role<T>(role: &str, search_path: &str, work: impl FnOnce() -> TcResult
 }
 
 fn role_oid(role: &str) -> TcResult<pg_sys::Oid> {
-    db::value::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
-        &[role.into()],
-    )?
-    .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{role}\" does not exist")))
+    db::value::<pg_sys::Oid>("SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1", &[role.into()])?
+        .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{role}\" does not exist")))
 }
 
 thread_local! {
