@@ -4,10 +4,10 @@
 //! `tc_backup_<32 hex>_owner` standing for the tenant's role inside it (what
 //! the tenant's role owned or was granted, that role owns or is granted in
 //! the backup; a drop renames the tenant's role into such a role, or hands
-//! its objects to a fresh one when another database uses it). The
-//! role has no USAGE on the schema and no members, so no tenant reaches a
-//! backup. (The schema a restore replaces stays owned by the tenant's role,
-//! which loses its USAGE on it.) A backup is restored by the same generators that
+//! its objects to a fresh one when another database uses it). The role has
+//! no USAGE on the schema and no members, so no tenant reaches a backup.
+//! (The schema a restore replaces stays owned by the tenant's role, which
+//! loses its USAGE on it.) A backup is restored by the same generators that
 //! made it, reading the backup and writing a tenant.
 
 use crate::copy::{self, TableCopy};
