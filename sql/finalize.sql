@@ -489,6 +489,11 @@ BEGIN
     IF keep OPERATOR(pg_catalog.<) 0 THEN
         RAISE EXCEPTION 'keep_last must be zero or more, not %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- A negative age would put the cut-off in the future: every backup would go.
+    IF age OPERATOR(pg_catalog.<=) '0'::interval THEN
+        RAISE EXCEPTION 'max_age must be a positive interval, not %', age USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass max_age => NULL (or leave tenant_control.backup_max_age empty) for no age rule.';
+    END IF;
     IF keep OPERATOR(pg_catalog.=) 0 AND age IS NULL THEN
         RAISE NOTICE 'no retention rule (keep_last, max_age, tenant_control.backup_keep_last, tenant_control.backup_max_age): nothing removed';
         RETURN;

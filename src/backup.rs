@@ -3,8 +3,11 @@
 //! Every backup is a schema `tc_backup_<32 hex>` with its own NOLOGIN role
 //! `tc_backup_<32 hex>_owner` standing for the tenant's role inside it (what
 //! the tenant's role owned or was granted, that role owns or is granted in
-//! the backup). The role has no USAGE on the schema and no members, so no
-//! tenant reaches a backup. A backup is restored by the same generators that
+//! the backup; a drop renames the tenant's role into such a role, or hands
+//! its objects to a fresh one when another database uses it). The role has
+//! no USAGE on the schema and no members, so no tenant reaches a backup.
+//! (The schema a restore replaces stays owned by the tenant's role, which
+//! loses its USAGE on it.) A backup is restored by the same generators that
 //! made it, reading the backup and writing a tenant.
 
 use crate::copy::{self, TableCopy};
@@ -55,7 +58,8 @@ pub fn take(op: &mut Operation, schema_id: Option<pgrx::Uuid>, verify: bool) -> 
     let backup = TenantName::backup(&backup_id);
     let role = backup.role();
     let prelude = [format!("CREATE ROLE {} NOLOGIN", role.quoted()), format!("CREATE SCHEMA {}", backup.quoted())];
-    let copied = copy::copy_schema(&tenant.schema, &tenant.role, &backup, &role, &backup, &prelude, verify)?;
+    let copied =
+        copy::copy_schema(&tenant.schema, &tenant.role, &backup, &role, &backup, &prelude, &tenant.role, verify)?;
     let size = schema_size(&backup)?;
     register(backup_id, &tenant, &backup, &role, "BACKUP", size, started.elapsed().as_secs_f64() * 1000.0)?;
     record_tables(backup_id, &copied)?;
@@ -401,9 +405,13 @@ pub fn remove(op: &mut Operation, backup_id: Option<pgrx::Uuid>, why: &str) -> T
         if registry::schema_exists(backup.schema.as_str())? {
             db::run(&format!("DROP SCHEMA {} CASCADE", backup.schema.quoted()), &[])?;
         }
+        // Roles belong to the cluster: one another database still uses
+        // (a copy of this database) keeps its role there.
         if !role_serves && registry::role_exists(&role)? {
             db::run(&format!("DROP OWNED BY {}", role.quoted()), &[])?;
-            db::run(&format!("DROP ROLE {}", role.quoted()), &[])?;
+            if !lifecycle::used_in_other_database(&role)? {
+                db::run(&format!("DROP ROLE {}", role.quoted()), &[])?;
+            }
         }
         Ok(())
     })?;

@@ -3,7 +3,7 @@
 use crate::backup;
 use crate::db;
 use crate::errors::{TcError, TcResult};
-use crate::name::TenantName;
+use crate::name::{RoleName, TenantName};
 use crate::oplog::Operation;
 use crate::pool;
 use crate::registry::{self, Status, Tenant};
@@ -212,8 +212,12 @@ pub fn drop(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Dropp
 }
 
 /// Rename the schema into a backup (`reason` DROP, or RESTORE for the schema
-/// a restore replaces) and, `with_role`, the tenant's role after it.
-/// Renames take no table locks.
+/// a restore replaces). Renames take no table locks.
+///
+/// `with_role` (a drop): the tenant's role becomes the backup's role, with
+/// no members (see below), so the tenant's former members reach nothing of
+/// the backup. Without `with_role` the backup stays owned by the tenant's
+/// role, which loses its USAGE on it.
 pub fn detach(
     op: &mut Operation,
     tenant: &Tenant,
@@ -221,15 +225,39 @@ pub fn detach(
     with_role: bool,
 ) -> TcResult<Option<(uuid::Uuid, TenantName)>> {
     let started = std::time::Instant::now();
-    let backup = if registry::schema_exists(tenant.schema.as_str())? {
-        let size = registry::refresh_counters(tenant)?.bytes;
-        let backup_id = uuid::Uuid::new_v4();
-        let backup = TenantName::backup(&backup_id);
+    let backup_id = uuid::Uuid::new_v4();
+    let backup = TenantName::backup(&backup_id);
+    let schema_exists = registry::schema_exists(tenant.schema.as_str())?;
+    let size = if schema_exists { registry::refresh_counters(tenant)?.bytes } else { 0 };
+    if schema_exists {
         db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])?;
         db::run(&format!("ALTER SCHEMA {} RENAME TO {}", tenant.schema.quoted(), backup.quoted()), &[])?;
         rebind_search_paths(&tenant.schema, &backup)?;
+    }
+    let heir = if with_role && registry::role_exists(&tenant.role)? { Some(backup.role()) } else { None };
+    // Roles belong to the whole cluster. One only this database uses is
+    // renamed after the backup and stripped of its members: it keeps what it
+    // owns without a lock on any table, so the drop neither waits for nor
+    // blocks the tenant's sessions. One another database still uses (a copy
+    // of this one) stays as it is there: a fresh role takes over its objects
+    // here (ALTER ... OWNER takes each table's lock, within lock_timeout).
+    let shared = match &heir {
+        Some(heir) => {
+            let shared = used_in_other_database(&tenant.role)?;
+            if shared {
+                hand_over(&tenant.role, heir, schema_exists.then_some(&backup))?;
+            } else {
+                rename_role(&tenant.role, heir)?;
+            }
+            op.note("backup_role", heir.as_str());
+            op.note("role", if shared { "kept: another database of the cluster uses it" } else { "renamed" });
+            shared
+        }
+        None => false,
+    };
+    let detached = if schema_exists {
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-        backup::register(backup_id, tenant, &backup, &tenant.role, reason, size, elapsed)?;
+        backup::register(backup_id, tenant, &backup, heir.as_ref().unwrap_or(&tenant.role), reason, size, elapsed)?;
         op.note("backup_schema", backup.as_str());
         op.note("backup_id", backup_id.to_string());
         op.note("size_bytes", size);
@@ -239,20 +267,117 @@ pub fn detach(
         op.note("note", "the schema was already missing; nothing to back up");
         None
     };
-
-    // The role goes with the backup, renamed after it: what it owns and the
-    // policies that name it stay intact, and its old name is free again.
-    // Without USAGE on the backup schema and without LOGIN it reaches nothing.
-    if with_role && registry::role_exists(&tenant.role)? {
-        let renamed = match &backup {
-            Some((_, backup)) => backup.role(),
-            None => TenantName::backup(&uuid::Uuid::new_v4()).role(),
-        };
-        db::run(&format!("REVOKE {} FROM tenant_control_app", tenant.role.quoted()), &[])?;
-        db::run(&format!("ALTER ROLE {} RENAME TO {}", tenant.role.quoted(), renamed.quoted()), &[])?;
-        op.note("backup_role", renamed.as_str());
+    if shared {
+        // Nothing of this database is left to the shared role.
+        db::run(&format!("DROP OWNED BY {}", tenant.role.quoted()), &[])?;
     }
-    Ok(backup)
+    if let Some(heir) = &heir {
+        drop_if_idle(heir)?;
+    }
+    Ok(detached)
+}
+
+/// Rename the tenant's role to `heir` and take every membership of it away
+/// (its LOGIN members, tenant_control_app, institution admins): nobody can
+/// act as the backup's role.
+fn rename_role(role: &RoleName, heir: &RoleName) -> TcResult<()> {
+    let members: Vec<String> = db::rows(
+        "SELECT pg_catalog.quote_ident(m.rolname) FROM pg_catalog.pg_auth_members a
+           JOIN pg_catalog.pg_roles m ON m.oid OPERATOR(pg_catalog.=) a.member
+          WHERE a.roleid OPERATOR(pg_catalog.=) $1::regrole",
+        &[role.as_str().into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    if !members.is_empty() {
+        db::run(&format!("REVOKE {} FROM {}", role.quoted(), members.join(", ")), &[])?;
+    }
+    db::run(&format!("ALTER ROLE {} RENAME TO {}", role.quoted(), heir.quoted()), &[])
+}
+
+/// A backup role that owns nothing and serves no backup (the schema was
+/// already missing) is not kept.
+fn drop_if_idle(heir: &RoleName) -> TcResult<()> {
+    let idle: bool = db::scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
+                             WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::regclass
+                               AND d.refobjid OPERATOR(pg_catalog.=) $1::regrole
+                               AND d.deptype OPERATOR(pg_catalog.=) 'o')
+            AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_role OPERATOR(pg_catalog.=) $1::regrole)",
+        &[heir.as_str().into()],
+    )?;
+    if idle {
+        db::run(&format!("DROP OWNED BY {}", heir.quoted()), &[])?;
+        db::run(&format!("DROP ROLE {}", heir.quoted()), &[])?;
+    }
+    Ok(())
+}
+
+/// Give the new role `owner` what `role` had in this database: ownership of
+/// everything, its grants and policy memberships in the backup `schema`,
+/// and its place in the catalogue of backups (a schema an in-place restore
+/// replaced is owned by the tenant's role). The role itself keeps its
+/// privileges until DROP OWNED removes them.
+fn hand_over(role: &RoleName, owner: &RoleName, schema: Option<&TenantName>) -> TcResult<()> {
+    db::run(&format!("CREATE ROLE {} NOLOGIN", owner.quoted()), &[])?;
+    if let Some(schema) = schema {
+        let statements: Vec<String> =
+            db::rows(HAND_OVER, &[schema.as_str().into(), role.as_str().into(), owner.as_str().into()], |row| {
+                Ok(row.get::<String>(1)?.unwrap_or_default())
+            })?;
+        for statement in statements {
+            db::run(&statement, &[])?;
+        }
+    }
+    db::run(&format!("REASSIGN OWNED BY {} TO {}", role.quoted(), owner.quoted()), &[])?;
+    db::run(
+        "UPDATE tenant.schema_backups SET backup_role = $2::text::regrole WHERE backup_role = $1::text::regrole",
+        &[role.as_str().into(), owner.as_str().into()],
+    )
+}
+
+/// Statements that give role $3 the privileges role $2 was granted on the
+/// objects of schema $1, and its place in the policies there.
+const HAND_OVER: &str = "
+SELECT pg_catalog.format('GRANT %s ON %s %s TO %I%s', x.privilege_type, o.kind, o.name, $3::text,
+                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+  FROM (SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind,
+               pg_catalog.format('%I.%I', $1::text, c.relname) AS name, c.relacl AS acl
+          FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) $1::regnamespace AND c.relacl IS NOT NULL
+        UNION ALL
+        SELECT 'ROUTINE', pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)), p.proacl
+          FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) $1::regnamespace AND p.proacl IS NOT NULL
+        UNION ALL
+        SELECT 'TYPE', pg_catalog.format('%I.%I', $1::text, t.typname), t.typacl
+          FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) $1::regnamespace AND t.typacl IS NOT NULL) o,
+       LATERAL pg_catalog.aclexplode(o.acl) x
+ WHERE x.grantee OPERATOR(pg_catalog.=) $2::regrole
+UNION ALL
+SELECT pg_catalog.format('GRANT %s (%I) ON TABLE %I.%I TO %I%s', x.privilege_type, a.attname, $1::text, c.relname, $3::text,
+                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attacl IS NOT NULL,
+       LATERAL pg_catalog.aclexplode(a.attacl) x
+ WHERE c.relnamespace OPERATOR(pg_catalog.=) $1::regnamespace AND x.grantee OPERATOR(pg_catalog.=) $2::regrole
+UNION ALL
+SELECT pg_catalog.format('ALTER POLICY %I ON %I.%I TO %s', p.polname, $1::text, c.relname,
+       (SELECT pg_catalog.string_agg(CASE WHEN r.oid OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                          WHEN r.oid OPERATOR(pg_catalog.=) $2::regrole THEN pg_catalog.quote_ident($3::text)
+                                          ELSE pg_catalog.quote_ident(a.rolname) END, ', ')
+          FROM pg_catalog.unnest(p.polroles) AS r(oid) LEFT JOIN pg_catalog.pg_roles a ON a.oid OPERATOR(pg_catalog.=) r.oid))
+  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.polrelid
+ WHERE c.relnamespace OPERATOR(pg_catalog.=) $1::regnamespace AND $2::regrole OPERATOR(pg_catalog.=) ANY (p.polroles)";
+
+/// Whether anything in another database of the cluster (or a shared
+/// object) depends on `role`: then it serves a tenant there and must stay.
+pub fn used_in_other_database(role: &RoleName) -> TcResult<bool> {
+    db::scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
+                         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::regclass
+                           AND d.refobjid OPERATOR(pg_catalog.=) $1::regrole
+                           AND d.dbid OPERATOR(pg_catalog.<>) (SELECT b.oid FROM pg_catalog.pg_database b
+                                                                WHERE b.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()))",
+        &[role.as_str().into()],
+    )
 }
 
 /// Functions whose `SET search_path` named the schema by its old name name

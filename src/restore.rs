@@ -18,6 +18,7 @@ use crate::lifecycle::{self, internal_ddl};
 use crate::name::{RoleName, TenantName};
 use crate::oplog::Operation;
 use crate::registry::{self, Status, Tenant};
+use crate::restricted;
 use pgrx::prelude::*;
 use pgrx::spi::quote_qualified_identifier;
 use std::time::Instant;
@@ -112,7 +113,7 @@ fn build(
     let started = Instant::now();
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
     let prelude: Vec<String> = prelude.into_iter().chain([format!("CREATE SCHEMA {}", temporary.quoted())]).collect();
-    let copied = copy::copy_schema(&backup.schema, &backup.role, &temporary, role, final_name, &prelude, false)?;
+    let copied = copy::copy_schema(&backup.schema, &backup.role, &temporary, role, final_name, &prelude, role, false)?;
     // The manifest's row counts must come back whole.
     let recorded = db::rows(
         "SELECT table_name, row_count FROM tenant.backup_tables WHERE backup_id = $1",
@@ -182,11 +183,16 @@ fn recreate(op: &mut Operation, backup: &Backup, tenant: &Tenant, schema: Tenant
         )
         .hint("Restore under another name with target_schema."));
     }
+    // A drop keeps the tenant's role only when another database of the
+    // cluster uses one of that name: never adopt it (its members there would
+    // reach this tenant).
     if taken.role_exists {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             format!("role \"{}\" already exists", schema.role()),
-        ));
+        )
+        .detail("Roles belong to the whole cluster; another database (or an earlier tenant) uses this one.")
+        .hint("Restore under another name with target_schema: the tenant gets a role of that name."));
     }
     let role = schema.role();
     let prelude = vec![
@@ -256,7 +262,7 @@ pub fn restore_table(
     let found = db::rows(
         "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(l.attname), ', ' ORDER BY l.attnum) AS columns,
                 pg_catalog.string_agg(CASE WHEN b.atttypid = l.atttypid THEN pg_catalog.quote_ident(b.attname)
-                                           ELSE pg_catalog.format('%I::text::%s', b.attname,
+                                           ELSE pg_catalog.format('%I::pg_catalog.text::%s', b.attname,
                                                                   pg_catalog.format_type(l.atttypid, l.atttypmod)) END,
                                       ', ' ORDER BY l.attnum) AS values,
                 (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.n)
@@ -296,10 +302,8 @@ pub fn restore_table(
             format!("table \"{table}\" has no column in common with the backup"),
         )
     })?;
-    let (deleted, conflict) = if mode == "replace" {
-        let deleted: i64 =
-            db::scalar(&format!("WITH d AS (DELETE FROM {into} RETURNING 1) SELECT pg_catalog.count(*) FROM d"), &[])?;
-        (deleted, String::new())
+    let conflict = if mode == "replace" {
+        String::new()
     } else {
         let key = key.ok_or_else(|| {
             TcError::new(
@@ -308,18 +312,56 @@ pub fn restore_table(
             )
             .hint("Use mode => 'replace'.")
         })?;
-        (0, format!(" ON CONFLICT ({key}) DO NOTHING"))
+        format!(" ON CONFLICT ({key}) DO NOTHING")
     };
-    // The extension's own work: a tenant near its quota still gets its rows back.
-    let inserted: i64 = internal_ddl(|| {
-        db::scalar(
-            &format!(
-                "WITH i AS (INSERT INTO {into} ({columns}) OVERRIDING SYSTEM VALUE SELECT {values} FROM ONLY {from}{conflict} RETURNING 1)
-                 SELECT pg_catalog.count(*) FROM i"
-            ),
-            &[],
-        )
+    // The backup's rows, copied raw (same column types, nothing of the
+    // tenant's evaluated, whatever the backup table's row-level security) into
+    // a temporary table the tenant's role may read for this call only.
+    let staged =
+        format!("pg_temp.{}", pgrx::spi::quote_identifier(format!("tc_restore_{}", uuid::Uuid::new_v4().simple())));
+    db::run(&format!("CREATE TEMPORARY TABLE {staged} ON COMMIT DROP AS SELECT * FROM ONLY {from}"), &[])?;
+    db::run(&format!("GRANT SELECT ON TABLE {staged} TO {}", tenant.role.quoted()), &[])?;
+    // A suspended tenant's role has no USAGE on its schema: it gets it for
+    // this call only.
+    let lacks_usage: bool = db::scalar(
+        "SELECT NOT pg_catalog.has_schema_privilege($1, $2, 'USAGE')",
+        &[tenant.role.as_str().into(), tenant.schema.as_str().into()],
+    )?;
+    let usage = |verb: &str, direction: &str| {
+        db::run(&format!("{verb} USAGE ON SCHEMA {} {direction} {}", tenant.schema.quoted(), tenant.role.quoted()), &[])
+    };
+    if lacks_usage {
+        internal_ddl(|| usage("GRANT", "TO"))?;
+    }
+    // The data changes run as the tenant's role in a security-restricted
+    // operation: its triggers, rules, CHECKs, defaults and policies act with
+    // its rights only. Marked as the extension's own work, so that a tenant
+    // near its quota still gets its rows back.
+    let search_path = format!("pg_catalog, {}", tenant.schema.quoted());
+    let (deleted, inserted) = internal_ddl(|| {
+        restricted::as_role(tenant.role.as_str(), &search_path, || {
+            let deleted: i64 = if mode == "replace" {
+                db::scalar(
+                    &format!("WITH d AS (DELETE FROM {into} RETURNING 1) SELECT pg_catalog.count(*) FROM d"),
+                    &[],
+                )?
+            } else {
+                0
+            };
+            let inserted: i64 = db::scalar(
+                &format!(
+                    "WITH i AS (INSERT INTO {into} ({columns}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {staged}{conflict} RETURNING 1)
+                     SELECT pg_catalog.count(*) FROM i"
+                ),
+                &[],
+            )?;
+            Ok((deleted, inserted))
+        })
     })?;
+    db::run(&format!("DROP TABLE {staged}"), &[])?;
+    if lacks_usage {
+        internal_ddl(|| usage("REVOKE", "FROM"))?;
+    }
     op.note("deleted", deleted);
     op.note("inserted", inserted);
     Ok(TableRestored { schema: tenant.schema, deleted, inserted })

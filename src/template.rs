@@ -579,17 +579,11 @@ pub fn generate(schema: &str, schema_role: &str) -> TcResult<Vec<(&'static str, 
     generate_with(GENERATORS, schema, schema_role, true)
 }
 
-/// The DDL of a schema in two parts for a copy that loads data in between:
-/// what the data needs (types, sequences, functions, bare tables with their
-/// checks), then what is faster to build over loaded tables or must not see
-/// the load (views, keys, indexes, foreign keys, triggers, RLS, policies,
-/// comments, ownership, grants).
-pub fn generate_for_load(schema: &str, schema_role: &str) -> TcResult<(Vec<Statement>, Vec<Statement>)> {
-    let all = generate_with(GENERATORS, schema, schema_role, false)?;
-    let first_after_load = GENERATORS.iter().position(|(kind, _)| *kind == "views").unwrap_or(GENERATORS.len());
-    let after_load: Vec<&str> = GENERATORS[first_after_load..].iter().map(|(kind, _)| *kind).collect();
-    let (post, pre): (Vec<_>, Vec<_>) = all.into_iter().partition(|(kind, _)| after_load.contains(kind));
-    Ok((pre.into_iter().map(|(_, s)| s).collect(), post.into_iter().map(|(_, s)| s).collect()))
+/// The DDL of a schema for a copy that loads data between its statements:
+/// every statement with the kind of its generator, keys not inlined into
+/// CREATE TABLE (copy.rs decides what runs before and after the load).
+pub fn generate_for_load(schema: &str, schema_role: &str) -> TcResult<Vec<(&'static str, Statement)>> {
+    generate_with(GENERATORS, schema, schema_role, false)
 }
 
 fn generate_with(

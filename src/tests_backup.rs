@@ -246,6 +246,17 @@ fn restore_table_brings_back_deleted_rows() {
     ] {
         assert_eq!(one::<String>(&format!("SELECT sqlstate FROM {call}")), Some(sqlstate.into()), "{call}");
     }
+    // A suspended tenant gets its rows back too (its role runs the change),
+    // and stays without access to its schema.
+    assert_eq!(one::<String>(&format!("SELECT status FROM tenant.suspend_institution('{id}')")), Some("SUCCESS".into()));
+    Spi::run("DELETE FROM bk_rows.children WHERE id > 30").unwrap();
+    let (status, message): (Option<String>, Option<String>) = Spi::get_two(&format!(
+        "SELECT status, message FROM tenant.restore_table('{backup_id}', 'children')"
+    ))
+    .unwrap();
+    assert_eq!(status.as_deref(), Some("SUCCESS"), "{message:?}");
+    assert_eq!(one::<i64>("SELECT count(*) FROM bk_rows.children"), Some(39));
+    assert_eq!(one::<bool>("SELECT has_schema_privilege('bk_rows_owner', 'bk_rows', 'USAGE')"), Some(false));
 }
 
 #[pg_test]
@@ -295,4 +306,99 @@ fn a_changed_backup_fails_verification_and_restore() {
         Some("XX001".into())
     );
     assert_eq!(one::<i64>("SELECT count(*) FROM bk_bad.children"), Some(39));
+}
+
+/// Per-table hashes of a schema, as verification and the drop's seal compute them.
+fn hashes_of(schema: &str) -> Vec<(String, Option<String>)> {
+    let tables = crate::copy::count_and_hash(&crate::name::TenantName::from_registry(schema.to_string())).unwrap();
+    tables.into_iter().map(|t| (t.name, t.hash)).collect()
+}
+
+#[pg_test]
+fn hashing_ignores_a_tenant_cast_and_keeps_the_0_1_0_values() {
+    rich_tenant("b0000000-0000-4000-8000-000000000011", "bk_hashcast");
+    let before = hashes_of("bk_hashcast");
+    // 0.1.0 hashed the text form r::text: the same values (audit has a json
+    // column, so it takes the text form).
+    let old: String = crate::db::with_settings(crate::copy::HASH_SETTINGS, || {
+        crate::db::scalar(
+            "SELECT COALESCE(sum(pg_catalog.hashtextextended(r::text, 0)), 0)::text FROM ONLY bk_hashcast.audit r",
+            &[],
+        )
+    })
+    .unwrap();
+    assert_eq!(before.iter().find(|(name, _)| name == "audit").and_then(|(_, h)| h.clone()), Some(old));
+    // The tenant replaces the conversion of its row type to text ...
+    Spi::run(
+        "SET LOCAL ROLE bk_hashcast_owner;
+         CREATE FUNCTION bk_hashcast.audit_text(r bk_hashcast.audit) RETURNS text LANGUAGE sql IMMUTABLE RETURN 'x';
+         CREATE CAST (bk_hashcast.audit AS text) WITH FUNCTION bk_hashcast.audit_text(bk_hashcast.audit);
+         RESET ROLE",
+    )
+    .unwrap();
+    assert_eq!(one::<String>("SELECT r::text FROM bk_hashcast.audit r LIMIT 1"), Some("x".into()));
+    // ... and the hashes do not move.
+    assert_eq!(hashes_of("bk_hashcast"), before);
+}
+
+#[pg_test]
+fn a_backup_is_built_owned_and_leaves_no_trace_of_the_load() {
+    let id = rich_tenant("b0000000-0000-4000-8000-000000000012", "bk_load");
+    Spi::run(
+        "SET LOCAL ROLE bk_load_owner;
+         CREATE MATERIALIZED VIEW bk_load.counts AS SELECT count(*) AS n FROM bk_load.parents;
+         CREATE MATERIALIZED VIEW bk_load.later AS SELECT 1 AS one WITH NO DATA;
+         RESET ROLE",
+    )
+    .unwrap();
+    let (status, message, backup_id, _) = take_backup(&id, true);
+    assert_eq!(status, "SUCCESS", "{message}");
+    let backup: String =
+        one(&format!("SELECT backup_schema FROM tenant.backups WHERE backup_id = '{}'", backup_id.unwrap())).unwrap();
+    let role = format!("{backup}_owner");
+    // Materialized views: filled by their owner, the backup's role; an
+    // unpopulated one stays unpopulated.
+    assert_eq!(one::<i64>(&format!("SELECT n FROM {backup}.counts")), Some(40));
+    assert_eq!(one::<String>(&format!("SELECT relowner::regrole::text FROM pg_class WHERE oid = '{backup}.counts'::regclass")), Some(role.clone()));
+    assert_eq!(one::<bool>(&format!("SELECT relispopulated FROM pg_class WHERE oid = '{backup}.later'::regclass")), Some(false));
+    // No staging table, no USAGE and no member left behind.
+    assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_class WHERE relnamespace = '{backup}'::regnamespace AND relname LIKE 'tc\\_load\\_%'")), Some(0));
+    for grantee in [role.as_str(), "bk_load_owner"] {
+        assert_eq!(one::<bool>(&format!("SELECT has_schema_privilege('{grantee}', '{backup}', 'USAGE')")), Some(false), "{grantee}");
+    }
+    assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_auth_members WHERE roleid = '{role}'::regrole")), Some(0));
+    assert_eq!(one::<bool>(&format!("SELECT has_table_privilege('bk_load_owner', '{backup}.parents', 'INSERT')")), Some(false));
+}
+
+#[pg_test]
+fn a_drop_leaves_the_backup_to_a_role_without_members_and_a_restore_hands_it_back() {
+    let id = rich_tenant("b0000000-0000-4000-8000-000000000013", "bk_heir");
+    Spi::run("CREATE ROLE bk_heir_member IN ROLE bk_heir_owner").unwrap();
+    let (status, message, backup, _) =
+        status_row(&format!("SELECT status, message, backup_schema, sqlstate FROM tenant.drop_institution_schema('{id}')"));
+    assert_eq!(status, "SUCCESS", "{message}");
+    let backup = backup.unwrap();
+    let heir = format!("{backup}_owner");
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_roles WHERE rolname = 'bk_heir_owner'"), Some(0));
+    // The tenant's former member is no member of the backup's role.
+    assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_auth_members WHERE roleid = '{heir}'::regrole")), Some(0));
+    assert_eq!(one::<String>(&format!("SELECT backup_role::text FROM tenant.schema_backups WHERE backup_schema = '{backup}'")), Some(heir.clone()));
+    assert_eq!(one::<String>(&format!("SELECT relowner::regrole::text FROM pg_class WHERE oid = '{backup}.parents'::regclass")), Some(heir.clone()));
+    assert_eq!(
+        one::<String>(&format!("SELECT polroles::regrole[]::text FROM pg_policy WHERE polrelid = '{backup}.children'::regclass")),
+        Some(format!("{{{heir}}}"))
+    );
+    let backup_id: String =
+        one(&format!("SELECT backup_id::text FROM tenant.backups WHERE backup_schema = '{backup}'")).unwrap();
+    assert!(all_match(&backup_id, false));
+    let (status, message): (Option<String>, Option<String>) =
+        Spi::get_two(&format!("SELECT status, message FROM tenant.restore_institution_schema('{backup_id}')")).unwrap();
+    assert_eq!(status.as_deref(), Some("SUCCESS"), "{message:?}");
+    assert_eq!(one::<String>("SELECT tableowner::text FROM pg_tables WHERE schemaname = 'bk_heir' AND tablename = 'parents'"), Some("bk_heir_owner".into()));
+    assert_eq!(
+        one::<String>("SELECT polroles::regrole[]::text FROM pg_policy WHERE polrelid = 'bk_heir.children'::regclass"),
+        Some("{bk_heir_owner}".into())
+    );
+    assert_eq!(one::<bool>("SELECT pg_has_role('tenant_control_app', 'bk_heir_owner', 'MEMBER')"), Some(true));
+    assert_eq!(one::<i64>("SELECT count(*) FROM bk_heir.parents"), Some(40));
 }
