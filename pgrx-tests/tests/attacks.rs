@@ -528,26 +528,14 @@ fn operator_sections(schema: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The platform's side: the database, the template, the roles, the tables the
-/// payloads write to, and the three callers' tenants.
-fn set_up(su: &mut Client) -> Vec<Caller> {
+/// A realistic template whose tables, view and function belong to
+/// `tenant_template_owner` (so each tenant owns its copies and may decorate
+/// them), and the attacker's LOGIN role.
+fn set_up_template_and_attacker(su: &mut Client) {
     su.batch_execute(&format!(
-        "CREATE EXTENSION pg_stat_statements;
-         DO $$ BEGIN
+        "DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ATTACKER}') THEN CREATE ROLE {ATTACKER} LOGIN; END IF;
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ADMIN}') THEN CREATE ROLE {ADMIN} LOGIN; END IF;
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{INSTITUTION_ADMIN}') THEN CREATE ROLE {INSTITUTION_ADMIN}; END IF;
          END $$;
-         GRANT tenant_control_admin TO {ADMIN};
-         CREATE TABLE public.tc_attack_marks (payload text, op text, who name, at timestamptz DEFAULT clock_timestamp());
-         REVOKE ALL ON public.tc_attack_marks FROM PUBLIC;
-         CREATE TABLE public.tc_attack_seen (payload text, op text, who name, privileged boolean,
-                                             at timestamptz DEFAULT clock_timestamp());
-         GRANT INSERT ON public.tc_attack_seen TO PUBLIC;
-         CREATE TABLE public.tc_attack_results (caller text, op text, must boolean, ok boolean, message text,
-                                                at timestamptz DEFAULT clock_timestamp());
-         CREATE TABLE public.tc_attack_vars (caller text, name text, value text, at timestamptz DEFAULT clock_timestamp());
-         GRANT SELECT, INSERT, UPDATE ON public.tc_attack_results, public.tc_attack_vars TO {ADMIN};
          SET search_path = tenant_template;
          CREATE TABLE customers (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL, meta json);
          CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -566,6 +554,31 @@ fn set_up(su: &mut Client) -> Vec<Caller> {
          RESET search_path;"
     ))
     .unwrap();
+    reset_attacker(su);
+}
+
+/// The platform's side: the database, the template, the roles, the tables the
+/// payloads write to, and the three callers' tenants.
+fn set_up(su: &mut Client) -> Vec<Caller> {
+    su.batch_execute(&format!(
+        "CREATE EXTENSION pg_stat_statements;
+         DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ADMIN}') THEN CREATE ROLE {ADMIN} LOGIN; END IF;
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{INSTITUTION_ADMIN}') THEN CREATE ROLE {INSTITUTION_ADMIN}; END IF;
+         END $$;
+         GRANT tenant_control_admin TO {ADMIN};
+         CREATE TABLE public.tc_attack_marks (payload text, op text, who name, at timestamptz DEFAULT clock_timestamp());
+         REVOKE ALL ON public.tc_attack_marks FROM PUBLIC;
+         CREATE TABLE public.tc_attack_seen (payload text, op text, who name, privileged boolean,
+                                             at timestamptz DEFAULT clock_timestamp());
+         GRANT INSERT ON public.tc_attack_seen TO PUBLIC;
+         CREATE TABLE public.tc_attack_results (caller text, op text, must boolean, ok boolean, message text,
+                                                at timestamptz DEFAULT clock_timestamp());
+         CREATE TABLE public.tc_attack_vars (caller text, name text, value text, at timestamptz DEFAULT clock_timestamp());
+         GRANT SELECT, INSERT, UPDATE ON public.tc_attack_results, public.tc_attack_vars TO {ADMIN};"
+    ))
+    .unwrap();
+    set_up_template_and_attacker(su);
     let mut callers = Vec::new();
     for name in ["admin", "superuser", "cron"] {
         let mut tenants = Vec::new();
@@ -581,14 +594,18 @@ fn set_up(su: &mut Client) -> Vec<Caller> {
     callers
 }
 
-/// Drops what an earlier run left in the cluster: roles outlive databases.
-fn clean_cluster() {
+/// Drops what an earlier run left in the cluster (roles outlive databases):
+/// the database, then the tenant roles named `<prefix>...`.
+fn clean_cluster(db: &str, prefix: &str) {
     let mut postgres = superuser("postgres");
     postgres.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron").unwrap();
     postgres.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = $1", &[&CRON_JOB]).unwrap();
-    recreate_database(&mut postgres, DB);
+    recreate_database(&mut postgres, db);
     let leftovers: Vec<String> = postgres
-        .query("SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'atk\\_%\\_owner'", &[])
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1) AND rolname LIKE '%\\_owner'",
+            &[&prefix],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -937,7 +954,7 @@ fn defaults_bound_to_tenant_functions(su: &mut Client) -> Vec<String> {
 #[test]
 fn tenant_code_never_runs_with_more_rights_than_the_tenant() {
     let started = Instant::now();
-    clean_cluster();
+    clean_cluster(DB, "atk_");
     let mut su = superuser(DB);
     su.batch_execute("CREATE EXTENSION tenant_control").unwrap();
     su.batch_execute("SET attack.op = 'test harness'").unwrap();
@@ -997,4 +1014,88 @@ fn tenant_code_never_runs_with_more_rights_than_the_tenant() {
         escalated.len(),
         failures.join("\n")
     );
+}
+
+/// The SQLSTATE of a statement the attacker runs (None when it succeeded).
+fn attempt(client: &mut Client, sql: &str) -> Option<String> {
+    match client.batch_execute(sql) {
+        Ok(()) => None,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK");
+            Some(e.code().map(|c| c.code().to_string()).unwrap_or_else(|| e.to_string()))
+        }
+    }
+}
+
+/// Quota enforcement cannot be switched off by a tenant: not by a trigger of
+/// its own named like the guard, nor by `tenant_control.internal_ddl` set in
+/// a fresh session before the library is loaded.
+#[test]
+fn a_tenant_cannot_switch_its_quota_off() {
+    const QUOTA_DB: &str = "it_attacks_quota";
+    clean_cluster(QUOTA_DB, "atq_");
+    let mut su = superuser(QUOTA_DB);
+    su.batch_execute("CREATE EXTENSION tenant_control").unwrap();
+    set_up_template_and_attacker(&mut su);
+    let id = create_ok(&mut su, "atq_full");
+    su.batch_execute(&format!("GRANT atq_full_owner TO {ATTACKER}")).unwrap();
+    let mut notes = Vec::new();
+    let mut attacker = connect_as(ATTACKER, QUOTA_DB);
+    attacker
+        .batch_execute(
+            "SET ROLE atq_full_owner;
+             INSERT INTO atq_full.customers (name) SELECT repeat('x', 500) FROM generate_series(1, 200);
+             INSERT INTO atq_full.orders (customer_id) SELECT id FROM atq_full.customers;
+             CREATE FUNCTION atq_full.let_through() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';",
+        )
+        .unwrap();
+    // A look-alike guard on customers, and an object named like the extension's.
+    for (what, sql) in [
+        ("a trigger named tc_quota_guard", "CREATE TRIGGER tc_quota_guard BEFORE INSERT OR UPDATE ON atq_full.customers FOR EACH STATEMENT EXECUTE FUNCTION atq_full.let_through()"),
+        ("a table named tc_own", "CREATE TABLE atq_full.tc_own (x int)"),
+    ] {
+        if let Some(code) = attempt(&mut attacker, sql) {
+            notes.push(format!("planting {what} was refused ({code})"));
+        }
+    }
+    let set = outcome(su.query_one("SELECT * FROM tenant.set_quota($1, '8 kB')", &[&id]).unwrap());
+    let mut failures = Vec::new();
+    if !set.ok() {
+        failures.push(format!("set_quota over a tenant with a look-alike guard failed: {}", set.message));
+    }
+    let state: String =
+        su.query_one("SELECT quota_state FROM tenant.tenant_schemas WHERE id = $1", &[&id]).unwrap().get(0);
+    notes.push(format!("quota state after set_quota: {state}"));
+
+    let mut expect = |who: &str, session: &mut Client, sql: &str, wanted: &str| {
+        let got = attempt(session, sql);
+        if got.as_deref() != Some(wanted) {
+            failures
+                .push(format!("{who}: `{sql}` gave {} instead of {wanted}", got.unwrap_or_else(|| "success".into())));
+        }
+    };
+    expect("the tenant", &mut attacker, "INSERT INTO atq_full.customers (name) VALUES ('over the quota')", "53400");
+    expect(
+        "the tenant",
+        &mut attacker,
+        "INSERT INTO atq_full.orders (customer_id) SELECT min(id) FROM atq_full.customers",
+        "53400",
+    );
+    expect("the tenant", &mut attacker, "ALTER TABLE atq_full.orders DISABLE TRIGGER tc_quota_guard", "42501");
+    // Fresh sessions that set the old internal flag first thing, before
+    // anything loads the extension's library in them.
+    let faked = |sql: &str| format!("SET tenant_control.internal_ddl = on; SET ROLE atq_full_owner; {sql}");
+    for (sql, wanted) in [
+        ("CREATE TABLE atq_full.sneaked_in (x int)", "53400"),
+        ("INSERT INTO atq_full.orders (customer_id) SELECT min(id) FROM atq_full.customers", "53400"),
+        ("ALTER TABLE atq_full.orders DISABLE TRIGGER tc_quota_guard", "42501"),
+        ("DROP TRIGGER tc_quota_guard ON atq_full.orders", "42501"),
+    ] {
+        let mut fresh = connect_as(ATTACKER, QUOTA_DB);
+        expect("a session with tenant_control.internal_ddl = on", &mut fresh, &faked(sql), wanted);
+    }
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
+    assert!(failures.is_empty(), "the tenant got past its quota:\n{}", failures.join("\n"));
 }
