@@ -1099,3 +1099,76 @@ fn a_tenant_cannot_switch_its_quota_off() {
     }
     assert!(failures.is_empty(), "the tenant got past its quota:\n{}", failures.join("\n"));
 }
+
+/// Running tenant code as the tenant must not break what legitimate tenants
+/// do: a DEFERRABLE INITIALLY DEFERRED foreign key (its checks fire at
+/// COMMIT, which a security-restricted operation refuses to reach early).
+#[test]
+fn restore_table_works_on_a_table_with_a_deferred_foreign_key() {
+    const FK_DB: &str = "it_attacks_deferred";
+    clean_cluster(FK_DB, "atd_");
+    let mut su = superuser(FK_DB);
+    su.batch_execute(
+        "CREATE EXTENSION tenant_control;
+         CREATE TABLE tenant_template.parents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+         CREATE TABLE tenant_template.children (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             parent_id bigint REFERENCES tenant_template.parents DEFERRABLE INITIALLY DEFERRED);
+         ALTER TABLE tenant_template.parents OWNER TO tenant_template_owner;
+         ALTER TABLE tenant_template.children OWNER TO tenant_template_owner;",
+    )
+    .unwrap();
+    let id = create_ok(&mut su, "atd_school");
+    su.batch_execute(
+        "SET ROLE atd_school_owner;
+         INSERT INTO atd_school.parents DEFAULT VALUES; INSERT INTO atd_school.parents DEFAULT VALUES;
+         INSERT INTO atd_school.children (parent_id) SELECT id FROM atd_school.parents;
+         RESET ROLE;",
+    )
+    .unwrap();
+    let backup: Uuid =
+        su.query_one("SELECT backup_id FROM tenant.backup_institution_schema($1)", &[&id]).unwrap().get(0);
+    su.batch_execute("DELETE FROM atd_school.children").unwrap();
+    let restored =
+        outcome(su.query_one("SELECT * FROM tenant.restore_table($1, 'children', 'missing')", &[&backup]).unwrap());
+    assert!(restored.ok(), "{}", restored.message);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM atd_school.children"), 2);
+}
+
+/// A generated column calling the tenant's own function, whose `SET
+/// search_path` names the tenant's schema (as it should), must not stop the
+/// dropped tenant from coming back.
+#[test]
+fn a_dropped_tenant_whose_functions_name_its_schema_comes_back() {
+    const SP_DB: &str = "it_attacks_search_path";
+    clean_cluster(SP_DB, "ats_");
+    let mut su = superuser(SP_DB);
+    su.batch_execute(
+        "CREATE EXTENSION tenant_control;
+         CREATE TABLE tenant_template.items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+         ALTER TABLE tenant_template.items OWNER TO tenant_template_owner;",
+    )
+    .unwrap();
+    let id = create_ok(&mut su, "ats_school");
+    su.batch_execute(
+        "SET ROLE ats_school_owner;
+         CREATE FUNCTION ats_school.base(v bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT v * 2';
+         CREATE FUNCTION ats_school.doubled(v bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE
+             SET search_path = pg_catalog, ats_school AS $f$ BEGIN RETURN base(v); END $f$;
+         ALTER TABLE ats_school.items ADD COLUMN twice bigint GENERATED ALWAYS AS (ats_school.doubled(id)) STORED;
+         INSERT INTO ats_school.items DEFAULT VALUES;
+         RESET ROLE;",
+    )
+    .unwrap();
+    let dropped = call(&mut su, "drop_institution_schema", id);
+    assert!(dropped.ok(), "{}", dropped.message);
+    let backup_schema: String = dropped.row.get("backup_schema");
+    let restored = outcome(
+        su.query_one(
+            "SELECT r.* FROM tenant.backups b, tenant.restore_institution_schema(b.backup_id) r WHERE b.backup_schema = $1",
+            &[&backup_schema],
+        )
+        .unwrap(),
+    );
+    assert!(restored.ok(), "{}", restored.message);
+    assert_eq!(count(&mut su, "SELECT sum(twice)::bigint FROM ats_school.items"), 2);
+}
