@@ -340,6 +340,10 @@ pub fn restore_table(
     let search_path = format!("pg_catalog, {}", tenant.schema.quoted());
     let (deleted, inserted) = internal_ddl(|| {
         restricted::as_role(tenant.role.as_str(), &search_path, || {
+            // PostgreSQL refuses to queue deferred triggers (deferrable
+            // foreign keys among them) inside a security-restricted
+            // operation: they would fire later, outside it. Checked now.
+            db::run("SET CONSTRAINTS ALL IMMEDIATE", &[])?;
             let deleted: i64 = if mode == "replace" {
                 db::scalar(
                     &format!("WITH d AS (DELETE FROM {into} RETURNING 1) SELECT pg_catalog.count(*) FROM d"),
