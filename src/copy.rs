@@ -75,17 +75,17 @@ pub struct TableCopy {
 
 /// Copy `source` (whose tenant role is `source_role`) into the new schema
 /// `target` with role `target_role`. `prelude` creates the schema and role.
-/// `final_name` is the name the copy will have once renamed (what function
-/// `search_path` settings name). `loader` is the tenant's live role, as
+/// Function `search_path` settings name `target`: a copy built under a
+/// temporary name is rebound when it is renamed (`lifecycle::rename_schema`),
+/// so that while it is built nothing in it reaches a schema of the final name
+/// (the live tenant's, or none at all for a dropped one). `loader` is the tenant's live role, as
 /// which the rows are loaded. With `hash`, the copy statement also hashes
 /// each source table in its snapshot.
-#[allow(clippy::too_many_arguments)]
 pub fn copy_schema(
     source: &TenantName,
     source_role: &RoleName,
     target: &TenantName,
     target_role: &RoleName,
-    final_name: &TenantName,
     prelude: &[String],
     loader: &RoleName,
     hash: bool,
@@ -99,7 +99,7 @@ pub fn copy_schema(
     }
     let statements = template::generate_for_load(source.as_str(), source_role.as_str())?;
     let render = |(kind, statement): &(&str, template::Statement)| {
-        let sql = template::render(statement, final_name.as_str(), target_role.as_str());
+        let sql = template::render(statement, target.as_str(), target_role.as_str());
         // A materialized view is filled later, by its owner (see `refresh`).
         match (*kind, sql.strip_suffix(" WITH DATA")) {
             ("views", Some(head)) => format!("{head} WITH NO DATA"),

@@ -231,8 +231,7 @@ pub fn detach(
     let size = if schema_exists { registry::refresh_counters(tenant)?.bytes } else { 0 };
     if schema_exists {
         db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])?;
-        db::run(&format!("ALTER SCHEMA {} RENAME TO {}", tenant.schema.quoted(), backup.quoted()), &[])?;
-        rebind_search_paths(&tenant.schema, &backup)?;
+        rename_schema(&tenant.schema, &backup)?;
     }
     let heir = if with_role && registry::role_exists(&tenant.role)? { Some(backup.role()) } else { None };
     // Roles belong to the whole cluster. One only this database uses is
@@ -380,8 +379,13 @@ pub fn used_in_other_database(role: &RoleName) -> TcResult<bool> {
     )
 }
 
-/// Functions whose `SET search_path` named the schema by its old name name
-/// the backup instead, so that a restore rebinds them to the restored schema.
+/// Rename a schema; functions whose `SET search_path` named it by its old
+/// name follow it (a detached tenant's backup, a restored copy moving in).
+pub fn rename_schema(old: &TenantName, renamed: &TenantName) -> TcResult<()> {
+    db::run(&format!("ALTER SCHEMA {} RENAME TO {}", old.quoted(), renamed.quoted()), &[])?;
+    rebind_search_paths(old, renamed)
+}
+
 fn rebind_search_paths(old: &TenantName, renamed: &TenantName) -> TcResult<()> {
     let statements: Vec<String> = db::rows(
         "SELECT pg_catalog.format('ALTER %s %I.%I(%s) SET search_path = %s',

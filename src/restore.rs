@@ -105,7 +105,6 @@ fn display(id: Option<uuid::Uuid>) -> String {
 fn build(
     backup: &Backup,
     op: &mut Operation,
-    final_name: &TenantName,
     role: &RoleName,
     prelude: Vec<String>,
 ) -> TcResult<TenantName> {
@@ -113,7 +112,7 @@ fn build(
     let started = Instant::now();
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
     let prelude: Vec<String> = prelude.into_iter().chain([format!("CREATE SCHEMA {}", temporary.quoted())]).collect();
-    let copied = copy::copy_schema(&backup.schema, &backup.role, &temporary, role, final_name, &prelude, role, false)?;
+    let copied = copy::copy_schema(&backup.schema, &backup.role, &temporary, role, &prelude, role, false)?;
     // The manifest's row counts must come back whole.
     let recorded = db::rows(
         "SELECT table_name, row_count FROM tenant.backup_tables WHERE backup_id = $1",
@@ -139,7 +138,7 @@ fn build(
 /// (as its status allows). The role keeps its identity: a session that
 /// assumed it before the swap reads the new schema after it.
 fn move_in(temporary: &TenantName, schema: &TenantName, role: &RoleName, status: Status) -> TcResult<()> {
-    db::run(&format!("ALTER SCHEMA {} RENAME TO {}", temporary.quoted(), schema.quoted()), &[])?;
+    lifecycle::rename_schema(temporary, schema)?;
     if status.grants_access() {
         db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;
     }
@@ -147,7 +146,7 @@ fn move_in(temporary: &TenantName, schema: &TenantName, role: &RoleName, status:
 }
 
 fn in_place(op: &mut Operation, backup: &Backup, tenant: &Tenant) -> TcResult<Restored> {
-    let temporary = build(backup, op, &tenant.schema, &tenant.role, Vec::new())?;
+    let temporary = build(backup, op, &tenant.role, Vec::new())?;
     let clock = Instant::now();
     let replaced = internal_ddl(|| {
         let replaced = lifecycle::detach(op, tenant, "RESTORE", false)?;
@@ -200,7 +199,7 @@ fn recreate(op: &mut Operation, backup: &Backup, tenant: &Tenant, schema: Tenant
         // Applications assume the tenant's role through tenant.set_context.
         format!("GRANT {} TO tenant_control_app", role.quoted()),
     ];
-    let temporary = build(backup, op, &schema, &role, prelude)?;
+    let temporary = build(backup, op, &role, prelude)?;
     let clock = Instant::now();
     internal_ddl(|| move_in(&temporary, &schema, &role, Status::Active))?;
     let swap_ms = clock.elapsed().as_secs_f64() * 1000.0;
