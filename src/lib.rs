@@ -3,6 +3,7 @@
 use pgrx::prelude::*;
 
 mod api;
+mod api_lifecycle_data;
 mod backup;
 mod copy;
 mod db;
@@ -22,6 +23,7 @@ mod quota;
 mod registry;
 mod restricted;
 mod restore;
+mod retention;
 mod settings;
 mod subxact;
 mod template;
@@ -46,6 +48,7 @@ mod tests {
     include!("tests_backup.rs");
     include!("tests_integrity.rs");
     include!("tests_monitor.rs");
+    include!("tests_lifecycle_data.rs");
 }
 
 /// Required by `cargo pgrx test`.
