@@ -944,7 +944,10 @@ AS $$
 DECLARE
     started timestamptz := pg_catalog.now();
     pending record;
-    step record;
+    step_removed bigint;
+    step_archive text;
+    step_cutoff timestamptz;
+    step_skipped text;
     removed bigint;
     batches integer;
     failed_state text;
@@ -964,25 +967,29 @@ BEGIN
     LOOP
         removed := 0;
         batches := 0;
+        step_archive := NULL;
+        step_cutoff := NULL;
+        step_skipped := NULL;
         failed_state := NULL;
         failed_message := NULL;
-        step := NULL;
         LOOP
             BEGIN
-                SELECT * INTO STRICT step FROM tenant.retention_batch(pending.id, pending.table_name, started, batch_size);
+                SELECT b.removed, b.archive_table, b.cutoff, b.skipped
+                  INTO STRICT step_removed, step_archive, step_cutoff, step_skipped
+                  FROM tenant.retention_batch(pending.id, pending.table_name, started, batch_size) b;
             EXCEPTION WHEN OTHERS THEN
                 GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
             END;
-            EXIT WHEN failed_state IS NOT NULL;
-            removed := removed OPERATOR(pg_catalog.+) step.removed;
+            EXIT WHEN failed_state IS NOT NULL OR step_skipped IS NOT NULL;
+            removed := removed OPERATOR(pg_catalog.+) step_removed;
             batches := batches OPERATOR(pg_catalog.+) 1;
             COMMIT;
-            EXIT WHEN step.skipped IS NOT NULL OR step.removed OPERATOR(pg_catalog.<) batch_size;
+            EXIT WHEN step_removed OPERATOR(pg_catalog.<) batch_size;
         END LOOP;
         PERFORM tenant.note_retention(pending.id, pending.table_name,
-            pg_catalog.jsonb_build_object('removed', removed, 'archived', CASE WHEN step.archive_table IS NULL THEN 0 ELSE removed END,
-                                          'archive_table', step.archive_table, 'batches', batches,
-                                          'cutoff', step.cutoff, 'skipped', step.skipped),
+            pg_catalog.jsonb_build_object('removed', removed, 'archived', CASE WHEN step_archive IS NULL THEN 0 ELSE removed END,
+                                          'archive_table', step_archive, 'batches', batches,
+                                          'cutoff', step_cutoff, 'skipped', step_skipped),
             failed_state, failed_message);
         COMMIT;
         IF failed_state IS NOT NULL THEN
@@ -990,12 +997,12 @@ BEGIN
             last_state := failed_state;
             last_message := failed_message;
             RAISE NOTICE '%.%: failed after % row(s): %', pending.schema_name, pending.table_name, removed, failed_message;
-        ELSIF step.skipped IS NOT NULL THEN
-            RAISE NOTICE '%.%: skipped, %', pending.schema_name, pending.table_name, step.skipped;
+        ELSIF step_skipped IS NOT NULL THEN
+            RAISE NOTICE '%.%: skipped, %', pending.schema_name, pending.table_name, step_skipped;
         ELSE
             done := done OPERATOR(pg_catalog.+) 1;
-            RAISE NOTICE '%.%: % row(s) older than % %', pending.schema_name, pending.table_name, removed, step.cutoff,
-                CASE WHEN step.archive_table IS NULL THEN 'deleted' ELSE 'moved to ' OPERATOR(pg_catalog.||) step.archive_table END;
+            RAISE NOTICE '%.%: % row(s) older than % %', pending.schema_name, pending.table_name, removed, step_cutoff,
+                CASE WHEN step_archive IS NULL THEN 'deleted' ELSE 'moved to ' OPERATOR(pg_catalog.||) step_archive END;
         END IF;
     END LOOP;
     IF failed OPERATOR(pg_catalog.>) 0 THEN
