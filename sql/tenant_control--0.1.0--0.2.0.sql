@@ -5,3 +5,185 @@
 -- this file is never edited again. The upgrade test proves that a database
 -- upgraded through this script holds the same objects as a fresh 0.2.0 install.
 \echo Use "ALTER EXTENSION tenant_control UPDATE" to load this file. \quit
+
+-- data lifecycle (issue 16)
+-- Retention with archive: a new operation type, the rules and archives
+-- tables, three Rust functions and the apply_retention procedure.
+ALTER TABLE tenant.schema_operations DROP CONSTRAINT schema_operations_operation_type_check;
+ALTER TABLE tenant.schema_operations ADD CONSTRAINT schema_operations_operation_type_check
+    CHECK (operation_type IN ('CREATE', 'DROP', 'BACKUP', 'RESTORE', 'OPTIMIZE', 'MIGRATE',
+                              'INTEGRITY_CHECK', 'QUOTA_CHECK', 'QUOTA_SET', 'STATUS_CHANGE',
+                              'USAGE_SNAPSHOT', 'RETENTION'));
+COMMENT ON COLUMN tenant.schema_operations.operation_type IS 'CREATE, DROP, BACKUP, RESTORE, OPTIMIZE, MIGRATE, INTEGRITY_CHECK, QUOTA_CHECK, QUOTA_SET, STATUS_CHANGE, USAGE_SNAPSHOT or RETENTION.';
+
+CREATE FUNCTION tenant."set_retention"(
+	"table_name" TEXT, /* Option < & str > */
+	"date_column" TEXT, /* Option < & str > */
+	"keep" interval, /* Option < Interval > */
+	"archive" bool /* Option < bool > */
+) RETURNS TEXT /* String */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_retention_wrapper';
+
+CREATE FUNCTION tenant."retention_batch"(
+	"schema_id" uuid, /* Option < pgrx :: Uuid > */
+	"table_name" TEXT, /* Option < & str > */
+	"started_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"batch_size" INT /* Option < i32 > */
+) RETURNS TABLE (
+	"removed" bigint,  /* i64 */
+	"archive_table" TEXT,  /* Option < String > */
+	"cutoff" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"skipped" TEXT  /* Option < String > */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'retention_batch_wrapper';
+
+CREATE FUNCTION tenant."note_retention"(
+	"schema_id" uuid, /* Option < pgrx :: Uuid > */
+	"table_name" TEXT, /* Option < & str > */
+	"details" jsonb, /* Option < pgrx :: JsonB > */
+	"sqlstate" TEXT, /* Option < & str > */
+	"message" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'note_retention_wrapper';
+
+-- Data lifecycle (issue 16): retention with archive.
+-- The rules, one per template table; an institution's config may override
+-- keep and archive per table (config -> 'retention' -> '<table>').
+CREATE TABLE tenant.retention_rules (
+    table_name      text        NOT NULL PRIMARY KEY,
+    date_column     text        NOT NULL,
+    keep            interval    NOT NULL CHECK (keep > interval '0'),
+    archive         boolean     NOT NULL,
+    set_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by          text        NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE tenant.retention_rules IS
+    'Retention rules per template table (tenant.set_retention), applied to every institution by tenant.apply_retention.';
+COMMENT ON COLUMN tenant.retention_rules.table_name IS 'Table of the template (tenant_template) the rule applies to, in every institution.';
+COMMENT ON COLUMN tenant.retention_rules.date_column IS 'Column (date, timestamp or timestamptz) that dates a row; rows with NULL are kept.';
+COMMENT ON COLUMN tenant.retention_rules.keep IS 'How long rows are kept: rows dated before (start of the run - keep) are removed.';
+COMMENT ON COLUMN tenant.retention_rules.archive IS 'Whether removed rows are first copied into <table>_archive in the institution''s schema.';
+COMMENT ON COLUMN tenant.retention_rules.set_at IS 'When the rule was last set.';
+COMMENT ON COLUMN tenant.retention_rules.set_by IS 'session_user that last set it.';
+
+-- The archive tables the extension created in institution schemas: the
+-- integrity check consults it (they are not in the template, and are no drift).
+CREATE TABLE tenant.retention_archives (
+    schema_id       uuid        NOT NULL REFERENCES tenant.tenant_schemas (id),
+    table_name      text        NOT NULL,
+    archive_table   text        NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (schema_id, archive_table)
+);
+COMMENT ON TABLE tenant.retention_archives IS
+    'Archive tables (<table>_archive) created by tenant.apply_retention in institution schemas; not drift for the integrity check.';
+COMMENT ON COLUMN tenant.retention_archives.schema_id IS 'Registry id of the institution schema that holds the archive.';
+COMMENT ON COLUMN tenant.retention_archives.table_name IS 'The table whose old rows the archive receives.';
+COMMENT ON COLUMN tenant.retention_archives.archive_table IS 'Name of the archive table in the institution schema.';
+COMMENT ON COLUMN tenant.retention_archives.created_at IS 'When the extension created it.';
+SELECT pg_catalog.pg_extension_config_dump('tenant.retention_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.retention_archives', '');
+
+-- Every institution and rule, one transaction per batch: a batch failing
+-- (a lock not granted in time, a tenant trigger raising) is logged, the
+-- institution's other tables and the other institutions go on, and the
+-- procedure raises at the end so that pg_cron shows the failure.
+CREATE PROCEDURE tenant.apply_retention(batch_size integer DEFAULT 10000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    started timestamptz := pg_catalog.now();
+    pending record;
+    step_removed bigint;
+    step_archive text;
+    step_cutoff timestamptz;
+    step_skipped text;
+    removed bigint;
+    batches integer;
+    failed_state text;
+    failed_message text;
+    last_state text;
+    last_message text;
+    failed integer := 0;
+    done integer := 0;
+BEGIN
+    IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1, not %', batch_size USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR pending IN
+        SELECT t.id, t.schema_name, r.table_name FROM tenant.tenant_schemas t CROSS JOIN tenant.retention_rules r
+         WHERE t.status OPERATOR(pg_catalog.<>) ALL (ARRAY['DROPPED', 'SPARE'])
+         ORDER BY t.schema_name, r.table_name
+    LOOP
+        removed := 0;
+        batches := 0;
+        step_archive := NULL;
+        step_cutoff := NULL;
+        step_skipped := NULL;
+        failed_state := NULL;
+        failed_message := NULL;
+        LOOP
+            BEGIN
+                SELECT b.removed, b.archive_table, b.cutoff, b.skipped
+                  INTO STRICT step_removed, step_archive, step_cutoff, step_skipped
+                  FROM tenant.retention_batch(pending.id, pending.table_name, started, batch_size) b;
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
+            END;
+            EXIT WHEN failed_state IS NOT NULL OR step_skipped IS NOT NULL;
+            removed := removed OPERATOR(pg_catalog.+) step_removed;
+            batches := batches OPERATOR(pg_catalog.+) 1;
+            COMMIT;
+            EXIT WHEN step_removed OPERATOR(pg_catalog.<) batch_size;
+        END LOOP;
+        PERFORM tenant.note_retention(pending.id, pending.table_name,
+            pg_catalog.jsonb_build_object('removed', removed, 'archived', CASE WHEN step_archive IS NULL THEN 0 ELSE removed END,
+                                          'archive_table', step_archive, 'batches', batches,
+                                          'cutoff', step_cutoff, 'skipped', step_skipped),
+            failed_state, failed_message);
+        COMMIT;
+        IF failed_state IS NOT NULL THEN
+            failed := failed OPERATOR(pg_catalog.+) 1;
+            last_state := failed_state;
+            last_message := failed_message;
+            RAISE NOTICE '%.%: failed after % row(s): %', pending.schema_name, pending.table_name, removed, failed_message;
+        ELSIF step_skipped IS NOT NULL THEN
+            RAISE NOTICE '%.%: skipped, %', pending.schema_name, pending.table_name, step_skipped;
+        ELSE
+            done := done OPERATOR(pg_catalog.+) 1;
+            RAISE NOTICE '%.%: % row(s) older than % %', pending.schema_name, pending.table_name, removed, step_cutoff,
+                CASE WHEN step_archive IS NULL THEN 'deleted' ELSE 'moved to ' OPERATOR(pg_catalog.||) step_archive END;
+        END IF;
+    END LOOP;
+    IF failed OPERATOR(pg_catalog.>) 0 THEN
+        RAISE EXCEPTION 'retention failed for % institution table(s), the last with: %', failed, last_message
+            USING ERRCODE = last_state, HINT = 'See the FAILED RETENTION rows in tenant.schema_operations.';
+    END IF;
+    RAISE NOTICE 'retention applied to % institution table(s)', done;
+END
+$$;
+COMMENT ON PROCEDURE tenant.apply_retention(integer) IS
+    'Apply the retention rules to every institution: old rows archived to <table>_archive and/or deleted, in batches of batch_size rows, one commit per batch; one RETENTION log row per institution and table. Safe from pg_cron.';
+COMMENT ON FUNCTION tenant.set_retention(text, text, interval, boolean) IS
+    'Set the retention rule of a template table: rows whose date_column is older than keep are removed by tenant.apply_retention (archive => true: moved to <table>_archive in the institution''s schema); keep NULL removes the rule.';
+COMMENT ON FUNCTION tenant.retention_batch(uuid, text, timestamptz, integer) IS
+    'Internal: one batch of tenant.apply_retention for one institution and table, run as the tenant''s role.';
+COMMENT ON FUNCTION tenant.note_retention(uuid, text, jsonb, text, text) IS
+    'Internal: the RETENTION operation-log row of one institution and table, written by tenant.apply_retention.';
+REVOKE ALL ON PROCEDURE tenant.apply_retention(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.set_retention(text, text, interval, boolean), tenant.retention_batch(uuid, text, timestamptz, integer),
+    tenant.note_retention(uuid, text, jsonb, text, text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE tenant.apply_retention(integer) TO tenant_control_admin;
+GRANT EXECUTE ON FUNCTION tenant.set_retention(text, text, interval, boolean), tenant.retention_batch(uuid, text, timestamptz, integer),
+    tenant.note_retention(uuid, text, jsonb, text, text) TO tenant_control_admin;
+REVOKE ALL ON tenant.retention_rules, tenant.retention_archives FROM PUBLIC;
+GRANT SELECT ON tenant.retention_rules, tenant.retention_archives TO tenant_control_admin;
