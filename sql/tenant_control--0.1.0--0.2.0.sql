@@ -187,3 +187,108 @@ GRANT EXECUTE ON FUNCTION tenant.set_retention(text, text, interval, boolean), t
     tenant.note_retention(uuid, text, jsonb, text, text) TO tenant_control_admin;
 REVOKE ALL ON tenant.retention_rules, tenant.retention_archives FROM PUBLIC;
 GRANT SELECT ON tenant.retention_rules, tenant.retention_archives TO tenant_control_admin;
+
+-- Data lifecycle (issue 16): the usage and cost report.
+-- Storage is the time integral of the usage snapshots' sizes: each snapshot's
+-- size holds until the tenant's next snapshot (the last one until the end of
+-- the period, now, or the tenant's drop, whichever comes first), the
+-- snapshot before the period carrying into it. Rows written are those the
+-- snapshots taken in the period recorded. Queries and execution time come from
+-- pg_stat_statements by the tenant's role, which counts since its last reset.
+CREATE FUNCTION tenant.usage_report(period tstzrange, rates jsonb DEFAULT '{}')
+RETURNS TABLE (schema_id uuid, institution_id uuid, schema_name text, status text,
+               storage_gb_months numeric, rows_written bigint, queries bigint, execution_ms double precision,
+               queries_since timestamptz, cost jsonb, total_cost numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    home name;
+    bad text;
+    statements text := 'SELECT NULL::oid AS userid, NULL::bigint AS calls, NULL::float8 AS ms WHERE false';
+    since text := 'NULL::timestamptz';
+BEGIN
+    IF period IS NULL OR isempty(period) OR lower_inf(period) OR upper_inf(period) THEN
+        RAISE EXCEPTION 'period must be a bounded, non-empty range of timestamps, not %', COALESCE(period::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For a month: tstzrange(''2026-11-01'', ''2026-12-01'').';
+    END IF;
+    IF rates IS NULL OR jsonb_typeof(rates) <> 'object' THEN
+        RAISE EXCEPTION 'rates must be a json object such as {"storage_gb_month": 0.25}, not %', COALESCE(rates::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT r.key INTO bad FROM jsonb_each(rates) r
+     WHERE r.key NOT IN ('storage_gb_month', 'thousand_queries', 'execution_hour', 'million_rows_written')
+        OR jsonb_typeof(r.value) <> 'number' OR (CASE WHEN jsonb_typeof(r.value) = 'number' THEN r.value::numeric < 0 END)
+     ORDER BY r.key LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid rate "%": %', bad, rates -> bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Rates are numbers of zero or more for storage_gb_month, thousand_queries, execution_hour and million_rows_written.';
+    END IF;
+    SELECT n.nspname INTO home FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_stat_statements';
+    IF home IS NOT NULL THEN
+        statements := format(
+            'SELECT s.userid, sum(s.calls)::bigint AS calls, sum(s.total_exec_time) AS ms FROM %I.pg_stat_statements s
+              WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+              GROUP BY s.userid', home);
+        since := format('(SELECT i.stats_reset FROM %I.pg_stat_statements_info i)', home);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        $query$
+        WITH bounds AS (SELECT pg_catalog.lower($1) AS from_at, pg_catalog.upper($1) AS to_at),
+        tenants AS (
+            SELECT t.id, t.institution_id, t.schema_name, t.status, t.owner_role,
+                   LEAST(b.to_at, pg_catalog.now(), CASE WHEN t.status = 'DROPPED' THEN t.updated_at END) AS end_at
+              FROM tenant.tenant_schemas t, bounds b
+             WHERE t.status <> 'SPARE' AND NOT (t.status = 'DROPPED' AND t.updated_at < b.from_at)
+               AND (t.created_at < b.to_at
+                    OR EXISTS (SELECT 1 FROM tenant.usage_snapshots u WHERE u.schema_id = t.id AND u.taken_at < b.to_at))),
+        segments AS (
+            SELECT u.schema_id, u.storage_bytes,
+                   GREATEST(u.taken_at, b.from_at) AS seg_start,
+                   LEAST(pg_catalog.lead(u.taken_at) OVER w, t.end_at) AS seg_end
+              FROM tenant.usage_snapshots u JOIN tenants t ON t.id = u.schema_id, bounds b
+             WHERE u.taken_at < b.to_at
+               AND u.taken_at >= COALESCE((SELECT pg_catalog.max(p.taken_at) FROM tenant.usage_snapshots p
+                                            WHERE p.schema_id = u.schema_id AND p.taken_at <= b.from_at), '-infinity')
+            WINDOW w AS (PARTITION BY u.schema_id ORDER BY u.taken_at, u.id)),
+        storage AS (
+            SELECT s.schema_id,
+                   pg_catalog.sum(s.storage_bytes::numeric
+                                  * GREATEST(0, pg_catalog.date_part('epoch', s.seg_end - s.seg_start))::numeric) AS byte_seconds
+              FROM segments s GROUP BY s.schema_id),
+        written AS (
+            SELECT u.schema_id, pg_catalog.sum(u.inserted + u.updated + u.deleted)::bigint AS rows
+              FROM tenant.usage_snapshots u, bounds b
+             WHERE u.taken_at >= b.from_at AND u.taken_at < b.to_at GROUP BY u.schema_id),
+        statements AS (%s),
+        measured AS (
+            SELECT t.id, t.institution_id, t.schema_name, t.status,
+                   pg_catalog.round(COALESCE(s.byte_seconds, 0) / 1073741824 / 2592000, 6) AS gb_months,
+                   COALESCE(w.rows, 0) AS rows, q.calls, q.ms
+              FROM tenants t
+              LEFT JOIN storage s ON s.schema_id = t.id
+              LEFT JOIN written w ON w.schema_id = t.id
+              LEFT JOIN pg_catalog.pg_roles o ON o.rolname = t.owner_role
+              LEFT JOIN statements q ON q.userid = o.oid),
+        priced AS (
+            SELECT m.*, (SELECT pg_catalog.jsonb_object_agg(c.item, pg_catalog.round(c.amount, 4))
+                           FROM (VALUES ('storage', 'storage_gb_month', m.gb_months),
+                                        ('queries', 'thousand_queries', COALESCE(m.calls, 0) / 1000.0),
+                                        ('execution', 'execution_hour', COALESCE(m.ms, 0)::numeric / 3600000),
+                                        ('rows_written', 'million_rows_written', m.rows / 1000000.0)) AS v(item, rate, quantity),
+                                LATERAL (SELECT v.item, v.quantity * ($2 ->> v.rate)::numeric AS amount) c
+                          WHERE $2 ? v.rate) AS cost
+              FROM measured m)
+        SELECT p.id, p.institution_id, p.schema_name, p.status, p.gb_months, p.rows,
+               COALESCE(p.calls, CASE WHEN $3 THEN 0 END), COALESCE(p.ms, CASE WHEN $3 THEN 0 END), %s, COALESCE(p.cost, '{}'),
+               COALESCE((SELECT pg_catalog.sum(e.value::numeric) FROM pg_catalog.jsonb_each_text(p.cost) e), 0)
+          FROM priced p ORDER BY p.schema_name
+        $query$, statements, since) USING period, rates, home IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION tenant.usage_report(tstzrange, jsonb) IS
+    'Usage and cost per institution for a period: storage in GB-months from the usage snapshots, rows written, queries and execution time of its role (pg_stat_statements, since its last reset), and the cost at the given rates (storage_gb_month, thousand_queries, execution_hour, million_rows_written).';
+REVOKE ALL ON FUNCTION tenant.usage_report(tstzrange, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.usage_report(tstzrange, jsonb) TO tenant_control_admin;

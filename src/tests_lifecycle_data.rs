@@ -239,3 +239,78 @@ fn retention_log_rows_carry_counts_or_the_error() {
         Some("22023".into())
     );
 }
+
+/// A usage snapshot of a tenant at a given time with a given size and rows written.
+fn snapshot_at(schema: &str, taken_at: &str, gib: i64, written: (i64, i64, i64)) {
+    Spi::run(&format!(
+        "INSERT INTO tenant.usage_snapshots
+             (taken_at, schema_id, schema_name, status, table_count, storage_bytes, row_estimate, seq_scans, idx_scans,
+              tup_inserted, tup_updated, tup_deleted, inserted, updated, deleted)
+         SELECT '{taken_at}', id, schema_name, status, 1, {gib}::bigint * 1073741824, 0, 0, 0, 0, 0, 0, {}, {}, {}
+           FROM tenant.tenant_schemas WHERE schema_name = '{schema}'",
+        written.0, written.1, written.2
+    ))
+    .unwrap();
+}
+
+#[pg_test]
+fn usage_report_prices_known_snapshots() {
+    for (n, schema) in ["ur_steady", "ur_late", "ur_new", "ur_dropped"].iter().enumerate() {
+        create(&format!("afaf0000-0000-4000-8000-00000000000{n}"), Some(schema));
+    }
+    // January 2020 is 30 days long here: [2020-01-01, 2020-01-31).
+    snapshot_at("ur_steady", "2019-12-20 00:00+00", 1, (999, 0, 0)); // carries 1 GiB into the period
+    snapshot_at("ur_steady", "2020-01-16 00:00+00", 3, (1000, 200, 300)); // 3 GiB for the last 15 days
+    snapshot_at("ur_steady", "2020-02-05 00:00+00", 5, (7, 0, 0)); // after the period
+    snapshot_at("ur_late", "2020-01-25 00:00+00", 2, (0, 0, 0)); // 2 GiB for the last 6 days
+    snapshot_at("ur_dropped", "2020-01-01 00:00+00", 1, (10, 0, 0)); // 1 GiB until its drop on the 16th
+    Spi::run(
+        "UPDATE tenant.tenant_schemas SET status = 'DROPPED', updated_at = '2020-01-16 00:00+00' WHERE schema_name = 'ur_dropped'",
+    )
+    .unwrap();
+    let report = Spi::connect(|c| {
+        c.select(
+            "SELECT schema_name, storage_gb_months::text, rows_written, total_cost::text, cost::text, queries
+               FROM tenant.usage_report(tstzrange('2020-01-01 00:00+00', '2020-01-31 00:00+00'),
+                                        '{\"storage_gb_month\": 0.5, \"million_rows_written\": 2}')",
+            None,
+            &[],
+        )
+        .unwrap()
+        .map(|row| {
+            (
+                row.get::<String>(1).unwrap().unwrap(),
+                row.get::<String>(2).unwrap().unwrap(),
+                row.get::<i64>(3).unwrap().unwrap(),
+                row.get::<String>(4).unwrap().unwrap(),
+                row.get::<String>(5).unwrap().unwrap(),
+                row.get::<i64>(6).unwrap(),
+            )
+        })
+        .collect::<Vec<_>>()
+    });
+    let expected = |schema: &str, gb: &str, rows: i64, total: &str, cost: &str| {
+        (schema.to_string(), gb.to_string(), rows, total.to_string(), cost.to_string(), None::<i64>)
+    };
+    assert_eq!(
+        report,
+        vec![
+            // (15 days x 1 GiB + 15 days x 0 GiB) / 30 days, until the drop
+            expected("ur_dropped", "0.500000", 10, "0.2500", r#"{"storage": 0.2500, "rows_written": 0.0000}"#),
+            // 6 days x 2 GiB / 30 days
+            expected("ur_late", "0.400000", 0, "0.2000", r#"{"storage": 0.2000, "rows_written": 0.0000}"#),
+            // (15 days x 1 GiB + 15 days x 3 GiB) / 30 days; rows of the snapshot taken in the period only
+            expected("ur_steady", "2.000000", 1500, "1.0030", r#"{"storage": 1.0000, "rows_written": 0.0030}"#),
+        ],
+        "ur_new was created after the period and has no snapshot in it: not billed"
+    );
+
+    let error = |args: &str| retention_error(&format!("SELECT * FROM tenant.usage_report({args})"));
+    assert_eq!(error("tstzrange('2020-01-01', NULL), '{}'"), Some("22023".into()));
+    assert_eq!(error("tstzrange('2020-01-01', '2020-01-01'), '{}'"), Some("22023".into()));
+    assert_eq!(error("NULL, '{}'"), Some("22023".into()));
+    assert_eq!(error("tstzrange('2020-01-01', '2020-02-01'), '[]'"), Some("22023".into()));
+    assert_eq!(error("tstzrange('2020-01-01', '2020-02-01'), '{\"storage\": 1}'"), Some("22023".into()));
+    assert_eq!(error("tstzrange('2020-01-01', '2020-02-01'), '{\"storage_gb_month\": -1}'"), Some("22023".into()));
+    assert_eq!(error("tstzrange('2020-01-01', '2020-02-01'), '{\"storage_gb_month\": \"1\"}'"), Some("22023".into()));
+}
