@@ -292,3 +292,71 @@ COMMENT ON FUNCTION tenant.usage_report(tstzrange, jsonb) IS
     'Usage and cost per institution for a period: storage in GB-months from the usage snapshots, rows written, queries and execution time of its role (pg_stat_statements, since its last reset), and the cost at the given rates (storage_gb_month, thousand_queries, execution_hour, million_rows_written).';
 REVOKE ALL ON FUNCTION tenant.usage_report(tstzrange, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.usage_report(tstzrange, jsonb) TO tenant_control_admin;
+
+-- Data lifecycle (issue 16): per-institution limits.
+-- Bounds, in each setting's base unit, within which tenant.set_limits accepts
+-- an institution's values; a superuser may change them.
+CREATE TABLE tenant.limit_bounds (
+    setting         text        NOT NULL PRIMARY KEY,
+    min_value       bigint      NOT NULL CHECK (min_value >= 0),
+    max_value       bigint      NOT NULL,
+    unit            text        NOT NULL,
+    CHECK (max_value >= min_value)
+);
+INSERT INTO tenant.limit_bounds (setting, min_value, max_value, unit) VALUES
+    ('statement_timeout', 100, 3600000, 'ms'),
+    ('lock_timeout', 10, 600000, 'ms'),
+    ('idle_in_transaction_session_timeout', 1000, 3600000, 'ms'),
+    ('work_mem', 64, 1048576, 'kB'),
+    ('max_transactions', 1, 10000, 'transactions');
+COMMENT ON TABLE tenant.limit_bounds IS
+    'Bounds of the per-institution limits tenant.set_limits accepts, in each setting''s base unit.';
+COMMENT ON COLUMN tenant.limit_bounds.setting IS 'statement_timeout, lock_timeout, idle_in_transaction_session_timeout, work_mem or max_transactions.';
+COMMENT ON COLUMN tenant.limit_bounds.min_value IS 'Smallest value allowed (timeouts: 0, which turns them off, is below every sensible bound).';
+COMMENT ON COLUMN tenant.limit_bounds.max_value IS 'Largest value allowed.';
+COMMENT ON COLUMN tenant.limit_bounds.unit IS 'The base unit of the bounds (ms, kB, transactions).';
+
+CREATE TABLE tenant.institution_limits (
+    schema_id       uuid        NOT NULL PRIMARY KEY REFERENCES tenant.tenant_schemas (id),
+    limits          jsonb       NOT NULL,
+    set_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by          text        NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE tenant.institution_limits IS
+    'Per-institution limits (tenant.set_limits): settings tenant.set_context applies to the transaction, and max_transactions.';
+COMMENT ON COLUMN tenant.institution_limits.schema_id IS 'Registry id of the institution schema.';
+COMMENT ON COLUMN tenant.institution_limits.limits IS 'The limits, as validated: {"statement_timeout": "5s", "work_mem": "16MB", "max_transactions": 20, ...}.';
+COMMENT ON COLUMN tenant.institution_limits.set_at IS 'When they were last set.';
+COMMENT ON COLUMN tenant.institution_limits.set_by IS 'session_user that last set them.';
+SELECT pg_catalog.pg_extension_config_dump('tenant.limit_bounds', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.institution_limits', '');
+REVOKE ALL ON tenant.limit_bounds, tenant.institution_limits FROM PUBLIC;
+GRANT SELECT ON tenant.limit_bounds, tenant.institution_limits TO tenant_control_admin;
+
+CREATE FUNCTION tenant."set_limits"(
+	"schema_id" uuid, /* Option < pgrx :: Uuid > */
+	"limits" jsonb /* Option < pgrx :: JsonB > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_limits_wrapper';
+
+CREATE FUNCTION tenant."context_limits"(
+	"institution_id" uuid /* Option < pgrx :: Uuid > */
+) RETURNS TABLE (
+	"name" TEXT,  /* String */
+	"value" TEXT  /* String */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'context_limits_wrapper';
+
+COMMENT ON FUNCTION tenant.set_limits(uuid, jsonb) IS
+    'Set an institution''s limits: statement_timeout, lock_timeout, idle_in_transaction_session_timeout, work_mem (applied by tenant.set_context for the transaction) and max_transactions (concurrent transactions in its context; over it set_context fails with 53300); NULL or {} removes them.';
+COMMENT ON FUNCTION tenant.context_limits(uuid) IS
+    'Internal: for tenant.set_context, the settings of an institution''s limits after taking one of its transaction slots (53300 when none is free).';
+REVOKE ALL ON FUNCTION tenant.set_limits(uuid, jsonb), tenant.context_limits(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.set_limits(uuid, jsonb), tenant.context_limits(uuid) TO tenant_control_admin;
+GRANT EXECUTE ON FUNCTION tenant.context_limits(uuid) TO tenant_control_app;

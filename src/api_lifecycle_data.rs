@@ -3,6 +3,7 @@
 //! (`tenant.apply_retention`) are PL/pgSQL in sql/finalize.sql.
 
 use crate::errors::OrRaise;
+use crate::limits;
 use crate::retention;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -51,4 +52,22 @@ fn note_retention(
     message: Option<&str>,
 ) {
     retention::note(schema_id, table_name, details, sqlstate, message).or_raise()
+}
+
+/// Set an institution's limits (settings applied by tenant.set_context, and
+/// max_transactions); NULL or '{}' removes them. Returns what is stored.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_limits(schema_id: Option<pgrx::Uuid>, limits: Option<pgrx::JsonB>) -> pgrx::JsonB {
+    pgrx::JsonB(limits::set(schema_id, limits).or_raise())
+}
+
+/// Internal: for tenant.set_context, the settings of an institution's limits,
+/// after taking one of its transaction slots (53300 when none is free).
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn context_limits(
+    institution_id: Option<pgrx::Uuid>,
+) -> TableIterator<'static, (name!(name, String), name!(value, String))> {
+    TableIterator::new(limits::context_limits(institution_id).or_raise())
 }

@@ -13,6 +13,7 @@ mod fleet;
 mod integrity;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod maintenance;
 mod migrate;
 mod name;

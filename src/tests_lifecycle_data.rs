@@ -314,3 +314,44 @@ fn usage_report_prices_known_snapshots() {
     assert_eq!(error("tstzrange('2020-01-01', '2020-02-01'), '{\"storage_gb_month\": -1}'"), Some("22023".into()));
     assert_eq!(error("tstzrange('2020-01-01', '2020-02-01'), '{\"storage_gb_month\": \"1\"}'"), Some("22023".into()));
 }
+
+#[pg_test]
+fn limits_are_checked_against_the_bounds_and_applied_by_set_context() {
+    let (_, _, id, _) = create("a0a00000-0000-4000-8000-000000000001", Some("lim_a"));
+    let id = id.unwrap();
+    let set = |limits: &str| retention_error(&format!("SELECT tenant.set_limits('{id}', '{limits}')"));
+    assert_eq!(set(r#"{"statement_timeout": "5 parsecs"}"#), Some("22023".into()));
+    assert_eq!(set(r#"{"statement_timeout": "0"}"#), Some("22023".into()), "turning the timeout off is out of bounds");
+    assert_eq!(set(r#"{"statement_timeout": "2h"}"#), Some("22023".into()), "above the one-hour bound");
+    assert_eq!(set(r#"{"work_mem": "4GB"}"#), Some("22023".into()));
+    assert_eq!(set(r#"{"max_transactions": 0}"#), Some("22023".into()));
+    assert_eq!(set(r#"{"max_transactions": 2.5}"#), Some("22023".into()));
+    assert_eq!(set(r#"{"search_path": "x"}"#), Some("22023".into()), "only the listed settings");
+    assert_eq!(set(r#"[1]"#), Some("22023".into()));
+    assert_eq!(
+        retention_error("SELECT tenant.set_limits('a0a00000-0000-4000-8000-00000000ffff', '{}')"),
+        Some("42704".into())
+    );
+    assert_eq!(count_of("SELECT count(*) FROM tenant.institution_limits"), 0, "nothing stored by refused calls");
+
+    Spi::run(&format!(
+        "SELECT tenant.set_limits('{id}', '{{\"statement_timeout\": \"5s\", \"lock_timeout\": 250, \"work_mem\": \"16MB\",
+                                          \"idle_in_transaction_session_timeout\": \"1min\", \"max_transactions\": 3}}')"
+    ))
+    .unwrap();
+    let before = one::<String>("SELECT current_setting('work_mem')");
+    Spi::run("SELECT tenant.set_context('a0a00000-0000-4000-8000-000000000001')").unwrap();
+    assert_eq!(
+        one::<String>(
+            "SELECT concat_ws(' ', current_setting('statement_timeout'), current_setting('lock_timeout'),
+                              current_setting('work_mem'), current_setting('idle_in_transaction_session_timeout'))"
+        ),
+        Some("5s 250ms 16MB 1min".into())
+    );
+    Spi::run("RESET ROLE; RESET work_mem").unwrap();
+    assert_eq!(one::<String>("SELECT current_setting('work_mem')"), before);
+
+    // Removing them: set_context changes nothing any more.
+    Spi::run(&format!("SELECT tenant.set_limits('{id}', NULL)")).unwrap();
+    assert_eq!(count_of("SELECT count(*) FROM tenant.institution_limits"), 0);
+}

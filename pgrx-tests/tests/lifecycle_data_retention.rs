@@ -65,8 +65,11 @@ fn retention_archives_and_deletes_across_a_fleet_with_overrides() {
         &[&ids[1]],
     )
     .unwrap();
-    su.execute("UPDATE tenant.tenant_schemas SET config = '{\"retention\": {\"grades\": null}}' WHERE id = $1", &[&ids[2]])
-        .unwrap();
+    su.execute(
+        "UPDATE tenant.tenant_schemas SET config = '{\"retention\": {\"grades\": null}}' WHERE id = $1",
+        &[&ids[2]],
+    )
+    .unwrap();
     admin_login(&mut su, "it_retention_dba");
     let (mut dba, notices) = listening_as("it_retention_dba", DB);
     dba.batch_execute(
@@ -86,10 +89,13 @@ fn retention_archives_and_deletes_across_a_fleet_with_overrides() {
         assert_eq!(count(&mut su, &format!("SELECT count(*) FROM {schema}.activity")), 100 - moved, "{schema}");
         assert_eq!(count(&mut su, &format!("SELECT count(*) FROM {schema}.activity_archive")), moved, "{schema}");
         assert_eq!(
-            count(&mut su, &format!(
-                "SELECT count(*) FROM {schema}.activity_archive a
+            count(
+                &mut su,
+                &format!(
+                    "SELECT count(*) FROM {schema}.activity_archive a
                   WHERE a.what = 'event ' || (extract(epoch FROM now() - a.at) / 86400 / 10)::int"
-            )),
+                )
+            ),
             moved,
             "{schema}: archived rows are the rows that were deleted"
         );
@@ -99,7 +105,10 @@ fn retention_archives_and_deletes_across_a_fleet_with_overrides() {
             (moved + 6) / 7,
             "{schema}"
         );
-        assert_eq!(log_rows(&mut su, schema, "activity"), vec![("COMPLETED".into(), moved, moved, moved / 7 + 1, None)]);
+        assert_eq!(
+            log_rows(&mut su, schema, "activity"),
+            vec![("COMPLETED".into(), moved, moved, moved / 7 + 1, None)]
+        );
     }
     // grades: deleted without archive after 7 years (rows 8, 9, 10 years old),
     // except where the institution turned the rule off.
@@ -136,7 +145,10 @@ fn retention_archives_and_deletes_across_a_fleet_with_overrides() {
     // Nobody but platform administrators sets rules or runs retention.
     su.batch_execute("DROP ROLE IF EXISTS it_retention_nobody; CREATE ROLE it_retention_nobody LOGIN").unwrap();
     let mut nobody = connect_as("it_retention_nobody", DB);
-    assert_eq!(sqlstate_of_failure(&mut nobody, "SELECT tenant.set_retention('grades', 'graded_on', '1 day', false)"), "42501");
+    assert_eq!(
+        sqlstate_of_failure(&mut nobody, "SELECT tenant.set_retention('grades', 'graded_on', '1 day', false)"),
+        "42501"
+    );
     assert_eq!(sqlstate_of_failure(&mut nobody, "CALL tenant.apply_retention()"), "42501");
 }
 
@@ -173,7 +185,10 @@ fn a_failing_institution_is_logged_and_the_others_go_on() {
     for schema in ["rx_a", "rx_b"] {
         assert_eq!(count(&mut su, &format!("SELECT count(*) FROM {schema}.activity")), 100, "{schema}");
         assert_eq!(
-            count(&mut su, &format!("SELECT count(*) FROM pg_class WHERE oid = to_regclass('{schema}.activity_archive')")),
+            count(
+                &mut su,
+                &format!("SELECT count(*) FROM pg_class WHERE oid = to_regclass('{schema}.activity_archive')")
+            ),
             0,
             "{schema}: the failed batch's archive table was rolled back with it"
         );
@@ -213,7 +228,9 @@ fn an_archive_belongs_to_its_institution_and_travels_with_its_backup() {
     drop(tx);
 
     // A backup copies the archive with the schema, row for row.
-    let backup = outcome(su.query_one("SELECT * FROM tenant.backup_institution_schema($1, verify => true)", &[&ids[0]]).unwrap());
+    let backup = outcome(
+        su.query_one("SELECT * FROM tenant.backup_institution_schema($1, verify => true)", &[&ids[0]]).unwrap(),
+    );
     assert!(backup.ok(), "{}", backup.message);
     let copied: i64 = su
         .query_one(

@@ -34,8 +34,10 @@ fn queries_are_billed_to_the_institution_whose_context_ran_them() {
     assert_eq!(unknown, None);
 
     su.batch_execute("CREATE EXTENSION pg_stat_statements; SELECT pg_stat_statements_reset();").unwrap();
-    su.batch_execute("DROP ROLE IF EXISTS it_usage_app; CREATE ROLE it_usage_app LOGIN; GRANT tenant_control_app TO it_usage_app;")
-        .unwrap();
+    su.batch_execute(
+        "DROP ROLE IF EXISTS it_usage_app; CREATE ROLE it_usage_app LOGIN; GRANT tenant_control_app TO it_usage_app;",
+    )
+    .unwrap();
     let mut app = connect_as("it_usage_app", DB);
     for i in 0..25 {
         let mut tx = app.transaction().unwrap();
@@ -73,7 +75,10 @@ fn queries_are_billed_to_the_institution_whose_context_ran_them() {
     su.batch_execute("DROP ROLE IF EXISTS it_usage_nobody; CREATE ROLE it_usage_nobody LOGIN").unwrap();
     let mut nobody = connect_as("it_usage_nobody", DB);
     assert_eq!(
-        sqlstate_of_failure(&mut nobody, "SELECT * FROM tenant.usage_report(tstzrange(now() - interval '1 day', now()))"),
+        sqlstate_of_failure(
+            &mut nobody,
+            "SELECT * FROM tenant.usage_report(tstzrange(now() - interval '1 day', now()))"
+        ),
         "42501"
     );
 }
