@@ -1181,3 +1181,69 @@ COMMENT ON FUNCTION tenant.context_limits(uuid) IS
 REVOKE ALL ON FUNCTION tenant.set_limits(uuid, jsonb), tenant.context_limits(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.set_limits(uuid, jsonb), tenant.context_limits(uuid) TO tenant_control_admin;
 GRANT EXECUTE ON FUNCTION tenant.context_limits(uuid) TO tenant_control_app;
+
+-- Row limits: one counter row per limited table of an institution, kept by
+-- the tc_row_limit_* statement triggers tenant.set_row_limit puts on it.
+CREATE TABLE tenant.row_limits (
+    schema_id       uuid        NOT NULL REFERENCES tenant.tenant_schemas (id),
+    table_name      text        NOT NULL,
+    max_rows        bigint      NOT NULL CHECK (max_rows >= 0),
+    row_count       bigint      NOT NULL,
+    set_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by          text        NOT NULL DEFAULT session_user,
+    PRIMARY KEY (schema_id, table_name)
+);
+COMMENT ON TABLE tenant.row_limits IS
+    'Row limits of institutions'' tables (tenant.set_row_limit), with the row count kept by the tables'' tc_row_limit_* triggers.';
+COMMENT ON COLUMN tenant.row_limits.schema_id IS 'Registry id of the institution schema.';
+COMMENT ON COLUMN tenant.row_limits.table_name IS 'The limited table (a table of the template) in that schema.';
+COMMENT ON COLUMN tenant.row_limits.max_rows IS 'Most rows the table may hold: an insert that would go over it fails with 53400.';
+COMMENT ON COLUMN tenant.row_limits.row_count IS 'Rows in the table, counted when the limit was set and kept by the triggers since.';
+COMMENT ON COLUMN tenant.row_limits.set_at IS 'When the limit was last set.';
+COMMENT ON COLUMN tenant.row_limits.set_by IS 'session_user that last set it.';
+SELECT pg_catalog.pg_extension_config_dump('tenant.row_limits', '');
+REVOKE ALL ON tenant.row_limits FROM PUBLIC;
+GRANT SELECT ON tenant.row_limits TO tenant_control_admin;
+
+-- The counter row is updated by each statement's net change: a concurrent
+-- insert waits for the row lock and then sees the committed count, so the
+-- limit is exact. It reads no tenant object but the statement's transition rows.
+CREATE FUNCTION tenant.row_limit_guard() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed bigint;
+    counted bigint;
+    cap bigint;
+    owner_id uuid := (SELECT t.id FROM tenant.tenant_schemas t
+                       WHERE t.schema_name = TG_TABLE_SCHEMA AND t.status <> 'DROPPED');
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE tenant.row_limits l SET row_count = 0 WHERE l.schema_id = owner_id AND l.table_name = TG_TABLE_NAME;
+        RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        SELECT count(*) INTO changed FROM new_rows;
+    ELSE
+        SELECT -count(*) INTO changed FROM old_rows;
+    END IF;
+    IF changed = 0 THEN
+        RETURN NULL;
+    END IF;
+    UPDATE tenant.row_limits l SET row_count = l.row_count + changed
+     WHERE l.schema_id = owner_id AND l.table_name = TG_TABLE_NAME
+    RETURNING l.row_count, l.max_rows INTO counted, cap;
+    IF changed > 0 AND counted > cap THEN
+        RAISE EXCEPTION 'table "%" of institution schema "%" may hold at most % rows', TG_TABLE_NAME, TG_TABLE_SCHEMA, cap
+            USING ERRCODE = 'configuration_limit_exceeded',
+                  DETAIL = format('This statement would bring it to %s rows.', counted),
+                  HINT = 'Delete rows, or raise the limit with tenant.set_row_limit.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION tenant.row_limit_guard() IS
+    'Internal: statement trigger (tc_row_limit_insert/delete/truncate) keeping tenant.row_limits.row_count and refusing (53400) inserts over max_rows.';
+COMMENT ON FUNCTION tenant.set_row_limit(uuid, text, bigint) IS
+    'Limit the rows of one template table of an institution (an insert over it fails with 53400, exactly, also under concurrent inserts); NULL removes the limit.';
+REVOKE ALL ON FUNCTION tenant.row_limit_guard(), tenant.set_row_limit(uuid, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.set_row_limit(uuid, text, bigint) TO tenant_control_admin;

@@ -71,3 +71,10 @@ fn context_limits(
 ) -> TableIterator<'static, (name!(name, String), name!(value, String))> {
     TableIterator::new(limits::context_limits(institution_id).or_raise())
 }
+
+/// Limit the rows of one template table of an institution; NULL removes the limit.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_row_limit(schema_id: Option<pgrx::Uuid>, table_name: Option<&str>, max_rows: Option<i64>) -> String {
+    limits::set_row_limit(schema_id, table_name, max_rows).or_raise()
+}

@@ -157,3 +157,77 @@ fn take_slot(schema_id: uuid::Uuid, institution: uuid::Uuid, cap: i64) -> TcResu
         .hint("Retry when one of them ends; the limit is max_transactions of tenant.set_limits."))
     }
 }
+
+/// `tenant.set_row_limit`: at most `max_rows` rows in one table of an
+/// institution (NULL removes the limit). The count is kept in
+/// `tenant.row_limits` by statement triggers (`tc_row_limit_*`, the
+/// extension's own) that update it by the rows each statement inserted or
+/// deleted: concurrent inserts queue on that one counter row, so the limit
+/// is exact (READ COMMITTED re-reads it; REPEATABLE READ gets 40001, retry).
+pub fn set_row_limit(schema_id: Option<pgrx::Uuid>, table: Option<&str>, max_rows: Option<i64>) -> TcResult<String> {
+    let table = table.ok_or_else(|| TcError::null_argument("table_name"))?;
+    if let Some(max) = max_rows.filter(|max| *max < 0) {
+        return Err(invalid(format!("max_rows must be zero or more, not {max}")));
+    }
+    crate::oplog::with_lock_timeout(|| {
+        let tenant = registry::lock(schema_id)?;
+        lifecycle::require_live(&tenant)?;
+        let present: bool = db::scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                             WHERE c.relnamespace OPERATOR(pg_catalog.=) 'tenant_template'::pg_catalog.regnamespace
+                               AND c.relname OPERATOR(pg_catalog.=) $1 AND c.relkind OPERATOR(pg_catalog.=) 'r')
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                             WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace($2)
+                               AND c.relname OPERATOR(pg_catalog.=) $1 AND c.relkind OPERATOR(pg_catalog.=) 'r')",
+            &[table.into(), tenant.schema.as_str().into()],
+        )?;
+        if !present {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("table \"{table}\" is not a table of the template in schema \"{}\"", tenant.schema),
+            ));
+        }
+        let target = format!("{}.{}", tenant.schema.quoted(), pgrx::spi::quote_identifier(table));
+        let id = db::to_pg_uuid(tenant.id);
+        lifecycle::internal_ddl(|| {
+            for (event, transition) in [("insert", "NEW TABLE AS new_rows"), ("delete", "OLD TABLE AS old_rows")] {
+                db::run(&format!("DROP TRIGGER IF EXISTS tc_row_limit_{event} ON {target}"), &[])?;
+                if max_rows.is_some() {
+                    db::run(
+                        &format!(
+                            "CREATE TRIGGER tc_row_limit_{event} AFTER {} ON {target} REFERENCING {transition}
+                             FOR EACH STATEMENT EXECUTE FUNCTION tenant.row_limit_guard()",
+                            event.to_uppercase()
+                        ),
+                        &[],
+                    )?;
+                }
+            }
+            db::run(&format!("DROP TRIGGER IF EXISTS tc_row_limit_truncate ON {target}"), &[])?;
+            let Some(max) = max_rows else {
+                db::run(
+                    "DELETE FROM tenant.row_limits WHERE schema_id = $1 AND table_name = $2",
+                    &[id.into(), table.into()],
+                )?;
+                return Ok(format!("no row limit on \"{table}\" in \"{}\"", tenant.schema));
+            };
+            db::run(
+                &format!(
+                    "CREATE TRIGGER tc_row_limit_truncate AFTER TRUNCATE ON {target}
+                     FOR EACH STATEMENT EXECUTE FUNCTION tenant.row_limit_guard()"
+                ),
+                &[],
+            )?;
+            // Writers wait while the rows are counted, so the count starts exact.
+            db::run(&format!("LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE"), &[])?;
+            let rows: i64 = db::scalar(&format!("SELECT pg_catalog.count(*) FROM {target}"), &[])?;
+            db::run(
+                "INSERT INTO tenant.row_limits AS l (schema_id, table_name, max_rows, row_count) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (schema_id, table_name) DO UPDATE
+                    SET max_rows = excluded.max_rows, row_count = excluded.row_count, set_at = pg_catalog.now(), set_by = session_user",
+                &[id.into(), table.into(), max.into(), rows.into()],
+            )?;
+            Ok(format!("at most {max} rows in \"{table}\" of \"{}\" (now {rows})", tenant.schema))
+        })
+    })
+}

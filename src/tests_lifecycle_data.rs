@@ -355,3 +355,35 @@ fn limits_are_checked_against_the_bounds_and_applied_by_set_context() {
     Spi::run(&format!("SELECT tenant.set_limits('{id}', NULL)")).unwrap();
     assert_eq!(count_of("SELECT count(*) FROM tenant.institution_limits"), 0);
 }
+
+#[pg_test]
+fn row_limits_refuse_the_insert_over_the_limit_and_follow_deletes() {
+    Spi::run("CREATE TABLE tenant_template.rl_users (id int, name text)").unwrap();
+    let (_, _, id, _) = create("a1a10000-0000-4000-8000-000000000001", Some("rl_one"));
+    let id = id.unwrap();
+    Spi::run("INSERT INTO rl_one.rl_users SELECT i, 'u' || i FROM generate_series(1, 3) i").unwrap();
+    let limit = |args: &str| retention_error(&format!("SELECT tenant.set_row_limit({args})"));
+    assert_eq!(limit(&format!("'{id}', 'rl_users', -1")), Some("22023".into()));
+    assert_eq!(limit(&format!("'{id}', NULL, 5")), Some("22004".into()));
+    assert_eq!(limit(&format!("'{id}', 'rl_nothing', 5")), Some("42P01".into()));
+    assert_eq!(limit("'a1a10000-0000-4000-8000-00000000ffff', 'rl_users', 5"), Some("42704".into()));
+    assert_eq!(limit(&format!("'{id}', 'rl_users', 5")), None);
+    assert_eq!(count_of("SELECT row_count FROM tenant.row_limits"), 3, "the rows already there are counted");
+
+    let insert = |rows: i64| retention_error(&format!("INSERT INTO rl_one.rl_users SELECT i, 'x' FROM generate_series(1, {rows}) i"));
+    assert_eq!(insert(3), Some("53400".into()), "3 + 3 > 5: the whole statement is refused");
+    assert_eq!(insert(2), None, "exactly at the limit");
+    assert_eq!(insert(1), Some("53400".into()), "the 6th row");
+    Spi::run("DELETE FROM rl_one.rl_users WHERE id = 1").unwrap();
+    assert_eq!(insert(1), None, "a deleted row makes room");
+    Spi::run("TRUNCATE rl_one.rl_users").unwrap();
+    assert_eq!(insert(5), None);
+    assert_eq!(count_of("SELECT count(*) FROM rl_one.rl_users"), 5);
+    assert_eq!(count_of("SELECT row_count FROM tenant.row_limits"), 5);
+
+    // Removing the limit removes the triggers and the counter.
+    assert_eq!(limit(&format!("'{id}', 'rl_users', NULL")), None);
+    assert_eq!(insert(10), None);
+    assert_eq!(count_of("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'rl_one.rl_users'::regclass"), 0);
+    assert_eq!(count_of("SELECT count(*) FROM tenant.row_limits"), 0);
+}

@@ -72,3 +72,51 @@ fn limits_hold_for_the_transaction_and_cap_concurrent_transactions() {
     third.commit().unwrap();
     drop(open);
 }
+
+#[test]
+fn a_row_limit_is_exact_under_concurrent_inserts() {
+    const DB: &str = "it_row_limit";
+    let mut su = fresh_database(DB);
+    su.batch_execute("CREATE TABLE tenant_template.users (id serial PRIMARY KEY, name text)").unwrap();
+    su.batch_execute("DROP ROLE IF EXISTS rl_school_owner").unwrap();
+    let school = create_ok(&mut su, "rl_school");
+    let institution = institution_of(&mut su, &school);
+    su.execute("SELECT tenant.set_row_limit($1, 'users', 100)", &[&school]).unwrap();
+    su.batch_execute(
+        "DROP ROLE IF EXISTS it_row_limit_app; CREATE ROLE it_row_limit_app LOGIN; GRANT tenant_control_app TO it_row_limit_app;",
+    )
+    .unwrap();
+
+    // 8 writers insert 20 users each, one transaction per user, all at once:
+    // exactly 100 inserts succeed, every other one fails with 53400.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let mut app = connect_as("it_row_limit_app", DB);
+                start.wait();
+                let (mut ok, mut refused) = (0, 0);
+                for n in 0..20 {
+                    let mut tx = app.transaction().unwrap();
+                    tx.execute("SELECT tenant.set_context($1)", &[&institution]).unwrap();
+                    match tx.execute("INSERT INTO users (name) VALUES ($1)", &[&format!("w{writer} u{n}")]) {
+                        Ok(_) => {
+                            tx.commit().unwrap();
+                            ok += 1;
+                        }
+                        Err(error) => {
+                            assert_eq!(error.code().map(|c| c.code()), Some("53400"), "{error:?}");
+                            refused += 1;
+                        }
+                    }
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    let (ok, refused) = writers.into_iter().map(|w| w.join().unwrap()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    assert_eq!((ok, refused), (100, 60));
+    assert_eq!(count(&mut su, "SELECT count(*) FROM rl_school.users"), 100);
+    assert_eq!(count(&mut su, "SELECT row_count FROM tenant.row_limits"), 100);
+}
