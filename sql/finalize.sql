@@ -1136,26 +1136,22 @@ GRANT EXECUTE ON FUNCTION tenant.usage_report(tstzrange, jsonb) TO tenant_contro
 
 -- Data lifecycle (issue 16): per-institution limits.
 -- Bounds, in each setting's base unit, within which tenant.set_limits accepts
--- an institution's values; a superuser may change them.
+-- an institution's values, where a superuser wants other bounds than the
+-- built-in ones (see the documentation). Empty at installation: rows the
+-- extension inserted itself would collide with the dumped rows on pg_restore.
 CREATE TABLE tenant.limit_bounds (
-    setting         text        NOT NULL PRIMARY KEY,
+    setting         text        NOT NULL PRIMARY KEY
+                    CHECK (setting IN ('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout',
+                                       'work_mem', 'max_transactions')),
     min_value       bigint      NOT NULL CHECK (min_value >= 0),
     max_value       bigint      NOT NULL,
-    unit            text        NOT NULL,
     CHECK (max_value >= min_value)
 );
-INSERT INTO tenant.limit_bounds (setting, min_value, max_value, unit) VALUES
-    ('statement_timeout', 100, 3600000, 'ms'),
-    ('lock_timeout', 10, 600000, 'ms'),
-    ('idle_in_transaction_session_timeout', 1000, 3600000, 'ms'),
-    ('work_mem', 64, 1048576, 'kB'),
-    ('max_transactions', 1, 10000, 'transactions');
 COMMENT ON TABLE tenant.limit_bounds IS
-    'Bounds of the per-institution limits tenant.set_limits accepts, in each setting''s base unit.';
+    'Bounds of the per-institution limits tenant.set_limits accepts, in each setting''s base unit (ms, kB, transactions), overriding the built-in ones.';
 COMMENT ON COLUMN tenant.limit_bounds.setting IS 'statement_timeout, lock_timeout, idle_in_transaction_session_timeout, work_mem or max_transactions.';
-COMMENT ON COLUMN tenant.limit_bounds.min_value IS 'Smallest value allowed (timeouts: 0, which turns them off, is below every sensible bound).';
+COMMENT ON COLUMN tenant.limit_bounds.min_value IS 'Smallest value allowed.';
 COMMENT ON COLUMN tenant.limit_bounds.max_value IS 'Largest value allowed.';
-COMMENT ON COLUMN tenant.limit_bounds.unit IS 'The base unit of the bounds (ms, kB, transactions).';
 
 CREATE TABLE tenant.institution_limits (
     schema_id       uuid        NOT NULL PRIMARY KEY REFERENCES tenant.tenant_schemas (id),

@@ -81,21 +81,37 @@ fn in_base_unit(name: &str, value: &str) -> TcResult<i64> {
     .map_err(|error| invalid(format!("invalid value \"{value}\" for {name}: {}", error.message)))
 }
 
+/// The platform's bounds when `tenant.limit_bounds` has no row for a
+/// setting: (setting, min, max, unit), in the setting's base unit. (The
+/// table holds only overrides: rows the extension put there itself would
+/// collide with the dumped rows on pg_restore.)
+const DEFAULT_BOUNDS: &[(&str, i64, i64, &str)] = &[
+    ("statement_timeout", 100, 3_600_000, "ms"),
+    ("lock_timeout", 10, 600_000, "ms"),
+    ("idle_in_transaction_session_timeout", 1000, 3_600_000, "ms"),
+    ("work_mem", 64, 1_048_576, "kB"),
+    ("max_transactions", 1, 10_000, "transactions"),
+];
+
 fn within_bounds(name: &str, value: i64, given: &str) -> TcResult<()> {
-    let bounds = db::rows(
-        "SELECT min_value, max_value, unit FROM tenant.limit_bounds WHERE setting = $1",
-        &[name.into()],
-        |row| Ok((col::<i64>(row, "min_value")?, col::<i64>(row, "max_value")?, col::<String>(row, "unit")?)),
-    )?;
-    let Some((Some(min), Some(max), unit)) = bounds.into_iter().next() else {
-        return Err(invalid(format!("no bounds for {name} in tenant.limit_bounds")));
+    let (_, default_min, default_max, unit) = DEFAULT_BOUNDS
+        .iter()
+        .find(|(setting, ..)| *setting == name)
+        .copied()
+        .ok_or_else(|| invalid(format!("no bounds for {name}")))?;
+    let overridden =
+        db::rows("SELECT min_value, max_value FROM tenant.limit_bounds WHERE setting = $1", &[name.into()], |row| {
+            Ok((col::<i64>(row, "min_value")?, col::<i64>(row, "max_value")?))
+        })?;
+    let (min, max) = match overridden.into_iter().next() {
+        Some((Some(min), Some(max))) => (min, max),
+        _ => (default_min, default_max),
     };
     if value < min || value > max {
-        let unit = unit.unwrap_or_default();
         return Err(invalid(format!(
             "{name} = {given} is outside the bounds the platform allows: {min} to {max} {unit}"
         ))
-        .hint("The bounds are in tenant.limit_bounds (in the setting's base unit); a superuser may change them."));
+        .hint("A superuser may set other bounds in tenant.limit_bounds (in the setting's base unit)."));
     }
     Ok(())
 }

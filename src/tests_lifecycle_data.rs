@@ -351,6 +351,11 @@ fn limits_are_checked_against_the_bounds_and_applied_by_set_context() {
     Spi::run("RESET ROLE; RESET work_mem").unwrap();
     assert_eq!(one::<String>("SELECT current_setting('work_mem')"), before);
 
+    // A superuser narrows the bounds: a value allowed before is refused.
+    Spi::run("INSERT INTO tenant.limit_bounds (setting, min_value, max_value) VALUES ('work_mem', 64, 8192)").unwrap();
+    assert_eq!(set(r#"{"work_mem": "16MB"}"#), Some("22023".into()));
+    assert_eq!(set(r#"{"work_mem": "8MB"}"#), None);
+
     // Removing them: set_context changes nothing any more.
     Spi::run(&format!("SELECT tenant.set_limits('{id}', NULL)")).unwrap();
     assert_eq!(count_of("SELECT count(*) FROM tenant.institution_limits"), 0);
