@@ -101,7 +101,7 @@ CREATE TABLE tenant.schema_operations (
     operation_type  text        NOT NULL
                     CHECK (operation_type IN ('CREATE', 'DROP', 'BACKUP', 'RESTORE', 'OPTIMIZE', 'MIGRATE',
                                               'INTEGRITY_CHECK', 'QUOTA_CHECK', 'QUOTA_SET', 'STATUS_CHANGE',
-                                              'USAGE_SNAPSHOT')),
+                                              'USAGE_SNAPSHOT', 'RETENTION')),
     status          text        NOT NULL
                     CHECK (status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED')),
     description     text        NOT NULL,
@@ -122,7 +122,7 @@ COMMENT ON TABLE tenant.schema_operations IS
     'Operation log: one row per operation on a tenant schema, kept for failures too.';
 COMMENT ON COLUMN tenant.schema_operations.id IS 'Increasing operation number.';
 COMMENT ON COLUMN tenant.schema_operations.schema_id IS 'Registry id of the tenant; NULL when the operation failed before a tenant existed.';
-COMMENT ON COLUMN tenant.schema_operations.operation_type IS 'CREATE, DROP, BACKUP, RESTORE, OPTIMIZE, MIGRATE, INTEGRITY_CHECK, QUOTA_CHECK, QUOTA_SET, STATUS_CHANGE or USAGE_SNAPSHOT.';
+COMMENT ON COLUMN tenant.schema_operations.operation_type IS 'CREATE, DROP, BACKUP, RESTORE, OPTIMIZE, MIGRATE, INTEGRITY_CHECK, QUOTA_CHECK, QUOTA_SET, STATUS_CHANGE, USAGE_SNAPSHOT or RETENTION.';
 COMMENT ON COLUMN tenant.schema_operations.status IS 'PENDING, RUNNING, COMPLETED or FAILED.';
 COMMENT ON COLUMN tenant.schema_operations.description IS 'What was asked, in words.';
 COMMENT ON COLUMN tenant.schema_operations.metadata IS 'Details of the operation (names, sizes, previous and new status, ...).';

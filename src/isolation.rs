@@ -113,6 +113,7 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
     let Some((Some(schema), Some(role))) = found.into_iter().next() else {
         return Ok(None);
     };
+    crate::limits::apply_in_context(institution_id)?;
     let may_assume: bool =
         db::scalar("SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')", &[role.as_str().into()])?;
     db::run(

@@ -3,6 +3,7 @@
 use pgrx::prelude::*;
 
 mod api;
+mod api_lifecycle_data;
 mod backup;
 mod copy;
 mod db;
@@ -12,6 +13,7 @@ mod fleet;
 mod integrity;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod maintenance;
 mod migrate;
 mod name;
@@ -22,6 +24,7 @@ mod quota;
 mod registry;
 mod restricted;
 mod restore;
+mod retention;
 mod settings;
 mod subxact;
 mod template;
@@ -46,6 +49,7 @@ mod tests {
     include!("tests_backup.rs");
     include!("tests_integrity.rs");
     include!("tests_monitor.rs");
+    include!("tests_lifecycle_data.rs");
 }
 
 /// Required by `cargo pgrx test`.

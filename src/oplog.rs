@@ -23,6 +23,7 @@ pub enum OpKind {
     IntegrityCheck,
     Optimize,
     UsageSnapshot,
+    Retention,
 }
 
 impl OpKind {
@@ -39,6 +40,7 @@ impl OpKind {
             OpKind::IntegrityCheck => "INTEGRITY_CHECK",
             OpKind::Optimize => "OPTIMIZE",
             OpKind::UsageSnapshot => "USAGE_SNAPSHOT",
+            OpKind::Retention => "RETENTION",
         }
     }
 }

@@ -463,7 +463,7 @@ fn functions_are_pinned_and_not_public() {
     );
     assert_eq!(
         one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace AND p.prosecdef"),
-        Some(28)
+        Some(36)
     );
 }
 
