@@ -294,7 +294,12 @@ pub fn drift(reference: &BTreeMap<Key, String>, actual: &BTreeMap<Key, String>) 
 
 pub fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
     let actual = structure(tenant.schema.as_str(), tenant.role.as_str())?;
-    let drifts = drift(&reference.structure, &actual);
+    // Retention's archive tables belong to the tenant's schema by design, not by drift.
+    let archives = crate::retention::archive_tables(tenant.id)?;
+    let drifts: Vec<Drift> = drift(&reference.structure, &actual)
+        .into_iter()
+        .filter(|d| !matches!(d, Drift::Extra((_, parent, name)) if archives.contains(name) || archives.contains(parent)))
+        .collect();
     if drifts.is_empty() {
         return Ok(Vec::new());
     }

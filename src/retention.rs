@@ -48,7 +48,6 @@ pub fn archive_table_name(table: &str) -> TcResult<String> {
 
 /// The archive tables the extension created in a tenant's schema (for the
 /// integrity check: they are not in the template, and are not drift).
-#[allow(dead_code)] // for the integrity check (src/integrity.rs), which another change wires in
 pub fn archive_tables(schema_id: uuid::Uuid) -> TcResult<Vec<String>> {
     db::rows(
         "SELECT archive_table FROM tenant.retention_archives WHERE schema_id = $1 ORDER BY 1",
