@@ -58,8 +58,7 @@ pub fn take(op: &mut Operation, schema_id: Option<pgrx::Uuid>, verify: bool) -> 
     let backup = TenantName::backup(&backup_id);
     let role = backup.role();
     let prelude = [format!("CREATE ROLE {} NOLOGIN", role.quoted()), format!("CREATE SCHEMA {}", backup.quoted())];
-    let copied =
-        copy::copy_schema(&tenant.schema, &tenant.role, &backup, &role, &prelude, &tenant.role, verify)?;
+    let copied = copy::copy_schema(&tenant.schema, &tenant.role, &backup, &role, &prelude, &tenant.role, verify)?;
     let size = schema_size(&backup)?;
     register(backup_id, &tenant, &backup, &role, "BACKUP", size, started.elapsed().as_secs_f64() * 1000.0)?;
     record_tables(backup_id, &copied)?;

@@ -298,7 +298,9 @@ pub fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool)
     let archives = crate::retention::archive_tables(tenant.id)?;
     let drifts: Vec<Drift> = drift(&reference.structure, &actual)
         .into_iter()
-        .filter(|d| !matches!(d, Drift::Extra((_, parent, name)) if archives.contains(name) || archives.contains(parent)))
+        .filter(
+            |d| !matches!(d, Drift::Extra((_, parent, name)) if archives.contains(name) || archives.contains(parent)),
+        )
         .collect();
     if drifts.is_empty() {
         return Ok(Vec::new());

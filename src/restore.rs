@@ -102,12 +102,7 @@ fn display(id: Option<uuid::Uuid>) -> String {
 /// Build the backup's copy under a temporary schema, already owned by and
 /// granted to the tenant's role `role`, which gets no USAGE on it yet.
 /// `prelude` runs first (creating the role when the tenant has none).
-fn build(
-    backup: &Backup,
-    op: &mut Operation,
-    role: &RoleName,
-    prelude: Vec<String>,
-) -> TcResult<TenantName> {
+fn build(backup: &Backup, op: &mut Operation, role: &RoleName, prelude: Vec<String>) -> TcResult<TenantName> {
     backup::require_space(backup::schema_size(&backup.schema)?, &format!("restore backup {}", backup.id))?;
     let started = Instant::now();
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
