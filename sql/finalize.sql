@@ -993,8 +993,9 @@ GRANT EXECUTE ON FUNCTION tenant.set_context(uuid), tenant.enter_context(uuid) T
 -- it; it exposes nothing else: no table, view or sequence of the schema
 -- grants anything to PUBLIC, and current_institution() is its only function
 -- PUBLIC may execute (pgrx-tests/tests/shared_tables.rs checks both).
+-- (USAGE to PUBLIC is granted last, below: an upgraded 0.1.0 database grants
+-- it last too, and the schema's privileges then read the same.)
 GRANT EXECUTE ON FUNCTION tenant.current_institution() TO PUBLIC;
-GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 
 -- Institution administrators: their rows of the registry and the log.
 GRANT USAGE ON SCHEMA tenant TO tenant_control_institution_admin;
@@ -1006,6 +1007,7 @@ GRANT EXECUTE ON FUNCTION tenant.list_institutions(text), tenant.find_institutio
 
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenant TO tenant_control_admin;
+GRANT USAGE ON SCHEMA tenant TO PUBLIC;
 GRANT SELECT ON tenant.tenant_schemas, tenant.schema_operations, tenant.schema_backups, tenant.migrations,
                 tenant.migration_status, tenant.warm_pool, tenant.institution_admins
     TO tenant_control_admin;

@@ -250,6 +250,10 @@ fn dump_schema(cluster: &Cluster, bin: &str, db: &str) -> Vec<String> {
             || line.starts_with("-- Dumped ")
             || line.starts_with("\\restrict ")
             || line.starts_with("\\unrestrict ")
+            // Each table's freeze horizon and oid (binary-upgrade mode carries them
+            // over): physical facts of the cluster, not definitions.
+            || line.starts_with("SET relfrozenxid = ")
+            || line.starts_with("WHERE oid = '")
     };
     String::from_utf8(output.stdout)
         .unwrap()
