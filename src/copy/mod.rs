@@ -1,0 +1,5 @@
+//! Copies of schemas: the template's DDL generators and the copy of a whole schema with its data.
+
+pub mod schema_copy;
+pub mod structure;
+pub mod template;

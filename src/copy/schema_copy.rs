@@ -1,0 +1,407 @@
+//! Copies of a whole schema with its data, for backups and restores.
+//!
+//! The structure comes from the template generators (`template::generate_for_load`),
+//! run against the source schema: names inside it bind to the target's own
+//! objects, so nothing in the copy depends on the source.
+//!
+//! The privilege boundary shapes the order. Tenant code (CHECK constraints,
+//! domain CHECKs, generated columns, casts of its own types, index
+//! expressions, materialized-view queries) must never run as the extension
+//! owner, so the data moves in two steps:
+//! 1. raw: ONE statement, run by the extension owner, copies every source
+//!    table into a bare UNLOGGED staging table of the very same column types
+//!    (no constraint, no default, no index, no trigger, no conversion: nothing
+//!    a tenant wrote is evaluated) and sets the sequences. One statement sees
+//!    one snapshot, so the copy is consistent (no child row without its
+//!    parent) without locking writers; it reads every row whatever the
+//!    tables' row-level security says, and hashes them without anything a
+//!    tenant can define.
+//! 2. load: as the tenant's own role in a security-restricted operation
+//!    (`restricted::as_role`), each staging table is inserted into the real
+//!    table, so CHECKs, domains, generated columns and casts run with the
+//!    tenant's rights only. The rights it needs on the other side (USAGE on
+//!    the copy's schema, SELECT on the staging tables, INSERT on the copy's
+//!    tables, membership of a backup's role) are granted just before and
+//!    revoked right after, in this transaction.
+//!
+//! The copy's objects are owned by their non-superuser owner (the backup's
+//! role, or the tenant's role for a restore) before the load, so what
+//! PostgreSQL runs as a table's owner afterwards (materialized views created
+//! WITH NO DATA then refreshed, keys and indexes, foreign-key validation)
+//! runs as that role. Triggers, row-level security and policies come last:
+//! the load does not fire triggers.
+
+use crate::copy::template;
+use crate::core::db;
+use crate::core::errors;
+use crate::core::errors::{TcError, TcResult};
+use crate::core::name::{RoleName, TenantName};
+use crate::core::restricted;
+use crate::core::restricted::internal_ddl;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_literal, quote_qualified_identifier};
+
+/// Settings pinned while rows are turned into text for hashing.
+pub const HASH_SETTINGS: &[(&str, &str)] = &[
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("bytea_output", "hex"),
+    ("extra_float_digits", "1"),
+    ("lc_monetary", "C"),
+];
+
+/// Generators whose statements run before the data is loaded: the objects
+/// the data needs, and who owns and may use them. The others run after.
+const BEFORE_LOAD: &[&str] = &[
+    "types",
+    "sequences",
+    "functions",
+    "tables",
+    "sequence ownership",
+    "functions after tables",
+    "views",
+    "ownership",
+    "grants",
+];
+
+/// One table of a copy: rows copied and, when asked, the hash of the source's rows.
+#[derive(Debug, Clone)]
+pub struct TableCopy {
+    pub name: String,
+    pub rows: i64,
+    pub hash: Option<String>,
+}
+
+/// Copy `source` (whose tenant role is `source_role`) into the new schema
+/// `target` with role `target_role`. `prelude` creates the schema and role.
+/// Function `search_path` settings name `target`: a copy built under a
+/// temporary name is rebound when it is renamed (`lifecycle::rename_schema`),
+/// so that while it is built nothing in it reaches a schema of the final name
+/// (the live tenant's, or none at all for a dropped one). `loader` is the tenant's live role, as
+/// which the rows are loaded. With `hash`, the copy statement also hashes
+/// each source table in its snapshot.
+pub fn copy_schema(
+    source: &TenantName,
+    source_role: &RoleName,
+    target: &TenantName,
+    target_role: &RoleName,
+    prelude: &[String],
+    loader: &RoleName,
+    hash: bool,
+) -> TcResult<Vec<TableCopy>> {
+    if let Some(object) = template::unsupported_in(source.as_str())? {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("tenant_control cannot copy the {object} faithfully"),
+        )
+        .hint("Remove or replace it; nothing was copied."));
+    }
+    let statements = template::generate_for_load(source.as_str(), source_role.as_str())?;
+    let render = |(kind, statement): &(&str, template::Statement)| {
+        let sql = template::render(statement, target.as_str(), target_role.as_str());
+        // A materialized view is filled later, by its owner (see `refresh`).
+        match (*kind, sql.strip_suffix(" WITH DATA")) {
+            ("views", Some(head)) => format!("{head} WITH NO DATA"),
+            _ => sql,
+        }
+    };
+    let (before, after): (Vec<_>, Vec<_>) = statements.iter().partition(|(kind, _)| BEFORE_LOAD.contains(kind));
+    let ddl = |batch: Vec<String>, context: &str| {
+        internal_ddl(|| {
+            db::with_settings(&[("search_path", &target.quoted()), ("check_function_bodies", "off")], || {
+                db::run_explained(&batch.join(";\n"), context)
+            })
+        })
+    };
+    let tables = tables(source, target)?;
+    let creation =
+        prelude.iter().cloned().chain(before.into_iter().map(render)).chain(staging_tables(source, target, &tables));
+    ddl(creation.collect(), "while creating the copy's tables")?;
+    let copied = raw_copy(source, target, &tables, hash)?;
+    // The tenant's code finds its own objects through its search_path: the
+    // roles it runs as (the loader, and the owner building indexes and
+    // refreshing views) may look into the copy's schema until it is built.
+    let roles = if target_role == loader {
+        target_role.quoted()
+    } else {
+        format!("{}, {}", target_role.quoted(), loader.quoted())
+    };
+    let usage = |statement: String| internal_ddl(|| db::run_explained(&statement, "while granting the copy's schema"));
+    usage(format!("GRANT USAGE ON SCHEMA {} TO {roles}", target.quoted()))?;
+    load(target, target_role, loader, &tables)?;
+    refresh(source, target)?;
+    if !after.is_empty() {
+        ddl(after.into_iter().map(render).collect(), "while building the copy's keys, indexes and triggers")?;
+    }
+    usage(format!("REVOKE USAGE ON SCHEMA {} FROM {roles}", target.quoted()))?;
+    Ok(copied)
+}
+
+/// A table of the source: its name, the columns a copy inserts (not the
+/// generated ones), what it selects for them, and its oid.
+struct Table {
+    name: String,
+    columns: Option<String>,
+    values: Option<String>,
+    oid: pg_sys::Oid,
+}
+
+/// The tables of `schema`. A column whose type belongs to the schema (an
+/// enum, a domain, a composite, or an array of one) has the copy's own type
+/// in `target`: its values go through their text form.
+fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> {
+    db::rows(
+        "SELECT c.relname::text AS name, c.oid,
+                pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                    FILTER (WHERE a.attgenerated = '') AS columns,
+                pg_catalog.string_agg(CASE
+                    WHEN t.typnamespace = c.relnamespace
+                        THEN pg_catalog.format('%I::pg_catalog.text::%I.%I', a.attname, $2::text, t.typname)
+                    WHEN e.typnamespace = c.relnamespace
+                        THEN pg_catalog.format('%I::pg_catalog.text::%I.%I[]', a.attname, $2::text, e.typname)
+                    ELSE pg_catalog.quote_ident(a.attname) END, ', ' ORDER BY a.attnum)
+                    FILTER (WHERE a.attgenerated = '') AS values
+           FROM pg_catalog.pg_class c
+           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+           LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind = 'r'
+          GROUP BY c.oid, c.relname ORDER BY c.oid",
+        &[schema.as_str().into(), target.as_str().into()],
+        |row| {
+            Ok(Table {
+                name: db::col::<String>(row, "name")?.unwrap_or_default(),
+                columns: db::col::<String>(row, "columns")?,
+                values: db::col::<String>(row, "values")?,
+                oid: db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or(pg_sys::InvalidOid),
+            })
+        },
+    )
+}
+
+/// Every sequence of `source` with the sequence of `target` that takes its
+/// position: the same name, or for an identity column the column's sequence.
+fn sequences(source: &TenantName, target: &TenantName) -> TcResult<Vec<(String, String)>> {
+    db::rows(
+        "SELECT pg_catalog.format('%I.%I', $1::text, s.relname) AS source,
+                COALESCE((SELECT pg_catalog.pg_get_serial_sequence(pg_catalog.format('%I.%I', $2::text, t.relname), a.attname)
+                            FROM pg_catalog.pg_depend d
+                            JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+                           WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = s.oid AND d.deptype = 'i'
+                             AND d.refclassid = 'pg_catalog.pg_class'::regclass),
+                         pg_catalog.format('%I.%I', $2::text, s.relname)) AS target
+           FROM pg_catalog.pg_class s
+          WHERE s.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND s.relkind = 'S'
+          ORDER BY s.oid",
+        &[source.as_str().into(), target.as_str().into()],
+        |row| Ok((db::col::<String>(row, "source")?.unwrap_or_default(), db::col::<String>(row, "target")?.unwrap_or_default())),
+    )
+}
+
+/// The hash of one row of a table, as a SQL expression over the alias `r`:
+/// the types' own binary hash functions when every column is of a built-in
+/// type that has one (fast, and independent of session settings), else a
+/// hash of the row's text form (under `HASH_SETTINGS`). Types of the schema
+/// itself take the text form: an enum hashes by its labels' OIDs, which
+/// differ between a tenant and its backup.
+///
+/// The text form is `record_out`, called by name: it calls the columns'
+/// own output functions, which no tenant can define (base types need a
+/// superuser). `r::text` would go through a cast a tenant can create from
+/// its table's row type to text; `record_out` gives the very same string
+/// the built-in conversion gave, so hashes recorded by 0.1.0 still match.
+pub fn row_hash(table: pg_sys::Oid) -> TcResult<&'static str> {
+    let types: Vec<pg_sys::Oid> = db::rows(
+        "SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[table.into()],
+        |row| Ok(row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid)),
+    )?;
+    // SAFETY: the same type cache lookup hash_record makes for each column.
+    let hashable = types.iter().all(|&typ| unsafe {
+        if typ.to_u32() >= pg_sys::FirstNormalObjectId {
+            return false;
+        }
+        let entry = pg_sys::lookup_type_cache(typ, pg_sys::TYPECACHE_HASH_EXTENDED_PROC as i32);
+        !entry.is_null() && (*entry).hash_extended_proc != pg_sys::InvalidOid
+    });
+    Ok(if hashable {
+        "pg_catalog.hash_record_extended(r.*, 0)"
+    } else {
+        "pg_catalog.hashtextextended(pg_catalog.textin(pg_catalog.record_out(r)), 0)"
+    })
+}
+
+/// An aggregate of a table's rows: count and, with `hash`, the sum of row hashes.
+pub fn summary(table: &str, hash_expression: Option<&str>) -> String {
+    match hash_expression {
+        Some(expression) => format!(
+            "(SELECT pg_catalog.jsonb_build_array(pg_catalog.count(*), COALESCE(pg_catalog.sum({expression}), 0)::text) FROM ONLY {table} r)"
+        ),
+        None => format!("(SELECT pg_catalog.jsonb_build_array(pg_catalog.count(*), NULL) FROM ONLY {table} r)"),
+    }
+}
+
+/// The one statement that copies every table and sequence position.
+/// Row count and content hash of every table of a schema, in one snapshot.
+pub fn count_and_hash(schema: &TenantName) -> TcResult<Vec<TableCopy>> {
+    let tables = tables(schema, schema)?;
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut results = Vec::new();
+    for table in &tables {
+        results.push(summary(&quote_qualified_identifier(schema.as_str(), &table.name), Some(row_hash(table.oid)?)));
+    }
+    let statement = format!("SELECT pg_catalog.jsonb_build_array({})", results.join(", "));
+    let answer = summaries(&statement, "while hashing the tables")?;
+    Ok(table_copies(&tables, answer))
+}
+
+/// Run a statement returning a jsonb array of [count, hash] pairs, with the
+/// settings that text forms depend on pinned.
+fn summaries(statement: &str, context: &str) -> TcResult<Vec<serde_json::Value>> {
+    let answer: pgrx::JsonB = db::with_settings(HASH_SETTINGS, || {
+        errors::caught(|| db::scalar(statement, &[])).map_err(|e| e.detail(context.to_string()))
+    })?;
+    Ok(answer.0.as_array().cloned().unwrap_or_default())
+}
+
+/// Pair each table with its [count, hash] summary.
+fn table_copies(tables: &[Table], answer: Vec<serde_json::Value>) -> Vec<TableCopy> {
+    tables
+        .iter()
+        .zip(answer)
+        .map(|(table, summary)| TableCopy {
+            name: table.name.clone(),
+            rows: summary.get(0).and_then(|v| v.as_i64()).unwrap_or(0),
+            hash: summary.get(1).and_then(|v| v.as_str()).map(str::to_string),
+        })
+        .collect()
+}
+
+/// The staging table of the `n`th table of a copy, in the target schema.
+fn staging(target: &TenantName, n: usize) -> String {
+    quote_qualified_identifier(target.as_str(), &format!("tc_load_{n}"))
+}
+
+/// Bare staging tables with the source tables' columns and types, dropped
+/// once the rows are loaded.
+fn staging_tables<'a>(
+    source: &'a TenantName,
+    target: &'a TenantName,
+    tables: &'a [Table],
+) -> impl Iterator<Item = String> + 'a {
+    tables.iter().enumerate().map(move |(n, table)| {
+        format!(
+            "CREATE UNLOGGED TABLE {} AS SELECT * FROM ONLY {} WITH NO DATA",
+            staging(target, n),
+            quote_qualified_identifier(source.as_str(), &table.name)
+        )
+    })
+}
+
+/// Step 1: every source table into its staging table and every sequence
+/// position, in one statement. The columns keep their types: no cast, no
+/// constraint, nothing of the tenant's runs.
+fn raw_copy(source: &TenantName, target: &TenantName, tables: &[Table], hash: bool) -> TcResult<Vec<TableCopy>> {
+    let mut ctes = Vec::new();
+    let mut results = Vec::new();
+    for (n, table) in tables.iter().enumerate() {
+        let from = quote_qualified_identifier(source.as_str(), &table.name);
+        ctes.push(format!("c{n} AS (INSERT INTO {} SELECT * FROM ONLY {from})", staging(target, n)));
+        let expression = if hash { Some(row_hash(table.oid)?) } else { None };
+        results.push(summary(&from, expression));
+    }
+    for (from, into) in sequences(source, target)? {
+        results.push(format!(
+            "(SELECT pg_catalog.jsonb_build_array(pg_catalog.setval({}::regclass, q.last_value, q.is_called)) FROM {from} q)",
+            quote_literal(&into)
+        ));
+    }
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = format!(
+        "{}SELECT pg_catalog.jsonb_build_array({})",
+        if ctes.is_empty() { String::new() } else { format!("WITH {} ", ctes.join(", ")) },
+        results.join(", ")
+    );
+    let answer = summaries(&statement, "while copying the data")?;
+    Ok(table_copies(tables, answer))
+}
+
+/// Step 2: the staging tables into the copy's tables, as `loader` (the
+/// tenant's role) in a security-restricted operation. What it needs on the
+/// copy's side is granted for this step only: SELECT on the staging tables,
+/// INSERT where it lacks it, and membership of the copy's role when that is
+/// not `loader` itself (a backup's role, which may hold grants the tenant's
+/// functions need there). USAGE on the schema is granted by the caller.
+fn load(target: &TenantName, target_role: &RoleName, loader: &RoleName, tables: &[Table]) -> TcResult<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let into = |table: &Table| quote_qualified_identifier(target.as_str(), &table.name);
+    let lacking: Vec<String> = db::rows(
+        "SELECT t.name FROM pg_catalog.unnest($1::text[]) AS t(name)
+          WHERE NOT pg_catalog.has_table_privilege($2, t.name::regclass, 'INSERT')",
+        &[tables.iter().map(into).collect::<Vec<_>>().into(), loader.as_str().into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    let staged: Vec<String> = (0..tables.len()).map(|n| staging(target, n)).collect();
+    let member = target_role != loader;
+    let mut grants = vec![format!("GRANT SELECT ON TABLE {} TO {}", staged.join(", "), loader.quoted())];
+    if !lacking.is_empty() {
+        grants.push(format!("GRANT INSERT ON TABLE {} TO {}", lacking.join(", "), loader.quoted()));
+    }
+    if member {
+        grants.push(format!("GRANT {} TO {}", target_role.quoted(), loader.quoted()));
+    }
+    internal_ddl(|| db::run_explained(&grants.join(";\n"), "while granting the loading role its rights"))?;
+
+    let search_path = format!("pg_catalog, {}", target.quoted());
+    internal_ddl(|| {
+        restricted::as_role(loader.as_str(), &search_path, || {
+            for (table, from) in tables.iter().zip(&staged) {
+                let statement = match (&table.columns, &table.values) {
+                    (Some(columns), Some(values)) => format!(
+                        "INSERT INTO {} ({columns}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {from}",
+                        into(table)
+                    ),
+                    _ => format!("INSERT INTO {} SELECT FROM {from}", into(table)),
+                };
+                db::run_explained(&statement, &format!("while loading table \"{}\" as role \"{loader}\"", table.name))?;
+            }
+            Ok(())
+        })
+    })?;
+
+    let mut revokes = vec![format!("DROP TABLE {}", staged.join(", "))];
+    if !lacking.is_empty() {
+        revokes.push(format!("REVOKE INSERT ON TABLE {} FROM {}", lacking.join(", "), loader.quoted()));
+    }
+    if member {
+        revokes.push(format!("REVOKE {} FROM {}", target_role.quoted(), loader.quoted()));
+    }
+    internal_ddl(|| db::run_explained(&revokes.join(";\n"), "while revoking the loading role's rights"))
+}
+
+/// Materialized views the source holds populated are created WITH NO DATA
+/// and refreshed here, once loaded and owned: REFRESH runs the view's query
+/// as the view's owner in a security-restricted operation.
+fn refresh(source: &TenantName, target: &TenantName) -> TcResult<()> {
+    let views: Vec<String> = db::rows(
+        "SELECT c.relname::text FROM pg_catalog.pg_class c
+          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind = 'm' AND c.relispopulated
+          ORDER BY c.oid",
+        &[source.as_str().into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    for view in views {
+        let statement = format!("REFRESH MATERIALIZED VIEW {}", quote_qualified_identifier(target.as_str(), &view));
+        internal_ddl(|| db::run_explained(&statement, "while filling the copy's materialized views"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Thin SPI helpers. Every statement goes through `connect_mut`: a statement
+//! run read-write takes a fresh snapshot, so a check made right after taking
+//! a lock sees what the previous lock holder committed.
+
+use crate::core::errors::caught;
+use crate::core::errors::{TcError, TcResult};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
+
+/// Run a statement for its effect.
+pub fn run(sql: &str, args: &[DatumWithOid]) -> TcResult<()> {
+    Ok(Spi::connect_mut(|client| client.update(sql, None, args).map(|_| ()))?)
+}
+
+/// Run a statement and map every row it returns.
+pub fn rows<T>(
+    sql: &str,
+    args: &[DatumWithOid],
+    mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
+) -> TcResult<Vec<T>> {
+    Spi::connect_mut(|client| {
+        let table = client.update(sql, None, args).map_err(|e| spi_failure(e, sql))?;
+        table.map(|row| map(&row)).collect()
+    })
+}
+
+/// Run a statement; a PostgreSQL error it raises comes back as a `TcError`
+/// that names the statement (see `caught`).
+pub fn run_explained(sql: &str, context: &str) -> TcResult<()> {
+    caught(|| run(sql, &[])).map_err(|error| {
+        // Short statements are worth quoting; a long script is not.
+        let context = if sql.len() <= 300 { format!("{context}: {sql}") } else { context.to_string() };
+        let detail = match &error.detail {
+            Some(detail) => format!("{detail}; {context}"),
+            None => context,
+        };
+        error.detail(detail)
+    })
+}
+
+/// The first column of the first row, if there is a row and the value is not NULL.
+pub fn value<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcResult<Option<T>> {
+    Spi::connect_mut(|client| {
+        let table = client.update(sql, Some(1), args)?;
+        if table.is_empty() {
+            Ok(None)
+        } else {
+            table.first().get_one::<T>()
+        }
+    })
+    .map_err(|e| spi_failure(e, sql))
+}
+
+/// Like `value`, for queries that always return a non-NULL value.
+pub fn scalar<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcResult<T> {
+    value(sql, args)?
+        .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("query returned no value: {sql}")))
+}
+
+/// Run `work` with settings changed for the transaction, then put the
+/// previous values back. (On an error the enclosing subtransaction's
+/// rollback restores them.) One query to change them all, one to restore.
+pub fn with_settings<T>(settings: &[(&str, &str)], work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    let names: Vec<&str> = settings.iter().map(|(name, _)| *name).collect();
+    let values: Vec<&str> = settings.iter().map(|(_, value)| *value).collect();
+    let previous: Vec<String> = scalar::<Vec<String>>(
+        "WITH previous AS MATERIALIZED (
+             SELECT s.n, s.name, s.wanted, pg_catalog.current_setting(s.name) AS value
+               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS s(name, wanted, n))
+         SELECT pg_catalog.array_agg(p.value ORDER BY p.n)
+           FROM previous p, LATERAL pg_catalog.set_config(p.name, p.wanted, true) AS changed",
+        &[names.clone().into(), values.into()],
+    )?;
+    let outcome = work()?;
+    run(
+        "SELECT pg_catalog.set_config(name, value, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(name, value)",
+        &[names.into(), previous.into()],
+    )?;
+    Ok(outcome)
+}
+
+/// `with_settings` for a single setting.
+pub fn with_setting<T>(name: &str, value: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    with_settings(&[(name, value)], work)
+}
+
+fn spi_failure(error: pgrx::spi::SpiError, sql: &str) -> TcError {
+    let statement: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    TcError::from(error).detail(format!("statement: {statement}"))
+}
+
+/// Read a column of a row, treating a wrong type as an internal error.
+pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, name: &str) -> TcResult<Option<T>> {
+    Ok(row.get_by_name::<T, _>(name)?)
+}
+
+/// Convert between the pgrx and uuid crate representations.
+pub fn to_uuid(id: pgrx::Uuid) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(*id)
+}
+
+pub fn to_pg_uuid(id: uuid::Uuid) -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(*id.as_bytes())
+}

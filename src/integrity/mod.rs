@@ -1,0 +1,324 @@
+//! tenant.check_integrity: the registry against the catalogs, every tenant
+//! against the template (drift.rs), every foreign key against the data
+//! (orphans.rs), the counters against reality, and the database's leftovers
+//! (fleet.rs); with `fix`, the repairs that cannot lose data. Each tenant is
+//! read in a subtransaction that is rolled back, so that a check of
+//! thousands of tenants never holds more than one tenant's locks.
+
+pub mod drift;
+pub mod findings;
+pub mod fleet;
+pub mod orphans;
+pub mod plans;
+
+use crate::copy::structure::{self, INDEX_PROBES};
+use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
+use crate::core::db::{self, col};
+use crate::core::errors::{TcError, TcResult};
+use crate::core::locks;
+use crate::core::subxact;
+use crate::registry::oplog::Operation;
+use crate::registry::{self, Status, Tenant};
+use drift::Reference;
+pub use findings::{attempt, Finding, Severity};
+use pgrx::spi::quote_identifier;
+
+/// A registry row with the counters the check compares.
+struct Registered {
+    tenant: Tenant,
+    table_count: i32,
+    storage_used: i64,
+}
+
+pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> TcResult<Vec<Finding>> {
+    op.note("fix", fix);
+    let mut reference = Reference {
+        version: template::version()?,
+        structure: structure::read(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?,
+        statements: None,
+    };
+    let tenants = registered(schema_id)?;
+    let _plans = plans::Plans::prepare()?;
+    if let Some(id) = schema_id {
+        let found = tenants.first().ok_or_else(|| TcError::unknown_tenant(db::to_uuid(id)))?;
+        op.note("schema_name", found.tenant.schema.as_str());
+        if found.tenant.status == Status::Dropped {
+            registry::require_live(&found.tenant)?;
+        }
+    }
+    let mut findings = Vec::new();
+    for registered in tenants.iter().filter(|r| r.tenant.status != Status::Dropped) {
+        let tenant = &registered.tenant;
+        match check_releasing_locks(&mut reference, registered, fix) {
+            Ok(mut found) => findings.append(&mut found),
+            Err(error) => findings.push(
+                Finding::about(tenant, "check_failed", Severity::Error, tenant.schema.as_str())
+                    .detail(format!("the check of this schema failed: {}", error.summary())),
+            ),
+        }
+    }
+    if schema_id.is_none() {
+        findings.extend(fleet::fleet_checks(&reference, fix)?);
+    }
+    op.note("tenants_checked", tenants.iter().filter(|r| r.tenant.status != Status::Dropped).count());
+    op.note("template_version", reference.version);
+    for severity in [Severity::Error, Severity::Warning, Severity::Info] {
+        op.note(
+            &format!("{}s", severity.as_str().to_lowercase()),
+            findings.iter().filter(|f| f.severity == severity).count(),
+        );
+    }
+    op.note("fixed", findings.iter().filter(|f| f.fixed).count());
+    op.note("findings", findings.iter().take(200).map(Finding::to_json).collect::<Vec<_>>());
+    Ok(findings)
+}
+
+/// Check one tenant in a subtransaction that is rolled back, so that the
+/// locks taken on its relations are released; repair it (in a subtransaction
+/// that is kept) only if the check found something a fix can repair.
+fn check_releasing_locks(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
+    let findings = subxact::rolled_back(|| check_tenant(reference, registered, false))?;
+    if fix && findings.iter().any(|f| REPAIRABLE.contains(&f.check)) {
+        subxact::atomically(|| check_tenant(reference, registered, true))
+    } else {
+        Ok(findings)
+    }
+}
+
+/// The checks a fix may repair.
+const REPAIRABLE: &[&str] = &[
+    "schema_missing",
+    "role_missing",
+    "schema_privileges",
+    "missing_object",
+    "changed_object",
+    "row_level_security",
+    "table_count",
+    "storage_used",
+];
+
+fn registered(schema_id: Option<pgrx::Uuid>) -> TcResult<Vec<Registered>> {
+    db::rows(
+        "SELECT id, institution_id, schema_name, owner_role, status, version, table_count, storage_used
+           FROM tenant.tenant_schemas WHERE ($1::uuid IS NULL AND status <> 'DROPPED') OR id = $1 ORDER BY schema_name",
+        &[schema_id.into()],
+        |row| {
+            Ok(Registered {
+                tenant: registry::tenant_of(row)?,
+                table_count: col(row, "table_count")?.unwrap_or_default(),
+                storage_used: col(row, "storage_used")?.unwrap_or_default(),
+            })
+        },
+    )
+}
+
+fn check_tenant(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
+    db::with_settings(&INDEX_PROBES, || check_tenant_probing(reference, registered, fix))
+}
+
+fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
+    let tenant =
+        if fix { registry::lock(Some(db::to_pg_uuid(registered.tenant.id)))? } else { registered.tenant.clone() };
+    if tenant.status == Status::Dropped {
+        return Ok(Vec::new());
+    }
+    let mut findings = Vec::new();
+    if !registry::schema_exists(tenant.schema.as_str())? {
+        let mut finding =
+            Finding::about(&tenant, "schema_missing", Severity::Error, tenant.schema.as_str()).detail(format!(
+                "the registry lists schema \"{}\" ({}), but it does not exist",
+                tenant.schema,
+                tenant.status.as_str()
+            ));
+        if fix {
+            finding = attempt(finding, || recreate_schema(&tenant));
+        }
+        findings.push(finding);
+        return Ok(findings);
+    }
+    if !registry::role_exists(&tenant.role)? {
+        let mut finding = Finding::about(&tenant, "role_missing", Severity::Error, tenant.role.as_str())
+            .detail(format!("the tenant role \"{}\" does not exist", tenant.role));
+        if fix {
+            finding = attempt(finding, || recreate_role(&tenant));
+        }
+        findings.push(finding);
+    } else {
+        findings.extend(schema_privileges(&tenant, fix)?);
+    }
+
+    let same_version = tenant.version == reference.version;
+    if tenant.version < reference.version {
+        findings.push(Finding::about(&tenant, "version_behind", Severity::Warning, tenant.schema.as_str()).detail(
+            format!(
+                "behind the template (version {} of {}): run tenant.apply_migrations(); its structure is compared once it is at the template's version",
+                tenant.version, reference.version
+            ),
+        ));
+    } else if tenant.version > reference.version {
+        findings.push(Finding::about(&tenant, "version_ahead", Severity::Error, tenant.schema.as_str()).detail(
+            format!("the registry says version {}, above the template's version {}", tenant.version, reference.version),
+        ));
+    } else {
+        findings.extend(drift::structure_findings(reference, &tenant, fix)?);
+    }
+    for (object, other) in plans::rows(plans::Query::CrossTenant, &[tenant.schema.as_str().into()], |row| {
+        Ok((col::<String>(row, "object")?.unwrap_or_default(), col::<String>(row, "other")?.unwrap_or_default()))
+    })? {
+        findings.push(
+            Finding::about(&tenant, "cross_tenant_reference", Severity::Error, object.clone())
+                .detail(format!("{object} refers to schema \"{other}\", which belongs to another tenant")),
+        );
+    }
+    findings.extend(run_as_owner(&tenant)?);
+    // The template's keys are checked against the data only where the tenant lost one.
+    let lost_keys = findings.iter().any(|f| f.check == "missing_object" && f.object.starts_with("constraint "));
+    findings.extend(orphans::orphaned_rows(&tenant, same_version && lost_keys)?);
+    findings.extend(counters(&tenant, registered, fix)?);
+    Ok(findings)
+}
+
+/// Tenant code that maintenance would run with another role's rights.
+fn run_as_owner(tenant: &Tenant) -> TcResult<Vec<Finding>> {
+    let found = template::catalog_read(|| {
+        db::rows(
+            include_str!("../../sql/queries/integrity_run_as_owner.sql"),
+            &[tenant.schema.as_str().into(), tenant.role.as_str().into()],
+            |row| {
+                Ok((
+                    col::<String>(row, "object")?.unwrap_or_default(),
+                    col::<String>(row, "code")?.unwrap_or_default(),
+                    col::<String>(row, "owner")?.unwrap_or_default(),
+                ))
+            },
+        )
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|(object, code, owner)| {
+            Finding::about(tenant, "tenant_code_run_as_owner", Severity::Error, object.clone()).detail(format!(
+                "{object} calls {code}, which the tenant's role \"{}\" owns and can replace; ANALYZE (autovacuum's \
+                 too), REINDEX and REFRESH MATERIALIZED VIEW run it as \"{owner}\", the owner of the table (not fixed: \
+                 give the function to the table's owner, or the table to the tenant's role, in the template and the tenants)",
+                tenant.role
+            ))
+        })
+        .collect())
+}
+
+fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
+    let granted = plans::rows(plans::Query::Privileges, &[tenant.schema.as_str().into()], |row| {
+        Ok((col::<String>(row, "grantee")?.unwrap_or_default(), col::<String>(row, "privileges")?.unwrap_or_default()))
+    })?;
+    let expected = if tenant.status.grants_access() || tenant.status == Status::Spare { "CREATE, USAGE" } else { "" };
+    let mut findings = Vec::new();
+    let own =
+        granted.iter().find(|(grantee, _)| grantee == tenant.role.as_str()).map(|(_, p)| p.as_str()).unwrap_or("");
+    if own != expected {
+        let mut finding =
+            Finding::about(tenant, "schema_privileges", Severity::Error, tenant.schema.as_str()).detail(format!(
+                "the tenant role \"{}\" holds [{own}] on its schema; a {} tenant's role holds [{expected}]",
+                tenant.role,
+                tenant.status.as_str()
+            ));
+        if fix {
+            finding = attempt(finding, || {
+                let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
+                db::run(&format!("REVOKE ALL ON SCHEMA {schema} FROM {role}"), &[])?;
+                if !expected.is_empty() {
+                    db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}"), &[])?;
+                }
+                Ok(format!("the role now holds [{expected}]"))
+            });
+        }
+        findings.push(finding);
+    }
+    for (grantee, privileges) in granted.iter().filter(|(grantee, _)| grantee != tenant.role.as_str()) {
+        let mut finding = Finding::about(tenant, "schema_privileges", Severity::Error, tenant.schema.as_str()).detail(
+            format!("schema \"{}\" grants [{privileges}] to {grantee}, which is not its tenant", tenant.schema),
+        );
+        if fix {
+            let target = if grantee == "PUBLIC" { "PUBLIC".to_string() } else { quote_identifier(grantee) };
+            finding = attempt(finding, || {
+                db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {target}", tenant.schema.quoted()), &[])?;
+                Ok(format!("revoked from {grantee}"))
+            });
+        }
+        findings.push(finding);
+    }
+    Ok(findings)
+}
+
+fn counters(tenant: &Tenant, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
+    let (tables, bytes) = plans::rows(plans::Query::Counters, &[tenant.schema.as_str().into()], |row| {
+        Ok((col::<i32>(row, "tables")?.unwrap_or_default(), col::<i64>(row, "bytes")?.unwrap_or_default()))
+    })?
+    .into_iter()
+    .next()
+    .unwrap_or_default();
+    let mut findings = Vec::new();
+    if tables != registered.table_count {
+        findings.push(
+            Finding::about(tenant, "table_count", Severity::Warning, tenant.schema.as_str())
+                .detail(format!("the registry counts {} table(s); the schema has {tables}", registered.table_count)),
+        );
+    }
+    // Storage moves with every write: only a stale figure (off by more than a tenth) is reported.
+    if (bytes - registered.storage_used).abs() * 10 > bytes.max(1) {
+        findings.push(Finding::about(tenant, "storage_used", Severity::Info, tenant.schema.as_str()).detail(format!(
+            "the registry says {} bytes; the schema's relations use {bytes} bytes",
+            registered.storage_used
+        )));
+    }
+    if fix && !findings.is_empty() {
+        let refreshed = subxact::atomically(|| registry::refresh_counters(tenant));
+        for finding in &mut findings {
+            match &refreshed {
+                Ok(_) => {
+                    finding.fixed = true;
+                    finding.detail = format!("{}; fixed: recounted", finding.detail);
+                }
+                Err(error) => finding.detail = format!("{}; not fixed: {}", finding.detail, error.summary()),
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// An empty copy of the template in place of a vanished schema, locked
+/// away (MAINTENANCE) until a DBA restores the tenant's data.
+fn recreate_schema(tenant: &Tenant) -> TcResult<String> {
+    let mut prelude = Vec::new();
+    if !registry::role_exists(&tenant.role)? {
+        prelude.push(format!("CREATE ROLE {} NOLOGIN", tenant.role.quoted()));
+        prelude.push(format!("GRANT {} TO tenant_control_app", tenant.role.quoted()));
+    }
+    prelude.push(format!("CREATE SCHEMA {}", tenant.schema.quoted()));
+    if tenant.status == Status::Spare {
+        prelude.push(format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", tenant.schema.quoted(), tenant.role.quoted()));
+    }
+    locks::template_shared()?;
+    let copied = template::copy_into(&tenant.schema, &tenant.role, &prelude)?;
+    registry::set_version(tenant, copied.version)?;
+    registry::refresh_counters(tenant)?;
+    if tenant.status == Status::Spare {
+        return Ok(format!("recreated as an empty copy of the template at version {}", copied.version));
+    }
+    registry::set_status(tenant, Status::Maintenance)?;
+    Ok(format!(
+        "recreated empty from the template at version {} and set to MAINTENANCE: restore the tenant's data from a backup \
+         (tenant.schema_backups), then call tenant.activate_institution",
+        copied.version
+    ))
+}
+
+fn recreate_role(tenant: &Tenant) -> TcResult<String> {
+    let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
+    db::run(&format!("CREATE ROLE {role} NOLOGIN"), &[])?;
+    db::run(&format!("GRANT {role} TO tenant_control_app"), &[])?;
+    if tenant.status.grants_access() || tenant.status == Status::Spare {
+        db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}"), &[])?;
+    }
+    template::grant_like_template(&tenant.schema, &tenant.role)?;
+    Ok(format!("role {role} recreated with the template's privileges"))
+}

@@ -1,0 +1,217 @@
+//! Tenant context for applications, and isolation of shared tables.
+//!
+//! `tenant.set_context` points the current transaction, and only it, at one
+//! institution. Everything it sets is transaction-local (like SET LOCAL), so
+//! nothing survives COMMIT or ROLLBACK to leak into the next client of a
+//! transaction-pooling connection. The institution it records,
+//! `tenant_control.institution_id`, is a superuser-only setting that only
+//! `tenant.enter_context` sets: no session can claim another institution with
+//! SET, so shared-table policies can trust `tenant.current_institution()`.
+
+use crate::core::db;
+use crate::core::errors::{self, OrRaise, TcError, TcResult};
+use crate::core::settings;
+use crate::ops::lifecycle;
+use crate::ops::quota;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_qualified_identifier};
+
+/// The name of the policy `enable_shared_table_isolation` puts on a shared table.
+const SHARED_TABLE_POLICY: &str = "tc_institution_isolation";
+
+/// Check that the institution may be entered, record it as the transaction's
+/// institution, and return its schema and role (NULL for an institution that
+/// has shared-table rows only). Runs with the extension owner's rights:
+/// applications cannot read the registry, nor set the institution themselves.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn enter_context(
+    institution_id: Option<pgrx::Uuid>,
+) -> TableIterator<'static, (name!(schema_name, Option<String>), name!(owner_role, Option<String>))> {
+    TableIterator::once(errors::at_boundary(|| enter(institution_id)))
+}
+
+fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
+    let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
+    let found = db::rows(
+        "SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit FROM tenant.tenant_schemas
+          WHERE institution_id = $1 ORDER BY status = 'DROPPED', created_at DESC LIMIT 1",
+        &[db::to_pg_uuid(institution).into()],
+        |row| {
+            Ok((
+                db::col::<String>(row, "schema_name")?.unwrap_or_default(),
+                db::col::<String>(row, "owner_role")?.unwrap_or_default(),
+                db::col::<String>(row, "status")?.unwrap_or_default(),
+                (
+                    db::col::<String>(row, "quota_state")?,
+                    db::col::<i64>(row, "storage_used")?,
+                    db::col::<i64>(row, "quota_limit")?,
+                ),
+            ))
+        },
+    )?;
+    let context = match found.into_iter().next() {
+        Some((schema, _, status, _)) if status != "ACTIVE" => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
+            ));
+        }
+        Some((schema, role, _, quota)) => {
+            if let (Some(state), Some(used), Some(limit)) = quota {
+                if state != "OK" {
+                    quota::warn_near_limit(institution, &schema, used, limit);
+                }
+            }
+            (Some(schema), Some(role))
+        }
+        None if settings::institutions_table().is_some() && lifecycle::require_institution(institution).is_ok() => {
+            (None, None)
+        }
+        None => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("no institution schema for institution {institution}"),
+            )
+            .hint("An institution with shared-table rows only must be listed in tenant_control.institutions_table."));
+        }
+    };
+    db::run(
+        "SELECT pg_catalog.set_config('tenant_control.institution_id', $1, true)",
+        &[institution.to_string().into()],
+    )?;
+    Ok(context)
+}
+
+/// Set the tenant for the rest of the transaction: the institution
+/// (tenant.current_institution()), and for an institution with a schema the
+/// search_path and, where the caller may assume it, the tenant's role.
+/// Returns the schema, or NULL for a shared-table-only institution.
+///
+/// No SET clause on purpose: a function's SET clause would undo, at its exit,
+/// the search_path this function sets. Every name in it is qualified.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_context(institution_id: Option<pgrx::Uuid>) -> Option<String> {
+    errors::at_boundary(|| set(institution_id))
+}
+
+fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
+    institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?;
+    // SAFETY: a plain query of the transaction state.
+    if !unsafe { pg_sys::IsTransactionBlock() } {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_NO_ACTIVE_SQL_TRANSACTION,
+            "tenant.set_context must be called inside a transaction block",
+        )
+        .detail("The context lasts until the end of the transaction; outside a block it would end with this statement.")
+        .hint("BEGIN; SELECT tenant.set_context(...); ...; COMMIT;"));
+    }
+    let found =
+        db::rows("SELECT schema_name, owner_role FROM tenant.enter_context($1)", &[institution_id.into()], |row| {
+            Ok((db::col::<String>(row, "schema_name")?, db::col::<String>(row, "owner_role")?))
+        })?;
+    let Some((Some(schema), Some(role))) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    crate::ops::limits::apply_in_context(institution_id)?;
+    let may_assume: bool =
+        db::scalar("SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')", &[role.as_str().into()])?;
+    db::run(
+        "SELECT pg_catalog.set_config('search_path', $1, true)",
+        &[format!("{}, public", quote_identifier(&schema)).into()],
+    )?;
+    if may_assume {
+        db::run("SELECT pg_catalog.set_config('role', $1, true)", &[role.as_str().into()])?;
+    }
+    Ok(Some(schema))
+}
+
+/// The institution of the current transaction, or NULL outside a context.
+/// Reading it through the library (not current_setting) guarantees the
+/// setting is defined as superuser-only before anyone reads it: a value a
+/// session SET before the library loaded is discarded then.
+#[pg_extern(stable, parallel_safe)]
+fn current_institution() -> Option<pgrx::Uuid> {
+    settings::institution_id().and_then(|text| uuid::Uuid::parse_str(&text).ok()).map(db::to_pg_uuid)
+}
+
+/// Hybrid tenancy: put a table shared by several institutions (a uuid column
+/// naming each row's institution) under a forced row-level security policy
+/// keyed on tenant.current_institution(); platform administrators see all rows.
+/// Runs with the caller's rights: only the table's owner may change its policies.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn enable_shared_table_isolation(
+    table_name: Option<&str>,
+    tenant_column: default!(Option<&str>, "'institution_id'"),
+) -> String {
+    isolate_shared_table(table_name, tenant_column).or_raise()
+}
+
+fn isolate_shared_table(table_name: Option<&str>, tenant_column: Option<&str>) -> TcResult<String> {
+    let table = table_name.ok_or_else(|| TcError::null_argument("table_name"))?;
+    let column = tenant_column.ok_or_else(|| TcError::null_argument("tenant_column"))?;
+    let found = db::rows(
+        "SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+                (SELECT a.atttypid::regtype::text FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) AS column_type,
+                n.nspname IN ('tenant', 'tenant_template') OR EXISTS (
+                    SELECT 1 FROM tenant.tenant_schemas t WHERE t.schema_name = n.nspname) AS in_tenant_schema
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[table.into(), column.into()],
+        |row| {
+            Ok((
+                db::col::<String>(row, "schema")?.unwrap_or_default(),
+                db::col::<String>(row, "name")?.unwrap_or_default(),
+                db::col::<String>(row, "kind")?.unwrap_or_default(),
+                db::col::<String>(row, "column_type")?,
+                db::col::<bool>(row, "in_tenant_schema")?.unwrap_or(false),
+            ))
+        },
+    )?;
+    let Some((schema, name, kind, column_type, in_tenant_schema)) = found.into_iter().next() else {
+        return Err(TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table \"{table}\" does not exist")));
+    };
+    if !matches!(kind.as_str(), "r" | "p") {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("\"{schema}.{name}\" is not a table"),
+        ));
+    }
+    if in_tenant_schema {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("table \"{schema}.{name}\" is not a shared table: it lives in a tenant_control schema"),
+        )
+        .hint("A tenant's own tables are isolated by its schema and role; share tables from another schema."));
+    }
+    match column_type.as_deref() {
+        None => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{column}\" of table \"{schema}.{name}\" does not exist"),
+            ))
+        }
+        Some("uuid") => {}
+        Some(other) => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("column \"{column}\" of table \"{schema}.{name}\" is {other}, not uuid"),
+            ))
+        }
+    }
+    let table = quote_qualified_identifier(&schema, &name);
+    let mine = format!("{} = (SELECT tenant.current_institution())", quote_identifier(column));
+    for statement in [
+        format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+        format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+        format!("DROP POLICY IF EXISTS {SHARED_TABLE_POLICY} ON {table}"),
+        format!("CREATE POLICY {SHARED_TABLE_POLICY} ON {table} USING ({mine}) WITH CHECK ({mine})"),
+        format!("DROP POLICY IF EXISTS tc_platform_admin ON {table}"),
+        format!("CREATE POLICY tc_platform_admin ON {table} TO tenant_control_admin USING (true) WITH CHECK (true)"),
+    ] {
+        db::run(&statement, &[])?;
+    }
+    Ok(format!("rows of {schema}.{name} are visible to the institution in column \"{column}\" only"))
+}

@@ -1,0 +1,13 @@
+//! Operations on tenants, built on the registry and the copies: lifecycle, warm pool, migrations,
+//! quotas, context, backups and restores, maintenance.
+
+pub mod backup;
+pub mod context;
+pub mod lifecycle;
+pub mod limits;
+pub mod maintenance;
+pub mod migrate;
+pub mod pool;
+pub mod quota;
+pub mod restore;
+pub mod retention;

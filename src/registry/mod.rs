@@ -1,0 +1,251 @@
+//! The registry of tenant schemas, `tenant.tenant_schemas`.
+
+pub mod oplog;
+
+use crate::core::db::{self, col};
+use crate::core::errors::{TcError, TcResult};
+use crate::core::name::{RoleName, TenantName};
+use pgrx::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Suspended,
+    Maintenance,
+    Dropped,
+    /// A ready-made copy of the template waiting in the warm pool.
+    Spare,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::Suspended => "SUSPENDED",
+            Status::Maintenance => "MAINTENANCE",
+            Status::Dropped => "DROPPED",
+            Status::Spare => "SPARE",
+        }
+    }
+
+    /// Parse a status given by a caller; case does not matter.
+    pub fn parse(text: Option<&str>) -> TcResult<Self> {
+        let text = text.ok_or_else(|| TcError::null_argument("new_status"))?;
+        match text.trim().to_ascii_uppercase().as_str() {
+            "ACTIVE" => Ok(Status::Active),
+            "SUSPENDED" => Ok(Status::Suspended),
+            "MAINTENANCE" => Ok(Status::Maintenance),
+            "DROPPED" => Ok(Status::Dropped),
+            "SPARE" => Ok(Status::Spare),
+            _ => Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown tenant status \"{text}\""),
+            )
+            .hint("Use ACTIVE, SUSPENDED or MAINTENANCE.")),
+        }
+    }
+
+    /// A tenant role may use its schema only while the tenant is ACTIVE.
+    pub fn grants_access(self) -> bool {
+        self == Status::Active
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: uuid::Uuid,
+    pub institution_id: Option<uuid::Uuid>,
+    pub schema: TenantName,
+    pub role: RoleName,
+    pub status: Status,
+    pub version: i32,
+}
+
+/// Lock the tenant's registry row for the rest of the transaction, so that
+/// operations on one tenant run one at a time (and wait at most lock_timeout).
+/// NO KEY UPDATE: the operation log's foreign key check (KEY SHARE) on this row
+/// must not wait, or a failed operation could not record its failure.
+pub fn lock(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
+    lock_in_mode(schema_id, "NO KEY UPDATE")
+}
+
+/// Lock the row only against deletion: operations that read the tenant
+/// (backups) run side by side, and with those that change it.
+pub fn lock_key_share(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
+    lock_in_mode(schema_id, "KEY SHARE")
+}
+
+fn lock_in_mode(schema_id: Option<pgrx::Uuid>, mode: &str) -> TcResult<Tenant> {
+    let schema_id = schema_id.ok_or_else(|| TcError::null_argument("schema_id"))?;
+    let found = db::rows(
+        &format!(
+            "SELECT id, institution_id, schema_name, owner_role, status, version
+               FROM tenant.tenant_schemas WHERE id = $1 FOR {mode}"
+        ),
+        &[schema_id.into()],
+        tenant_of,
+    )?;
+    found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(schema_id))
+}
+
+/// A registry row read with its columns id, institution_id, schema_name,
+/// owner_role, status and version.
+pub fn tenant_of(row: &pgrx::spi::SpiHeapTupleData) -> TcResult<Tenant> {
+    let missing = || TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "registry row has NULL columns");
+    Ok(Tenant {
+        id: db::to_uuid(col(row, "id")?.ok_or_else(missing)?),
+        institution_id: col(row, "institution_id")?.map(db::to_uuid),
+        schema: TenantName::from_registry(col(row, "schema_name")?.ok_or_else(missing)?),
+        role: RoleName::from_registry(col(row, "owner_role")?.ok_or_else(missing)?),
+        status: Status::parse(col::<String>(row, "status")?.as_deref())?,
+        version: col(row, "version")?.ok_or_else(missing)?,
+    })
+}
+
+/// Register a schema; a SPARE one belongs to no institution yet.
+pub fn insert(
+    institution_id: Option<uuid::Uuid>,
+    schema: &TenantName,
+    built: &Built,
+    status: Status,
+) -> TcResult<uuid::Uuid> {
+    let id: pgrx::Uuid = db::scalar(
+        "INSERT INTO tenant.tenant_schemas (institution_id, schema_name, owner_role, version, table_count, status)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &[
+            institution_id.map(db::to_pg_uuid).into(),
+            schema.as_str().into(),
+            schema.role().as_str().into(),
+            built.version.into(),
+            built.tables.into(),
+            status.as_str().into(),
+        ],
+    )?;
+    Ok(db::to_uuid(id))
+}
+
+pub fn set_status(tenant: &Tenant, status: Status) -> TcResult<()> {
+    db::run(
+        "UPDATE tenant.tenant_schemas SET status = $2, updated_at = pg_catalog.now() WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into(), status.as_str().into()],
+    )
+}
+
+pub fn set_version(tenant: &Tenant, version: i32) -> TcResult<()> {
+    db::run(
+        "UPDATE tenant.tenant_schemas SET version = $2, updated_at = pg_catalog.now() WHERE id = $1",
+        &[db::to_pg_uuid(tenant.id).into(), version.into()],
+    )
+}
+
+/// What already stands in the way of a new tenant.
+pub struct Taken {
+    pub schema_of_institution: Option<String>,
+    pub institution_of_schema: Option<pgrx::Uuid>,
+    pub schema_exists: bool,
+    pub role_exists: bool,
+}
+
+pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken> {
+    let found = db::rows(
+        "SELECT (SELECT t.schema_name FROM tenant.tenant_schemas t
+                  WHERE t.institution_id = $1 AND t.status <> 'DROPPED') AS schema_of_institution,
+                (SELECT t.institution_id FROM tenant.tenant_schemas t
+                  WHERE t.schema_name = $2 AND t.status <> 'DROPPED') AS institution_of_schema,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $2) AS schema_exists,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $3) AS role_exists",
+        &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
+        |row| {
+            Ok(Taken {
+                schema_of_institution: col(row, "schema_of_institution")?,
+                institution_of_schema: col(row, "institution_of_schema")?,
+                schema_exists: col(row, "schema_exists")?.unwrap_or(false),
+                role_exists: col(row, "role_exists")?.unwrap_or(false),
+            })
+        },
+    )?;
+    found.into_iter().next().ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "no answer"))
+}
+
+pub fn schema_exists(name: &str) -> TcResult<bool> {
+    db::scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", &[name.into()])
+}
+
+pub fn role_exists(role: &RoleName) -> TcResult<bool> {
+    db::scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[role.as_str().into()])
+}
+
+/// The tables of a schema and the bytes its relations occupy (heap, indexes,
+/// TOAST, free-space and visibility maps, matviews, sequences); a relation
+/// dropped meanwhile counts as zero. $1 is the schema's name.
+const MEASURE: &str = "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
+        COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
+   FROM pg_catalog.pg_class c
+  WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S')";
+
+/// A recount: the bytes, and the quota facts of the same registry row (what
+/// the quota state is settled from, without reading the row again).
+pub struct Counted {
+    pub bytes: i64,
+    pub quota_limit: Option<i64>,
+    pub quota_state: String,
+}
+
+/// Count the schema's tables and bytes and store both in the registry.
+pub fn refresh_counters(tenant: &Tenant) -> TcResult<Counted> {
+    let counted = db::rows(
+        &format!(
+            "WITH counted AS ({MEASURE})
+             UPDATE tenant.tenant_schemas t
+                SET table_count = counted.tables, storage_used = counted.bytes
+               FROM counted WHERE t.id = $2
+             RETURNING counted.bytes, t.quota_limit, t.quota_state"
+        ),
+        &[tenant.schema.as_str().into(), db::to_pg_uuid(tenant.id).into()],
+        |row| {
+            Ok(Counted {
+                bytes: col(row, "bytes")?.unwrap_or(0),
+                quota_limit: col(row, "quota_limit")?,
+                quota_state: col(row, "quota_state")?.unwrap_or_default(),
+            })
+        },
+    )?;
+    counted.into_iter().next().ok_or_else(|| TcError::unknown_tenant(tenant.id))
+}
+
+/// The bytes a schema's relations occupy now, without touching the registry.
+pub fn measure_bytes(schema: &str) -> TcResult<i64> {
+    db::scalar(&format!("SELECT bytes FROM ({MEASURE}) measured"), &[schema.into()])
+}
+
+/// What a freshly built schema holds, for its registry row.
+pub struct Built {
+    pub version: i32,
+    pub tables: i32,
+}
+
+/// Operations act on institutions' schemas only: not on DROPPED ones, nor on
+/// spare schemas of the warm pool.
+pub fn require_live(tenant: &Tenant) -> TcResult<()> {
+    if matches!(tenant.status, Status::Dropped | Status::Spare) {
+        Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("institution schema \"{}\" ({}) is {}", tenant.schema, tenant.id, tenant.status.as_str()),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether anything in another database of the cluster (or a shared
+/// object) depends on `role`: then it serves a tenant there and must stay.
+pub fn used_in_other_database(role: &RoleName) -> TcResult<bool> {
+    db::scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
+                         WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::regclass
+                           AND d.refobjid OPERATOR(pg_catalog.=) $1::regrole
+                           AND d.dbid OPERATOR(pg_catalog.<>) (SELECT b.oid FROM pg_catalog.pg_database b
+                                                                WHERE b.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()))",
+        &[role.as_str().into()],
+    )
+}

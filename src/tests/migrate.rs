@@ -1,0 +1,187 @@
+//! Migrations and the warm pool (included into the `tests` module).
+
+#[pgrx::pg_schema]
+#[allow(unused_imports)]
+pub(crate) mod tests {
+    use crate::tests::*;
+    use pgrx::prelude::*;
+
+    fn status_of(sql: &str) -> (String, Option<String>) {
+        Spi::connect_mut(|c| {
+            let row = c.update(sql, None, &[]).unwrap().first();
+            (
+                row.get_by_name::<String, _>("status").unwrap().unwrap(),
+                row.get_by_name::<String, _>("sqlstate").unwrap(),
+            )
+        })
+    }
+
+    fn register(version: i32, script: &str) -> (String, Option<String>) {
+        status_of(&format!(
+            "SELECT * FROM tenant.register_migration({version}, {}, 'test migration {version}')",
+            pgrx::spi::quote_literal(script)
+        ))
+    }
+
+    fn version_of(schema: &str) -> i32 {
+        one::<i32>(&format!("SELECT version FROM tenant.tenant_schemas WHERE schema_name = '{schema}'")).unwrap()
+    }
+
+    #[pg_test]
+    fn a_registered_migration_changes_the_template_and_new_tenants() {
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000001", Some("mig_old")).0, "SUCCESS");
+        assert_eq!(register(1, "CREATE TABLE notes (id int PRIMARY KEY, body text)"), ("SUCCESS".into(), None));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_template' AND tablename = 'notes'"),
+            Some(1)
+        );
+        // Numbers follow each other.
+        assert_eq!(register(3, "SELECT 1"), ("ERROR".into(), Some("22023".into())));
+        assert_eq!(register(1, "SELECT 1"), ("ERROR".into(), Some("22023".into())));
+        // A new tenant starts at the template's version; an old one is behind until migrated.
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000002", Some("mig_new")).0, "SUCCESS");
+        assert_eq!(version_of("mig_new"), 1);
+        assert_eq!(one::<i64>("SELECT count(*) FROM mig_new.notes"), Some(0));
+        assert_eq!(version_of("mig_old"), 0);
+        assert_eq!(one::<i32>("SELECT pending FROM tenant.migration_status WHERE schema_name = 'mig_old'"), Some(1));
+        let id = one::<String>("SELECT id::text FROM tenant.find_institution('mig_old')").unwrap();
+        assert_eq!(
+            status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{id}')")),
+            ("SUCCESS".into(), None)
+        );
+        assert_eq!(version_of("mig_old"), 1);
+        assert_eq!(one::<i64>("SELECT count(*) FROM mig_old.notes"), Some(0));
+        // What the migration added is usable by the tenant's role, as in new tenants.
+        assert_eq!(one::<bool>("SELECT has_table_privilege('mig_old_owner', 'mig_old.notes', 'INSERT')"), Some(true));
+        assert_eq!(one::<bool>("SELECT has_table_privilege('mig_new_owner', 'mig_new.notes', 'INSERT')"), Some(true));
+    }
+
+    #[pg_test]
+    fn a_failing_migration_leaves_the_tenant_as_it_was() {
+        assert_eq!(register(1, "CREATE TABLE notes (id int PRIMARY KEY)"), ("SUCCESS".into(), None));
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000003", Some("mig_broken")).0, "SUCCESS");
+        Spi::run("DROP TABLE mig_broken.notes").unwrap();
+        assert_eq!(
+            register(2, "CREATE TABLE tags (id int); ALTER TABLE notes ADD COLUMN body text"),
+            ("SUCCESS".into(), None)
+        );
+        let id = one::<String>("SELECT id::text FROM tenant.find_institution('mig_broken')").unwrap();
+        assert_eq!(
+            status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{id}')")),
+            ("ERROR".into(), Some("42P01".into()))
+        );
+        assert_eq!(version_of("mig_broken"), 1);
+        // The migration's first statement was rolled back with the second.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_tables WHERE schemaname = 'mig_broken' AND tablename = 'tags'"),
+            Some(0)
+        );
+        assert_eq!(
+        one::<String>("SELECT last_migration_status || '/' || last_migration_sqlstate FROM tenant.migration_status WHERE schema_name = 'mig_broken'"),
+        Some("FAILED/42P01".into())
+    );
+    }
+
+    #[pg_test]
+    fn sign_up_claims_a_spare_from_the_warm_pool() {
+        Spi::run(
+            "CREATE TABLE tenant_template.items (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);
+         CREATE FUNCTION tenant_template.item_count() RETURNS bigint LANGUAGE sql
+             SET search_path = tenant_template AS 'SELECT count(*) FROM items'",
+        )
+        .unwrap();
+        assert_eq!(status_of("SELECT * FROM tenant.add_spare_schema()"), ("SUCCESS".into(), None));
+        assert_eq!(one::<i64>("SELECT count(*) FROM tenant.warm_pool WHERE ready"), Some(1));
+        let spare = one::<String>("SELECT schema_name FROM tenant.warm_pool").unwrap();
+        // Spares are no institution's: not listed, not found.
+        assert_eq!(one::<i64>("SELECT count(*) FROM tenant.list_institutions()"), Some(0));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM tenant.find_institution('{spare}')")), Some(0));
+
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000004", Some("pooled")).0, "SUCCESS");
+        assert_eq!(one::<i64>("SELECT count(*) FROM tenant.warm_pool"), Some(0));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{spare}'")), Some(0));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{spare}_owner'")), Some(0));
+        assert_eq!(
+        one::<bool>("SELECT (metadata->>'from_pool')::boolean FROM tenant.schema_operations WHERE metadata->>'schema_name' = 'pooled'"),
+        Some(true)
+    );
+        assert_eq!(one::<bool>("SELECT has_table_privilege('pooled_owner', 'pooled.items', 'INSERT')"), Some(true));
+        assert_eq!(
+            one::<String>(
+                "SELECT array_to_string(proconfig, ';') FROM pg_proc WHERE oid = 'pooled.item_count'::regproc"
+            ),
+            Some("search_path=pooled".into())
+        );
+        Spi::run("INSERT INTO pooled.items (name) VALUES ('x')").unwrap();
+        assert_eq!(one::<i64>("SELECT pooled.item_count()"), Some(1));
+        // With the pool empty, sign-up builds the schema itself.
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000005", Some("built")).0, "SUCCESS");
+        assert_eq!(one::<i64>("SELECT count(*) FROM built.items"), Some(0));
+    }
+
+    #[pg_test]
+    fn spares_are_migrated_and_only_current_ones_are_claimed() {
+        assert_eq!(status_of("SELECT * FROM tenant.add_spare_schema()"), ("SUCCESS".into(), None));
+        assert_eq!(register(1, "CREATE TABLE notes (id int)"), ("SUCCESS".into(), None));
+        assert_eq!(one::<i64>("SELECT count(*) FROM tenant.warm_pool WHERE NOT ready"), Some(1));
+        // A stale spare is not handed out.
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000006", Some("fresh")).0, "SUCCESS");
+        assert_eq!(one::<i64>("SELECT count(*) FROM tenant.warm_pool"), Some(1));
+        let spare = one::<String>("SELECT schema_id::text FROM tenant.warm_pool").unwrap();
+        assert_eq!(
+            status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{spare}')")),
+            ("SUCCESS".into(), None)
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM tenant.warm_pool WHERE ready"), Some(1));
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000007", Some("claimer")).0, "SUCCESS");
+        assert_eq!(one::<i64>("SELECT count(*) FROM claimer.notes"), Some(0));
+        assert_eq!(version_of("claimer"), 1);
+    }
+
+    #[pg_test]
+    fn transaction_control_in_a_migration_is_refused_with_2d000() {
+        Spi::run("CREATE TABLE tenant_template.items (id int PRIMARY KEY)").unwrap();
+        for script in ["CREATE TABLE a (id int); COMMIT", "ROLLBACK", "SAVEPOINT s; CREATE TABLE a (id int)"] {
+            assert_eq!(register(1, script), ("ERROR".into(), Some("2D000".into())), "{script}");
+        }
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_template' AND tablename = 'a'"),
+            Some(0)
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM tenant.migrations"), Some(0));
+        let message = one::<String>(
+            "SELECT message FROM tenant.register_migration(1, 'CREATE TABLE a (id int); COMMIT', 'commits')",
+        )
+        .unwrap();
+        assert!(message.contains("migration 1 contains a transaction control statement"), "{message}");
+    }
+
+    #[pg_test]
+    fn migrations_run_as_the_role_that_stands_for_the_tenant() {
+        // Built by the installing superuser, as the README shows.
+        Spi::run("CREATE TABLE tenant_template.items (id int PRIMARY KEY)").unwrap();
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000010", Some("mig_role")).0, "SUCCESS");
+        assert_eq!(
+        register(1, "ALTER TABLE items ADD COLUMN who text DEFAULT current_user; CREATE TABLE runs (who text DEFAULT current_user); INSERT INTO runs DEFAULT VALUES"),
+        ("SUCCESS".into(), None)
+    );
+        assert_eq!(one::<String>("SELECT who FROM tenant_template.runs"), Some("tenant_template_owner".into()));
+        let id = one::<String>("SELECT id::text FROM tenant.find_institution('mig_role')").unwrap();
+        assert_eq!(
+            status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{id}')")),
+            ("SUCCESS".into(), None)
+        );
+        assert_eq!(one::<String>("SELECT who FROM mig_role.runs"), Some("mig_role_owner".into()));
+        // The ownership lent to the role for the script went back to the superuser.
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.items'::regclass"), Some(true));
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.items'::regclass"), Some(true));
+        // What the migration created is owned as if the superuser had run it, usable by the tenant's role.
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.runs'::regclass"), Some(true));
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.runs'::regclass"), Some(true));
+        assert_eq!(one::<bool>("SELECT has_table_privilege('mig_role_owner', 'mig_role.runs', 'INSERT')"), Some(true));
+        assert_eq!(
+            one::<bool>("SELECT has_schema_privilege('tenant_template_owner', 'tenant_template', 'CREATE')"),
+            Some(false)
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! `#[pg_test]` unit tests, one module per concern. Each test runs in one superuser
+//! transaction that is rolled back (roles, concurrency, crashes and pg_cron are tested over
+//! real connections in pgrx-tests/). pgrx runs them from SQL schema `tests`, so every file
+//! holds a `#[pg_schema] mod tests`; helpers shared between files are `pub(crate)` and
+//! re-exported here.
+
+mod backup;
+mod integrity;
+mod lifecycle;
+mod lifecycle_data;
+mod migrate;
+mod monitor;
+mod quota;
+mod template;
+
+pub(crate) use integrity::tests::*;
+pub(crate) use lifecycle::tests::*;
+pub(crate) use quota::tests::*;
+pub(crate) use template::tests::*;
