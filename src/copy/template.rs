@@ -694,6 +694,25 @@ pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()>
     })
 }
 
+/// The statements that grant again what the objects of `schema` grant now
+/// (their owners' own privileges aside), with `role` in the role's slot. An
+/// ownership round trip through `role` (a migration's lent objects) folds the
+/// grants naming `role` into the owner's: these put them back.
+pub fn grants_of(schema: &str, role: &str) -> TcResult<Vec<String>> {
+    let statements = generate_with(&[("grants", GRANTS)], schema, role, true)?;
+    Ok(statements.iter().map(|(_, s)| render(s, schema, role)).collect())
+}
+
+/// Run statements made by `grants_of`.
+pub fn grant_again(schema: &str, statements: &[String]) -> TcResult<()> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    db::with_setting("search_path", &quote_identifier(schema), || {
+        db::run_explained(&statements.join(";\n"), "while granting the lent objects' privileges again")
+    })
+}
+
 fn refuse_unsupported() -> TcResult<()> {
     match unsupported_in(TEMPLATE_SCHEMA)? {
         None => Ok(()),

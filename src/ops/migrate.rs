@@ -353,6 +353,9 @@ struct Lent {
     role: String,
     /// The objects lent, with the owners to give them back to.
     objects: Vec<Owned>,
+    /// What the schema's objects granted before: lending folds the grants
+    /// naming the role into the owner's, and giving back does not unfold them.
+    grants: Vec<String>,
     /// What the role owned before: anything else it owns afterwards is new.
     owned_before: Vec<(String, pg_sys::Oid)>,
     /// Schema privileges the role did not hold.
@@ -375,10 +378,11 @@ impl Lent {
         }
         let owned_before = not_owned(schema, role, true)?.into_iter().map(|o| o.key).collect();
         let objects = not_owned(schema, role, false)?;
+        let grants = if objects.is_empty() { Vec::new() } else { template::grants_of(schema, role)? };
         for object in &objects {
             db::run(&format!("{}{role_q}", object.head), &[])?;
         }
-        Ok(Lent { schema: schema.to_string(), role: role.to_string(), objects, owned_before, privileges })
+        Ok(Lent { schema: schema.to_string(), role: role.to_string(), objects, grants, owned_before, privileges })
     }
 
     /// Objects are found again by oid: a script may have renamed them.
@@ -409,6 +413,7 @@ impl Lent {
                 }
             }
         }
+        template::grant_again(&self.schema, &self.grants)?;
         for privilege in self.privileges {
             db::run(&format!("REVOKE {privilege} ON SCHEMA {schema_q} FROM {role_q}"), &[])?;
         }

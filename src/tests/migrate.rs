@@ -159,7 +159,13 @@ pub(crate) mod tests {
     #[pg_test]
     fn migrations_run_as_the_role_that_stands_for_the_tenant() {
         // Built by the installing superuser, as the README shows.
-        Spi::run("CREATE TABLE tenant_template.items (id int PRIMARY KEY)").unwrap();
+        Spi::run(
+            "CREATE TABLE tenant_template.items (id int PRIMARY KEY, note text);
+             REVOKE ALL ON tenant_template.items FROM tenant_template_owner;
+             GRANT SELECT, INSERT ON tenant_template.items TO tenant_template_owner;
+             GRANT UPDATE (note) ON tenant_template.items TO tenant_template_owner",
+        )
+        .unwrap();
         assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000010", Some("mig_role")).0, "SUCCESS");
         assert_eq!(
         register(1, "ALTER TABLE items ADD COLUMN who text DEFAULT current_user; CREATE TABLE runs (who text DEFAULT current_user); INSERT INTO runs DEFAULT VALUES"),
@@ -179,6 +185,20 @@ pub(crate) mod tests {
         assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.runs'::regclass"), Some(true));
         assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.runs'::regclass"), Some(true));
         assert_eq!(one::<bool>("SELECT has_table_privilege('mig_role_owner', 'mig_role.runs', 'INSERT')"), Some(true));
+        // Lending the superuser's table to the role and taking it back keeps
+        // the grants that named the role, in the template and in the tenant.
+        for (role, table) in [("tenant_template_owner", "tenant_template.items"), ("mig_role_owner", "mig_role.items")]
+        {
+            for privilege in ["SELECT", "INSERT"] {
+                let held = one::<bool>(&format!("SELECT has_table_privilege('{role}', '{table}', '{privilege}')"));
+                assert_eq!(held, Some(true), "{role} {privilege} on {table}");
+            }
+            let column = one::<bool>(&format!("SELECT has_column_privilege('{role}', '{table}', 'note', 'UPDATE')"));
+            assert_eq!(column, Some(true), "{role} UPDATE (note) on {table}");
+            let whole = one::<bool>(&format!("SELECT has_table_privilege('{role}', '{table}', 'DELETE')"));
+            let acl = one::<String>(&format!("SELECT relacl::text FROM pg_class WHERE oid = '{table}'::regclass"));
+            assert_eq!(whole, Some(false), "{role} DELETE on {table}: {acl:?}");
+        }
         assert_eq!(
             one::<bool>("SELECT has_schema_privilege('tenant_template_owner', 'tenant_template', 'CREATE')"),
             Some(false)
