@@ -178,8 +178,7 @@ fn hand_copy(client: &mut Client, target: &str) -> f64 {
         .map(|t| {
             format!(
                 "SELECT setval(pg_get_serial_sequence('{target}.{t}', 'id'), last_value, is_called)
-                   FROM {s}.{}; \n",
-                format!("{t}_id_seq")
+                   FROM {s}.{t}_id_seq; \n"
             )
         })
         .collect();

@@ -98,7 +98,7 @@ fn tenants_never_see_each_other_behind_transaction_pooling() {
 
     let clients: Vec<_> = institutions
         .iter()
-        .flat_map(|tenant| std::iter::repeat(tenant.clone()).take(CLIENTS_PER_TENANT))
+        .flat_map(|tenant| std::iter::repeat_n(tenant.clone(), CLIENTS_PER_TENANT))
         .map(|(institution, schema)| {
             let mut client = bouncer.connect();
             thread::spawn(move || {

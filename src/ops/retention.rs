@@ -346,7 +346,7 @@ fn ensure_archive(tenant: &Tenant, table: &str) -> TcResult<String> {
         db::run(
             &format!(
                 "COMMENT ON TABLE {target} IS {}",
-                pgrx::spi::quote_literal(&format!("Rows of {table} archived by tenant_control retention."))
+                pgrx::spi::quote_literal(format!("Rows of {table} archived by tenant_control retention."))
             ),
             &[],
         )?;
@@ -413,7 +413,7 @@ fn column_list(table: &str) -> TcResult<String> {
         "SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a
           WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         &[table.into()],
-        |row| Ok(quote_identifier(&col::<String>(row, "name")?.unwrap_or_default())),
+        |row| Ok(quote_identifier(col::<String>(row, "name")?.unwrap_or_default())),
     )?;
     if columns.is_empty() {
         return Err(TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table {table} does not exist")));

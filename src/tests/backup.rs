@@ -268,7 +268,7 @@ pub(crate) mod tests {
             Some("search_path=bk_back".into())
         );
         assert_eq!(one::<i32>("INSERT INTO bk_back.children (parent_id, note) VALUES (1, 'x') RETURNING id"), Some(41));
-        assert!(all_match(&backup_id, true) == false, "the live schema has one row more");
+        assert!(!all_match(&backup_id, true), "the live schema has one row more");
     }
 
     #[pg_test]

@@ -298,7 +298,7 @@ pub(crate) mod tests {
                 Ok(crate::core::restricted::internal_work_active_sql())
             })
         });
-        assert_eq!(inside.unwrap(), false);
+        assert!(!inside.unwrap());
         // The setting that used to mark it marks nothing: the template watcher sees this change.
         Spi::run("SET LOCAL tenant_control.internal_ddl = on").unwrap();
         assert_eq!(active(), Some(false));
