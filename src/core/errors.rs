@@ -150,3 +150,18 @@ pub fn caught<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
         .catch_others(|caught| Err(TcError::from_caught(caught)))
         .execute()
 }
+
+/// Pure logic, tested without a server.
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_unpack_like_postgres_packs_them() {
+        assert_eq!(sqlstate_of(PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA), "42P06");
+        assert_eq!(sqlstate_of(PgSqlErrorCode::ERRCODE_DISK_FULL), "53100");
+        assert_eq!(sqlstate_of(PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION), "2D000");
+        let error = TcError::new(PgSqlErrorCode::ERRCODE_RESERVED_NAME, "reserved").detail("why");
+        assert_eq!(error.summary(), "reserved (why) [SQLSTATE 42939]");
+    }
+}

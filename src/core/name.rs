@@ -140,3 +140,45 @@ impl fmt::Display for RoleName {
         f.write_str(&self.0)
     }
 }
+
+/// Pure logic, tested without a server.
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn refused(name: Option<&str>) -> String {
+        TenantName::parse(name).expect_err("refused").sqlstate()
+    }
+
+    #[test]
+    fn valid_names_pass_and_name_their_role() {
+        let name = TenantName::parse(Some("acme_2")).unwrap();
+        assert_eq!(name.as_str(), "acme_2");
+        assert_eq!(name.role().as_str(), "acme_2_owner");
+        let longest = "a".repeat(MAX_SCHEMA_NAME_BYTES);
+        assert_eq!(TenantName::parse(Some(&longest)).unwrap().role().as_str().len(), MAX_IDENTIFIER_BYTES);
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_their_sqlstate() {
+        assert_eq!(refused(None), "22004");
+        for name in ["", "Acme", "1acme", "_acme", "ac-me", "acme u", "acmé", "x\"; DROP TABLE t; --"] {
+            assert_eq!(refused(Some(name)), "42602", "{name}");
+        }
+        for name in ["pg_acme", "tc_acme", "public", "tenant", "tenant_template", "information_schema"] {
+            assert_eq!(refused(Some(name)), "42939", "{name}");
+        }
+        assert_eq!(refused(Some(&"a".repeat(MAX_SCHEMA_NAME_BYTES + 1))), "42622");
+    }
+
+    #[test]
+    fn derived_names_fit_and_stay_out_of_the_tenants_namespace() {
+        let id = uuid::Uuid::parse_str("0b7c6a3e-52f4-4d43-9f7e-6c1d2b9a1001").unwrap();
+        assert_eq!(TenantName::default_for(&id).as_str(), "inst_0b7c6a3e_52f4_4d43_9f7e_6c1d2b9a1001");
+        for derived in [TenantName::backup(&id), TenantName::spare(&id), TenantName::quarantine(&id)] {
+            assert!(derived.role().as_str().len() <= MAX_IDENTIFIER_BYTES, "{derived}");
+            // A tenant can never be given one of these names.
+            assert_eq!(refused(Some(derived.as_str())), "42939", "{derived}");
+        }
+    }
+}

@@ -62,13 +62,19 @@ impl State {
 
     /// The state `used` bytes put a tenant in, given the state it was in.
     fn of(used: i64, limit: Option<i64>, previous: State) -> State {
+        let levels = (settings::quota_warning_percent(), settings::quota_resume_percent());
+        State::at_levels(used, limit, previous, levels)
+    }
+
+    /// `of` with the warning and resume levels (percent of the limit) given.
+    fn at_levels(used: i64, limit: Option<i64>, previous: State, (warning, resume): (i32, i32)) -> State {
         let Some(limit) = limit else {
             return State::Ok;
         };
         let level = |percent: i32| (i128::from(limit) * i128::from(percent) / 100) as i64;
-        if used >= limit || (previous == State::Exceeded && used >= level(settings::quota_resume_percent())) {
+        if used >= limit || (previous == State::Exceeded && used >= level(resume)) {
             State::Exceeded
-        } else if used >= level(settings::quota_warning_percent()) {
+        } else if used >= level(warning) {
             State::Warning
         } else {
             State::Ok
@@ -377,5 +383,47 @@ pub fn warn_near_limit(institution: uuid::Uuid, schema: &str, used: i64, limit: 
             "institution {institution} is near its storage quota: schema \"{schema}\" uses {}",
             usage_text(used, limit)
         );
+    }
+}
+
+/// Pure logic, tested without a server.
+#[cfg(test)]
+mod unit_tests {
+    use super::{pretty, State};
+
+    const LEVELS: (i32, i32) = (90, 95);
+
+    #[test]
+    fn states_follow_the_levels_with_hysteresis() {
+        let state = |used, previous| State::at_levels(used, Some(1000), previous, LEVELS);
+        assert_eq!(state(899, State::Ok), State::Ok);
+        assert_eq!(state(900, State::Ok), State::Warning);
+        assert_eq!(state(1000, State::Warning), State::Exceeded);
+        // Over the limit, a tenant writes again only below the resume level.
+        assert_eq!(state(960, State::Exceeded), State::Exceeded);
+        assert_eq!(state(949, State::Exceeded), State::Warning);
+        assert_eq!(state(100, State::Exceeded), State::Ok);
+        // Coming from below, the resume level means nothing: only the limit does.
+        assert_eq!(state(960, State::Warning), State::Warning);
+    }
+
+    #[test]
+    fn no_limit_is_always_ok_and_huge_limits_do_not_overflow() {
+        assert_eq!(State::at_levels(i64::MAX, None, State::Exceeded, LEVELS), State::Ok);
+        assert_eq!(State::at_levels(i64::MAX - 1, Some(i64::MAX), State::Ok, LEVELS), State::Warning);
+    }
+
+    #[test]
+    fn sizes_read_like_pg_size_pretty() {
+        for (bytes, expected) in [
+            (0, "0 bytes"),
+            (10239, "10239 bytes"),
+            (10240, "10 kB"),
+            (10 * 1024 * 1024, "10 MB"),
+            (5 * 1024 * 1024 * 1024, "5120 MB"),
+            (-20480, "-20 kB"),
+        ] {
+            assert_eq!(pretty(bytes), expected, "{bytes}");
+        }
     }
 }
