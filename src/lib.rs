@@ -3,14 +3,18 @@
 use pgrx::prelude::*;
 
 mod api;
+mod api_fleet;
 mod backup;
 mod copy;
 mod db;
 mod drift;
 mod errors;
 mod fleet;
+mod fleet_report;
+mod fleet_run;
 mod integrity;
 mod isolation;
+mod last_access;
 mod lifecycle;
 mod maintenance;
 mod migrate;
@@ -20,8 +24,8 @@ mod orphans;
 mod pool;
 mod quota;
 mod registry;
-mod restricted;
 mod restore;
+mod restricted;
 mod settings;
 mod subxact;
 mod template;
@@ -46,6 +50,7 @@ mod tests {
     include!("tests_backup.rs");
     include!("tests_integrity.rs");
     include!("tests_monitor.rs");
+    include!("tests_fleet.rs");
 }
 
 /// Required by `cargo pgrx test`.

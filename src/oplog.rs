@@ -23,6 +23,8 @@ pub enum OpKind {
     IntegrityCheck,
     Optimize,
     UsageSnapshot,
+    /// A statement run in many institutions (tenant.run_in_each and its committed variant).
+    FleetRun,
 }
 
 impl OpKind {
@@ -39,6 +41,7 @@ impl OpKind {
             OpKind::IntegrityCheck => "INTEGRITY_CHECK",
             OpKind::Optimize => "OPTIMIZE",
             OpKind::UsageSnapshot => "USAGE_SNAPSHOT",
+            OpKind::FleetRun => "FLEET_RUN",
         }
     }
 }
