@@ -86,10 +86,8 @@ fn validate_view_name(view: &str) -> TcResult<()> {
 /// Forget a fleet view and drop it.
 pub fn drop(view_name: Option<&str>) -> TcResult<String> {
     let view = view_name.ok_or_else(|| TcError::null_argument("view_name"))?;
-    let known: Option<String> = db::value(
-        "DELETE FROM tenant.fleet_views WHERE view_name = $1 RETURNING view_name",
-        &[view.into()],
-    )?;
+    let known: Option<String> =
+        db::value("DELETE FROM tenant.fleet_views WHERE view_name = $1 RETURNING view_name", &[view.into()])?;
     if known.is_none() {
         return Err(TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("no fleet view \"{view}\""))
             .hint("The fleet views are listed in tenant.fleet_views."));
@@ -101,7 +99,10 @@ pub fn drop(view_name: Option<&str>) -> TcResult<String> {
 /// Rebuild every fleet view whose definition changed; returns how many were rebuilt.
 pub fn refresh_all() -> TcResult<i64> {
     let views = db::rows("SELECT view_name, template_table FROM tenant.fleet_views ORDER BY view_name", &[], |row| {
-        Ok((col::<String>(row, "view_name")?.unwrap_or_default(), col::<String>(row, "template_table")?.unwrap_or_default()))
+        Ok((
+            col::<String>(row, "view_name")?.unwrap_or_default(),
+            col::<String>(row, "template_table")?.unwrap_or_default(),
+        ))
     })?;
     let mut rebuilt = 0;
     for (view, table) in views {

@@ -183,3 +183,47 @@ fn fleet_a_run_is_logged() {
     assert_eq!(logged["statement"], "SELECT count(*) FROM members");
     assert_eq!(logged["errors"][0]["schema_name"], "fleet_lb");
 }
+
+#[pg_test]
+fn fleet_view_follows_the_registry_and_the_template() {
+    let (a, _b) = fleet_of_two("fleet_va", "fleet_vb");
+    let made = one::<String>("SELECT tenant.create_fleet_view('members', 'fleet_members_t')").unwrap();
+    assert!(made.contains("2 institution(s)"), "{made}");
+    let rows = || one::<i64>("SELECT count(*) FROM tenant.fleet_members_t WHERE schema_name LIKE 'fleet_v%'");
+    assert_eq!(rows(), Some(2));
+    assert_eq!(
+        one::<String>(&format!(
+            "SELECT name FROM tenant.fleet_members_t WHERE institution_id = '{a}' AND schema_name = 'fleet_va'"
+        ))
+        .as_deref(),
+        Some("fleet_va")
+    );
+    let schema_id = one::<pgrx::Uuid>("SELECT id FROM tenant.tenant_schemas WHERE schema_name = 'fleet_va'").unwrap();
+    Spi::run(&format!("SELECT * FROM tenant.suspend_institution('{schema_id}')")).unwrap();
+    assert_eq!(rows(), Some(1));
+    Spi::run(&format!("SELECT * FROM tenant.activate_institution('{schema_id}')")).unwrap();
+    assert_eq!(rows(), Some(2));
+    // A column the template gains shows as NULL until the institution has it.
+    Spi::run("ALTER TABLE tenant_template.members ADD COLUMN grade int").unwrap();
+    assert_eq!(one::<i64>("SELECT tenant.refresh_fleet_views()"), Some(1));
+    assert_eq!(one::<i64>("SELECT count(*) FROM tenant.fleet_members_t WHERE grade IS NULL AND schema_name LIKE 'fleet_v%'"), Some(2));
+    // Nothing changed: nothing rebuilt.
+    assert_eq!(one::<i64>("SELECT tenant.refresh_fleet_views()"), Some(0));
+}
+
+#[pg_test]
+fn fleet_last_access_is_recorded_at_most_once_a_minute_per_connection() {
+    let (a, _) = fleet_of_two("fleet_xa", "fleet_xb");
+    let last = || one::<bool>("SELECT last_accessed_at IS NOT NULL FROM tenant.tenant_schemas WHERE schema_name = 'fleet_xa'");
+    assert_eq!(last(), Some(false));
+    Spi::run(&format!("SELECT * FROM tenant.enter_context('{a}')")).unwrap();
+    assert_eq!(last(), Some(true));
+    assert_eq!(
+        one::<bool>("SELECT idle_for < interval '1 minute' FROM tenant.idle_institutions WHERE schema_name = 'fleet_xa'"),
+        Some(true)
+    );
+    // Within the minute this connection does not write again.
+    Spi::run("UPDATE tenant.tenant_schemas SET last_accessed_at = NULL WHERE schema_name = 'fleet_xa'").unwrap();
+    Spi::run(&format!("SELECT * FROM tenant.enter_context('{a}')")).unwrap();
+    assert_eq!(last(), Some(false));
+}

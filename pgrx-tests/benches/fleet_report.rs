@@ -43,7 +43,10 @@ fn grow(client: &mut Client, from: usize, to: usize) {
     }
     // One call puts the rows in every new institution (as each one's role).
     let ids: Vec<uuid::Uuid> = client
-        .query("SELECT institution_id FROM tenant.tenant_schemas WHERE schema_name >= $1 AND status = 'ACTIVE'", &[&format!("bf_{from:05}")])
+        .query(
+            "SELECT institution_id FROM tenant.tenant_schemas WHERE schema_name >= $1 AND status = 'ACTIVE'",
+            &[&format!("bf_{from:05}")],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -68,7 +71,8 @@ fn view_times(client: &mut Client) -> Result<(f64, f64, i64), String> {
         plans.push(plan[0]["Planning Time"].as_f64().unwrap());
         runs.push(plan[0]["Execution Time"].as_f64().unwrap());
     }
-    let rows: i64 = client.query_one("SELECT count(*) FROM tenant.fleet_students", &[]).map_err(|e| e.to_string())?.get(0);
+    let rows: i64 =
+        client.query_one("SELECT count(*) FROM tenant.fleet_students", &[]).map_err(|e| e.to_string())?.get(0);
     Ok((common::median(&plans), common::median(&runs), rows))
 }
 
@@ -93,7 +97,9 @@ fn main() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let fsync: String = client.query_one("SHOW fsync", &[]).unwrap().get(0);
     let locks: String = client.query_one("SHOW max_locks_per_transaction", &[]).unwrap().get(0);
-    println!("fsync = {fsync}, max_locks_per_transaction = {locks}; template: 52 relations, 2 students per institution");
+    println!(
+        "fsync = {fsync}, max_locks_per_transaction = {locks}; template: 52 relations, 2 students per institution"
+    );
     let mut goals = Goals { missed: Vec::new() };
 
     grow(&mut client, 0, 1000);
@@ -118,7 +124,12 @@ fn main() {
     measure_view(&mut client, &mut goals, 1000, 500.0, 500.0);
     let started = Instant::now();
     grow(&mut client, 1000, 1001);
-    goals.check("one institution created with the fleet view refreshed, at 1000", started.elapsed().as_secs_f64() * 1000.0, 3000.0, "ms");
+    goals.check(
+        "one institution created with the fleet view refreshed, at 1000",
+        started.elapsed().as_secs_f64() * 1000.0,
+        3000.0,
+        "ms",
+    );
     client.batch_execute("SELECT tenant.drop_fleet_view('fleet_students')").unwrap();
 
     if max > 1001 {

@@ -53,7 +53,9 @@ fn a_fleet_view_follows_creates_drops_suspensions_and_migrations() {
         db.query_one("SELECT tenant.create_fleet_view('students', 'all_students')", &[]).unwrap().get(0);
     assert!(message.contains("2 institution(s)"), "{message}");
     assert_eq!(count(&mut db, "SELECT count(*) FROM tenant.all_students"), 5);
-    let row = db.query_one("SELECT institution_id, name FROM tenant.all_students WHERE schema_name = 'rep_a' AND id = 2", &[]).unwrap();
+    let row = db
+        .query_one("SELECT institution_id, name FROM tenant.all_students WHERE schema_name = 'rep_a' AND id = 2", &[])
+        .unwrap();
     assert_eq!(row.get::<_, String>(1), "rep_a-2");
     let institution: Uuid = row.get(0);
     assert_eq!(
@@ -73,8 +75,10 @@ fn a_fleet_view_follows_creates_drops_suspensions_and_migrations() {
     assert_eq!(schemas_in_view(&mut db), ["rep_a", "rep_b"]);
 
     // A migration adds a column: NULL until each institution is migrated.
-    db.batch_execute("SELECT * FROM tenant.register_migration(1, 'ALTER TABLE students ADD COLUMN grade int DEFAULT 7', 'grades')")
-        .unwrap();
+    db.batch_execute(
+        "SELECT * FROM tenant.register_migration(1, 'ALTER TABLE students ADD COLUMN grade int DEFAULT 7', 'grades')",
+    )
+    .unwrap();
     assert_eq!(count(&mut db, "SELECT count(*) FROM tenant.all_students WHERE grade IS NULL"), 5);
     db.batch_execute("CALL tenant.apply_migrations()").unwrap();
     assert_eq!(count(&mut db, "SELECT count(*) FROM tenant.all_students WHERE grade = 7"), 5);
@@ -82,10 +86,7 @@ fn a_fleet_view_follows_creates_drops_suspensions_and_migrations() {
     db.batch_execute("SELECT * FROM tenant.register_migration(2, 'ALTER TABLE students DROP COLUMN name', 'no names')")
         .unwrap();
     db.batch_execute("CALL tenant.apply_migrations()").unwrap();
-    assert_eq!(
-        count(&mut db, "SELECT count(*) FROM tenant.tenant_schemas WHERE status = 'ACTIVE' AND version = 2"),
-        2
-    );
+    assert_eq!(count(&mut db, "SELECT count(*) FROM tenant.tenant_schemas WHERE status = 'ACTIVE' AND version = 2"), 2);
     let columns: Vec<String> = db
         .query(
             "SELECT attname::text FROM pg_attribute WHERE attrelid = 'tenant.all_students'::regclass AND attnum > 0 ORDER BY attnum",
@@ -97,10 +98,7 @@ fn a_fleet_view_follows_creates_drops_suspensions_and_migrations() {
         .collect();
     assert_eq!(columns, ["institution_id", "schema_name", "id", "grade"]);
 
-    assert_eq!(
-        sqlstate_of_failure(&mut db, "SELECT tenant.create_fleet_view('students', 'all_students')"),
-        "42P07"
-    );
+    assert_eq!(sqlstate_of_failure(&mut db, "SELECT tenant.create_fleet_view('students', 'all_students')"), "42P07");
     assert_eq!(sqlstate_of_failure(&mut db, "SELECT tenant.create_fleet_view('nope', 'x')"), "42P01");
     assert_eq!(sqlstate_of_failure(&mut db, "SELECT tenant.create_fleet_view('students', 'Bad Name')"), "42602");
     db.batch_execute("SELECT tenant.drop_fleet_view('all_students')").unwrap();

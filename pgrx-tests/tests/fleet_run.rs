@@ -110,8 +110,12 @@ fn the_statement_runs_as_each_institutions_role_and_cannot_reach_another() {
     ))
     .unwrap();
     db.query("SELECT * FROM tenant.run_in_each('UPDATE counters SET n = 1', $1)", &[&vec![ids[0]]]).unwrap();
-    let marks: Vec<(String, bool)> =
-        db.query("SELECT who, superuser FROM public.it_fleet_marks", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let marks: Vec<(String, bool)> = db
+        .query("SELECT who, superuser FROM public.it_fleet_marks", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     assert_eq!(marks, vec![(format!("{}_owner", schemas[0]), false)]);
 }
 
@@ -124,19 +128,15 @@ fn a_committed_run_commits_each_institution_and_resumes_after_a_kill() {
     let (mut runner, notices) = listening_as("it_fleet_admin", DB);
     let pid: i32 = runner.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let handle = thread::spawn(move || {
-        let outcome = runner.batch_execute(&format!(
-            "CALL tenant.run_in_each_committed({})",
-            postgres_literal(statement)
-        ));
+        let outcome =
+            runner.batch_execute(&format!("CALL tenant.run_in_each_committed({})", postgres_literal(statement)));
         (outcome.is_err(), runner)
     });
     // Wait until the run is at the sleeping institution, then kill it.
     let mut waited = 0;
     loop {
-        let pending: i64 = db
-            .query_one("SELECT COALESCE(max(pending), -1) FROM tenant.fleet_run_progress", &[])
-            .unwrap()
-            .get(0);
+        let pending: i64 =
+            db.query_one("SELECT COALESCE(max(pending), -1) FROM tenant.fleet_run_progress", &[]).unwrap().get(0);
         if pending == 2 {
             break;
         }
@@ -148,7 +148,11 @@ fn a_committed_run_commits_each_institution_and_resumes_after_a_kill() {
     db.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
     let (killed, _) = handle.join().unwrap();
     assert!(killed, "the run should have been terminated");
-    assert!(notices.lock().unwrap().iter().any(|n| n.contains("[1/4]")), "progress NOTICEs: {:?}", notices.lock().unwrap());
+    assert!(
+        notices.lock().unwrap().iter().any(|n| n.contains("[1/4]")),
+        "progress NOTICEs: {:?}",
+        notices.lock().unwrap()
+    );
     let run_id: i64 = db.query_one("SELECT max(run_id) FROM tenant.fleet_run_progress", &[]).unwrap().get(0);
     let progress = db
         .query_one("SELECT status, succeeded, pending FROM tenant.fleet_run_progress WHERE run_id = $1", &[&run_id])
@@ -184,9 +188,7 @@ fn a_committed_run_commits_each_institution_and_resumes_after_a_kill() {
 fn a_committed_dry_run_lists_where_it_would_run_and_changes_nothing() {
     let (mut db, _ids, schemas) = fleet(2);
     let (mut admin, notices) = listening_as("it_fleet_admin", DB);
-    admin
-        .batch_execute("CALL tenant.run_in_each_committed('UPDATE counters SET n = 7', dry_run => true)")
-        .unwrap();
+    admin.batch_execute("CALL tenant.run_in_each_committed('UPDATE counters SET n = 7', dry_run => true)").unwrap();
     let notices = notices.lock().unwrap().clone();
     assert_eq!(notices.iter().filter(|n| n.contains("WOULD_RUN")).count(), 2, "{notices:?}");
     assert_eq!(counter(&mut db, &schemas[0]), 0);
