@@ -5,3 +5,354 @@
 -- this file is never edited again. The upgrade test proves that a database
 -- upgraded through this script holds the same objects as a fresh 0.2.0 install.
 \echo Use "ALTER EXTENSION tenant_control UPDATE" to load this file. \quit
+
+-- fleet work (issue 15) ------------------------------------------------------
+-- The registry column of last access, the FLEET_RUN operation type, the Rust
+-- functions (as `cargo pgrx schema` generates them), then finalize.sql's section.
+ALTER TABLE tenant.schema_operations
+    DROP CONSTRAINT schema_operations_operation_type_check,
+    ADD CONSTRAINT schema_operations_operation_type_check
+        CHECK (operation_type IN ('CREATE', 'DROP', 'BACKUP', 'RESTORE', 'OPTIMIZE', 'MIGRATE',
+                                  'INTEGRITY_CHECK', 'QUOTA_CHECK', 'QUOTA_SET', 'STATUS_CHANGE',
+                                  'USAGE_SNAPSHOT', 'FLEET_RUN'));
+COMMENT ON COLUMN tenant.schema_operations.operation_type IS 'CREATE, DROP, BACKUP, RESTORE, OPTIMIZE, MIGRATE, INTEGRITY_CHECK, QUOTA_CHECK, QUOTA_SET, STATUS_CHANGE, USAGE_SNAPSHOT or FLEET_RUN (a statement run in many institutions).';
+ALTER TABLE tenant.tenant_schemas ADD COLUMN last_accessed_at timestamptz;
+COMMENT ON COLUMN tenant.tenant_schemas.last_accessed_at IS 'When an application last entered the institution with tenant.set_context (recorded at most once a minute per connection); NULL if never.';
+
+-- tenant_control::api_fleet::run_in_each
+CREATE  FUNCTION "run_in_each"(
+	"statement" TEXT, /* Option < & str > */
+	"institutions" uuid[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
+	"parameters" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"dry_run" bool DEFAULT false, /* Option < bool > */
+	"lock_timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"statement_timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"config_filter" jsonb DEFAULT NULL /* Option < pgrx :: JsonB > */
+) RETURNS TABLE (
+	"institution_id" uuid,  /* pgrx :: Uuid */
+	"schema_name" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"row_count" bigint,  /* Option < i64 > */
+	"result" jsonb,  /* Option < pgrx :: JsonB > */
+	"sqlstate" TEXT,  /* Option < String > */
+	"message" TEXT,  /* Option < String > */
+	"duration_ms" double precision  /* f64 */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_in_each_wrapper';
+
+-- tenant_control::api_fleet::fleet_run_start
+CREATE  FUNCTION "fleet_run_start"(
+	"statement" TEXT, /* Option < & str > */
+	"institutions" uuid[], /* :: std :: option :: Option < Vec < Option < pgrx :: Uuid > > > */
+	"parameters" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"lock_timeout" interval, /* Option < Interval > */
+	"statement_timeout" interval, /* Option < Interval > */
+	"config_filter" jsonb /* Option < pgrx :: JsonB > */
+) RETURNS bigint /* i64 */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'fleet_run_start_wrapper';
+
+-- tenant_control::api_fleet::fleet_run_step
+CREATE  FUNCTION "fleet_run_step"(
+	"run_id" bigint, /* Option < i64 > */
+	"institution_id" uuid /* Option < pgrx :: Uuid > */
+) RETURNS TABLE (
+	"institution_id" uuid,  /* pgrx :: Uuid */
+	"schema_name" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"row_count" bigint,  /* Option < i64 > */
+	"result" jsonb,  /* Option < pgrx :: JsonB > */
+	"sqlstate" TEXT,  /* Option < String > */
+	"message" TEXT,  /* Option < String > */
+	"duration_ms" double precision  /* f64 */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'fleet_run_step_wrapper';
+
+-- tenant_control::api_fleet::fleet_run_finish
+CREATE  FUNCTION "fleet_run_finish"(
+	"run_id" bigint /* Option < i64 > */
+) RETURNS TEXT /* String */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'fleet_run_finish_wrapper';
+
+-- tenant_control::api_fleet::create_fleet_view
+CREATE  FUNCTION "create_fleet_view"(
+	"template_table" TEXT, /* Option < & str > */
+	"view_name" TEXT /* Option < & str > */
+) RETURNS TEXT /* String */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_fleet_view_wrapper';
+
+-- tenant_control::api_fleet::drop_fleet_view
+CREATE  FUNCTION "drop_fleet_view"(
+	"view_name" TEXT /* Option < & str > */
+) RETURNS TEXT /* String */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_fleet_view_wrapper';
+
+-- tenant_control::api_fleet::refresh_fleet_views
+CREATE  FUNCTION "refresh_fleet_views"() RETURNS bigint /* i64 */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_fleet_views_wrapper';
+
+REVOKE ALL ON FUNCTION tenant.run_in_each(text, uuid[], text[], boolean, interval, interval, jsonb),
+                       tenant.fleet_run_start(text, uuid[], text[], interval, interval, jsonb),
+                       tenant.fleet_run_step(bigint, uuid), tenant.fleet_run_finish(bigint),
+                       tenant.create_fleet_view(text, text), tenant.drop_fleet_view(text),
+                       tenant.refresh_fleet_views() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.run_in_each(text, uuid[], text[], boolean, interval, interval, jsonb),
+                          tenant.fleet_run_start(text, uuid[], text[], interval, interval, jsonb),
+                          tenant.fleet_run_step(bigint, uuid), tenant.fleet_run_finish(bigint),
+                          tenant.create_fleet_view(text, text), tenant.drop_fleet_view(text),
+                          tenant.refresh_fleet_views() TO tenant_control_admin;
+
+-- Runs of tenant.run_in_each_committed: the statement and one row per
+-- institution, committed as the run goes, so that a killed run can resume.
+
+CREATE TABLE tenant.fleet_runs (
+    id                   bigint      GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    statement            text        NOT NULL,
+    parameters           text[],
+    lock_timeout_ms      integer     NOT NULL,
+    statement_timeout_ms integer     NOT NULL,
+    status               text        NOT NULL DEFAULT 'RUNNING' CHECK (status IN ('RUNNING', 'COMPLETED')),
+    requested_by         text        NOT NULL,
+    started_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    completed_at         timestamptz
+);
+COMMENT ON TABLE tenant.fleet_runs IS
+    'Runs of tenant.run_in_each_committed: one row per run; its institutions are in tenant.fleet_run_items.';
+COMMENT ON COLUMN tenant.fleet_runs.statement IS 'The statement run in each institution.';
+COMMENT ON COLUMN tenant.fleet_runs.parameters IS 'The values bound to $1, $2, ... (as text).';
+COMMENT ON COLUMN tenant.fleet_runs.status IS 'RUNNING until no institution is PENDING, then COMPLETED.';
+
+CREATE TABLE tenant.fleet_run_items (
+    run_id         bigint      NOT NULL REFERENCES tenant.fleet_runs (id) ON DELETE CASCADE,
+    position       integer     NOT NULL,
+    institution_id uuid        NOT NULL,
+    schema_name    text,
+    status         text        NOT NULL DEFAULT 'PENDING'
+                   CHECK (status IN ('PENDING', 'SUCCESS', 'ERROR', 'SKIPPED')),
+    row_count      bigint,
+    result         jsonb,
+    sqlstate       text,
+    message        text,
+    duration_ms    double precision,
+    finished_at    timestamptz,
+    PRIMARY KEY (run_id, institution_id)
+);
+COMMENT ON TABLE tenant.fleet_run_items IS
+    'One row per institution of a tenant.run_in_each_committed run: PENDING until its transaction commits with the outcome.';
+
+SELECT pg_catalog.pg_extension_config_dump('tenant.fleet_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.fleet_runs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.fleet_run_items', '');
+
+CREATE VIEW tenant.fleet_run_progress AS
+SELECT r.id AS run_id, r.status, r.statement, r.requested_by, r.started_at, r.completed_at,
+       pg_catalog.count(i.institution_id) AS institutions,
+       pg_catalog.count(i.institution_id) FILTER (WHERE i.status = 'PENDING') AS pending,
+       pg_catalog.count(i.institution_id) FILTER (WHERE i.status = 'SUCCESS') AS succeeded,
+       pg_catalog.count(i.institution_id) FILTER (WHERE i.status = 'ERROR') AS failed,
+       pg_catalog.count(i.institution_id) FILTER (WHERE i.status = 'SKIPPED') AS skipped,
+       pg_catalog.max(i.finished_at) AS last_progress_at
+  FROM tenant.fleet_runs r
+  LEFT JOIN tenant.fleet_run_items i ON i.run_id = r.id
+ GROUP BY r.id;
+COMMENT ON VIEW tenant.fleet_run_progress IS
+    'Progress of each tenant.run_in_each_committed run: how many institutions are pending, succeeded, failed, skipped.';
+
+-- The procedures commit after each institution, so they take no SET clause
+-- and qualify every name and operator.
+CREATE PROCEDURE tenant.resume_fleet_run(run_id bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    item record;
+    outcome record;
+    total bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM tenant.fleet_runs r WHERE r.id OPERATOR(pg_catalog.=) resume_fleet_run.run_id) THEN
+        RAISE EXCEPTION 'no fleet run % in tenant.fleet_runs', resume_fleet_run.run_id
+            USING ERRCODE = 'undefined_object', HINT = 'See tenant.fleet_run_progress for the runs.';
+    END IF;
+    SELECT pg_catalog.count(*) INTO total FROM tenant.fleet_run_items i
+     WHERE i.run_id OPERATOR(pg_catalog.=) resume_fleet_run.run_id;
+    FOR item IN
+        SELECT i.institution_id, i.position FROM tenant.fleet_run_items i
+         WHERE i.run_id OPERATOR(pg_catalog.=) resume_fleet_run.run_id AND i.status OPERATOR(pg_catalog.=) 'PENDING'
+         ORDER BY i.position
+    LOOP
+        FOR outcome IN SELECT * FROM tenant.fleet_run_step(resume_fleet_run.run_id, item.institution_id) LOOP
+            RAISE NOTICE '[%/%] %: %', item.position, total,
+                COALESCE(outcome.schema_name, outcome.institution_id::text), outcome.status OPERATOR(pg_catalog.||)
+                CASE WHEN outcome.status OPERATOR(pg_catalog.=) 'SUCCESS' THEN pg_catalog.format(' (%s rows)', outcome.row_count)
+                     ELSE pg_catalog.format(' %s %s', outcome.sqlstate, outcome.message) END;
+        END LOOP;
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', tenant.fleet_run_finish(resume_fleet_run.run_id);
+    COMMIT;
+END
+$$;
+
+CREATE PROCEDURE tenant.run_in_each_committed(
+    statement text,
+    institutions uuid[] DEFAULT NULL,
+    parameters text[] DEFAULT NULL,
+    dry_run boolean DEFAULT false,
+    lock_timeout interval DEFAULT NULL,
+    statement_timeout interval DEFAULT NULL,
+    config_filter jsonb DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    planned record;
+    new_run bigint;
+BEGIN
+    IF dry_run THEN
+        FOR planned IN
+            SELECT * FROM tenant.run_in_each(statement, institutions, parameters, true, lock_timeout,
+                                             statement_timeout, config_filter)
+        LOOP
+            RAISE NOTICE '%: % %', COALESCE(planned.schema_name, planned.institution_id::text), planned.status,
+                COALESCE(planned.sqlstate OPERATOR(pg_catalog.||) ' ', '') OPERATOR(pg_catalog.||) planned.message;
+        END LOOP;
+        RETURN;
+    END IF;
+    new_run := tenant.fleet_run_start(statement, institutions, parameters, lock_timeout, statement_timeout,
+                                      config_filter);
+    RAISE NOTICE 'fleet run %: after an interruption, CALL tenant.resume_fleet_run(%) to finish it', new_run, new_run;
+    COMMIT;
+    CALL tenant.resume_fleet_run(new_run);
+END
+$$;
+
+REVOKE ALL ON PROCEDURE tenant.run_in_each_committed(text, uuid[], text[], boolean, interval, interval, jsonb),
+                        tenant.resume_fleet_run(bigint) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE tenant.run_in_each_committed(text, uuid[], text[], boolean, interval, interval, jsonb),
+                           tenant.resume_fleet_run(bigint) TO tenant_control_admin;
+GRANT SELECT ON tenant.fleet_runs, tenant.fleet_run_items, tenant.fleet_run_progress TO tenant_control_admin;
+
+COMMENT ON FUNCTION tenant.run_in_each(text, uuid[], text[], boolean, interval, interval, jsonb) IS
+    'Run a statement in each chosen institution (NULL: every ACTIVE one) as the institution''s role with its schema on search_path, each in its own subtransaction; one result row per institution. Logged as FLEET_RUN.';
+COMMENT ON PROCEDURE tenant.run_in_each_committed(text, uuid[], text[], boolean, interval, interval, jsonb) IS
+    'tenant.run_in_each with one commit per institution: progress as NOTICEs and in tenant.fleet_run_progress, resumable with tenant.resume_fleet_run. Safe from pg_cron.';
+COMMENT ON PROCEDURE tenant.resume_fleet_run(bigint) IS
+    'Finish a tenant.run_in_each_committed run that was interrupted: runs the institutions still PENDING, one commit each.';
+COMMENT ON FUNCTION tenant.fleet_run_start(text, uuid[], text[], interval, interval, jsonb) IS
+    'Internal (tenant.run_in_each_committed): record a run and its PENDING institutions; returns the run id.';
+COMMENT ON FUNCTION tenant.fleet_run_step(bigint, uuid) IS
+    'Internal (tenant.run_in_each_committed): run one PENDING institution of a run.';
+COMMENT ON FUNCTION tenant.fleet_run_finish(bigint) IS
+    'Internal (tenant.run_in_each_committed): close a run and log it as a FLEET_RUN operation.';
+
+-- Fleet views (tenant.create_fleet_view): which exist, and a digest of the
+-- text they were last built from (a refresh that would give the same text
+-- does nothing).
+CREATE TABLE tenant.fleet_views (
+    view_name      text        PRIMARY KEY,
+    template_table text        NOT NULL,
+    definition_md5 text,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    refreshed_at   timestamptz
+);
+COMMENT ON TABLE tenant.fleet_views IS
+    'Fleet views made by tenant.create_fleet_view: view tenant.<view_name> over every ACTIVE institution''s copy of tenant_template.<template_table>.';
+COMMENT ON COLUMN tenant.fleet_views.definition_md5 IS 'md5 of the view text last built; NULL when a refresh is due.';
+SELECT pg_catalog.pg_extension_config_dump('tenant.fleet_views', '');
+
+-- The fleet views follow the registry (institutions created, dropped,
+-- suspended, renamed, migrated) and the template (a migration registered).
+-- A refresh that cannot get its lock (a long report reads the view) does not
+-- fail the operation that changed the registry: the view is marked due and a
+-- WARNING says to run tenant.refresh_fleet_views().
+CREATE FUNCTION tenant.fleet_views_follow() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM tenant.fleet_views) THEN
+        BEGIN
+            PERFORM tenant.refresh_fleet_views();
+        EXCEPTION WHEN lock_not_available THEN
+            UPDATE tenant.fleet_views SET definition_md5 = NULL;
+            RAISE WARNING 'fleet views could not be refreshed now (a report holds one of them)'
+                USING HINT = 'Run SELECT tenant.refresh_fleet_views(); once the report is done.';
+        END;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tc_fleet_views_follow_registry
+    AFTER INSERT OR DELETE OR UPDATE OF status, schema_name, version ON tenant.tenant_schemas
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant.fleet_views_follow();
+CREATE TRIGGER tc_fleet_views_follow_template
+    AFTER INSERT OR DELETE ON tenant.migrations
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant.fleet_views_follow();
+
+-- Per-institution figures and their totals: the query runs in each
+-- institution through tenant.run_in_each (as the institution's role); its
+-- first row is the institution's figures, and the TOTAL row sums every
+-- numeric column over the institutions where it succeeded.
+CREATE FUNCTION tenant.fleet_report(query text, institutions uuid[] DEFAULT NULL, parameters text[] DEFAULT NULL)
+RETURNS TABLE (institution_id uuid, schema_name text, status text, figures jsonb, sqlstate text, message text)
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH runs AS MATERIALIZED (
+        SELECT r.* FROM tenant.run_in_each(query, institutions, parameters) r
+    ), totals AS (
+        SELECT e.key, pg_catalog.sum((e.value #>> '{}')::numeric) AS total
+          FROM runs r, pg_catalog.jsonb_each(r.result -> 0) e
+         WHERE r.status = 'SUCCESS' AND pg_catalog.jsonb_typeof(e.value) = 'number'
+         GROUP BY e.key
+    )
+    SELECT r.institution_id, r.schema_name, r.status, r.result -> 0, r.sqlstate, r.message FROM runs r
+    UNION ALL
+    SELECT NULL, NULL, 'TOTAL',
+           COALESCE((SELECT pg_catalog.jsonb_object_agg(t.key, t.total) FROM totals t), '{}'::jsonb), NULL,
+           pg_catalog.format('%s institution(s) counted, %s failed, %s skipped',
+                             (SELECT pg_catalog.count(*) FROM runs r WHERE r.status = 'SUCCESS'),
+                             (SELECT pg_catalog.count(*) FROM runs r WHERE r.status = 'ERROR'),
+                             (SELECT pg_catalog.count(*) FROM runs r WHERE r.status = 'SKIPPED'))
+$$;
+
+REVOKE ALL ON FUNCTION tenant.fleet_report(text, uuid[], text[]), tenant.fleet_views_follow() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.fleet_report(text, uuid[], text[]) TO tenant_control_admin;
+GRANT SELECT ON tenant.fleet_views TO tenant_control_admin;
+COMMENT ON FUNCTION tenant.fleet_report(text, uuid[], text[]) IS
+    'Run a query in each chosen institution (as its role) and return its first row per institution as jsonb, plus a TOTAL row summing the numeric columns.';
+COMMENT ON FUNCTION tenant.fleet_views_follow() IS
+    'Internal: trigger that refreshes the fleet views when the registry or the migrations change.';
+COMMENT ON FUNCTION tenant.create_fleet_view(text, text) IS
+    'Create view tenant.<view_name> over every ACTIVE institution''s copy of tenant_template.<template_table>, with institution_id and schema_name; kept up to date automatically.';
+COMMENT ON FUNCTION tenant.drop_fleet_view(text) IS 'Drop a fleet view made by tenant.create_fleet_view.';
+COMMENT ON FUNCTION tenant.refresh_fleet_views() IS
+    'Rebuild the fleet views whose definition changed (done automatically; run it by hand after a WARNING said a refresh was skipped). Returns how many were rebuilt.';
+
+-- Last access (recorded by tenant.set_context at most once a minute per
+-- institution per connection): institutions by how long they have been idle.
+CREATE VIEW tenant.idle_institutions AS
+SELECT t.id AS schema_id, t.institution_id, t.schema_name, t.status, t.last_accessed_at, t.created_at,
+       pg_catalog.now() - COALESCE(t.last_accessed_at, t.created_at) AS idle_for
+  FROM tenant.tenant_schemas t
+ WHERE t.status <> ALL (ARRAY['DROPPED', 'SPARE'])
+ ORDER BY idle_for DESC, t.schema_name;
+COMMENT ON VIEW tenant.idle_institutions IS
+    'Institutions by time since an application last entered them with tenant.set_context (since creation if never): SELECT * FROM tenant.idle_institutions WHERE idle_for > interval ''90 days''.';
+GRANT SELECT ON tenant.idle_institutions TO tenant_control_admin;
