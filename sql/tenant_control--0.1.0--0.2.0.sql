@@ -299,12 +299,23 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER tc_fleet_views_follow_registry
-    AFTER INSERT OR DELETE OR UPDATE OF status, schema_name, version ON tenant.tenant_schemas
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant.fleet_views_follow();
+-- Row triggers, not statement triggers: the extension inserts registry rows
+-- with INSERT ... RETURNING under an SPI row limit, which ends the statement
+-- before PostgreSQL fires its AFTER STATEMENT triggers. Only rows that are
+-- or were ACTIVE concern the views (spares of the warm pool do not).
+CREATE TRIGGER tc_fleet_views_follow_new
+    AFTER INSERT ON tenant.tenant_schemas FOR EACH ROW WHEN (NEW.status = 'ACTIVE')
+    EXECUTE FUNCTION tenant.fleet_views_follow();
+CREATE TRIGGER tc_fleet_views_follow_change
+    AFTER UPDATE OF status, schema_name, version ON tenant.tenant_schemas
+    FOR EACH ROW WHEN (NEW.status = 'ACTIVE' OR OLD.status = 'ACTIVE')
+    EXECUTE FUNCTION tenant.fleet_views_follow();
+CREATE TRIGGER tc_fleet_views_follow_gone
+    AFTER DELETE ON tenant.tenant_schemas FOR EACH ROW WHEN (OLD.status = 'ACTIVE')
+    EXECUTE FUNCTION tenant.fleet_views_follow();
 CREATE TRIGGER tc_fleet_views_follow_template
     AFTER INSERT OR DELETE ON tenant.migrations
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant.fleet_views_follow();
+    FOR EACH ROW EXECUTE FUNCTION tenant.fleet_views_follow();
 
 -- Per-institution figures and their totals: the query runs in each
 -- institution through tenant.run_in_each (as the institution's role); its

@@ -203,10 +203,18 @@ fn fleet_view_follows_the_registry_and_the_template() {
     assert_eq!(rows(), Some(1));
     Spi::run(&format!("SELECT * FROM tenant.activate_institution('{schema_id}')")).unwrap();
     assert_eq!(rows(), Some(2));
+    // A new institution joins the view in the transaction that creates it.
+    let (status, message, _, _) = create(&uuid::Uuid::new_v4().to_string(), Some("fleet_vc"));
+    assert_eq!(status, "SUCCESS", "{message}");
+    Spi::run("INSERT INTO fleet_vc.members VALUES (1, 'fleet_vc')").unwrap();
+    assert_eq!(rows(), Some(3));
     // A column the template gains shows as NULL until the institution has it.
     Spi::run("ALTER TABLE tenant_template.members ADD COLUMN grade int").unwrap();
     assert_eq!(one::<i64>("SELECT tenant.refresh_fleet_views()"), Some(1));
-    assert_eq!(one::<i64>("SELECT count(*) FROM tenant.fleet_members_t WHERE grade IS NULL AND schema_name LIKE 'fleet_v%'"), Some(2));
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM tenant.fleet_members_t WHERE grade IS NULL AND schema_name LIKE 'fleet_v%'"),
+        Some(3)
+    );
     // Nothing changed: nothing rebuilt.
     assert_eq!(one::<i64>("SELECT tenant.refresh_fleet_views()"), Some(0));
 }

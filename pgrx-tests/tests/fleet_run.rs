@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 const DB: &str = "it_fleet_run";
 
-/// A database with `count` institutions whose template has a `counters`
+/// A database with `count` institutions (schemas `<prefix>_00`, ...) whose template has a `counters`
 /// table (one row, n = 0); returns (institution ids, schema names).
-fn fleet(count: usize) -> (Client, Vec<Uuid>, Vec<String>) {
+fn fleet(prefix: &str, count: usize) -> (Client, Vec<Uuid>, Vec<String>) {
     let mut db = fresh_database(DB);
     db.batch_execute(
         "CREATE TABLE tenant_template.counters (id int PRIMARY KEY, n int NOT NULL);
@@ -31,7 +31,7 @@ fn fleet(count: usize) -> (Client, Vec<Uuid>, Vec<String>) {
     let mut schemas = Vec::new();
     for i in 0..count {
         let id = Uuid::new_v4();
-        let schema = format!("fleet_{i:02}");
+        let schema = format!("{prefix}_{i:02}");
         assert!(create(&mut db, id, &schema).ok());
         db.batch_execute(&format!("INSERT INTO {schema}.counters VALUES (1, 0) ON CONFLICT DO NOTHING")).unwrap();
         ids.push(id);
@@ -46,7 +46,7 @@ fn counter(db: &mut Client, schema: &str) -> i32 {
 
 #[test]
 fn a_platform_admin_runs_a_statement_everywhere_and_one_failure_stops_nothing() {
-    let (mut db, ids, schemas) = fleet(3);
+    let (mut db, ids, schemas) = fleet("fr_all", 3);
     db.batch_execute(&format!("DROP TABLE {}.counters", schemas[1])).unwrap();
     let mut admin = connect_as("it_fleet_admin", DB);
     let rows = admin
@@ -87,7 +87,7 @@ fn a_platform_admin_runs_a_statement_everywhere_and_one_failure_stops_nothing() 
 
 #[test]
 fn the_statement_runs_as_each_institutions_role_and_cannot_reach_another() {
-    let (mut db, ids, schemas) = fleet(2);
+    let (mut db, ids, schemas) = fleet("fr_conf", 2);
     // Even a superuser's run cannot read another institution's table by name,
     // nor plant code that would run with more than the tenant's rights.
     let row = db
@@ -121,7 +121,7 @@ fn the_statement_runs_as_each_institutions_role_and_cannot_reach_another() {
 
 #[test]
 fn a_committed_run_commits_each_institution_and_resumes_after_a_kill() {
-    let (mut db, _ids, schemas) = fleet(4);
+    let (mut db, _ids, schemas) = fleet("fr_kill", 4);
     // The third institution sleeps long enough to be killed while running.
     db.batch_execute(&format!("UPDATE {}.counters SET n = 100", schemas[2])).unwrap();
     let statement = "UPDATE counters SET n = n + 1 WHERE id = 1 AND pg_catalog.pg_sleep(CASE WHEN n >= 100 THEN 30 ELSE 0 END) IS NOT NULL";
@@ -186,7 +186,7 @@ fn a_committed_run_commits_each_institution_and_resumes_after_a_kill() {
 
 #[test]
 fn a_committed_dry_run_lists_where_it_would_run_and_changes_nothing() {
-    let (mut db, _ids, schemas) = fleet(2);
+    let (mut db, _ids, schemas) = fleet("fr_dry", 2);
     let (mut admin, notices) = listening_as("it_fleet_admin", DB);
     admin.batch_execute("CALL tenant.run_in_each_committed('UPDATE counters SET n = 7', dry_run => true)").unwrap();
     let notices = notices.lock().unwrap().clone();
