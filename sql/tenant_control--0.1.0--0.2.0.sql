@@ -367,3 +367,269 @@ SELECT t.id AS schema_id, t.institution_id, t.schema_name, t.status, t.last_acce
 COMMENT ON VIEW tenant.idle_institutions IS
     'Institutions by time since an application last entered them with tenant.set_context (since creation if never): SELECT * FROM tenant.idle_institutions WHERE idle_for > interval ''90 days''.';
 GRANT SELECT ON tenant.idle_institutions TO tenant_control_admin;
+
+-- The application's institutions table wired to the registry
+-- (tenant.link_institutions_table): row triggers on that table create the
+-- institution's schema on INSERT, drop it (keeping its backup) on DELETE, and
+-- map a status column to ACTIVE / SUSPENDED / MAINTENANCE. on_failure 'fail'
+-- (the default) makes the application's statement fail with the reason;
+-- 'retry' keeps the application's row, records the failure in
+-- tenant.institution_link_failures (with a WARNING) and
+-- CALL tenant.retry_institution_links() tries again (from pg_cron, say).
+CREATE TABLE tenant.institution_link_failures (
+    institution_id  uuid        NOT NULL,
+    action          text        NOT NULL CHECK (action IN ('CREATE', 'DROP', 'STATUS')),
+    wanted_status   text        CHECK (wanted_status IN ('ACTIVE', 'SUSPENDED', 'MAINTENANCE')),
+    sqlstate        text,
+    message         text,
+    attempts        integer     NOT NULL DEFAULT 1,
+    first_failed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_failed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (institution_id, action)
+);
+COMMENT ON TABLE tenant.institution_link_failures IS
+    'Changes of the linked institutions table whose schema work failed (on_failure => ''retry''): CALL tenant.retry_institution_links() tries them again.';
+SELECT pg_catalog.pg_extension_config_dump('tenant.institution_link_failures', '');
+
+-- ACTIVE / SUSPENDED / MAINTENANCE from the application's status value:
+-- the same words in any case, plus the usual synonyms.
+CREATE FUNCTION tenant.institution_status_of(value text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE pg_catalog.upper(pg_catalog.btrim(value))
+               WHEN 'ACTIVE' THEN 'ACTIVE' WHEN 'ENABLED' THEN 'ACTIVE'
+               WHEN 'SUSPENDED' THEN 'SUSPENDED' WHEN 'INACTIVE' THEN 'SUSPENDED' WHEN 'DISABLED' THEN 'SUSPENDED'
+               WHEN 'MAINTENANCE' THEN 'MAINTENANCE'
+           END
+$$;
+
+-- One institution's schema work; returns NULL on success, else sqlstate || ' ' || message.
+CREATE FUNCTION tenant.institution_link_apply(institution uuid, action text, wanted_status text)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outcome record;
+    live record;
+BEGIN
+    SELECT t.id, t.status INTO live FROM tenant.tenant_schemas t
+     WHERE t.institution_id = institution AND t.status <> 'DROPPED';
+    IF action = 'CREATE' THEN
+        IF live.id IS NULL THEN
+            SELECT * INTO outcome FROM tenant.create_institution_schema(institution);
+            IF outcome.status <> 'SUCCESS' THEN
+                RETURN outcome.sqlstate || ' ' || outcome.message;
+            END IF;
+            live.id := outcome.schema_id;
+            live.status := 'ACTIVE';
+        END IF;
+    ELSIF action = 'DROP' THEN
+        IF live.id IS NOT NULL THEN
+            SELECT * INTO outcome FROM tenant.drop_institution_schema(live.id);
+            IF outcome.status <> 'SUCCESS' THEN
+                RETURN outcome.sqlstate || ' ' || outcome.message;
+            END IF;
+        END IF;
+        RETURN NULL;
+    ELSIF live.id IS NULL THEN
+        RETURN '42704 no institution schema for institution ' || institution;
+    END IF;
+    IF wanted_status IS NOT NULL AND wanted_status <> live.status THEN
+        SELECT * INTO outcome FROM tenant.set_institution_status(live.id, wanted_status, 'linked institutions table');
+        IF outcome.status <> 'SUCCESS' THEN
+            RETURN outcome.sqlstate || ' ' || outcome.message;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- The row trigger on the institutions table. TG_ARGV: id column, status
+-- column ('' if none), on_failure ('fail' or 'retry').
+CREATE FUNCTION tenant.institutions_table_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id_column text := TG_ARGV[0];
+    status_column text := NULLIF(TG_ARGV[1], '');
+    on_failure text := TG_ARGV[2];
+    row_of record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    institution uuid;
+    status_value text;
+    wanted text;
+    todo text := CASE TG_OP WHEN 'INSERT' THEN 'CREATE' WHEN 'DELETE' THEN 'DROP' ELSE 'STATUS' END;
+    id_changed boolean;
+    failure text;
+BEGIN
+    EXECUTE pg_catalog.format('SELECT ($1).%I::uuid', id_column) INTO institution USING row_of;
+    IF status_column IS NOT NULL AND TG_OP <> 'DELETE' THEN
+        EXECUTE pg_catalog.format('SELECT ($1).%I::text', status_column) INTO status_value USING row_of;
+        wanted := tenant.institution_status_of(status_value);
+        IF status_value IS NOT NULL AND wanted IS NULL THEN
+            RAISE EXCEPTION 'institution %: status "%" of column %.% maps to no tenant status', institution, status_value,
+                TG_TABLE_NAME, status_column
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use active/enabled, suspended/inactive/disabled or maintenance (any case).';
+        END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        EXECUTE pg_catalog.format('SELECT ($1).%I::uuid IS DISTINCT FROM ($2).%I::uuid', id_column, id_column)
+           INTO id_changed USING OLD, NEW;
+        IF id_changed THEN
+            RAISE EXCEPTION 'institution %: the id of a linked institution cannot change', institution
+                USING ERRCODE = 'feature_not_supported', HINT = 'Delete the row and insert a new one.';
+        END IF;
+    END IF;
+    failure := tenant.institution_link_apply(institution, todo, wanted);
+    IF failure IS NULL THEN
+        DELETE FROM tenant.institution_link_failures f WHERE f.institution_id = institution AND f.action = todo;
+    ELSIF on_failure = 'retry' THEN
+        INSERT INTO tenant.institution_link_failures AS f (institution_id, action, wanted_status, sqlstate, message)
+        VALUES (institution, todo, wanted, pg_catalog.left(failure, 5), pg_catalog.substr(failure, 7))
+        ON CONFLICT (institution_id, action) DO UPDATE
+           SET attempts = f.attempts + 1, last_failed_at = pg_catalog.now(), wanted_status = EXCLUDED.wanted_status,
+               sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message;
+        RAISE WARNING 'institution %: % failed, kept for retry: %', institution, pg_catalog.lower(todo), failure
+            USING HINT = 'CALL tenant.retry_institution_links() retries; see tenant.institution_link_failures.';
+    ELSE
+        RAISE EXCEPTION 'institution %: % of its schema failed: %', institution, pg_catalog.lower(todo),
+            pg_catalog.substr(failure, 7)
+            USING ERRCODE = pg_catalog.left(failure, 5);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION tenant.link_institutions_table(status_column text DEFAULT NULL, on_failure text DEFAULT 'fail')
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    table_name text;
+    id_column text;
+    relation regclass;
+    column_type text;
+BEGIN
+    -- Load the library first: it defines the settings as superuser-only and
+    -- discards a value a session set before (a placeholder anyone can set).
+    PERFORM tenant.current_institution();
+    table_name := pg_catalog.current_setting('tenant_control.institutions_table', true);
+    id_column := COALESCE(NULLIF(pg_catalog.current_setting('tenant_control.institutions_id_column', true), ''), 'id');
+    IF table_name IS NULL OR pg_catalog.btrim(table_name) = '' THEN
+        RAISE EXCEPTION 'tenant_control.institutions_table is not set'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'ALTER DATABASE ... SET tenant_control.institutions_table = ''public.institutions'' (and reconnect).';
+    END IF;
+    IF on_failure IS NULL OR on_failure NOT IN ('fail', 'retry') THEN
+        RAISE EXCEPTION 'on_failure must be ''fail'' or ''retry'', not %', COALESCE(on_failure, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    relation := pg_catalog.to_regclass(table_name);
+    IF relation IS NULL THEN
+        RAISE EXCEPTION 'institutions table "%" does not exist', table_name USING ERRCODE = 'undefined_table';
+    END IF;
+    FOR column_type IN
+        SELECT c.name || ':' || COALESCE(pg_catalog.format_type(a.atttypid, a.atttypmod), '-')
+          FROM (VALUES (id_column), (status_column)) AS c(name)
+          LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = relation AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE c.name IS NOT NULL
+    LOOP
+        IF pg_catalog.split_part(column_type, ':', 2) = '-' THEN
+            RAISE EXCEPTION 'column "%" of institutions table % does not exist', pg_catalog.split_part(column_type, ':', 1), relation
+                USING ERRCODE = 'undefined_column';
+        END IF;
+        IF pg_catalog.split_part(column_type, ':', 1) = id_column AND pg_catalog.split_part(column_type, ':', 2) <> 'uuid' THEN
+            RAISE EXCEPTION 'column "%" of institutions table % is %, not uuid', id_column, relation,
+                pg_catalog.split_part(column_type, ':', 2) USING ERRCODE = 'datatype_mismatch';
+        END IF;
+    END LOOP;
+    EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS tc_institutions_link ON %s', relation);
+    EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS tc_institutions_link_status ON %s', relation);
+    EXECUTE pg_catalog.format(
+        'CREATE TRIGGER tc_institutions_link AFTER INSERT OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION tenant.institutions_table_sync(%L, %L, %L)',
+        relation, id_column, COALESCE(status_column, ''), on_failure);
+    IF status_column IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER tc_institutions_link_status AFTER UPDATE OF %I, %I ON %s FOR EACH ROW EXECUTE FUNCTION tenant.institutions_table_sync(%L, %L, %L)',
+            id_column, status_column, relation, id_column, status_column, on_failure);
+    END IF;
+    RETURN pg_catalog.format('%s is linked: INSERT creates a schema, DELETE drops it (keeping a backup)%s; on failure: %s',
+        relation, CASE WHEN status_column IS NULL THEN '' ELSE pg_catalog.format(', column %I sets the status', status_column) END,
+        on_failure);
+END
+$$;
+
+CREATE FUNCTION tenant.unlink_institutions_table() RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    linked record;
+    unlinked text[] := '{}';
+BEGIN
+    FOR linked IN
+        SELECT DISTINCT t.tgrelid::regclass AS relation FROM pg_catalog.pg_trigger t
+         WHERE t.tgname IN ('tc_institutions_link', 'tc_institutions_link_status')
+           AND t.tgfoid = 'tenant.institutions_table_sync()'::regprocedure
+    LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS tc_institutions_link ON %s', linked.relation);
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS tc_institutions_link_status ON %s', linked.relation);
+        unlinked := unlinked || linked.relation::text;
+    END LOOP;
+    IF pg_catalog.cardinality(unlinked) = 0 THEN
+        RETURN 'no institutions table was linked';
+    END IF;
+    RETURN pg_catalog.format('unlinked %s: its rows no longer create or drop schemas', pg_catalog.array_to_string(unlinked, ', '));
+END
+$$;
+
+CREATE PROCEDURE tenant.retry_institution_links()
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    pending record;
+    failure text;
+    done integer := 0;
+    still integer := 0;
+BEGIN
+    FOR pending IN
+        SELECT f.institution_id, f.action, f.wanted_status FROM tenant.institution_link_failures f
+         ORDER BY f.first_failed_at
+    LOOP
+        failure := tenant.institution_link_apply(pending.institution_id, pending.action, pending.wanted_status);
+        IF failure IS NULL THEN
+            DELETE FROM tenant.institution_link_failures f
+             WHERE f.institution_id OPERATOR(pg_catalog.=) pending.institution_id
+               AND f.action OPERATOR(pg_catalog.=) pending.action;
+            done := done OPERATOR(pg_catalog.+) 1;
+        ELSE
+            UPDATE tenant.institution_link_failures f
+               SET attempts = f.attempts OPERATOR(pg_catalog.+) 1, last_failed_at = pg_catalog.now(),
+                   sqlstate = pg_catalog.left(failure, 5), message = pg_catalog.substr(failure, 7)
+             WHERE f.institution_id OPERATOR(pg_catalog.=) pending.institution_id
+               AND f.action OPERATOR(pg_catalog.=) pending.action;
+            still := still OPERATOR(pg_catalog.+) 1;
+        END IF;
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE 'institution links: % retried successfully, % still failing', done, still;
+END
+$$;
+
+REVOKE ALL ON FUNCTION tenant.institution_status_of(text), tenant.institution_link_apply(uuid, text, text),
+                       tenant.institutions_table_sync(), tenant.link_institutions_table(text, text),
+                       tenant.unlink_institutions_table() FROM PUBLIC;
+REVOKE ALL ON PROCEDURE tenant.retry_institution_links() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.link_institutions_table(text, text), tenant.unlink_institutions_table(),
+                          tenant.institution_status_of(text) TO tenant_control_admin;
+GRANT EXECUTE ON PROCEDURE tenant.retry_institution_links() TO tenant_control_admin;
+GRANT SELECT ON tenant.institution_link_failures TO tenant_control_admin;
+COMMENT ON FUNCTION tenant.link_institutions_table(text, text) IS
+    'Keep schemas in step with the table named by tenant_control.institutions_table: INSERT creates the schema, DELETE drops it (keeping a backup), the status column (if given) sets ACTIVE/SUSPENDED/MAINTENANCE. on_failure: fail (the statement fails) or retry (kept in tenant.institution_link_failures).';
+COMMENT ON FUNCTION tenant.unlink_institutions_table() IS 'Remove the triggers link_institutions_table put on the institutions table.';
+COMMENT ON PROCEDURE tenant.retry_institution_links() IS
+    'Retry the institution schema work that failed under on_failure => ''retry'', one commit each. Safe from pg_cron.';
+COMMENT ON FUNCTION tenant.institution_status_of(text) IS
+    'The tenant status (ACTIVE, SUSPENDED, MAINTENANCE) an application status value maps to, or NULL.';
+COMMENT ON FUNCTION tenant.institution_link_apply(uuid, text, text) IS
+    'Internal: create, drop or set the status of one institution''s schema for the linked institutions table; NULL or the error.';
+COMMENT ON FUNCTION tenant.institutions_table_sync() IS 'Internal: row trigger on the linked institutions table.';
