@@ -7,6 +7,7 @@ use crate::errors::{OrRaise, TcResult};
 use crate::fleet_report;
 use crate::fleet_run::{self, Job, Outcome};
 use crate::oplog::{self, OpKind};
+use crate::reference;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
@@ -138,4 +139,37 @@ fn drop_fleet_view(view_name: Option<&str>) -> String {
 #[search_path(pg_catalog, pg_temp)]
 fn refresh_fleet_views() -> i64 {
     fleet_report::refresh_all().or_raise()
+}
+
+/// Internal (tenant.sync_reference): declare a reference source; returns its id.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn reference_declare(
+    source: Option<pg_sys::Oid>,
+    target_table: Option<&str>,
+    key_column: Option<&str>,
+    on_conflict: Option<&str>,
+) -> i64 {
+    reference::declare(source, target_table, key_column, on_conflict).or_raise()
+}
+
+/// Internal (tenant.sync_reference): sync one source into one institution.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn reference_sync_one(
+    source_id: Option<i64>,
+    schema_id: Option<pgrx::Uuid>,
+) -> TableIterator<
+    'static,
+    (name!(inserted, i64), name!(updated, i64), name!(conflicts, i64), name!(skipped, Option<String>)),
+> {
+    let synced = reference::sync_one(source_id, schema_id).or_raise();
+    TableIterator::once((synced.inserted, synced.updated, synced.conflicts, synced.skipped))
+}
+
+/// Internal (trigger on the registry): give a new institution every source's data.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn reference_sync_new(schema_id: Option<pgrx::Uuid>) -> i64 {
+    reference::sync_new_institution(schema_id).or_raise()
 }

@@ -23,6 +23,7 @@ mod oplog;
 mod orphans;
 mod pool;
 mod quota;
+mod reference;
 mod registry;
 mod restore;
 mod restricted;

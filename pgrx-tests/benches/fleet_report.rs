@@ -93,7 +93,9 @@ fn measure_view(client: &mut Client, goals: &mut Goals, institutions: usize, pla
 fn main() {
     let max: usize = std::env::var("TC_FLEET_BENCH_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     let mut client = with_template("bench_fleet");
-    client.batch_execute("ALTER SYSTEM SET fsync = on; SELECT pg_reload_conf()").unwrap();
+    // ALTER SYSTEM cannot share a (multi-statement, hence transactional) batch.
+    client.batch_execute("ALTER SYSTEM SET fsync = on").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let fsync: String = client.query_one("SHOW fsync", &[]).unwrap().get(0);
     let locks: String = client.query_one("SHOW max_locks_per_transaction", &[]).unwrap().get(0);
@@ -142,7 +144,8 @@ fn main() {
         goals.missed.push("5000 institutions not measured".into());
     }
 
-    client.batch_execute("ALTER SYSTEM RESET fsync; SELECT pg_reload_conf()").unwrap();
+    client.batch_execute("ALTER SYSTEM RESET fsync").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
     if !goals.missed.is_empty() {
         eprintln!("goals missed: {}", goals.missed.join("; "));
         std::process::exit(1);

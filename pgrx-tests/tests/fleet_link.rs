@@ -51,10 +51,8 @@ fn the_institutions_table_creates_suspends_and_drops_schemas() {
     let id = Uuid::new_v4();
     app.execute("INSERT INTO public.institutions (id, name) VALUES ($1, 'Acme')", &[&id]).unwrap();
     assert_eq!(registry_status(&mut db, id).as_deref(), Some("ACTIVE"));
-    let schema: String = db
-        .query_one("SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1", &[&id])
-        .unwrap()
-        .get(0);
+    let schema: String =
+        db.query_one("SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1", &[&id]).unwrap().get(0);
     assert_eq!(count(&mut db, &format!("SELECT count(*) FROM {schema}.students")), 0);
 
     app.execute("UPDATE public.institutions SET state = 'Suspended' WHERE id = $1", &[&id]).unwrap();
@@ -64,9 +62,13 @@ fn the_institutions_table_creates_suspends_and_drops_schemas() {
     app.execute("UPDATE public.institutions SET state = 'ACTIVE' WHERE id = $1", &[&id]).unwrap();
     assert_eq!(registry_status(&mut db, id).as_deref(), Some("ACTIVE"));
     // A value that maps to nothing is refused and changes nothing.
-    let code = sqlstate_of_failure(&mut app, &format!("UPDATE public.institutions SET state = 'bogus' WHERE id = '{id}'"));
+    let code =
+        sqlstate_of_failure(&mut app, &format!("UPDATE public.institutions SET state = 'bogus' WHERE id = '{id}'"));
     assert_eq!(code, "22023");
-    assert_eq!(count(&mut db, &format!("SELECT count(*) FROM public.institutions WHERE id = '{id}' AND state = 'ACTIVE'")), 1);
+    assert_eq!(
+        count(&mut db, &format!("SELECT count(*) FROM public.institutions WHERE id = '{id}' AND state = 'ACTIVE'")),
+        1
+    );
 
     app.execute("DELETE FROM public.institutions WHERE id = $1", &[&id]).unwrap();
     assert_eq!(registry_status(&mut db, id).as_deref(), Some("DROPPED"));
@@ -94,7 +96,8 @@ fn a_failing_creation_fails_the_insert_or_is_kept_for_retry() {
     // A role of the name the new schema needs already exists: creation fails.
     let id = Uuid::new_v4();
     db.batch_execute(&format!("DROP ROLE IF EXISTS {r}; CREATE ROLE {r}", r = default_role(id))).unwrap();
-    let code = sqlstate_of_failure(&mut db, &format!("INSERT INTO public.institutions (id, name) VALUES ('{id}', 'Blocked')"));
+    let code =
+        sqlstate_of_failure(&mut db, &format!("INSERT INTO public.institutions (id, name) VALUES ('{id}', 'Blocked')"));
     assert_eq!(code, "42710");
     assert_eq!(count(&mut db, &format!("SELECT count(*) FROM public.institutions WHERE id = '{id}'")), 0);
 
@@ -106,7 +109,10 @@ fn a_failing_creation_fails_the_insert_or_is_kept_for_retry() {
     assert_eq!(count(&mut db, &format!("SELECT count(*) FROM public.institutions WHERE id = '{id}'")), 1);
     assert_eq!(registry_status(&mut db, id), None);
     let failed: String = db
-        .query_one("SELECT sqlstate FROM tenant.institution_link_failures WHERE institution_id = $1 AND action = 'CREATE'", &[&id])
+        .query_one(
+            "SELECT sqlstate FROM tenant.institution_link_failures WHERE institution_id = $1 AND action = 'CREATE'",
+            &[&id],
+        )
         .unwrap()
         .get(0);
     assert_eq!(failed, "42710");
