@@ -30,20 +30,21 @@ pub fn touch(institution: uuid::Uuid) {
         Some(at) => now.duration_since(*at) >= EVERY,
         None => true,
     });
-    if !due {
+    // A read-only transaction cannot write: the next read-write one will.
+    if !due || read_only() {
         return;
     }
     RECORDED.with(|recorded| recorded.borrow_mut().insert(institution, now));
-    // A failure (a read-only snapshot, a serialization conflict) leaves the
-    // old value: last access is a hint, not a fact anything depends on.
+    // A failure (a serialization conflict, say) leaves the old value: last
+    // access is a hint, not a fact anything depends on.
     let _ = subxact::atomically(|| write(institution));
 }
 
+fn read_only() -> bool {
+    db::scalar::<bool>("SELECT pg_catalog.current_setting('transaction_read_only')::boolean", &[]).unwrap_or(true)
+}
+
 fn write(institution: uuid::Uuid) -> TcResult<()> {
-    let read_only: bool = db::scalar("SELECT pg_catalog.current_setting('transaction_read_only')::boolean", &[])?;
-    if read_only {
-        return Ok(());
-    }
     db::run(
         "UPDATE tenant.tenant_schemas t SET last_accessed_at = pg_catalog.now()
           WHERE t.id = (SELECT s.id FROM tenant.tenant_schemas s
