@@ -333,12 +333,13 @@ extern "C-unwind" {
 static TIMER: AtomicI32 = AtomicI32::new(-1);
 static TIMED_OUT: AtomicBool = AtomicBool::new(false);
 
-/// Runs in the SIGALRM handler: only flags, like StatementTimeoutHandler.
+/// Runs inside PostgreSQL's SIGALRM handler (which sets the latch itself):
+/// only plain flag writes here, nothing that calls into PostgreSQL through
+/// pgrx's FFI guard, which is not async-signal-safe.
 unsafe extern "C-unwind" fn timer_fired() {
     TIMED_OUT.store(true, Ordering::SeqCst);
     pg_sys::QueryCancelPending = 1;
     pg_sys::InterruptPending = 1;
-    pg_sys::SetLatch(pg_sys::MyLatch);
 }
 
 fn timer() -> TimeoutId {
