@@ -41,8 +41,11 @@ impl Bouncer {
         )
         .unwrap();
         Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap();
-        let started =
-            Command::new("runuser").args(["-u", "postgres", "--", "pgbouncer", "-d"]).arg(dir.join("pgbouncer.ini")).status().unwrap();
+        let started = Command::new("runuser")
+            .args(["-u", "postgres", "--", "pgbouncer", "-d"])
+            .arg(dir.join("pgbouncer.ini"))
+            .status()
+            .unwrap();
         assert!(started.success(), "pgbouncer did not start");
         thread::sleep(std::time::Duration::from_millis(500));
         Bouncer { dir, port }
@@ -107,7 +110,10 @@ fn last_access_is_recorded_rarely_behind_transaction_pooling() {
     drop(bouncer);
 
     assert_eq!(
-        count(&mut su, "SELECT count(*) FROM tenant.list_institutions() WHERE last_accessed_at > now() - interval '5 minutes'"),
+        count(
+            &mut su,
+            "SELECT count(*) FROM tenant.list_institutions() WHERE last_accessed_at > now() - interval '5 minutes'"
+        ),
         INSTITUTIONS as i64
     );
     // 120 transactions, but at most one write per institution per server connection.

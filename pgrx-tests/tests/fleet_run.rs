@@ -199,3 +199,37 @@ fn a_committed_dry_run_lists_where_it_would_run_and_changes_nothing() {
 fn postgres_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+#[test]
+fn a_committed_run_is_safe_as_a_pg_cron_job() {
+    let (mut db, _ids, schemas) = fleet("fr_cron", 2);
+    let mut cron = superuser("postgres");
+    cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron").unwrap();
+    // Debian's pg_cron 1.4 schedules by the minute: wait for the first run.
+    let job: i64 = cron
+        .query_one(
+            "SELECT cron.schedule_in_database('it_fleet_run_job', '* * * * *', $1, $2)",
+            &[&"CALL tenant.run_in_each_committed('UPDATE counters SET n = n + 1')", &DB],
+        )
+        .unwrap()
+        .get(0);
+    let started = std::time::Instant::now();
+    let outcome: (String, String) = loop {
+        let row = cron
+            .query_opt(
+                "SELECT status, coalesce(return_message, '') FROM cron.job_run_details
+                  WHERE jobid = $1 AND status IN ('succeeded', 'failed') ORDER BY runid LIMIT 1",
+                &[&job],
+            )
+            .unwrap();
+        if let Some(row) = row {
+            break (row.get(0), row.get(1));
+        }
+        assert!(started.elapsed() < Duration::from_secs(150), "pg_cron did not run the job");
+        thread::sleep(Duration::from_millis(500));
+    };
+    cron.query_one("SELECT cron.unschedule($1::bigint)", &[&job]).unwrap();
+    assert_eq!(outcome.0, "succeeded", "{}", outcome.1);
+    assert_eq!(schemas.iter().map(|s| counter(&mut db, s)).collect::<Vec<_>>(), vec![1, 1]);
+    assert_eq!(count(&mut db, "SELECT count(*) FROM tenant.fleet_run_progress WHERE status = 'COMPLETED'"), 1);
+}
