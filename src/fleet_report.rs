@@ -251,7 +251,7 @@ fn build(view: &str, table: &str) -> TcResult<(usize, bool)> {
         db::run(
             &format!(
                 "COMMENT ON VIEW {qualified} IS {}",
-                quote_literal(&format!(
+                quote_literal(format!(
                     "Fleet view of {TEMPLATE_SCHEMA}.{table} over every ACTIVE institution (tenant.create_fleet_view); each reader sees the institutions whose role it has, platform administrators see all."
                 ))
             ),

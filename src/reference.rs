@@ -197,7 +197,7 @@ fn sync_into(source: &Source, tenant: &Tenant) -> TcResult<Synced> {
     .into_iter()
     .collect();
     let table = format!("{}.{}", tenant.schema.quoted(), quote_identifier(&source.target));
-    let columns: Vec<String> = source.columns.iter().map(|c| quote_identifier(c)).collect();
+    let columns: Vec<String> = source.columns.iter().map(quote_identifier).collect();
     let column_list = columns.join(", ");
     let search_path = format!("{}, public, pg_temp", tenant.schema.quoted());
     let mut outcome = Synced::default();
