@@ -80,6 +80,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         "SELECT pg_catalog.set_config('tenant_control.institution_id', $1, true)",
         &[institution.to_string().into()],
     )?;
+    crate::ops::last_access::touch(institution);
     Ok(context)
 }
 

@@ -3,11 +3,15 @@
 
 pub mod backup;
 pub mod context;
+pub mod fleet_report;
+pub mod fleet_run;
+pub mod last_access;
 pub mod lifecycle;
 pub mod limits;
 pub mod maintenance;
 pub mod migrate;
 pub mod pool;
 pub mod quota;
+pub mod reference;
 pub mod restore;
 pub mod retention;

@@ -24,6 +24,8 @@ pub enum OpKind {
     Optimize,
     UsageSnapshot,
     Retention,
+    /// A statement run in many institutions (tenant.run_in_each and its committed variant).
+    FleetRun,
 }
 
 impl OpKind {
@@ -41,6 +43,7 @@ impl OpKind {
             OpKind::Optimize => "OPTIMIZE",
             OpKind::UsageSnapshot => "USAGE_SNAPSHOT",
             OpKind::Retention => "RETENTION",
+            OpKind::FleetRun => "FLEET_RUN",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! re-exported here.
 
 mod backup;
+mod fleet;
 mod integrity;
 mod lifecycle;
 mod lifecycle_data;

@@ -79,6 +79,13 @@ impl Goals {
         }
     }
 
+    /// A goal that could not even be measured counts as missed.
+    pub fn miss(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        println!("GOAL {what}: MISSED");
+        self.missed.push(what);
+    }
+
     /// Exit non-zero if a goal was missed.
     pub fn finish(self) {
         if self.missed.is_empty() {
