@@ -517,6 +517,16 @@ SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' depend
  LIMIT 1
 "#;
 
+/// What a copy of the template cost, as the operation log records it.
+#[derive(serde::Serialize)]
+pub struct CopyStats {
+    pub statements: usize,
+    pub generated: bool,
+    pub prepare_ms: f64,
+    pub execute_ms: f64,
+    pub verify_ms: f64,
+}
+
 pub struct Copied {
     pub statements: usize,
     /// Tables in the copy, and the template version copied.
@@ -526,6 +536,13 @@ pub struct Copied {
     pub generated: bool,
     /// Milliseconds spent generating (or fetching) the DDL, running it, and verifying the copy.
     pub timings: [f64; 3],
+}
+
+impl Copied {
+    pub fn stats(&self) -> CopyStats {
+        let [prepare_ms, execute_ms, verify_ms] = self.timings;
+        CopyStats { statements: self.statements, generated: self.generated, prepare_ms, execute_ms, verify_ms }
+    }
 }
 
 /// A piece of a generated statement: text, or the place of the copy's own

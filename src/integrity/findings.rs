@@ -69,12 +69,26 @@ impl Finding {
         self
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "schema": self.schema_name, "check": self.check, "severity": self.severity.as_str(),
-            "object": self.object, "fixed": self.fixed,
-        })
+    /// What the operation log keeps of a finding.
+    pub fn summary(&self) -> FindingSummary<'_> {
+        FindingSummary {
+            schema: self.schema_name.as_deref(),
+            check: self.check,
+            severity: self.severity.as_str(),
+            object: &self.object,
+            fixed: self.fixed,
+        }
     }
+}
+
+/// A finding as the operation log's `findings` list holds it.
+#[derive(serde::Serialize)]
+pub struct FindingSummary<'a> {
+    pub schema: Option<&'a str>,
+    pub check: &'static str,
+    pub severity: &'static str,
+    pub object: &'a str,
+    pub fixed: bool,
 }
 
 /// Run a repair in its own subtransaction; a failed repair is reported, not raised.

@@ -69,7 +69,7 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
         );
     }
     op.note("fixed", findings.iter().filter(|f| f.fixed).count());
-    op.note("findings", findings.iter().take(200).map(Finding::to_json).collect::<Vec<_>>());
+    op.note_shape("findings", &findings.iter().take(200).map(Finding::summary).collect::<Vec<_>>());
     Ok(findings)
 }
 

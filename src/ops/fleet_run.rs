@@ -406,15 +406,24 @@ fn summarize(op: &mut Operation, outcomes: &[Outcome]) {
     for status in ["SUCCESS", "ERROR", "SKIPPED", "WOULD_RUN"] {
         op.note(&status.to_ascii_lowercase(), outcomes.iter().filter(|o| o.status == status).count());
     }
-    let failures: Vec<Value> = outcomes
+    /// An institution a run failed in, as the log's `errors` list holds it.
+    #[derive(serde::Serialize)]
+    struct Failed<'a> {
+        institution_id: String,
+        schema_name: &'a Option<String>,
+        sqlstate: &'a Option<String>,
+    }
+    let failures: Vec<Failed> = outcomes
         .iter()
         .filter(|o| o.status == "ERROR")
         .take(100)
-        .map(|o| {
-            serde_json::json!({"institution_id": o.institution_id.to_string(), "schema_name": o.schema_name, "sqlstate": o.sqlstate})
+        .map(|o| Failed {
+            institution_id: o.institution_id.to_string(),
+            schema_name: &o.schema_name,
+            sqlstate: &o.sqlstate,
         })
         .collect();
-    op.note("errors", Value::Array(failures));
+    op.note_shape("errors", &failures);
 }
 
 /// `tenant.run_in_each_committed` begins here: the run and one PENDING item

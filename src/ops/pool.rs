@@ -83,14 +83,7 @@ pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<Built> 
         format!("GRANT {} TO tenant_control_app", role.quoted()),
     ];
     let copied = internal_ddl(|| template::copy_into(schema, &role, &prelude))?;
-    let [prepare, execute, verify] = copied.timings;
-    op.note(
-        "template",
-        serde_json::json!({
-            "statements": copied.statements, "generated": copied.generated,
-            "prepare_ms": prepare, "execute_ms": execute, "verify_ms": verify,
-        }),
-    );
+    op.note_shape("template", &copied.stats());
     op.note("version", copied.version);
     Ok(Built { version: copied.version, tables: copied.tables })
 }

@@ -238,6 +238,21 @@ pub fn batch(
     })
 }
 
+/// An institution's `config->'retention'->'<table>'`: a key left out keeps
+/// the template rule's value; `"keep": null` turns retention off there.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionOverride {
+    #[serde(default, deserialize_with = "present")]
+    keep: Option<Option<String>>,
+    archive: Option<bool>,
+}
+
+/// A key that is there, even as null (`Some(None)`), unlike one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(value).map(Some)
+}
+
 /// The template rule of `table` with `config->'retention'->table` of the
 /// institution applied: `{"keep": "<interval>" | null, "archive": bool}`,
 /// or `null` to turn the rule off. None: no retention for this institution.
@@ -275,26 +290,18 @@ fn effective_rule(tenant: &Tenant, table: &str) -> TcResult<Option<Effective>> {
             "config->'retention'->'{table}' must be null or an object with \"keep\" (an interval, or null for no retention) and \"archive\" (true or false)."
         ))
     };
-    match overridden {
-        None => {}
+    let shape = match overridden {
+        None => return Ok(Some(rule)),
         Some(Value::Null) => return Ok(None),
-        Some(Value::Object(fields)) => {
-            if let Some(unknown) = fields.keys().find(|key| !matches!(key.as_str(), "keep" | "archive")) {
-                return Err(bad_override(&format!("unknown key \"{unknown}\"")));
-            }
-            match fields.get("keep") {
-                None => {}
-                Some(Value::Null) => return Ok(None),
-                Some(Value::String(keep)) => rule.keep = positive_interval(keep).map_err(|why| bad_override(&why))?,
-                Some(_) => return Err(bad_override("\"keep\" must be a string such as \"2 years\"")),
-            }
-            match fields.get("archive") {
-                None => {}
-                Some(Value::Bool(archive)) => rule.archive = *archive,
-                Some(_) => return Err(bad_override("\"archive\" must be true or false")),
-            }
-        }
-        Some(_) => return Err(bad_override("it must be an object or null")),
+        Some(value) => serde_json::from_value::<RetentionOverride>(value).map_err(|e| bad_override(&e.to_string()))?,
+    };
+    match shape.keep {
+        None => {}
+        Some(None) => return Ok(None),
+        Some(Some(keep)) => rule.keep = positive_interval(&keep).map_err(|why| bad_override(&why))?,
+    }
+    if let Some(archive) = shape.archive {
+        rule.archive = archive;
     }
     Ok(Some(rule))
 }
@@ -472,4 +479,32 @@ pub fn note(
             }
         });
     Ok(())
+}
+
+/// Pure logic, tested without a server.
+#[cfg(test)]
+mod unit_tests {
+    use super::RetentionOverride;
+
+    fn shape(json: &str) -> Result<RetentionOverride, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_override_tells_a_missing_keep_from_a_null_one() {
+        let kept = shape(r#"{"archive": false}"#).unwrap();
+        assert_eq!((kept.keep, kept.archive), (None, Some(false)));
+        let off = shape(r#"{"keep": null}"#).unwrap();
+        assert_eq!(off.keep, Some(None));
+        let longer = shape(r#"{"keep": "2 years", "archive": true}"#).unwrap();
+        assert_eq!((longer.keep, longer.archive), (Some(Some("2 years".to_string())), Some(true)));
+    }
+
+    #[test]
+    fn an_override_of_the_wrong_shape_is_refused() {
+        assert!(shape(r#"{"keep": "1 day", "purge": true}"#).unwrap_err().contains("unknown field `purge`"));
+        assert!(shape(r#"{"keep": 5}"#).is_err());
+        assert!(shape(r#"{"archive": "yes"}"#).is_err());
+        assert!(shape(r#""1 year""#).is_err());
+    }
 }

@@ -62,6 +62,11 @@ impl Operation {
         self.metadata.insert(key.to_string(), value.into());
     }
 
+    /// Note a typed shape (a `#[derive(Serialize)]` struct) under `key`.
+    pub fn note_shape<T: serde::Serialize>(&mut self, key: &str, value: &T) {
+        self.note(key, serde_json::to_value(value).unwrap_or(Value::Null));
+    }
+
     /// The schema the operation named, for messages ("?" if it failed before knowing).
     pub fn schema_name(&self) -> String {
         self.metadata.get("schema_name").and_then(Value::as_str).unwrap_or("?").to_string()
