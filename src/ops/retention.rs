@@ -240,7 +240,7 @@ pub fn batch(
 
 /// An institution's `config->'retention'->'<table>'`: a key left out keeps
 /// the template rule's value; `"keep": null` turns retention off there.
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetentionOverride {
     #[serde(default, deserialize_with = "present")]
