@@ -50,6 +50,7 @@ mod tests {
     include!("tests_integrity.rs");
     include!("tests_monitor.rs");
     include!("tests_lifecycle_data.rs");
+    include!("tests_portable.rs");
 }
 
 /// Required by `cargo pgrx test`.

@@ -119,11 +119,20 @@ fn without_pg_cron_here_scheduling_returns_the_statements_for_the_cron_database(
     });
     let db = one::<String>("SELECT current_database()::text").unwrap();
     let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-    assert_eq!(names, ["quota_refresh", "usage_snapshot", "integrity_check", "backup_retention"].map(|j| format!("tenant_control {db}: {j}")));
+    assert_eq!(
+        names,
+        ["quota_refresh", "usage_snapshot", "integrity_check", "backup_retention", "fleet_backup"]
+            .map(|j| format!("tenant_control {db}: {j}"))
+    );
     assert!(rows.iter().all(|r| !r.1));
     assert_eq!(
         rows[3].2,
         format!("SELECT cron.schedule_in_database('tenant_control {db}: backup_retention', '0 3 * * *', 'CALL tenant.cleanup_backups()', '{db}')")
+    );
+    // The fleet backup runs nightly, before retention removes old backups.
+    assert_eq!(
+        rows[4].2,
+        format!("SELECT cron.schedule_in_database('tenant_control {db}: fleet_backup', '0 1 * * *', 'CALL tenant.backup_all()', '{db}')")
     );
 }
 
