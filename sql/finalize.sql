@@ -458,7 +458,7 @@ COMMENT ON COLUMN tenant.backups.schema_id IS 'Registry id of the tenant the bac
 COMMENT ON COLUMN tenant.backups.institution_id IS 'Institution of that tenant.';
 COMMENT ON COLUMN tenant.backups.source_schema IS 'Name the tenant''s schema had when the backup was taken.';
 COMMENT ON COLUMN tenant.backups.backup_schema IS 'Schema holding the backup (tc_backup_...), reachable by no tenant role.';
-COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema) or RESTORE (the schema a restore replaced).';
+COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema), RESTORE (the schema a restore replaced) or DRILL (a live institution''s backup restored under a new name).';
 COMMENT ON COLUMN tenant.backups.created_at IS 'When the backup was taken.';
 COMMENT ON COLUMN tenant.backups.size_bytes IS 'Bytes the backup occupies.';
 COMMENT ON COLUMN tenant.backups.row_count IS 'Rows in all its tables (NULL for a RESTORE backup until verified).';
@@ -528,7 +528,7 @@ COMMENT ON FUNCTION tenant.backup_institution_schema(uuid, boolean) IS
 COMMENT ON FUNCTION tenant.verify_backup(uuid, boolean) IS
     'Row counts and content hashes of a backup''s tables against its manifest (and the live schema with against_live); one row per table. Logs an INTEGRITY_CHECK operation.';
 COMMENT ON FUNCTION tenant.restore_institution_schema(uuid, text, boolean) IS
-    'Restore an institution from a backup, in place (the replaced schema is kept as a backup) or for a dropped tenant under its old or a new name. Logs a RESTORE operation.';
+    'Restore an institution from a backup, in place (the replaced schema is kept as a backup), for a dropped tenant under its old or a new name, or for a live one under a new name as a recovery drill (catalogued as a DRILL backup, readable by no tenant role). Logs a RESTORE operation.';
 COMMENT ON FUNCTION tenant.restore_table(uuid, text, text) IS
     'Bring one table back from a backup into the live schema: missing rows by primary key, or replace. Logs a RESTORE operation.';
 COMMENT ON FUNCTION tenant.remove_backup(uuid, text) IS 'Remove a backup schema, its role and its catalogue row; logs a BACKUP operation.';

@@ -854,3 +854,12 @@ REVOKE ALL ON PROCEDURE tenant.backup_all(interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE tenant.backup_all(interval) TO tenant_control_admin;
 GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text) TO tenant_control_admin;
+
+-- Recovery drills: restore_institution_schema(backup_id, target_schema => a new
+-- name) of a live institution's backup is catalogued with reason DRILL.
+ALTER TABLE tenant.schema_backups DROP CONSTRAINT schema_backups_reason_check,
+    ADD CONSTRAINT schema_backups_reason_check CHECK (reason IN ('DROP', 'BACKUP', 'RESTORE', 'DRILL'));
+COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: BACKUP (a copy taken by backup_institution_schema), DROP (the tenant schema itself, detached when the tenant was dropped) or RESTORE (the live schema a restore replaced) or DRILL (a live institution''s backup restored under a new name by restore_institution_schema, readable by no tenant role).';
+COMMENT ON FUNCTION tenant.restore_institution_schema(uuid, text, boolean) IS
+    'Restore an institution from a backup, in place (the replaced schema is kept as a backup), for a dropped tenant under its old or a new name, or for a live one under a new name as a recovery drill (catalogued as a DRILL backup, readable by no tenant role). Logs a RESTORE operation.';
+COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema), RESTORE (the schema a restore replaced) or DRILL (a live institution''s backup restored under a new name).';
