@@ -102,4 +102,17 @@ fn fleet_backup_skips_a_failing_tenant_logs_it_and_resumes_with_it() {
     assert_eq!((verified_backups(&mut su, a), verified_backups(&mut su, b), verified_backups(&mut su, c)), (2, 1, 1));
     su.batch_execute("CALL tenant.backup_all(interval '0')").unwrap();
     assert_eq!((verified_backups(&mut su, a), verified_backups(&mut su, b), verified_backups(&mut su, c)), (3, 2, 2));
+
+    // A platform administrator (no superuser) runs it too, as pg_cron would.
+    su.batch_execute(
+        "DO $$ BEGIN CREATE ROLE fb_admin LOGIN IN ROLE tenant_control_admin;
+               EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    )
+    .unwrap();
+    let mut admin = connect_as("fb_admin", DB);
+    admin.batch_execute("CALL tenant.backup_all(interval '0')").unwrap();
+    assert_eq!((verified_backups(&mut su, a), verified_backups(&mut su, b), verified_backups(&mut su, c)), (4, 3, 3));
+    // Not for PUBLIC: a tenant's own role cannot call it.
+    let refused = sqlstate_of_failure(&mut su, "SET ROLE fb_a_owner; CALL tenant.backup_all()");
+    assert_eq!(refused, "42501");
 }
