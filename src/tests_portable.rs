@@ -111,3 +111,23 @@ fn a_drill_restores_a_live_institutions_backup_beside_it_out_of_every_tenants_re
     // The backup it came from stays.
     assert_eq!(one::<i64>(&format!("SELECT count(*) FROM tenant.schema_backups WHERE id = '{backup_id}'")), Some(1));
 }
+
+#[pg_test]
+fn a_drill_of_a_backup_changed_since_it_was_taken_fails_and_leaves_nothing() {
+    let id = rich_tenant("b0000000-0000-4000-8000-0000000000d2", "dr_tampered");
+    let (status, message, backup_id, _) = take_backup(&id, true);
+    assert_eq!(status, "SUCCESS", "{message}");
+    let backup_id = backup_id.unwrap();
+    let backup: String = one(&format!("SELECT backup_schema FROM tenant.backups WHERE backup_id = '{backup_id}'")).unwrap();
+    // Same row count, different content: only the hashes can tell.
+    Spi::run(&format!("UPDATE {backup}.audit SET what = 'forged' WHERE id = (SELECT min(id) FROM {backup}.audit)")).unwrap();
+    let roles_before = one::<i64>("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tc\\_backup\\_%'");
+    let (status, message, _, sqlstate) = status_row(&format!(
+        "SELECT status, message, schema_id::text, sqlstate FROM tenant.restore_institution_schema('{backup_id}', 'dr_forged')"
+    ));
+    assert_eq!((status.as_str(), sqlstate.as_deref()), ("ERROR", Some("XX001")), "{message}");
+    assert!(message.contains("\"audit\""), "{message}");
+    assert_eq!(one::<bool>("SELECT to_regnamespace('dr_forged') IS NULL"), Some(true));
+    assert_eq!(one::<i64>("SELECT count(*) FROM tenant.schema_backups WHERE reason = 'DRILL'"), Some(0));
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tc\\_backup\\_%'"), roles_before);
+}
