@@ -141,7 +141,7 @@ CREATE TABLE tenant.schema_backups (
     backup_schema   text        NOT NULL UNIQUE,
     source_schema   text        NOT NULL,
     backup_role     regrole     NOT NULL,
-    reason          text        NOT NULL CHECK (reason IN ('DROP', 'BACKUP', 'RESTORE')),
+    reason          text        NOT NULL CHECK (reason IN ('DROP', 'BACKUP', 'RESTORE', 'DRILL')),
     size_bytes      bigint      NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     source_version  integer,
@@ -157,7 +157,7 @@ COMMENT ON COLUMN tenant.schema_backups.schema_id IS 'Registry id of the tenant 
 COMMENT ON COLUMN tenant.schema_backups.backup_schema IS 'Schema holding the backup.';
 COMMENT ON COLUMN tenant.schema_backups.source_schema IS 'Name the tenant schema had when the backup was taken.';
 COMMENT ON COLUMN tenant.schema_backups.backup_role IS 'The role that stands for the tenant''s role inside the backup (owns its objects, named by its grants and policies): tc_backup_..._owner, or for a RESTORE backup the tenant''s own role, which keeps no USAGE on it.';
-COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: BACKUP (a copy taken by backup_institution_schema), DROP (the tenant schema itself, detached when the tenant was dropped) or RESTORE (the live schema a restore replaced).';
+COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: BACKUP (a copy taken by backup_institution_schema), DROP (the tenant schema itself, detached when the tenant was dropped) or RESTORE (the live schema a restore replaced) or DRILL (a live institution''s backup restored under a new name by restore_institution_schema, readable by no tenant role).';
 COMMENT ON COLUMN tenant.schema_backups.size_bytes IS 'Bytes the backup occupies.';
 COMMENT ON COLUMN tenant.schema_backups.created_at IS 'When the backup was taken.';
 COMMENT ON COLUMN tenant.schema_backups.source_version IS 'Schema version (migration number) of the tenant when the backup was taken.';

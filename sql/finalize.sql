@@ -458,7 +458,7 @@ COMMENT ON COLUMN tenant.backups.schema_id IS 'Registry id of the tenant the bac
 COMMENT ON COLUMN tenant.backups.institution_id IS 'Institution of that tenant.';
 COMMENT ON COLUMN tenant.backups.source_schema IS 'Name the tenant''s schema had when the backup was taken.';
 COMMENT ON COLUMN tenant.backups.backup_schema IS 'Schema holding the backup (tc_backup_...), reachable by no tenant role.';
-COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema) or RESTORE (the schema a restore replaced).';
+COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema), RESTORE (the schema a restore replaced) or DRILL (a live institution''s backup restored under a new name).';
 COMMENT ON COLUMN tenant.backups.created_at IS 'When the backup was taken.';
 COMMENT ON COLUMN tenant.backups.size_bytes IS 'Bytes the backup occupies.';
 COMMENT ON COLUMN tenant.backups.row_count IS 'Rows in all its tables (NULL for a RESTORE backup until verified).';
@@ -528,7 +528,7 @@ COMMENT ON FUNCTION tenant.backup_institution_schema(uuid, boolean) IS
 COMMENT ON FUNCTION tenant.verify_backup(uuid, boolean) IS
     'Row counts and content hashes of a backup''s tables against its manifest (and the live schema with against_live); one row per table. Logs an INTEGRITY_CHECK operation.';
 COMMENT ON FUNCTION tenant.restore_institution_schema(uuid, text, boolean) IS
-    'Restore an institution from a backup, in place (the replaced schema is kept as a backup) or for a dropped tenant under its old or a new name. Logs a RESTORE operation.';
+    'Restore an institution from a backup, in place (the replaced schema is kept as a backup), for a dropped tenant under its old or a new name, or for a live one under a new name as a recovery drill (catalogued as a DRILL backup, readable by no tenant role). Logs a RESTORE operation.';
 COMMENT ON FUNCTION tenant.restore_table(uuid, text, text) IS
     'Bring one table back from a backup into the live schema: missing rows by primary key, or replace. Logs a RESTORE operation.';
 COMMENT ON FUNCTION tenant.remove_backup(uuid, text) IS 'Remove a backup schema, its role and its catalogue row; logs a BACKUP operation.';
@@ -922,6 +922,72 @@ $$;
 COMMENT ON PROCEDURE tenant.run_maintenance() IS
     'ANALYZE every institution (tenant.optimize_institution_schema), one transaction each; failures are logged and the procedure raises at the end. Safe from pg_cron.';
 
+-- Scheduled backups of the fleet: every ACTIVE institution whose last backup
+-- is older than older_than gets a verified backup, one commit each, the
+-- longest-unsaved first. A failure (its FAILED BACKUP row is written by
+-- backup_institution_schema) does not stop the rest; the procedure raises at
+-- the end, after its commits, so pg_cron reports it. Run again, it backs up
+-- only the institutions still due: an interrupted run resumes where it was.
+CREATE PROCEDURE tenant.backup_all(older_than interval DEFAULT '1 day')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    due record;
+    outcome record;
+    done integer := 0;
+    failed integer := 0;
+    failed_state text;
+    failed_message text;
+BEGIN
+    IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) '0'::interval THEN
+        RAISE EXCEPTION 'older_than must be zero or a positive interval, not %', COALESCE(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR due IN
+        SELECT t.id, t.schema_name FROM tenant.tenant_schemas t
+         WHERE t.status OPERATOR(pg_catalog.=) 'ACTIVE' AND t.institution_id IS NOT NULL
+           AND (t.last_backup IS NULL
+                OR t.last_backup OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than))
+         ORDER BY t.last_backup NULLS FIRST, t.schema_name
+    LOOP
+        -- The list was read before the first commit: skip an institution
+        -- suspended, dropped or backed up (by a concurrent run) meanwhile.
+        CONTINUE WHEN NOT EXISTS (
+            SELECT 1 FROM tenant.tenant_schemas t
+             WHERE t.id OPERATOR(pg_catalog.=) due.id AND t.status OPERATOR(pg_catalog.=) 'ACTIVE'
+               AND (t.last_backup IS NULL
+                    OR t.last_backup OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)));
+        BEGIN
+            SELECT * INTO outcome FROM tenant.backup_institution_schema(due.id, true);
+            IF outcome.status OPERATOR(pg_catalog.=) 'SUCCESS' THEN
+                done := done OPERATOR(pg_catalog.+) 1;
+            ELSE
+                failed := failed OPERATOR(pg_catalog.+) 1;
+                failed_state := outcome.sqlstate;
+                failed_message := pg_catalog.format('%s: %s', due.schema_name, outcome.message);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            -- Raised rather than reported (no FAILED row yet): log it here.
+            GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
+            PERFORM tenant.note_job_failure('BACKUP', due.id,
+                                            pg_catalog.format('back up institution schema %s (scheduled)', due.id),
+                                            failed_state, failed_message);
+            failed := failed OPERATOR(pg_catalog.+) 1;
+            failed_message := pg_catalog.format('%s: %s', due.schema_name, failed_message);
+        END;
+        COMMIT;
+    END LOOP;
+    IF failed OPERATOR(pg_catalog.>) 0 THEN
+        RAISE EXCEPTION '% of % institution(s) could not be backed up, the last: %', failed,
+            failed OPERATOR(pg_catalog.+) done, failed_message USING ERRCODE = COALESCE(failed_state, 'P0001'),
+            HINT = 'See the FAILED BACKUP rows in tenant.schema_operations; CALL tenant.backup_all() again backs up only the institutions still due.';
+    END IF;
+    RAISE NOTICE 'backed up % institution(s), verified', done;
+END
+$$;
+COMMENT ON PROCEDURE tenant.backup_all(interval) IS
+    'Scheduled fleet backup: a verified backup of every ACTIVE institution whose last backup is older than older_than, one commit each; failures are logged, the rest go on, and the procedure raises at the end. Resumable; safe from pg_cron.';
+
 -- pg_cron: one call (re)schedules the recommended jobs. Job names carry the
 -- database, so several databases can share one pg_cron; pg_cron updates a
 -- job of the same name instead of adding one, so calling this again is safe.
@@ -930,7 +996,8 @@ CREATE FUNCTION tenant.schedule_maintenance(
     usage_snapshot text DEFAULT '0 * * * *',
     integrity_check text DEFAULT '30 2 * * *',
     backup_retention text DEFAULT '0 3 * * *',
-    maintenance text DEFAULT '30 3 * * 0')
+    maintenance text DEFAULT '30 3 * * 0',
+    fleet_backup text DEFAULT '0 1 * * *')
 RETURNS TABLE (job_name text, schedule text, command text, scheduled boolean, statement text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -944,7 +1011,8 @@ BEGIN
             (2, 'usage_snapshot', usage_snapshot, 'CALL tenant.take_usage_snapshot()'),
             (3, 'integrity_check', integrity_check, 'CALL tenant.run_integrity_check()'),
             (4, 'backup_retention', backup_retention, 'CALL tenant.cleanup_backups()'),
-            (5, 'maintenance', maintenance, 'CALL tenant.run_maintenance()')) AS j(n, name, cron, sql)
+            (5, 'maintenance', maintenance, 'CALL tenant.run_maintenance()'),
+            (6, 'fleet_backup', fleet_backup, 'CALL tenant.backup_all()')) AS j(n, name, cron, sql)
          WHERE j.cron IS NOT NULL ORDER BY j.n
     LOOP
         job_name := format('tenant_control %s: %s', current_database(), job.name);
@@ -959,8 +1027,8 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text) IS
-    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text) IS
+    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
 COMMENT ON FUNCTION tenant.check_integrity(uuid, boolean) IS
     'Integrity check of one tenant or (NULL) the fleet: registry vs catalogs, drift from the template, orphaned rows, counters; fix => true repairs what is safe. Logs INTEGRITY_CHECK.';
 COMMENT ON FUNCTION tenant.record_usage_snapshot() IS 'Record one usage row per tenant (tenant.usage_snapshots); logs USAGE_SNAPSHOT. Called by tenant.take_usage_snapshot.';

@@ -1518,3 +1518,129 @@ COMMENT ON FUNCTION tenant.reference_declare(oid, text, text, text) IS 'Internal
 COMMENT ON FUNCTION tenant.reference_sync_one(bigint, uuid) IS 'Internal (tenant.sync_reference): sync one source into one institution.';
 COMMENT ON FUNCTION tenant.reference_sync_new(uuid) IS 'Internal: give a new institution the data of every reference source.';
 COMMENT ON FUNCTION tenant.reference_follow_new() IS 'Internal: trigger that syncs the reference sources into a new institution.';
+
+
+-- portable institutions (issue 14)
+-- Scheduled fleet backups: tenant.backup_all, and schedule_maintenance gains
+-- its fleet_backup job (a new argument, so the function is replaced).
+DROP FUNCTION tenant.schedule_maintenance(text, text, text, text, text);
+-- Scheduled backups of the fleet: every ACTIVE institution whose last backup
+-- is older than older_than gets a verified backup, one commit each, the
+-- longest-unsaved first. A failure (its FAILED BACKUP row is written by
+-- backup_institution_schema) does not stop the rest; the procedure raises at
+-- the end, after its commits, so pg_cron reports it. Run again, it backs up
+-- only the institutions still due: an interrupted run resumes where it was.
+CREATE PROCEDURE tenant.backup_all(older_than interval DEFAULT '1 day')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    due record;
+    outcome record;
+    done integer := 0;
+    failed integer := 0;
+    failed_state text;
+    failed_message text;
+BEGIN
+    IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) '0'::interval THEN
+        RAISE EXCEPTION 'older_than must be zero or a positive interval, not %', COALESCE(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR due IN
+        SELECT t.id, t.schema_name FROM tenant.tenant_schemas t
+         WHERE t.status OPERATOR(pg_catalog.=) 'ACTIVE' AND t.institution_id IS NOT NULL
+           AND (t.last_backup IS NULL
+                OR t.last_backup OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than))
+         ORDER BY t.last_backup NULLS FIRST, t.schema_name
+    LOOP
+        -- The list was read before the first commit: skip an institution
+        -- suspended, dropped or backed up (by a concurrent run) meanwhile.
+        CONTINUE WHEN NOT EXISTS (
+            SELECT 1 FROM tenant.tenant_schemas t
+             WHERE t.id OPERATOR(pg_catalog.=) due.id AND t.status OPERATOR(pg_catalog.=) 'ACTIVE'
+               AND (t.last_backup IS NULL
+                    OR t.last_backup OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)));
+        BEGIN
+            SELECT * INTO outcome FROM tenant.backup_institution_schema(due.id, true);
+            IF outcome.status OPERATOR(pg_catalog.=) 'SUCCESS' THEN
+                done := done OPERATOR(pg_catalog.+) 1;
+            ELSE
+                failed := failed OPERATOR(pg_catalog.+) 1;
+                failed_state := outcome.sqlstate;
+                failed_message := pg_catalog.format('%s: %s', due.schema_name, outcome.message);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            -- Raised rather than reported (no FAILED row yet): log it here.
+            GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
+            PERFORM tenant.note_job_failure('BACKUP', due.id,
+                                            pg_catalog.format('back up institution schema %s (scheduled)', due.id),
+                                            failed_state, failed_message);
+            failed := failed OPERATOR(pg_catalog.+) 1;
+            failed_message := pg_catalog.format('%s: %s', due.schema_name, failed_message);
+        END;
+        COMMIT;
+    END LOOP;
+    IF failed OPERATOR(pg_catalog.>) 0 THEN
+        RAISE EXCEPTION '% of % institution(s) could not be backed up, the last: %', failed,
+            failed OPERATOR(pg_catalog.+) done, failed_message USING ERRCODE = COALESCE(failed_state, 'P0001'),
+            HINT = 'See the FAILED BACKUP rows in tenant.schema_operations; CALL tenant.backup_all() again backs up only the institutions still due.';
+    END IF;
+    RAISE NOTICE 'backed up % institution(s), verified', done;
+END
+$$;
+COMMENT ON PROCEDURE tenant.backup_all(interval) IS
+    'Scheduled fleet backup: a verified backup of every ACTIVE institution whose last backup is older than older_than, one commit each; failures are logged, the rest go on, and the procedure raises at the end. Resumable; safe from pg_cron.';
+
+-- pg_cron: one call (re)schedules the recommended jobs. Job names carry the
+-- database, so several databases can share one pg_cron; pg_cron updates a
+-- job of the same name instead of adding one, so calling this again is safe.
+CREATE FUNCTION tenant.schedule_maintenance(
+    quota_refresh text DEFAULT '* * * * *',
+    usage_snapshot text DEFAULT '0 * * * *',
+    integrity_check text DEFAULT '30 2 * * *',
+    backup_retention text DEFAULT '0 3 * * *',
+    maintenance text DEFAULT '30 3 * * 0',
+    fleet_backup text DEFAULT '0 1 * * *')
+RETURNS TABLE (job_name text, schedule text, command text, scheduled boolean, statement text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    here boolean := EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron');
+    job record;
+BEGIN
+    FOR job IN
+        SELECT j.name, j.cron, j.sql FROM (VALUES
+            (1, 'quota_refresh', quota_refresh, 'CALL tenant.refresh_all_storage()'),
+            (2, 'usage_snapshot', usage_snapshot, 'CALL tenant.take_usage_snapshot()'),
+            (3, 'integrity_check', integrity_check, 'CALL tenant.run_integrity_check()'),
+            (4, 'backup_retention', backup_retention, 'CALL tenant.cleanup_backups()'),
+            (5, 'maintenance', maintenance, 'CALL tenant.run_maintenance()'),
+            (6, 'fleet_backup', fleet_backup, 'CALL tenant.backup_all()')) AS j(n, name, cron, sql)
+         WHERE j.cron IS NOT NULL ORDER BY j.n
+    LOOP
+        job_name := format('tenant_control %s: %s', current_database(), job.name);
+        schedule := job.cron;
+        command := job.sql;
+        statement := format('SELECT cron.schedule_in_database(%L, %L, %L, %L)', job_name, job.cron, job.sql, current_database());
+        scheduled := here;
+        IF here THEN
+            EXECUTE statement;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text) IS
+    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
+REVOKE ALL ON PROCEDURE tenant.backup_all(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE tenant.backup_all(interval) TO tenant_control_admin;
+GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text) TO tenant_control_admin;
+
+-- Recovery drills: restore_institution_schema(backup_id, target_schema => a new
+-- name) of a live institution's backup is catalogued with reason DRILL.
+ALTER TABLE tenant.schema_backups DROP CONSTRAINT schema_backups_reason_check,
+    ADD CONSTRAINT schema_backups_reason_check CHECK (reason IN ('DROP', 'BACKUP', 'RESTORE', 'DRILL'));
+COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: BACKUP (a copy taken by backup_institution_schema), DROP (the tenant schema itself, detached when the tenant was dropped) or RESTORE (the live schema a restore replaced) or DRILL (a live institution''s backup restored under a new name by restore_institution_schema, readable by no tenant role).';
+COMMENT ON FUNCTION tenant.restore_institution_schema(uuid, text, boolean) IS
+    'Restore an institution from a backup, in place (the replaced schema is kept as a backup), for a dropped tenant under its old or a new name, or for a live one under a new name as a recovery drill (catalogued as a DRILL backup, readable by no tenant role). Logs a RESTORE operation.';
+COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema), RESTORE (the schema a restore replaced) or DRILL (a live institution''s backup restored under a new name).';

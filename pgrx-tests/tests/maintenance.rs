@@ -23,9 +23,10 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     // schedule_maintenance hands out the statements to run there.
     let every_minute = "SELECT job_name, statement, scheduled FROM tenant.schedule_maintenance(
                             quota_refresh => '* * * * *', usage_snapshot => '* * * * *',
-                            integrity_check => '* * * * *', maintenance => '* * * * *')";
+                            integrity_check => '* * * * *', maintenance => '* * * * *',
+                            fleet_backup => '* * * * *')";
     let jobs = su.query(every_minute, &[]).unwrap();
-    assert_eq!(jobs.len(), 5);
+    assert_eq!(jobs.len(), 6);
     assert!(jobs.iter().all(|job| !job.get::<_, bool>("scheduled")));
     let mut cron = superuser("postgres");
     cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron").unwrap();
@@ -43,7 +44,7 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let mut hold = holder.transaction().unwrap();
     hold.query_one("SELECT 1 FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE", &[&b]).unwrap();
 
-    // Twice: the second call updates the same five jobs.
+    // Twice: the second call updates the same six jobs.
     for _ in 0..2 {
         for job in &jobs {
             cron.batch_execute(job.get::<_, &str>("statement")).unwrap();
@@ -52,10 +53,13 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let listed = scheduled(&mut cron);
     let names: Vec<&str> =
         listed.iter().map(|(_, name, _)| name.strip_prefix(&pattern[..pattern.len() - 1]).unwrap()).collect();
-    assert_eq!(names, vec!["backup_retention", "integrity_check", "maintenance", "quota_refresh", "usage_snapshot"]);
+    assert_eq!(
+        names,
+        vec!["backup_retention", "fleet_backup", "integrity_check", "maintenance", "quota_refresh", "usage_snapshot"]
+    );
     assert_eq!(listed[0].2, "0 3 * * *", "the retention job keeps its nightly schedule");
 
-    // The four every-minute jobs run in the same minute: wait once.
+    // The five every-minute jobs run in the same minute: wait once.
     let running: Vec<i64> =
         listed.iter().filter(|(_, _, schedule)| schedule == "* * * * *").map(|(id, _, _)| *id).collect();
     let started = Instant::now();
@@ -88,6 +92,11 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let (status, message) = outcome("maintenance");
     assert_eq!(status, "failed");
     assert!(message.contains("1 of 2 tenant(s) could not be analyzed"), "{message}");
+    // The fleet backup saved mj_a (verified) and failed on mj_b, whose
+    // registry row it could not update in time.
+    let (status, message) = outcome("fleet_backup");
+    assert_eq!(status, "failed");
+    assert!(message.contains("1 of 2 institution(s) could not be backed up, the last: mj_b"), "{message}");
 
     // The failure is in the operation log too, next to what succeeded.
     let optimized = |client: &mut postgres::Client, schema_id: uuid::Uuid, status: &str| {
@@ -101,6 +110,21 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     };
     assert!(optimized(&mut su, b, "FAILED") >= 1);
     assert!(optimized(&mut su, a, "COMPLETED") >= 1);
+    assert!(
+        count(
+            &mut su,
+            &format!("SELECT count(*) FROM tenant.schema_backups WHERE schema_id = '{a}' AND verified_at IS NOT NULL")
+        ) >= 1
+    );
+    assert!(
+        count(
+            &mut su,
+            &format!(
+                "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'BACKUP' AND schema_id = '{b}'
+                    AND status = 'FAILED' AND error_sqlstate = '55P03'"
+            )
+        ) >= 1
+    );
     assert!(count(&mut su, "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'USAGE_SNAPSHOT' AND status = 'COMPLETED'") >= 1);
     assert!(count(&mut su, "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'INTEGRITY_CHECK' AND status = 'COMPLETED'") >= 1);
     assert!(count(&mut su, "SELECT count(DISTINCT schema_id) FROM tenant.usage_snapshots") == 2);
@@ -206,14 +230,14 @@ fn with_pg_cron_in_the_same_database_the_jobs_are_scheduled_directly_and_updated
     for schedule in ["0 4 * * *", "0 5 * * *"] {
         let rows =
             su.query("SELECT scheduled FROM tenant.schedule_maintenance(maintenance => $1)", &[&schedule]).unwrap();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 6);
         assert!(rows.iter().all(|r| r.get::<_, bool>(0)));
     }
     let scheduled = jobs(&mut su);
     su.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'tenant_control postgres: %'")
         .unwrap();
     su.batch_execute("DROP EXTENSION tenant_control CASCADE").unwrap();
-    assert_eq!(scheduled.len(), 5, "a second call updates the jobs instead of adding some: {scheduled:?}");
+    assert_eq!(scheduled.len(), 6, "a second call updates the jobs instead of adding some: {scheduled:?}");
     let maintenance = scheduled.iter().find(|(name, _, _)| name.ends_with("maintenance")).unwrap();
     assert_eq!((maintenance.1.as_str(), maintenance.2.as_str()), ("0 5 * * *", "CALL tenant.run_maintenance()"));
 }

@@ -457,11 +457,16 @@ fn restore_institution_schema(
     TableIterator::once(match outcome {
         Ok(done) => (
             "SUCCESS".into(),
-            match &done.replaced {
-                Some(kept) => {
+            match (&done.replaced, done.drill) {
+                (_, Some(drill)) => format!(
+                    "restored the backup as drill schema \"{}\" (backup {drill}), which no tenant role can read; \
+                     remove it with tenant.remove_backup",
+                    done.schema
+                ),
+                (Some(kept), None) => {
                     format!("restored schema \"{}\"; the schema it replaced is kept as backup \"{kept}\"", done.schema)
                 }
-                None => format!("restored schema \"{}\"", done.schema),
+                (None, None) => format!("restored schema \"{}\"", done.schema),
             },
             Some(crate::core::db::to_pg_uuid(done.schema_id)),
             done.replaced.map(|r| r.as_str().to_string()),

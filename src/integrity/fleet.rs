@@ -39,6 +39,7 @@ SELECT r.rolname::text FROM pg_catalog.pg_roles r
  WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text AND NOT pg_catalog.starts_with(r.rolname::text, 'pg_')
    AND NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.owner_role = r.rolname AND t.status <> 'DROPPED')
    AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_schema || '_owner' = r.rolname)
+   AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_role = r.oid)
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname || '_owner' = r.rolname)
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend s
                     WHERE s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND s.refobjid = r.oid

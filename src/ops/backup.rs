@@ -55,21 +55,7 @@ pub fn take(op: &mut Operation, schema_id: Option<pgrx::Uuid>, verify: bool) -> 
     register(backup_id, &tenant, &backup, &role, "BACKUP", size, started.elapsed().as_secs_f64() * 1000.0)?;
     record_tables(backup_id, &copied)?;
     if verify {
-        let checks = check(backup_id, None)?;
-        if let Some(bad) = checks.iter().find(|c| !c.matches) {
-            return Err(TcError::new(
-                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                format!("the backup of table \"{}\" does not match the tenant's rows", bad.table),
-            )
-            .detail(format!(
-                "copied {} rows hashing {}, the backup holds {} rows hashing {}",
-                bad.recorded_rows.unwrap_or(0),
-                bad.recorded_hash.as_deref().unwrap_or("?"),
-                bad.backup_rows,
-                bad.backup_hash
-            )));
-        }
-        mark_verified(backup_id)?;
+        require_match(backup_id)?;
     }
     account(tenant.id, true)?;
     let rows = copied.iter().map(|t| t.rows).sum();
@@ -83,6 +69,26 @@ pub fn take(op: &mut Operation, schema_id: Option<pgrx::Uuid>, verify: bool) -> 
         copied.iter().map(|t| (t.name.clone(), serde_json::Value::from(t.rows))).collect::<serde_json::Map<_, _>>(),
     );
     Ok(Taken { backup_id, backup, rows, size })
+}
+
+/// Prove a fresh copy hashes like the rows it was copied from (its manifest),
+/// and mark it verified; a mismatch fails the copy (XX001).
+pub fn require_match(backup_id: uuid::Uuid) -> TcResult<()> {
+    let checks = check(backup_id, None)?;
+    if let Some(bad) = checks.iter().find(|c| !c.matches) {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("the backup of table \"{}\" does not match the tenant's rows", bad.table),
+        )
+        .detail(format!(
+            "copied {} rows hashing {}, the backup holds {} rows hashing {}",
+            bad.recorded_rows.unwrap_or(0),
+            bad.recorded_hash.as_deref().unwrap_or("?"),
+            bad.backup_rows,
+            bad.backup_hash
+        )));
+    }
+    mark_verified(backup_id)
 }
 
 /// Bytes a schema's relations occupy (tables with TOAST and indexes, matviews, sequences).
@@ -154,7 +160,7 @@ pub fn register(
 }
 
 /// Store the per-table manifest of a backup and its total row count.
-fn record_tables(backup_id: uuid::Uuid, tables: &[TableCopy]) -> TcResult<()> {
+pub fn record_tables(backup_id: uuid::Uuid, tables: &[TableCopy]) -> TcResult<()> {
     let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let rows: Vec<i64> = tables.iter().map(|t| t.rows).collect();
     let hashes: Vec<Option<String>> = tables.iter().map(|t| t.hash.clone()).collect();

@@ -89,12 +89,13 @@ pub fn note_job_failure(
         "OPTIMIZE" => OpKind::Optimize,
         "INTEGRITY_CHECK" => OpKind::IntegrityCheck,
         "USAGE_SNAPSHOT" => OpKind::UsageSnapshot,
+        "BACKUP" => OpKind::Backup,
         other => {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("operation type \"{other}\" is not a scheduled job's"),
             )
-            .hint("Use OPTIMIZE, INTEGRITY_CHECK or USAGE_SNAPSHOT."))
+            .hint("Use OPTIMIZE, INTEGRITY_CHECK, USAGE_SNAPSHOT or BACKUP."))
         }
     };
     let sqlstate = sqlstate.ok_or_else(|| TcError::null_argument("sqlstate"))?;

@@ -10,7 +10,7 @@
 //! size; everything commits together, and the role keeps its identity, so
 //! readers see the old schema or the new one.
 
-use crate::copy::schema_copy;
+use crate::copy::schema_copy::{self, TableCopy};
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
@@ -31,6 +31,8 @@ pub struct Restored {
     /// The schema the restore replaced, kept as a backup.
     pub replaced: Option<TenantName>,
     pub swap_ms: f64,
+    /// A recovery drill: the catalogue id of the copy.
+    pub drill: Option<uuid::Uuid>,
 }
 
 pub fn restore(
@@ -86,13 +88,9 @@ pub fn restore(
         let schema = name.unwrap_or_else(|| tenant.schema.clone());
         return recreate(op, &backup, &tenant, schema);
     }
+    // A new name for a live institution: a recovery drill beside it.
     if let Some(name) = name.filter(|n| *n != tenant.schema) {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-            format!("institution {} already has the live schema \"{}\"", display(tenant.institution_id), tenant.schema),
-        )
-        .detail(format!("A restore into the new schema \"{name}\" would give the institution two schemas."))
-        .hint("Restore in place (target_schema NULL), bring back single tables with tenant.restore_table, or drop the live schema first."));
+        return drill(op, &backup, &tenant, name);
     }
     in_place(op, &backup, &tenant)
 }
@@ -111,21 +109,7 @@ fn build(backup: &Backup, op: &mut Operation, role: &RoleName, prelude: Vec<Stri
     let prelude: Vec<String> = prelude.into_iter().chain([format!("CREATE SCHEMA {}", temporary.quoted())]).collect();
     let copied = schema_copy::copy_schema(&backup.schema, &backup.role, &temporary, role, &prelude, role, false)?;
     // The manifest's row counts must come back whole.
-    let recorded = db::rows(
-        "SELECT table_name, row_count FROM tenant.backup_tables WHERE backup_id = $1",
-        &[db::to_pg_uuid(backup.id).into()],
-        |row| Ok((db::col::<String>(row, "table_name")?.unwrap_or_default(), db::col::<i64>(row, "row_count")?)),
-    )?;
-    for (table, rows) in recorded {
-        let restored = copied.iter().find(|t| t.name == table).map(|t| t.rows);
-        if restored != rows {
-            return Err(TcError::new(
-                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                format!("table \"{table}\" of backup {} no longer holds the rows it recorded", backup.id),
-            )
-            .detail(format!("recorded {rows:?} rows, restored {restored:?}")));
-        }
-    }
+    require_manifest(backup, &copied)?;
     op.note("rows", copied.iter().map(|t| t.rows).sum::<i64>());
     op.note("build_ms", started.elapsed().as_secs_f64() * 1000.0);
     Ok(temporary)
@@ -158,6 +142,7 @@ fn in_place(op: &mut Operation, backup: &Backup, tenant: &Tenant) -> TcResult<Re
         schema: tenant.schema.clone(),
         replaced: replaced.map(|(_, schema)| schema),
         swap_ms,
+        drill: None,
     })
 }
 
@@ -207,7 +192,7 @@ fn recreate(op: &mut Operation, backup: &Backup, tenant: &Tenant, schema: Tenant
         &[db::to_pg_uuid(tenant.id).into(), schema.as_str().into(), schema.role().as_str().into()],
     )?;
     finish(tenant, &schema, backup)?;
-    Ok(Restored { schema_id: tenant.id, schema, replaced: None, swap_ms })
+    Ok(Restored { schema_id: tenant.id, schema, replaced: None, swap_ms, drill: None })
 }
 
 /// Registry after a restore: the backup's version, fresh counters, backup bytes.
@@ -219,6 +204,78 @@ fn finish(tenant: &Tenant, schema: &TenantName, backup: &Backup) -> TcResult<()>
     }
     registry::refresh_counters(&restored)?;
     backup::account(tenant.id, false)
+}
+
+/// The rows a copy read from a backup against the backup's manifest: the
+/// same row count per table, and the same hash when both were computed.
+fn require_manifest(backup: &Backup, copied: &[TableCopy]) -> TcResult<()> {
+    let recorded = db::rows(
+        "SELECT table_name, row_count, content_hash::text AS content_hash FROM tenant.backup_tables WHERE backup_id = $1",
+        &[db::to_pg_uuid(backup.id).into()],
+        |row| {
+            Ok((
+                db::col::<String>(row, "table_name")?.unwrap_or_default(),
+                db::col::<i64>(row, "row_count")?,
+                db::col::<String>(row, "content_hash")?,
+            ))
+        },
+    )?;
+    for (table, rows, hash) in recorded {
+        let found = copied.iter().find(|t| t.name == table);
+        let same_rows = found.map(|t| t.rows) == rows;
+        let same_hash = match (found.and_then(|t| t.hash.as_ref()), &hash) {
+            (Some(read), Some(recorded)) => read == recorded,
+            _ => true,
+        };
+        if !(same_rows && same_hash) {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                format!("table \"{table}\" of backup {} no longer holds the rows it recorded", backup.id),
+            )
+            .detail(format!(
+                "recorded {rows:?} rows hashing {hash:?}, read {:?} rows hashing {:?}",
+                found.map(|t| t.rows),
+                found.and_then(|t| t.hash.clone())
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A recovery drill: the backup of a live institution restored under a new
+/// name beside the live schema, to rehearse a restore or compare old rows
+/// with live ones. The copy is a backup in all but name: a NOLOGIN role of
+/// its own with no members stands for the tenant's role in it, no role gets
+/// USAGE on it, the catalogue lists it with reason DRILL, and
+/// tenant.remove_backup removes it. The rows read from the backup must hash
+/// as its manifest recorded, and the copy must hash like them.
+fn drill(op: &mut Operation, backup: &Backup, tenant: &Tenant, name: TenantName) -> TcResult<Restored> {
+    op.note("drill_schema", name.as_str());
+    if registry::schema_exists(name.as_str())? {
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
+            format!("schema \"{name}\" already exists"),
+        )
+        .hint("Restore the drill under another name with target_schema."));
+    }
+    backup::require_space(backup::schema_size(&backup.schema)?, &format!("restore backup {} as a drill", backup.id))?;
+    let started = Instant::now();
+    let drill_id = uuid::Uuid::new_v4();
+    let role = TenantName::backup(&drill_id).role();
+    let prelude = [format!("CREATE ROLE {} NOLOGIN", role.quoted()), format!("CREATE SCHEMA {}", name.quoted())];
+    // Loaded as the tenant's role, like a backup: its code runs with its rights.
+    let copied = schema_copy::copy_schema(&backup.schema, &backup.role, &name, &role, &prelude, &tenant.role, true)?;
+    require_manifest(backup, &copied)?;
+    let mut source = tenant.clone();
+    source.version = backup.source_version.unwrap_or(tenant.version);
+    let size = backup::schema_size(&name)?;
+    backup::register(drill_id, &source, &name, &role, "DRILL", size, started.elapsed().as_secs_f64() * 1000.0)?;
+    backup::record_tables(drill_id, &copied)?;
+    backup::require_match(drill_id)?;
+    backup::account(tenant.id, false)?;
+    op.note("drill_id", drill_id.to_string());
+    op.note("rows", copied.iter().map(|t| t.rows).sum::<i64>());
+    Ok(Restored { schema_id: tenant.id, schema: name, replaced: None, swap_ms: 0.0, drill: Some(drill_id) })
 }
 
 pub struct TableRestored {

@@ -11,9 +11,11 @@ mod lifecycle;
 mod lifecycle_data;
 mod migrate;
 mod monitor;
+mod portable;
 mod quota;
 mod template;
 
+pub(crate) use backup::tests::{rich_tenant, take_backup};
 pub(crate) use integrity::tests::*;
 pub(crate) use lifecycle::tests::*;
 pub(crate) use quota::tests::*;

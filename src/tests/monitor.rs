@@ -159,7 +159,7 @@ pub(crate) mod tests {
         let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         assert_eq!(
             names,
-            ["quota_refresh", "usage_snapshot", "integrity_check", "backup_retention"]
+            ["quota_refresh", "usage_snapshot", "integrity_check", "backup_retention", "fleet_backup"]
                 .map(|j| format!("tenant_control {db}: {j}"))
         );
         assert!(rows.iter().all(|r| !r.1));
@@ -167,6 +167,11 @@ pub(crate) mod tests {
         rows[3].2,
         format!("SELECT cron.schedule_in_database('tenant_control {db}: backup_retention', '0 3 * * *', 'CALL tenant.cleanup_backups()', '{db}')")
     );
+        // The fleet backup runs nightly, before retention removes old backups.
+        assert_eq!(
+            rows[4].2,
+            format!("SELECT cron.schedule_in_database('tenant_control {db}: fleet_backup', '0 1 * * *', 'CALL tenant.backup_all()', '{db}')")
+        );
     }
 
     #[pg_test(error = "pg_stat_statements is not installed in database pgrx_tests")]
