@@ -642,5 +642,5 @@ fn note_job_failure(
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn health_backup_max_age() -> i32 {
-    crate::core::settings::HEALTH_BACKUP_MAX_AGE_S.get()
+    crate::core::settings::health_backup_max_age_s()
 }

@@ -1,36 +1,39 @@
-//! Settings (GUCs) of the extension, registered when the library loads.
+//! Settings (GUCs) of the extension, registered when the library loads. The
+//! statics are private: the rest of the code reads each setting through its
+//! accessor below (the backup retention defaults are read by SQL, with
+//! current_setting, in tenant.cleanup_backups).
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
 /// Optional `schema.table` of institutions that must exist before a tenant is created.
-pub static INSTITUTIONS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static INSTITUTIONS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// Column of `INSTITUTIONS_TABLE` holding the institution id.
-pub static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"id"));
+static INSTITUTIONS_ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"id"));
 /// How long an operation waits for a lock before it gives up, in milliseconds.
-pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
 /// Quota levels, in percent of a tenant's limit: a warning from this level on.
-pub static QUOTA_WARNING_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(90);
+static QUOTA_WARNING_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(90);
 /// A tenant over its limit may write again once below this level.
-pub static QUOTA_RESUME_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(95);
+static QUOTA_RESUME_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(95);
 /// How often (ms) a session re-measures a tenant near or over its limit.
-pub static QUOTA_RECHECK_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static QUOTA_RECHECK_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Seconds a tenant may stay over its limit before it is SUSPENDED; 0 = never.
-pub static QUOTA_SUSPEND_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+static QUOTA_SUSPEND_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// The institution of the current transaction, set by tenant.set_context
 /// only: SUSET, so no session can claim another institution by SET.
-pub static INSTITUTION_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static INSTITUTION_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Seconds after which a tenant's last backup makes it degraded in the health checks; 0 turns the check off.
-pub static HEALTH_BACKUP_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86400);
+static HEALTH_BACKUP_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86400);
 
 /// Megabytes a backup must leave free on the data directory's file system.
-pub static BACKUP_RESERVE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+static BACKUP_RESERVE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 /// Retention defaults for tenant.cleanup_backups (read by the procedure).
-pub static BACKUP_KEEP_LAST: GucSetting<i32> = GucSetting::<i32>::new(0);
-pub static BACKUP_MAX_AGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static BACKUP_KEEP_LAST: GucSetting<i32> = GucSetting::<i32>::new(0);
+static BACKUP_MAX_AGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Lets DROP EXTENSION tenant_control go ahead while institutions or backups
 /// exist (their registry rows, log and catalogue are discarded).
@@ -200,4 +203,8 @@ pub fn institution_id() -> Option<String> {
 
 pub fn allow_drop_with_tenants() -> bool {
     ALLOW_DROP_WITH_TENANTS.get()
+}
+
+pub fn health_backup_max_age_s() -> i32 {
+    HEALTH_BACKUP_MAX_AGE_S.get()
 }
