@@ -413,7 +413,10 @@ impl Lent {
                 }
             }
         }
-        template::grant_again(&self.schema, &self.grants)?;
+        // Only when the round trip changed them: granting takes locks.
+        if !self.objects.is_empty() && template::grants_of(&self.schema, &self.role)? != self.grants {
+            template::grant_again(&self.schema, &self.grants)?;
+        }
         for privilege in self.privileges {
             db::run(&format!("REVOKE {privilege} ON SCHEMA {schema_q} FROM {role_q}"), &[])?;
         }

@@ -160,34 +160,38 @@ pub(crate) mod tests {
     fn migrations_run_as_the_role_that_stands_for_the_tenant() {
         // Built by the installing superuser, as the README shows.
         Spi::run(
-            "CREATE TABLE tenant_template.items (id int PRIMARY KEY, note text);
-             REVOKE ALL ON tenant_template.items FROM tenant_template_owner;
-             GRANT SELECT, INSERT ON tenant_template.items TO tenant_template_owner;
-             GRANT UPDATE (note) ON tenant_template.items TO tenant_template_owner",
+            "CREATE TABLE tenant_template.lent_items (id int PRIMARY KEY, note text);
+             REVOKE ALL ON tenant_template.lent_items FROM tenant_template_owner;
+             GRANT SELECT, INSERT ON tenant_template.lent_items TO tenant_template_owner;
+             GRANT UPDATE (note) ON tenant_template.lent_items TO tenant_template_owner",
         )
         .unwrap();
         assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000010", Some("mig_role")).0, "SUCCESS");
         assert_eq!(
-        register(1, "ALTER TABLE items ADD COLUMN who text DEFAULT current_user; CREATE TABLE runs (who text DEFAULT current_user); INSERT INTO runs DEFAULT VALUES"),
+        register(1, "ALTER TABLE lent_items ADD COLUMN who text DEFAULT current_user; CREATE TABLE lent_runs (who text DEFAULT current_user); INSERT INTO lent_runs DEFAULT VALUES"),
         ("SUCCESS".into(), None)
     );
-        assert_eq!(one::<String>("SELECT who FROM tenant_template.runs"), Some("tenant_template_owner".into()));
+        assert_eq!(one::<String>("SELECT who FROM tenant_template.lent_runs"), Some("tenant_template_owner".into()));
         let id = one::<String>("SELECT id::text FROM tenant.find_institution('mig_role')").unwrap();
         assert_eq!(
             status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{id}')")),
             ("SUCCESS".into(), None)
         );
-        assert_eq!(one::<String>("SELECT who FROM mig_role.runs"), Some("mig_role_owner".into()));
+        assert_eq!(one::<String>("SELECT who FROM mig_role.lent_runs"), Some("mig_role_owner".into()));
         // The ownership lent to the role for the script went back to the superuser.
-        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.items'::regclass"), Some(true));
-        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.items'::regclass"), Some(true));
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.lent_items'::regclass"), Some(true));
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.lent_items'::regclass"), Some(true));
         // What the migration created is owned as if the superuser had run it, usable by the tenant's role.
-        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.runs'::regclass"), Some(true));
-        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.runs'::regclass"), Some(true));
-        assert_eq!(one::<bool>("SELECT has_table_privilege('mig_role_owner', 'mig_role.runs', 'INSERT')"), Some(true));
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'tenant_template.lent_runs'::regclass"), Some(true));
+        assert_eq!(one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_role.lent_runs'::regclass"), Some(true));
+        assert_eq!(
+            one::<bool>("SELECT has_table_privilege('mig_role_owner', 'mig_role.lent_runs', 'INSERT')"),
+            Some(true)
+        );
         // Lending the superuser's table to the role and taking it back keeps
         // the grants that named the role, in the template and in the tenant.
-        for (role, table) in [("tenant_template_owner", "tenant_template.items"), ("mig_role_owner", "mig_role.items")]
+        for (role, table) in
+            [("tenant_template_owner", "tenant_template.lent_items"), ("mig_role_owner", "mig_role.lent_items")]
         {
             for privilege in ["SELECT", "INSERT"] {
                 let held = one::<bool>(&format!("SELECT has_table_privilege('{role}', '{table}', '{privilege}')"));
