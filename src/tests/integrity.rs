@@ -275,6 +275,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn a_tenant_behind_the_template_is_compared_once_migrated() {
+        serialize_template_changes();
         Spi::run("CREATE TABLE tenant_template.items (id int PRIMARY KEY)").unwrap();
         let id = created("d1d1d1d1-0000-4000-8000-000000000007", "lagging");
         Spi::run("SELECT * FROM tenant.register_migration(1, 'ALTER TABLE items ADD COLUMN label text', 'label')")

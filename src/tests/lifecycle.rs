@@ -11,6 +11,14 @@ pub(crate) mod tests {
     use crate::core::name::{TenantName, MAX_SCHEMA_NAME_BYTES};
     use pgrx::prelude::*;
 
+    /// `#[pg_test]`s run side by side in one database. A test that creates
+    /// a tenant (the template lock, shared) and then registers a migration
+    /// (the same lock, exclusive) would deadlock with another doing the same:
+    /// such tests take the lock exclusively first, and so run one at a time.
+    pub(crate) fn serialize_template_changes() {
+        crate::core::locks::template_exclusive().unwrap();
+    }
+
     pub(crate) fn create(institution: &str, schema: Option<&str>) -> (String, String, Option<String>, Option<String>) {
         let name = match schema {
             Some(s) => format!("'{s}'"),

@@ -29,6 +29,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn a_registered_migration_changes_the_template_and_new_tenants() {
+        serialize_template_changes();
         assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000001", Some("mig_old")).0, "SUCCESS");
         assert_eq!(register(1, "CREATE TABLE notes (id int PRIMARY KEY, body text)"), ("SUCCESS".into(), None));
         assert_eq!(
@@ -58,6 +59,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn a_failing_migration_leaves_the_tenant_as_it_was() {
+        serialize_template_changes();
         assert_eq!(register(1, "CREATE TABLE notes (id int PRIMARY KEY)"), ("SUCCESS".into(), None));
         assert_eq!(create("d0d0d0d0-0000-4000-8000-000000000003", Some("mig_broken")).0, "SUCCESS");
         Spi::run("DROP TABLE mig_broken.notes").unwrap();
@@ -121,6 +123,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn spares_are_migrated_and_only_current_ones_are_claimed() {
+        serialize_template_changes();
         assert_eq!(status_of("SELECT * FROM tenant.add_spare_schema()"), ("SUCCESS".into(), None));
         assert_eq!(register(1, "CREATE TABLE notes (id int)"), ("SUCCESS".into(), None));
         assert_eq!(one::<i64>("SELECT count(*) FROM tenant.warm_pool WHERE NOT ready"), Some(1));
@@ -140,6 +143,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn transaction_control_in_a_migration_is_refused_with_2d000() {
+        serialize_template_changes();
         Spi::run("CREATE TABLE tenant_template.items (id int PRIMARY KEY)").unwrap();
         for script in ["CREATE TABLE a (id int); COMMIT", "ROLLBACK", "SAVEPOINT s; CREATE TABLE a (id int)"] {
             assert_eq!(register(1, script), ("ERROR".into(), Some("2D000".into())), "{script}");
@@ -158,6 +162,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn migrations_run_as_the_role_that_stands_for_the_tenant() {
+        serialize_template_changes();
         // Built by the installing superuser, as the README shows.
         Spi::run(
             "CREATE TABLE tenant_template.lent_items (id int PRIMARY KEY, note text);

@@ -31,6 +31,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn quota_states_guard_writes_and_lift_by_themselves() {
+        serialize_template_changes();
         Spi::run("SET tenant_control.quota_recheck_interval = 0").unwrap();
         Spi::run("CREATE TABLE tenant_template.notes (id serial PRIMARY KEY, body text)").unwrap();
         Spi::run("CREATE TABLE tenant_template.tags (name text)").unwrap();
