@@ -112,7 +112,7 @@ pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
     (0..5).map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
 
-/// Unwrap for `#[pg_extern]` bodies that raise instead of returning status rows.
+/// Unwrap for the bodies of SQL functions that raise instead of returning status rows.
 pub trait OrRaise<T> {
     fn or_raise(self) -> T;
 }
@@ -123,7 +123,7 @@ impl<T> OrRaise<T> for TcResult<T> {
     }
 }
 
-/// Run the body of a `#[pg_extern]` and raise whatever it fails with as a
+/// Run the body of an SQL function and raise whatever it fails with as a
 /// `TcError`: a PostgreSQL error from inside (an SPI call, a nested function
 /// of the extension) leaves the function as its SQLSTATE, message, detail and
 /// hint only. Left to pgrx, such an error gets a Rust backtrace appended to
