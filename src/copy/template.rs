@@ -182,14 +182,21 @@ pub const GENERATORS: &[(&str, &str)] = &[
     ("views", VIEWS),
     ("unvalidated checks", KEYS_AND_CHECKS),
     ("indexes", INDEXES),
+    ("properties", PROPERTIES),
     ("remaining foreign keys", FOREIGN_KEYS),
     ("triggers", TRIGGERS),
     ("row-level security", ROW_LEVEL_SECURITY),
     ("policies", POLICIES),
     ("comments", COMMENTS),
+    ("comments on types' parts", TYPE_PART_COMMENTS),
     ("ownership", OWNERSHIP),
     ("grants", GRANTS),
+    ("owner privileges", OWNER_PRIVILEGES),
 ];
+
+const PROPERTIES: &str = include_str!("../../sql/queries/template_properties.sql");
+const TYPE_PART_COMMENTS: &str = include_str!("../../sql/queries/template_type_comments.sql");
+const OWNER_PRIVILEGES: &str = include_str!("../../sql/queries/template_owner_privileges.sql");
 
 const TYPES: &str = r#"
 SELECT CASE t.typtype
@@ -701,7 +708,12 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
 /// migration added objects to it). Granting what is already held is a no-op.
 pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()> {
     let statements =
-        generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?;
+        generate_with(
+        &[("ownership", OWNERSHIP), ("grants", GRANTS), ("owner privileges", OWNER_PRIVILEGES)],
+        TEMPLATE_SCHEMA,
+        TEMPLATE_ROLE,
+        true,
+    )?;
     if statements.is_empty() {
         return Ok(());
     }
