@@ -26,12 +26,16 @@ SELECT s.statement FROM (
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       JOIN pg_catalog.pg_type t ON t.oid = a.atttypid,
+      -- This server keeps an internal pg_attver=<n> among every column's
+      -- options (pg_dump leaves it out, setting it is ignored): not a user's option.
+      LATERAL (SELECT pg_catalog.string_agg(x.option, ', ') AS options FROM pg_catalog.unnest(a.attoptions) AS x(option)
+                WHERE NOT pg_catalog.starts_with(x.option, 'pg_attver=')) AS o,
       LATERAL (VALUES
           (a.attnum * 4, a.attstorage <> t.typstorage, 'SET STORAGE ' || CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
                                                                                   WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END),
           (a.attnum * 4 + 1, a.attcompression <> '', 'SET COMPRESSION ' || CASE a.attcompression WHEN 'l' THEN 'lz4' ELSE 'pglz' END),
           (a.attnum * 4 + 2, a.attstattarget >= 0, 'SET STATISTICS ' || a.attstattarget),
-          (a.attnum * 4 + 3, a.attoptions IS NOT NULL, 'SET (' || pg_catalog.array_to_string(a.attoptions, ', ') || ')')
+          (a.attnum * 4 + 3, o.options IS NOT NULL, 'SET (' || o.options || ')')
       ) AS p(step, wanted, clause)
      WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'm', 'p') AND p.wanted
     UNION ALL

@@ -5,6 +5,7 @@
 //! re-exported here.
 
 mod backup;
+mod fidelity;
 mod fleet;
 mod integrity;
 mod lifecycle;
