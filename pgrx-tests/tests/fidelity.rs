@@ -389,7 +389,7 @@ fn django() {
     let tables = count(&mut su, "SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_template'");
     assert!(tables >= 14, "Django's migrations made {tables} tables in the template");
     let rows = "INSERT INTO library_author (id, name, born, tags, profile) OVERRIDING SYSTEM VALUE
-                    VALUES (1, 'Ann', '1970-01-02', '{a,b}', '{\"x\": 1}');
+                    VALUES (1, 'Ann', '1970-01-02', '[\"a\"]', '{\"x\": 1}');
                 INSERT INTO library_book (title, isbn, author_id, price, published_at, status)
                     VALUES ('First', '9780000000001', 1, 12.50, '2020-05-06 07:08:09+00', 'draft');
                 INSERT INTO auth_group (name) VALUES ('editors');";
