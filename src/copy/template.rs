@@ -707,12 +707,8 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
 /// Give a schema the template's ownership and privileges again (after a
 /// migration added objects to it). Granting what is already held is a no-op.
 pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()> {
-    let statements = generate_with(
-        &[("ownership", OWNERSHIP), ("grants", GRANTS), ("owner privileges", OWNER_PRIVILEGES)],
-        TEMPLATE_SCHEMA,
-        TEMPLATE_ROLE,
-        true,
-    )?;
+    let statements =
+        generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?;
     if statements.is_empty() {
         return Ok(());
     }
