@@ -121,6 +121,7 @@ fn assert_same_dump(db: &str, tenant: &str, when: &str) {
         only_template.iter().map(|b| b.as_str()).collect::<Vec<_>>().join("\n\n"),
         only_copy.iter().map(|b| b.as_str()).collect::<Vec<_>>().join("\n\n")
     );
+    assert_eq!(template.len(), copy.len(), "{db} {when}: a block appears more often in one dump");
     assert!(!template.is_empty(), "{db}: the template's dump is empty");
 }
 
