@@ -97,14 +97,13 @@ fn registry_changes_and_admin_grants_are_recorded_with_who_made_them() {
         .unwrap();
     // A change rolled back is kept as ROLLED_BACK (attempted, not in the registry).
     inst_admin.batch_execute("BEGIN").unwrap();
-    inst_admin.execute("UPDATE tenant.tenant_schemas SET config = '{\"plan\": \"free\"}' WHERE id = $1", &[&schema_id]).unwrap();
+    inst_admin
+        .execute("UPDATE tenant.tenant_schemas SET config = '{\"plan\": \"free\"}' WHERE id = $1", &[&schema_id])
+        .unwrap();
     inst_admin.batch_execute("ROLLBACK").unwrap();
 
     let mut platform = connect_as("it_audit_platform", &db);
-    assert!(outcome(
-        platform.query_one("SELECT * FROM tenant.set_quota($1, '1 GB')", &[&schema_id]).unwrap()
-    )
-    .ok());
+    assert!(outcome(platform.query_one("SELECT * FROM tenant.set_quota($1, '1 GB')", &[&schema_id]).unwrap()).ok());
     platform.query_one("SELECT * FROM tenant.suspend_institution($1)", &[&schema_id]).unwrap();
     su.query_one("SELECT tenant.revoke_institution_admin($1, 'it_audit_inst_admin')", &[&institution]).unwrap();
 
@@ -183,7 +182,10 @@ fn a_refused_call_is_a_security_event_and_no_caller_writes_the_trail() {
     .unwrap();
     assert_eq!(sqlstate_of_failure(&mut nobody, "SELECT public.au_private()"), "42501");
     assert_eq!(
-        sqlstate_of_failure(&mut nobody, &format!("SELECT * FROM tenant.create_institution_schema('{}')", Uuid::new_v4())),
+        sqlstate_of_failure(
+            &mut nobody,
+            &format!("SELECT * FROM tenant.create_institution_schema('{}')", Uuid::new_v4())
+        ),
         "42501"
     );
     assert_eq!(sqlstate_of_failure(&mut nobody, "CALL tenant.apply_retention()"), "42501");

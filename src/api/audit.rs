@@ -6,8 +6,8 @@
 
 use crate::core::audit;
 use crate::core::db;
-use pgrx::prelude::*;
 use pgrx::heap_tuple::PgHeapTuple;
+use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, JsonB, PgTrigger, PgTriggerError};
 use serde_json::{json, Value};
 
