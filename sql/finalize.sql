@@ -997,7 +997,8 @@ CREATE FUNCTION tenant.schedule_maintenance(
     integrity_check text DEFAULT '30 2 * * *',
     backup_retention text DEFAULT '0 3 * * *',
     maintenance text DEFAULT '30 3 * * 0',
-    fleet_backup text DEFAULT '0 1 * * *')
+    fleet_backup text DEFAULT '0 1 * * *',
+    data_retention text DEFAULT '15 4 * * *')
 RETURNS TABLE (job_name text, schedule text, command text, scheduled boolean, statement text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1012,7 +1013,8 @@ BEGIN
             (3, 'integrity_check', integrity_check, 'CALL tenant.run_integrity_check()'),
             (4, 'backup_retention', backup_retention, 'CALL tenant.cleanup_backups()'),
             (5, 'maintenance', maintenance, 'CALL tenant.run_maintenance()'),
-            (6, 'fleet_backup', fleet_backup, 'CALL tenant.backup_all()')) AS j(n, name, cron, sql)
+            (6, 'fleet_backup', fleet_backup, 'CALL tenant.backup_all()'),
+            (7, 'data_retention', data_retention, 'CALL tenant.apply_retention()')) AS j(n, name, cron, sql)
          WHERE j.cron IS NOT NULL ORDER BY j.n
     LOOP
         job_name := format('tenant_control %s: %s', current_database(), job.name);
@@ -1027,8 +1029,8 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text) IS
-    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) IS
+    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
 COMMENT ON FUNCTION tenant.check_integrity(uuid, boolean) IS
     'Integrity check of one tenant or (NULL) the fleet: registry vs catalogs, drift from the template, orphaned rows, counters; fix => true repairs what is safe. Logs INTEGRITY_CHECK.';
 COMMENT ON FUNCTION tenant.record_usage_snapshot() IS 'Record one usage row per tenant (tenant.usage_snapshots); logs USAGE_SNAPSHOT. Called by tenant.take_usage_snapshot.';

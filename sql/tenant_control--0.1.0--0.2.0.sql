@@ -1735,3 +1735,52 @@ GRANT EXECUTE ON FUNCTION tenant.audit_report(uuid, timestamptz, timestamptz)
     TO tenant_control_admin, tenant_control_institution_admin;
 COMMENT ON FUNCTION tenant.audit_report(uuid, timestamptz, timestamptz) IS
     'The audit trail of one institution (NULL: all events) between from_time (inclusive) and to_time (exclusive): events per class, action, outcome, SQLSTATE and session role, with security events flagged and the count whose caller rolled back. Reads what the caller may see (row-level security).';
+
+-- apply_retention as a job of schedule_maintenance (issue 16): a seventh
+-- argument, data_retention (daily by default).
+DROP FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text);
+-- pg_cron: one call (re)schedules the recommended jobs. Job names carry the
+-- database, so several databases can share one pg_cron; pg_cron updates a
+-- job of the same name instead of adding one, so calling this again is safe.
+CREATE FUNCTION tenant.schedule_maintenance(
+    quota_refresh text DEFAULT '* * * * *',
+    usage_snapshot text DEFAULT '0 * * * *',
+    integrity_check text DEFAULT '30 2 * * *',
+    backup_retention text DEFAULT '0 3 * * *',
+    maintenance text DEFAULT '30 3 * * 0',
+    fleet_backup text DEFAULT '0 1 * * *',
+    data_retention text DEFAULT '15 4 * * *')
+RETURNS TABLE (job_name text, schedule text, command text, scheduled boolean, statement text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    here boolean := EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron');
+    job record;
+BEGIN
+    FOR job IN
+        SELECT j.name, j.cron, j.sql FROM (VALUES
+            (1, 'quota_refresh', quota_refresh, 'CALL tenant.refresh_all_storage()'),
+            (2, 'usage_snapshot', usage_snapshot, 'CALL tenant.take_usage_snapshot()'),
+            (3, 'integrity_check', integrity_check, 'CALL tenant.run_integrity_check()'),
+            (4, 'backup_retention', backup_retention, 'CALL tenant.cleanup_backups()'),
+            (5, 'maintenance', maintenance, 'CALL tenant.run_maintenance()'),
+            (6, 'fleet_backup', fleet_backup, 'CALL tenant.backup_all()'),
+            (7, 'data_retention', data_retention, 'CALL tenant.apply_retention()')) AS j(n, name, cron, sql)
+         WHERE j.cron IS NOT NULL ORDER BY j.n
+    LOOP
+        job_name := format('tenant_control %s: %s', current_database(), job.name);
+        schedule := job.cron;
+        command := job.sql;
+        statement := format('SELECT cron.schedule_in_database(%L, %L, %L, %L)', job_name, job.cron, job.sql, current_database());
+        scheduled := here;
+        IF here THEN
+            EXECUTE statement;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) IS
+    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
+REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) TO tenant_control_admin;
