@@ -189,7 +189,15 @@ fn a_refused_call_is_a_security_event_and_no_caller_writes_the_trail() {
         "42501"
     );
     assert_eq!(sqlstate_of_failure(&mut nobody, "CALL tenant.apply_retention()"), "42501");
-    eventually(&mut su, "SELECT count(*) FROM tenant.audit_events WHERE event_class = 'SECURITY'", 2);
+    // Caught by a savepoint in a read-only transaction that then commits: the
+    // commit still succeeds, and the refusal is recorded (as committed).
+    nobody.batch_execute("BEGIN READ ONLY; SAVEPOINT s").unwrap();
+    assert_eq!(
+        sqlstate_of_failure(&mut nobody, &format!("SELECT * FROM tenant.drop_institution_schema('{}')", Uuid::new_v4())),
+        "42501"
+    );
+    nobody.batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT").unwrap();
+    eventually(&mut su, "SELECT count(*) FROM tenant.audit_events WHERE event_class = 'SECURITY'", 3);
     let events: Vec<(String, String, String, String, bool)> = su
         .query(
             "SELECT action, outcome, session_role, error_sqlstate, caller_committed FROM tenant.audit_events
@@ -203,7 +211,12 @@ fn a_refused_call_is_a_security_event_and_no_caller_writes_the_trail() {
     let nobody_refused = |action: &str| {
         (action.to_string(), "REFUSED".to_string(), "it_audit_nobody".to_string(), "42501".to_string(), false)
     };
-    assert_eq!(events, vec![nobody_refused("apply_retention"), nobody_refused("create_institution_schema")]);
+    let mut dropped = nobody_refused("drop_institution_schema");
+    dropped.4 = true;
+    assert_eq!(
+        events,
+        vec![nobody_refused("apply_retention"), nobody_refused("create_institution_schema"), dropped]
+    );
     let statement: String = su
         .query_one(
             "SELECT detail->>'statement' FROM tenant.audit_events WHERE action = 'create_institution_schema'",

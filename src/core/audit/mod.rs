@@ -142,7 +142,12 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
             let events = PENDING.with(|pending| pending.borrow().clone());
-            if !events.is_empty() {
+            if !events.is_empty() && pg_sys::XactReadOnly {
+                // A read-only transaction (a refusal caught by a savepoint)
+                // cannot write: the worker writes for it.
+                PENDING.with(|pending| pending.borrow_mut().clear());
+                worker::hand_over(&events, true);
+            } else if !events.is_empty() {
                 // The statement that committed has let go of its snapshot: the
                 // write takes one of its own. An error here aborts the commit
                 // (and the abort hands the events on).
@@ -156,7 +161,7 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
             let mut events = PENDING.with(|pending| std::mem::take(&mut *pending.borrow_mut()));
             if !events.is_empty() {
                 events.iter_mut().for_each(roll_back);
-                worker::hand_over(&events);
+                worker::hand_over(&events, false);
             }
         }
         _ => {}

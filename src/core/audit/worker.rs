@@ -14,10 +14,10 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-/// Start a worker that writes `events`; called while the transaction aborts,
-/// so nothing here may raise an ERROR: a failure is a WARNING naming the
-/// events lost.
-pub(super) fn hand_over(events: &[Event]) {
+/// Start a worker that writes `events` (of a transaction that `committed` or
+/// not); called while the transaction aborts, so nothing here may raise an
+/// ERROR: a failure is a WARNING naming the events lost.
+pub(super) fn hand_over(events: &[Event], committed: bool) {
     // SAFETY: plain reads of this backend's state.
     let (in_recovery, database) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::MyDatabaseId) };
     if in_recovery || database == pg_sys::InvalidOid {
@@ -43,7 +43,7 @@ pub(super) fn hand_over(events: &[Event]) {
                 .set_function("tenant_control_audit_worker")
                 .enable_spi_access()
                 .set_argument(Some(pg_sys::Datum::from(handle)))
-                .set_extra(&database.to_u32().to_string())
+                .set_extra(&format!("{} {committed}", database.to_u32()))
                 .load_dynamic()
                 .is_ok();
             if !started {
@@ -55,7 +55,7 @@ pub(super) fn hand_over(events: &[Event]) {
     };
     if !started {
         pgrx::warning!(
-            "tenant_control: {} audit event(s) of a rolled-back transaction could not be recorded: no background worker could start (max_worker_processes)",
+            "tenant_control: {} audit event(s) could not be recorded: no background worker could start (max_worker_processes)",
             events.len()
         );
     }
@@ -82,13 +82,15 @@ pub extern "C-unwind" fn tenant_control_audit_worker(argument: pg_sys::Datum) {
         pg_sys::dsm_detach(segment);
         payload
     };
-    let Ok(database) = BackgroundWorker::get_extra().parse::<u32>() else { return };
+    let mut extra = BackgroundWorker::get_extra().split(' ');
+    let Some(Ok(database)) = extra.next().map(str::parse::<u32>) else { return };
+    let committed = extra.next() == Some("true");
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(database)), None);
     let events: serde_json::Value = serde_json::from_slice(&payload).unwrap_or(serde_json::Value::Null);
     BackgroundWorker::transaction(move || {
         let installed = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('tenant.audit_events') IS NOT NULL");
         if matches!(installed, Ok(Some(true))) {
-            Spi::run_with_args(super::WRITE, &[pgrx::JsonB(events).into(), false.into()])
+            Spi::run_with_args(super::WRITE, &[pgrx::JsonB(events).into(), committed.into()])
                 .unwrap_or_else(|error| pgrx::error!("tenant_control audit writer: {error}"));
         }
     });
