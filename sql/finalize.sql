@@ -2082,12 +2082,12 @@ CREATE TABLE tenant.audit_events (
 CREATE INDEX audit_events_occurred ON tenant.audit_events (occurred_at);
 CREATE INDEX audit_events_institution_occurred ON tenant.audit_events (institution_id, occurred_at);
 COMMENT ON TABLE tenant.audit_events IS
-    'Audit trail: every operation attempt, registry change (config, quota, status, administrator grants) and refused call of the extension''s routines, kept whether or not the caller committed. Written only by the extension.';
+    'Audit trail: every operation attempt, registry change (config, quota, status, administrator grants, limits, row limits, retention rules) and refused call of the extension''s routines, kept whether or not the caller committed. Written only by the extension.';
 COMMENT ON COLUMN tenant.audit_events.id IS 'Increasing event number (in the order events were written).';
 COMMENT ON COLUMN tenant.audit_events.occurred_at IS 'When it happened.';
 COMMENT ON COLUMN tenant.audit_events.recorded_at IS 'When the row was written (at the caller''s commit, or by the audit worker after its rollback).';
 COMMENT ON COLUMN tenant.audit_events.event_class IS 'OPERATION (an operation of the operation log), REGISTRY_CHANGE or SECURITY (a call PostgreSQL refused, 42501).';
-COMMENT ON COLUMN tenant.audit_events.action IS 'The operation type (CREATE, MIGRATE, ...), what changed (CONFIG, QUOTA, STATUS, ADMIN_GRANT, ADMIN_REVOKE), or the refused routine''s name.';
+COMMENT ON COLUMN tenant.audit_events.action IS 'The operation type (CREATE, MIGRATE, ...), what changed (CONFIG, QUOTA, STATUS, ADMIN_GRANT, ADMIN_REVOKE, LIMITS, ROW_LIMIT, RETENTION_RULE), or the refused routine''s name.';
 COMMENT ON COLUMN tenant.audit_events.outcome IS 'COMPLETED or FAILED (operations), CHANGED or ROLLED_BACK (registry changes), REFUSED (security events).';
 COMMENT ON COLUMN tenant.audit_events.schema_id IS 'Registry id of the tenant concerned, if any.';
 COMMENT ON COLUMN tenant.audit_events.institution_id IS 'The institution concerned, if known.';
@@ -2115,9 +2115,17 @@ CREATE TRIGGER tc_audit_status AFTER UPDATE OF status ON tenant.tenant_schemas
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION tenant.audit_registry_change('STATUS');
 CREATE TRIGGER tc_audit_admins AFTER INSERT OR DELETE ON tenant.institution_admins
     FOR EACH ROW EXECUTE FUNCTION tenant.audit_registry_change('ADMIN');
+CREATE TRIGGER tc_audit_limits AFTER INSERT OR UPDATE OR DELETE ON tenant.institution_limits
+    FOR EACH ROW EXECUTE FUNCTION tenant.audit_registry_change('LIMITS');
+CREATE TRIGGER tc_audit_row_limit_set AFTER INSERT OR DELETE ON tenant.row_limits
+    FOR EACH ROW EXECUTE FUNCTION tenant.audit_registry_change('ROW_LIMIT');
+CREATE TRIGGER tc_audit_row_limit_changed AFTER UPDATE OF max_rows ON tenant.row_limits
+    FOR EACH ROW WHEN (OLD.max_rows IS DISTINCT FROM NEW.max_rows) EXECUTE FUNCTION tenant.audit_registry_change('ROW_LIMIT');
+CREATE TRIGGER tc_audit_retention_rules AFTER INSERT OR UPDATE OR DELETE ON tenant.retention_rules
+    FOR EACH ROW EXECUTE FUNCTION tenant.audit_registry_change('RETENTION_RULE');
 REVOKE ALL ON FUNCTION tenant.audit_registry_change() FROM PUBLIC, tenant_control_admin;
 COMMENT ON FUNCTION tenant.audit_registry_change() IS
-    'Internal: trigger noting registry changes (config, quota, status, administrator grants) for the audit trail.';
+    'Internal: trigger noting registry changes (config, quota, status, administrator grants, limits, row limits, retention rules) for the audit trail.';
 
 CREATE FUNCTION tenant.audit_report(institution_id uuid DEFAULT NULL, from_time timestamptz DEFAULT NULL,
                                     to_time timestamptz DEFAULT NULL)

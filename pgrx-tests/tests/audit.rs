@@ -87,6 +87,7 @@ fn registry_changes_and_admin_grants_are_recorded_with_who_made_them() {
          GRANT tenant_control_admin TO it_audit_platform;",
     )
     .unwrap();
+    su.batch_execute("CREATE TABLE tenant_template.users (id int PRIMARY KEY, seen timestamptz NOT NULL)").unwrap();
     let institution = Uuid::new_v4();
     let schema_id: Uuid = create(&mut su, institution, "au_registry").row.get("schema_id");
     su.query_one("SELECT tenant.grant_institution_admin($1, 'it_audit_inst_admin')", &[&institution]).unwrap();
@@ -104,6 +105,9 @@ fn registry_changes_and_admin_grants_are_recorded_with_who_made_them() {
 
     let mut platform = connect_as("it_audit_platform", &db);
     assert!(outcome(platform.query_one("SELECT * FROM tenant.set_quota($1, '1 GB')", &[&schema_id]).unwrap()).ok());
+    platform.query_one("SELECT tenant.set_limits($1, '{\"work_mem\": \"8MB\"}')", &[&schema_id]).unwrap();
+    platform.query_one("SELECT tenant.set_row_limit($1, 'users', 10)", &[&schema_id]).unwrap();
+    platform.query_one("SELECT tenant.set_retention('users', 'seen', '1 year', false)", &[]).unwrap();
     platform.query_one("SELECT * FROM tenant.suspend_institution($1)", &[&schema_id]).unwrap();
     su.query_one("SELECT tenant.revoke_institution_admin($1, 'it_audit_inst_admin')", &[&institution]).unwrap();
 
@@ -123,6 +127,8 @@ fn registry_changes_and_admin_grants_are_recorded_with_who_made_them() {
         ("ADMIN_GRANT", "CHANGED", "postgres"),
         ("CONFIG", "CHANGED", "it_audit_inst_admin"),
         ("QUOTA", "CHANGED", "it_audit_platform"),
+        ("LIMITS", "CHANGED", "it_audit_platform"),
+        ("ROW_LIMIT", "CHANGED", "it_audit_platform"),
         ("STATUS", "CHANGED", "it_audit_platform"),
         ("ADMIN_REVOKE", "CHANGED", "postgres"),
     ];
@@ -141,6 +147,18 @@ fn registry_changes_and_admin_grants_are_recorded_with_who_made_them() {
     assert_eq!(config.3, r#"{"new": {"plan": "gold"}, "old": {}}"#);
     let status = changes.iter().find(|(a, _, _, _)| a == "STATUS").unwrap();
     assert_eq!(status.3, r#"{"new": "SUSPENDED", "old": "ACTIVE"}"#);
+    let row_limit = changes.iter().find(|(a, _, _, _)| a == "ROW_LIMIT").unwrap();
+    assert_eq!(row_limit.3, r#"{"new": 10, "old": null, "table_name": "users"}"#);
+    // A retention rule belongs to no institution.
+    let rule: String = su
+        .query_one(
+            "SELECT detail::text FROM tenant.audit_events WHERE action = 'RETENTION_RULE' AND institution_id IS NULL
+                AND session_role = 'it_audit_platform' AND caller_committed",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rule, r#"{"new": {"keep": "1 year", "archive": false, "date_column": "seen"}, "old": null, "table_name": "users"}"#);
     // The operations themselves are there too, as the platform admin's.
     assert_eq!(
         count(
