@@ -158,7 +158,10 @@ fn registry_changes_and_admin_grants_are_recorded_with_who_made_them() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(rule, r#"{"new": {"keep": "1 year", "archive": false, "date_column": "seen"}, "old": null, "table_name": "users"}"#);
+    assert_eq!(
+        rule,
+        r#"{"new": {"keep": "1 year", "archive": false, "date_column": "seen"}, "old": null, "table_name": "users"}"#
+    );
     // The operations themselves are there too, as the platform admin's.
     assert_eq!(
         count(
@@ -211,7 +214,10 @@ fn a_refused_call_is_a_security_event_and_no_caller_writes_the_trail() {
     // commit still succeeds, and the refusal is recorded (as committed).
     nobody.batch_execute("BEGIN READ ONLY; SAVEPOINT s").unwrap();
     assert_eq!(
-        sqlstate_of_failure(&mut nobody, &format!("SELECT * FROM tenant.drop_institution_schema('{}')", Uuid::new_v4())),
+        sqlstate_of_failure(
+            &mut nobody,
+            &format!("SELECT * FROM tenant.drop_institution_schema('{}')", Uuid::new_v4())
+        ),
         "42501"
     );
     nobody.batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT").unwrap();
@@ -231,10 +237,7 @@ fn a_refused_call_is_a_security_event_and_no_caller_writes_the_trail() {
     };
     let mut dropped = nobody_refused("drop_institution_schema");
     dropped.4 = true;
-    assert_eq!(
-        events,
-        vec![nobody_refused("apply_retention"), nobody_refused("create_institution_schema"), dropped]
-    );
+    assert_eq!(events, vec![nobody_refused("apply_retention"), nobody_refused("create_institution_schema"), dropped]);
     let statement: String = su
         .query_one(
             "SELECT detail->>'statement' FROM tenant.audit_events WHERE action = 'create_institution_schema'",

@@ -159,8 +159,15 @@ pub(crate) mod tests {
         let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         assert_eq!(
             names,
-            ["quota_refresh", "usage_snapshot", "integrity_check", "backup_retention", "fleet_backup", "data_retention"]
-                .map(|j| format!("tenant_control {db}: {j}"))
+            [
+                "quota_refresh",
+                "usage_snapshot",
+                "integrity_check",
+                "backup_retention",
+                "fleet_backup",
+                "data_retention"
+            ]
+            .map(|j| format!("tenant_control {db}: {j}"))
         );
         assert!(rows.iter().all(|r| !r.1));
         assert_eq!(
