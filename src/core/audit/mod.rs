@@ -217,7 +217,6 @@ unsafe extern "C-unwind" fn on_error_report(edata: *mut pg_sys::ErrorData) {
         || report.sqlerrcode != PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32
         || report.message_id.is_null()
         || report.message.is_null()
-        || !pg_sys::MyBgworkerEntry.is_null()
     {
         return;
     }
