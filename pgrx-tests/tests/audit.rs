@@ -12,9 +12,9 @@ use uuid::Uuid;
 const DB: &str = "it_audit";
 
 /// Events of a rolled-back transaction are written by the audit worker a
-/// moment later: wait (at most ten seconds) for `sql` to count `expected`.
+/// moment later: wait (at most thirty seconds) for `sql` to count `expected`.
 fn eventually(client: &mut Client, sql: &str, expected: i64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let seen = count(client, sql);
         if seen == expected {
@@ -311,4 +311,26 @@ fn the_audit_report_groups_known_events() {
     assert_eq!(all.len(), 5);
     assert_eq!(all[1], "OPERATION MIGRATE COMPLETED - ops false 3 1 01-01 10 01-05 10");
     assert_eq!(all[4], "SECURITY create_institution_schema REFUSED 42501 mallory true 1 1 01-06 10 01-06 10");
+}
+
+#[test]
+fn a_burst_of_rollbacks_loses_no_event() {
+    let db = format!("{DB}_burst");
+    let mut su = fresh_database(&db);
+    let schema_id = create_ok(&mut su, "au_burst");
+    // Each rollback starts a worker; far more of them, far faster, than there
+    // are worker slots (max_worker_processes): a rollback waits for a slot
+    // instead of dropping its events.
+    for n in 0..150 {
+        su.batch_execute(&format!(
+            "BEGIN; UPDATE tenant.tenant_schemas SET config = '{{\"n\": {n}}}' WHERE id = '{schema_id}'; ROLLBACK"
+        ))
+        .unwrap();
+    }
+    eventually(
+        &mut su,
+        "SELECT count(DISTINCT detail->'new'->>'n') FROM tenant.audit_events
+          WHERE action = 'CONFIG' AND outcome = 'ROLLED_BACK' AND NOT caller_committed",
+        150,
+    );
 }

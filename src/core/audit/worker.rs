@@ -38,14 +38,8 @@ pub(super) fn hand_over(events: &[Event], committed: bool) {
             pg_sys::dsm_pin_mapping(segment);
             pg_sys::dsm_pin_segment(segment);
             let handle = pg_sys::dsm_segment_handle(segment);
-            let started = BackgroundWorkerBuilder::new("tenant_control audit writer")
-                .set_library("tenant_control")
-                .set_function("tenant_control_audit_worker")
-                .enable_spi_access()
-                .set_argument(Some(pg_sys::Datum::from(handle)))
-                .set_extra(&format!("{} {committed}", database.to_u32()))
-                .load_dynamic()
-                .is_ok();
+            let extra = format!("{} {committed}", database.to_u32());
+            let started = start_worker(handle, &extra);
             if !started {
                 pg_sys::dsm_unpin_segment(handle);
             }
@@ -55,9 +49,35 @@ pub(super) fn hand_over(events: &[Event], committed: bool) {
     };
     if !started {
         pgrx::warning!(
-            "tenant_control: {} audit event(s) could not be recorded: no background worker could start (max_worker_processes)",
+            "tenant_control: {} audit event(s) could not be recorded: no background worker slot came free within 5 s (max_worker_processes)",
             events.len()
         );
+    }
+}
+
+/// How long a backend waits for a free worker slot before giving up.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Register the worker. When every slot (`max_worker_processes`) is taken,
+/// for instance by a burst of rollbacks each starting a worker, wait for one
+/// to free up (the workers finish in milliseconds): the rolling-back backend
+/// slows down rather than losing its events.
+fn start_worker(handle: pg_sys::dsm_handle, extra: &str) -> bool {
+    let deadline = std::time::Instant::now() + SLOT_WAIT;
+    loop {
+        let started = BackgroundWorkerBuilder::new("tenant_control audit writer")
+            .set_library("tenant_control")
+            .set_function("tenant_control_audit_worker")
+            .enable_spi_access()
+            .set_argument(Some(pg_sys::Datum::from(handle)))
+            .set_extra(extra)
+            .load_dynamic()
+            .is_ok();
+        if started || std::time::Instant::now() >= deadline {
+            return started;
+        }
+        // SAFETY: a plain sleep; interrupts are held while a transaction aborts.
+        unsafe { pg_sys::pg_usleep(5_000) };
     }
 }
 
