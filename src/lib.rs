@@ -21,6 +21,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     core::settings::register();
+    core::audit::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -51,11 +51,15 @@ fn pg_dump_and_pg_restore_keep_registry_log_and_backups() {
     let registry = registry_snapshot(&mut source);
     let operations = count(&mut source, "SELECT count(*) FROM tenant.schema_operations");
     assert_eq!(operations, 4);
+    // The audit trail: the four operations and the DROPPED status change.
+    let audited = count(&mut source, "SELECT count(*) FROM tenant.audit_events");
+    assert_eq!(audited, 5);
 
     let dump = dump_and_restore("it_dump_src", "it_dump_dst");
     let mut target = superuser("it_dump_dst");
     assert_eq!(registry_snapshot(&mut target), registry);
     assert_eq!(count(&mut target, "SELECT count(*) FROM tenant.schema_operations"), operations);
+    assert_eq!(count(&mut target, "SELECT count(*) FROM tenant.audit_events"), audited);
     assert_eq!(count(&mut target, "SELECT count(*) FROM tenant.schema_operations WHERE status = 'FAILED'"), 1);
     assert_eq!(count(&mut target, "SELECT count(*) FROM tenant.schema_backups"), 1);
     assert_eq!(count(&mut target, "SELECT count(*) FROM dr_kept.t"), 1);
@@ -66,6 +70,8 @@ fn pg_dump_and_pg_restore_keep_registry_log_and_backups() {
     let kept: uuid::Uuid = target.query_one("SELECT id FROM tenant.find_institution('dr_kept')", &[]).unwrap().get(0);
     assert!(call(&mut target, "suspend_institution", kept).ok());
     assert_eq!(count(&mut target, "SELECT count(*) FROM tenant.schema_operations"), operations + 1);
+    // ... and new audit events new ids (the trail's sequence came along).
+    assert_eq!(count(&mut target, "SELECT count(DISTINCT id) FROM tenant.audit_events"), audited + 2);
     let _ = std::fs::remove_file(dump);
 }
 

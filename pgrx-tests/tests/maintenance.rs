@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const TEMPLATE: &str = "CREATE TABLE tenant_template.items (id int PRIMARY KEY, label text);
-                        CREATE TABLE tenant_template.tags (item_id int REFERENCES tenant_template.items, tag text)";
+                        CREATE TABLE tenant_template.tags (item_id int REFERENCES tenant_template.items, tag text);
+                        CREATE TABLE tenant_template.visits (id int PRIMARY KEY, at timestamptz NOT NULL)";
 
 #[test]
 fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
@@ -18,15 +19,21 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let a = create_ok(&mut su, "mj_a");
     let b = create_ok(&mut su, "mj_b");
     su.batch_execute(&format!("ALTER DATABASE {DB} SET tenant_control.lock_timeout = '2s'")).unwrap();
+    // Something for the data retention job to remove: mj_a's visit of two months ago.
+    su.batch_execute(
+        "SELECT tenant.set_retention('visits', 'at', '30 days', false);
+         INSERT INTO mj_a.visits VALUES (1, now() - interval '60 days'), (2, now())",
+    )
+    .unwrap();
 
     // pg_cron lives in the database named by cron.database_name (postgres):
     // schedule_maintenance hands out the statements to run there.
     let every_minute = "SELECT job_name, statement, scheduled FROM tenant.schedule_maintenance(
                             quota_refresh => '* * * * *', usage_snapshot => '* * * * *',
                             integrity_check => '* * * * *', maintenance => '* * * * *',
-                            fleet_backup => '* * * * *')";
+                            fleet_backup => '* * * * *', data_retention => '* * * * *')";
     let jobs = su.query(every_minute, &[]).unwrap();
-    assert_eq!(jobs.len(), 6);
+    assert_eq!(jobs.len(), 7);
     assert!(jobs.iter().all(|job| !job.get::<_, bool>("scheduled")));
     let mut cron = superuser("postgres");
     cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron").unwrap();
@@ -44,7 +51,7 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let mut hold = holder.transaction().unwrap();
     hold.query_one("SELECT 1 FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE", &[&b]).unwrap();
 
-    // Twice: the second call updates the same six jobs.
+    // Twice: the second call updates the same seven jobs.
     for _ in 0..2 {
         for job in &jobs {
             cron.batch_execute(job.get::<_, &str>("statement")).unwrap();
@@ -55,11 +62,19 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
         listed.iter().map(|(_, name, _)| name.strip_prefix(&pattern[..pattern.len() - 1]).unwrap()).collect();
     assert_eq!(
         names,
-        vec!["backup_retention", "fleet_backup", "integrity_check", "maintenance", "quota_refresh", "usage_snapshot"]
+        vec![
+            "backup_retention",
+            "data_retention",
+            "fleet_backup",
+            "integrity_check",
+            "maintenance",
+            "quota_refresh",
+            "usage_snapshot"
+        ]
     );
     assert_eq!(listed[0].2, "0 3 * * *", "the retention job keeps its nightly schedule");
 
-    // The five every-minute jobs run in the same minute: wait once.
+    // The six every-minute jobs run in the same minute: wait once.
     let running: Vec<i64> =
         listed.iter().filter(|(_, _, schedule)| schedule == "* * * * *").map(|(id, _, _)| *id).collect();
     let started = Instant::now();
@@ -128,6 +143,17 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     assert!(count(&mut su, "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'USAGE_SNAPSHOT' AND status = 'COMPLETED'") >= 1);
     assert!(count(&mut su, "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'INTEGRITY_CHECK' AND status = 'COMPLETED'") >= 1);
     assert!(count(&mut su, "SELECT count(DISTINCT schema_id) FROM tenant.usage_snapshots") == 2);
+    // The data retention job removed mj_a's old visit and logged it.
+    assert_eq!(count(&mut su, "SELECT count(*) FROM mj_a.visits"), 1);
+    assert!(
+        count(
+            &mut su,
+            &format!(
+                "SELECT count(*) FROM tenant.schema_operations WHERE operation_type = 'RETENTION' AND schema_id = '{a}'
+                    AND status = 'COMPLETED' AND (metadata->>'removed')::int = 1"
+            )
+        ) >= 1
+    );
     assert_eq!(
         count(
             &mut su,
@@ -230,14 +256,14 @@ fn with_pg_cron_in_the_same_database_the_jobs_are_scheduled_directly_and_updated
     for schedule in ["0 4 * * *", "0 5 * * *"] {
         let rows =
             su.query("SELECT scheduled FROM tenant.schedule_maintenance(maintenance => $1)", &[&schedule]).unwrap();
-        assert_eq!(rows.len(), 6);
+        assert_eq!(rows.len(), 7);
         assert!(rows.iter().all(|r| r.get::<_, bool>(0)));
     }
     let scheduled = jobs(&mut su);
     su.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'tenant_control postgres: %'")
         .unwrap();
     su.batch_execute("DROP EXTENSION tenant_control CASCADE").unwrap();
-    assert_eq!(scheduled.len(), 6, "a second call updates the jobs instead of adding some: {scheduled:?}");
+    assert_eq!(scheduled.len(), 7, "a second call updates the jobs instead of adding some: {scheduled:?}");
     let maintenance = scheduled.iter().find(|(name, _, _)| name.ends_with("maintenance")).unwrap();
     assert_eq!((maintenance.1.as_str(), maintenance.2.as_str()), ("0 5 * * *", "CALL tenant.run_maintenance()"));
 }

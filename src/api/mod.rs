@@ -3,6 +3,7 @@
 //! leave a row in the operation log either way; a failed one leaves nothing
 //! else behind.
 
+pub mod audit;
 pub mod fleet;
 pub mod lifecycle_data;
 

@@ -1,6 +1,7 @@
 //! Core helpers every layer uses: errors, validated names, settings, SPI, subtransactions,
 //! the privilege boundary and the advisory locks. Nothing here depends on another folder.
 
+pub mod audit;
 pub mod db;
 pub mod errors;
 pub mod locks;

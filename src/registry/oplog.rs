@@ -1,8 +1,11 @@
 //! The operation log. `record` runs an operation atomically and writes one
 //! row to `tenant.schema_operations` whatever happens: COMPLETED with what the
 //! operation reported, or FAILED with the error and its SQLSTATE, in which case
-//! everything the operation did has been rolled back.
+//! everything the operation did has been rolled back. Each attempt is also
+//! noted for the audit trail (`core::audit`), which keeps it even when the
+//! caller's transaction rolls back.
 
+use crate::core::audit;
 use crate::core::db;
 use crate::core::errors::TcResult;
 use crate::core::settings;
@@ -98,6 +101,13 @@ fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<
         Ok(_) => ("COMPLETED", None, None),
         Err(error) => ("FAILED", Some(error.sqlstate()), Some(error.summary())),
     };
+    audit::note_operation(audit::OperationEvent {
+        kind: op.kind.as_str(),
+        schema_id: op.schema_id,
+        institution_id: op.metadata.get("institution_id").and_then(Value::as_str).and_then(|id| id.parse().ok()),
+        description: &op.description,
+        failure: outcome.as_ref().err().map(|error| (error.sqlstate(), error.summary())),
+    });
     // A failed operation may have rolled back the very registry row it named.
     db::run(
         "INSERT INTO tenant.schema_operations

@@ -159,8 +159,15 @@ pub(crate) mod tests {
         let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         assert_eq!(
             names,
-            ["quota_refresh", "usage_snapshot", "integrity_check", "backup_retention", "fleet_backup"]
-                .map(|j| format!("tenant_control {db}: {j}"))
+            [
+                "quota_refresh",
+                "usage_snapshot",
+                "integrity_check",
+                "backup_retention",
+                "fleet_backup",
+                "data_retention"
+            ]
+            .map(|j| format!("tenant_control {db}: {j}"))
         );
         assert!(rows.iter().all(|r| !r.1));
         assert_eq!(
@@ -171,6 +178,11 @@ pub(crate) mod tests {
         assert_eq!(
             rows[4].2,
             format!("SELECT cron.schedule_in_database('tenant_control {db}: fleet_backup', '0 1 * * *', 'CALL tenant.backup_all()', '{db}')")
+        );
+        // Data retention runs daily, after the night's backups.
+        assert_eq!(
+            rows[5].2,
+            format!("SELECT cron.schedule_in_database('tenant_control {db}: data_retention', '15 4 * * *', 'CALL tenant.apply_retention()', '{db}')")
         );
     }
 
