@@ -252,7 +252,7 @@ CREATE FUNCTION tenant.deparse_in(schema_name text, what text, object oid, expre
 RETURNS text LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'deparse_in_wrapper';
 COMMENT ON FUNCTION tenant.deparse_in(text, text, oid, text, integer) IS
-    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body).';
+    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key).';
 
 -- The CREATE FUNCTION/PROCEDURE statement of a function, as statement parts,
 -- with the names of schema_name's objects left unqualified (tenant.deparse_in).
@@ -303,11 +303,12 @@ COMMENT ON FUNCTION tenant.calls_schema_function(regclass, oid, text) IS
 -- Whether a copy creates a foreign key inside CREATE TABLE: a valid one that
 -- references a table created before (a lower oid: no cycle of tables) through
 -- that table's primary key or UNIQUE constraint (not a bare unique index,
--- which is created after the tables).
+-- which is created after the tables). Not a partition's clone of its
+-- parent's key: that one comes with the parent's.
 CREATE FUNCTION tenant.inline_foreign_key(constraint_oid oid)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT k.convalidated AND k.confrelid <= k.conrelid
+    SELECT k.convalidated AND k.conparentid = 0 AND k.confrelid <= k.conrelid
            AND EXISTS (SELECT 1 FROM pg_constraint u
                         WHERE u.conrelid = k.confrelid AND u.conindid = k.conindid AND u.contype IN ('p', 'u'))
       FROM pg_constraint k WHERE k.oid = constraint_oid

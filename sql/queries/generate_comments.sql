@@ -2,8 +2,8 @@ SELECT pg_catalog.format('COMMENT ON %s IS %L', target, d.description) FROM (
     SELECT d.description, c.oid, CASE
            WHEN d.objsubid > 0 THEN pg_catalog.format('COLUMN %I.%I', c.relname,
                 (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = d.objsubid))
-           ELSE pg_catalog.format('%s %I', CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                                            WHEN 'S' THEN 'SEQUENCE' WHEN 'i' THEN 'INDEX' ELSE 'TYPE' END, c.relname) END AS target
+           ELSE pg_catalog.format('%s %I', CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                            WHEN 'S' THEN 'SEQUENCE' WHEN 'i' THEN 'INDEX' WHEN 'I' THEN 'INDEX' ELSE 'TYPE' END, c.relname) END AS target
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid
      WHERE d.classoid = 'pg_catalog.pg_class'::regclass
        AND (c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))

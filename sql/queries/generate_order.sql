@@ -3,6 +3,7 @@
 -- in (a function replaced later to read a later view, a composite type over
 -- a table's row type, a CHECK calling a SQL-standard-body function, ...).
 --
+-- $2: whether keys are part of CREATE TABLE (as for the generators' $3).
 -- Every object of schema $1 becomes a unit, named '<catalog>:<oid>'. Rows:
 --   ('part', unit, parent): an object that has no statement of its own goes
 --       with its parent's (a row type with its table, an inline constraint
@@ -45,7 +46,7 @@ WITH own_type AS MATERIALIZED (
                 ELSE (SELECT 'pg_class:' || d.refobjid FROM pg_catalog.pg_depend d
                        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = r.oid AND d.objsubid = 0
                          AND d.deptype = 'i' AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass LIMIT 1) END
-      FROM rel r
+      FROM rel r WHERE r.relkind NOT IN ('i', 'I')
     UNION ALL
     -- Indexes: a constraint's goes with the constraint, others with their table
     -- when they have no statement of their own.
@@ -62,7 +63,8 @@ WITH own_type AS MATERIALIZED (
       FROM typ t
     UNION ALL
     SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, 'pg_constraint:' || k.oid, 'pg_class:' || k.conrelid
-      FROM rel r JOIN pg_catalog.pg_constraint k ON k.conrelid = r.oid
+      -- A partition's clone of its parent's foreign key comes with the parent's.
+      FROM rel r JOIN pg_catalog.pg_constraint k ON k.conrelid = r.oid AND NOT (k.contype = 'f' AND k.conparentid <> 0)
     UNION ALL
     SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, 'pg_constraint:' || k.oid, 'pg_type:' || k.contypid
       FROM typ t JOIN pg_catalog.pg_constraint k ON k.contypid = t.oid WHERE t.typtype = 'd'
@@ -74,7 +76,7 @@ WITH own_type AS MATERIALIZED (
       FROM rel r JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid
     UNION ALL
     SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, g.oid, 'pg_trigger:' || g.oid, 'pg_class:' || g.tgrelid
-      FROM rel r JOIN pg_catalog.pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal
+      FROM rel r JOIN pg_catalog.pg_trigger g ON g.tgrelid = r.oid WHERE NOT g.tgisinternal AND g.tgparentid = 0
     UNION ALL
     SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, 'pg_policy:' || p.oid, 'pg_class:' || p.polrelid
       FROM rel r JOIN pg_catalog.pg_policy p ON p.polrelid = r.oid
@@ -89,7 +91,9 @@ SELECT 'needs', m.unit, o.unit
  -- table, a foreign key's triggers of the key): it orders nothing.
  -- A sequence OWNED BY a column is created before the table (its defaults
  -- call it): the OWNED BY statement has a unit of its own (below).
- WHERE d.deptype <> 'i' AND NOT (d.deptype = 'a' AND m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+ -- A partition's index or key depends on its parent's ('P'), but must exist
+ -- first: the parent's then finds and attaches it (below, reversed).
+ WHERE d.deptype NOT IN ('i', 'P') AND NOT (d.deptype = 'a' AND m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
             AND (SELECT r.relkind FROM rel r WHERE r.oid = m.objid) = 'S')
 UNION ALL
 SELECT 'needs', 'owned:' || d.objid, u.unit
@@ -98,6 +102,36 @@ SELECT 'needs', 'owned:' || d.objid, u.unit
                              AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass,
   LATERAL (VALUES ('pg_class:' || d.objid), ('pg_class:' || d.refobjid)) AS u(unit)
  WHERE r.relkind = 'S'
+UNION ALL
+SELECT 'needs', o.unit, m.unit
+  FROM member m
+  JOIN pg_catalog.pg_depend d ON d.classid = m.classid AND d.objid = m.objid AND d.deptype = 'P'
+  JOIN member o ON o.classid = d.refclassid AND o.objid = d.refobjid
+ -- Keys inside CREATE TABLE ($2) are matched by ATTACH PARTITION instead.
+ WHERE (m.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND NOT $2::boolean)
+    OR (m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = m.objid AND k.contype IN ('p', 'u', 'x')))
+UNION ALL
+-- Attaching a partition (a table's or an index's), or OF a type, needs both sides.
+SELECT 'needs', 'attach:' || i.inhrelid, u.unit
+  FROM rel r JOIN pg_catalog.pg_inherits i ON i.inhrelid = r.oid,
+  LATERAL (VALUES ('pg_class:' || i.inhrelid), ('pg_class:' || i.inhparent)) AS u(unit)
+UNION ALL
+SELECT 'needs', 'attach:' || i.inhrelid, u.unit
+  FROM rel r JOIN pg_catalog.pg_index x ON x.indrelid = r.oid JOIN pg_catalog.pg_inherits i ON i.inhrelid = x.indexrelid,
+  LATERAL (VALUES ('pg_class:' || i.inhrelid), ('pg_class:' || i.inhparent)) AS u(unit)
+UNION ALL
+SELECT 'needs', 'attach:' || r.oid, 'pg_type:' || c.reloftype
+  FROM rel r JOIN pg_catalog.pg_class c ON c.oid = r.oid WHERE c.reloftype <> 0
+UNION ALL
+-- A partitioned index is created once the partitions are attached: ATTACH
+-- PARTITION would otherwise create the partition's index under a name of its own.
+SELECT 'needs', 'pg_class:' || x.indexrelid, 'attach:' || i.inhrelid
+  FROM rel r
+  JOIN pg_catalog.pg_index x ON x.indrelid = r.oid
+  JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
+ WHERE r.relkind = 'p'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x'))
 UNION ALL
 -- Row-level security is switched on once its table exists.
 SELECT 'needs', 'security:' || r.oid, 'pg_class:' || r.oid FROM rel r WHERE r.relkind IN ('r', 'p')

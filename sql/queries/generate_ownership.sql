@@ -1,9 +1,10 @@
 SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s OWNER TO ', target), '{"slot": "role"}'::jsonb) FROM (
     SELECT c.oid, pg_catalog.format('%s %I', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                                              WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.relname) AS target, c.relowner AS owner
-      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'v', 'm', 'S')
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                          AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
+      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+       -- A sequence owned by a column follows its table.
+       AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                                              AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
     UNION ALL
     SELECT p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
            tenant.deparse_in($1::text, 'identity arguments', p.oid)), p.proowner

@@ -1,7 +1,11 @@
 -- Tables, with their columns, inline defaults, keys ($3) and checks. A default
 -- or check that calls a function of the schema comes later, on its own
 -- (generate_defaults.sql, generate_checks.sql): that function may read the table.
-SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
+-- An inheriting table lists its own columns and checks and INHERITS its
+-- parents. A partition or a typed table is created as a table of its own,
+-- with all its columns and checks, then attached or made OF its type
+-- (generate_partitions.sql).
+SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s%s%s',
        CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, c.relname,
        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, tenant.deparse_in($1::text, 'type', a.atttypid, NULL, a.atttypmod))
                    || CASE WHEN a.attcollation <> 0 AND a.attcollation IS DISTINCT FROM
@@ -22,11 +26,11 @@ SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, ', ' ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute a
           LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attislocal OR c.relispartition))
        || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, tenant.deparse_in($1::text, 'constraint', k.oid)),
                                                  '' ORDER BY k.contype <> 'p', k.oid)
                       FROM pg_catalog.pg_constraint k
-                     WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x') AND k.convalidated
+                     WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x') AND k.convalidated AND (k.conislocal OR c.relispartition)
                        AND ((k.contype = 'c' AND NOT tenant.calls_schema_function('pg_catalog.pg_constraint', k.oid, $1::text))
                             OR (k.contype <> 'c' AND $3::boolean))), '')
        -- Foreign keys to tables created before this one, through their keys.
@@ -34,7 +38,11 @@ SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
                                                  '' ORDER BY k.oid)
                       FROM pg_catalog.pg_constraint k
                      WHERE k.conrelid = c.oid AND k.contype = 'f' AND $3::boolean AND tenant.inline_foreign_key(k.oid)), ''),
+       COALESCE((SELECT ' INHERITS (' || pg_catalog.string_agg(pg_catalog.quote_ident(p.relname), ', ' ORDER BY i.inhseqno) || ')'
+                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                  WHERE i.inhrelid = c.oid AND NOT c.relispartition), ''),
+       CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || tenant.deparse_in($1::text, 'partition key', c.oid) ELSE '' END,
        CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END),
        'pg_class:' || c.oid
-  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r'
+  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
  ORDER BY c.oid

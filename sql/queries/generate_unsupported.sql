@@ -9,7 +9,7 @@
 -- did once the database held about 2,000 schemas) cannot evaluate
 -- pg_get_indexdef over every index of the database.
 WITH rel AS MATERIALIZED (
-    SELECT c.oid, c.relname, c.relkind, c.reloftype, c.relispartition FROM pg_catalog.pg_class c
+    SELECT c.oid, c.relname, c.relkind, c.relnamespace FROM pg_catalog.pg_class c
      WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
 ), fun AS MATERIALIZED (
     SELECT p.oid, p.proname, p.prokind, p.prosrc, p.prosqlbody IS NULL AS text_body FROM pg_catalog.pg_proc p
@@ -44,10 +44,10 @@ WITH rel AS MATERIALIZED (
            SELECT c.relname, c.oid FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
             WHERE i.indrelid = r.oid
               AND NOT pg_catalog.starts_with(pg_catalog.pg_get_indexdef(i.indexrelid),
-                      pg_catalog.format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
-                                        c.relname, $1::text, r.relname))
+                      pg_catalog.format('CREATE %sINDEX %I ON %s%I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
+                                        c.relname, CASE WHEN c.relkind = 'I' THEN 'ONLY ' ELSE '' END, $1::text, r.relname))
            OFFSET 0) x
-     WHERE r.relkind IN ('r', 'm')
+     WHERE r.relkind IN ('r', 'p', 'm')
     UNION ALL
     SELECT 'trigger whose definition cannot be rebuilt', x.tgname, x.oid, NULL
       FROM rel r, LATERAL (
@@ -55,21 +55,17 @@ WITH rel AS MATERIALIZED (
             WHERE g.tgrelid = r.oid AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_')
               AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(g.oid), pg_catalog.format(' ON %I.%I ', $1::text, r.relname)) = 0
            OFFSET 0) x
-     WHERE r.relkind IN ('r', 'v')
+     WHERE r.relkind IN ('r', 'p', 'v')
     UNION ALL
-    SELECT CASE r.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'partitioned index' END,
-           r.relname, r.oid,
-           CASE r.relkind WHEN 'f' THEN 'Create the foreign table in another schema: its data is not the tenant''s.'
-                ELSE 'Use plain tables (one per period, say) in the template.' END
-      FROM rel r WHERE r.relkind IN ('p', 'f', 'I')
+    SELECT 'foreign table', r.relname, r.oid, 'Create the foreign table in another schema: its data is not the tenant''s.'
+      FROM rel r WHERE r.relkind = 'f'
     UNION ALL
-    SELECT CASE WHEN r.relispartition THEN 'partition' ELSE 'table with inheritance' END, r.relname, r.oid,
-           'Use plain tables in the template (a foreign key to a shared parent table instead of INHERITS).'
-      FROM rel r WHERE r.relkind IN ('r', 'p', 'f')
-       AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = r.oid)
-    UNION ALL
-    SELECT 'typed table', r.relname, r.oid, 'Create the table with its columns spelled out instead of OF a type.'
-      FROM rel r WHERE r.reloftype <> 0
+    -- A partition or child outside the template would be left behind.
+    SELECT 'table inherited from outside the template', r.relname, r.oid,
+           'Keep both the parent and its partitions or children in the template.'
+      FROM rel r WHERE r.relkind IN ('r', 'p')
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                    WHERE i.inhrelid = r.oid AND p.relnamespace <> r.relnamespace)
     UNION ALL
     SELECT CASE f.prokind WHEN 'a' THEN 'aggregate' ELSE 'window function' END, f.proname, f.oid,
            'Create it in another schema (public, or one of its own), and call it there by its qualified name.'

@@ -26,10 +26,11 @@ pub struct Dependencies {
 }
 
 impl Dependencies {
-    /// Read the dependencies between the objects of `schema` (with the
+    /// Read the dependencies between the objects of `schema`, keys inline in
+    /// CREATE TABLE or not (with the
     /// catalog search_path and the index probes set by the caller).
-    pub fn of(schema: &str) -> TcResult<Self> {
-        let rows = db::rows(ORDER, &[schema.into()], |row| {
+    pub fn of(schema: &str, inline_keys: bool) -> TcResult<Self> {
+        let rows = db::rows(ORDER, &[schema.into(), inline_keys.into()], |row| {
             Ok((
                 db::col::<String>(row, "kind")?.unwrap_or_default(),
                 db::col::<String>(row, "unit")?.unwrap_or_default(),

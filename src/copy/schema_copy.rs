@@ -62,6 +62,7 @@ const BEFORE_LOAD: &[&str] = &[
     "defaults",
     "checks",
     "sequence ownership",
+    "partitions",
     "views",
     "ownership",
     "grants",

@@ -44,7 +44,8 @@ pub fn catalog_read<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
 /// tenant wrote can resolve through that search_path.
 /// `what`: view, expression (`expression` is a pg_node_tree as text, `object`
 /// its relation or 0), constraint, index, trigger, type (`modifier` is the
-/// typmod), collation, arguments, identity arguments, result, sql body.
+/// typmod), collation, arguments, identity arguments, result, sql body,
+/// partition key.
 #[pg_extern(sql = false)]
 fn deparse_in(
     schema_name: Option<&str>,
@@ -95,6 +96,7 @@ fn deparse(what: &str, object: pg_sys::Oid, expression: Option<&str>, modifier: 
             "identity arguments" => call::<String>(pg_sys::pg_get_function_identity_arguments, &[oid]),
             "result" => call::<String>(pg_sys::pg_get_function_result, &[oid]),
             "sql body" => call::<String>(pg_sys::pg_get_function_sqlbody, &[oid]),
+            "partition key" => call::<String>(pg_sys::pg_get_partkeydef, &[oid]),
             other => pgrx::error!("tenant.deparse_in: unknown kind \"{other}\""),
         }
     }
@@ -119,9 +121,11 @@ pub const GENERATORS: &[(&str, &str)] = &[
     ("defaults", DEFAULTS),
     ("checks", CHECKS),
     ("sequence ownership", SEQUENCE_OWNERSHIP),
+    ("partitions", PARTITIONS),
     ("views", VIEWS),
     ("unvalidated checks", KEYS_AND_CHECKS),
     ("indexes", INDEXES),
+    ("index partitions", INDEX_PARTITIONS),
     ("remaining foreign keys", FOREIGN_KEYS),
     ("triggers", TRIGGERS),
     ("row-level security", ROW_LEVEL_SECURITY),
@@ -134,6 +138,10 @@ pub const GENERATORS: &[(&str, &str)] = &[
 const TYPES: &str = include_str!("../../sql/queries/generate_types.sql");
 
 const DOMAIN_CONSTRAINTS: &str = include_str!("../../sql/queries/generate_domain_constraints.sql");
+
+const PARTITIONS: &str = include_str!("../../sql/queries/generate_partitions.sql");
+
+const INDEX_PARTITIONS: &str = include_str!("../../sql/queries/generate_index_partitions.sql");
 
 const DEFAULTS: &str = include_str!("../../sql/queries/generate_defaults.sql");
 
@@ -283,7 +291,7 @@ fn generate_with(
             if script.iter().all(|(_, unit)| unit.is_none()) {
                 return Ok(script.into_iter().map(|(statement, _)| statement).collect());
             }
-            Ok(order::sort(script, &order::Dependencies::of(schema)?))
+            Ok(order::sort(script, &order::Dependencies::of(schema, inline_keys)?))
         })
     })
 }

@@ -15,6 +15,7 @@ mod portable;
 mod quota;
 mod template;
 mod template_order;
+mod template_partitions;
 
 pub(crate) use backup::tests::{rich_tenant, take_backup};
 pub(crate) use integrity::tests::*;
