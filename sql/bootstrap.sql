@@ -252,7 +252,7 @@ CREATE FUNCTION tenant.deparse_in(schema_name text, what text, object oid, expre
 RETURNS text LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'deparse_in_wrapper';
 COMMENT ON FUNCTION tenant.deparse_in(text, text, oid, text, integer) IS
-    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key).';
+    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key, rule, statistics).';
 
 -- The CREATE FUNCTION/PROCEDURE statement of a function, as statement parts,
 -- with the names of schema_name's objects left unqualified (tenant.deparse_in).
@@ -299,6 +299,21 @@ AS $$
 $$;
 COMMENT ON FUNCTION tenant.calls_schema_function(regclass, oid, text) IS
     'Internal: whether a check or default calls a function of the schema (it is then created after that function).';
+
+-- The name of an object for a copy's DDL: unqualified when it lives in the
+-- schema being copied (the copy's own object then answers to it), qualified
+-- otherwise. For support functions, operators, parsers, templates and
+-- dictionaries named in CREATE AGGREGATE, CREATE TYPE ... AS RANGE and text
+-- search DDL.
+CREATE FUNCTION tenant.name_in(schema_name text, namespace oid, object_name text)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN n.nspname = schema_name THEN quote_ident(object_name)
+                ELSE format('%I.%I', n.nspname, object_name) END
+      FROM pg_namespace n WHERE n.oid = namespace
+$$;
+COMMENT ON FUNCTION tenant.name_in(text, oid, text) IS
+    'Internal: an object''s name for a copy''s DDL, unqualified inside the schema being copied, qualified outside it.';
 
 -- Whether a copy creates a foreign key inside CREATE TABLE: a valid one that
 -- references a table created before (a lower oid: no cycle of tables) through

@@ -1698,6 +1698,21 @@ $$;
 COMMENT ON FUNCTION tenant.inline_foreign_key(oid) IS
     'Internal: whether a copy creates a foreign key of the template inside its CREATE TABLE.';
 
+-- The name of an object for a copy's DDL: unqualified when it lives in the
+-- schema being copied (the copy's own object then answers to it), qualified
+-- otherwise. For support functions, operators, parsers, templates and
+-- dictionaries named in CREATE AGGREGATE, CREATE TYPE ... AS RANGE and text
+-- search DDL.
+CREATE FUNCTION tenant.name_in(schema_name text, namespace oid, object_name text)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN n.nspname = schema_name THEN quote_ident(object_name)
+                ELSE format('%I.%I', n.nspname, object_name) END
+      FROM pg_namespace n WHERE n.oid = namespace
+$$;
+COMMENT ON FUNCTION tenant.name_in(text, oid, text) IS
+    'Internal: an object''s name for a copy''s DDL, unqualified inside the schema being copied, qualified outside it.';
+
 DROP FUNCTION tenant.function_needs_tables(oid);
 COMMENT ON FUNCTION tenant.deparse_in(text, text, oid, text, integer) IS
-    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key).';
+    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key, rule, statistics).';

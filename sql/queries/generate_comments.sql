@@ -10,8 +10,8 @@ SELECT pg_catalog.format('COMMENT ON %s IS %L', target, d.description) FROM (
             OR c.oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i
                           WHERE i.indrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))))
     UNION ALL
-    SELECT d.description, p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-           p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
+    SELECT d.description, p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+           p.proname, CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*' ELSE tenant.deparse_in($1::text, 'identity arguments', p.oid) END)
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid
      WHERE d.classoid = 'pg_catalog.pg_proc'::regclass AND p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
     UNION ALL

@@ -10,8 +10,8 @@ WITH acl AS (
            LATERAL pg_catalog.aclexplode(a.attacl) x
      WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
     UNION ALL
-    SELECT p.oid, s.step, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-           pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid)),
+    SELECT p.oid, s.step, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'ROUTINE' ELSE 'FUNCTION' END,
+           pg_catalog.format('%I(%s)', p.proname, CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*' ELSE tenant.deparse_in($1::text, 'identity arguments', p.oid) END),
            s.privilege, s.grantee, s.grantable, s.own
       FROM pg_catalog.pg_proc p,
            LATERAL (SELECT 0 AS step, NULL::text AS privilege, NULL::oid AS grantee, false AS grantable, false AS own
@@ -27,7 +27,7 @@ WITH acl AS (
                     UNION ALL
                     SELECT 1, x.privilege_type, x.grantee, x.is_grantable, x.grantee = t.typowner
                       FROM pg_catalog.aclexplode(t.typacl) x) s
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typacl IS NOT NULL AND t.typtype IN ('e', 'd', 'c')
+     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typacl IS NOT NULL AND t.typtype IN ('e', 'd', 'c', 'r')
 ), per_object AS (
     SELECT pg_catalog.min(acl.oid) AS oid, acl.step, acl.kind, acl.name, acl.grantee, acl.grantable,
            pg_catalog.string_agg(acl.privilege, ', ' ORDER BY acl.privilege) AS privileges

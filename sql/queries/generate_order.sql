@@ -72,6 +72,18 @@ WITH own_type AS MATERIALIZED (
     SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, 'pg_attrdef:' || a.oid, 'pg_class:' || a.adrelid
       FROM rel r JOIN pg_catalog.pg_attrdef a ON a.adrelid = r.oid
     UNION ALL
+    SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, o.oid, 'pg_collation:' || o.oid, NULL
+      FROM pg_catalog.pg_collation o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_collation'))
+    UNION ALL
+    SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, o.oid, 'pg_ts_dict:' || o.oid, NULL
+      FROM pg_catalog.pg_ts_dict o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict'))
+    UNION ALL
+    SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, o.oid, 'pg_ts_config:' || o.oid, NULL
+      FROM pg_catalog.pg_ts_config o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config'))
+    UNION ALL
+    SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, o.oid, 'pg_statistic_ext:' || o.oid, NULL
+      FROM pg_catalog.pg_statistic_ext o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext'))
+    UNION ALL
     SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, w.oid, 'pg_rewrite:' || w.oid, 'pg_class:' || w.ev_class
       FROM rel r JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid
     UNION ALL

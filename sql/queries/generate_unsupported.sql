@@ -27,12 +27,6 @@ WITH rel AS MATERIALIZED (
     SELECT 'conversion', c.conname, c.oid, NULL FROM pg_catalog.pg_conversion c
      WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_conversion'))
     UNION ALL
-    SELECT 'text search dictionary', d.dictname, d.oid, 'Create it in another schema (public, or one of its own) and name it qualified.'
-      FROM pg_catalog.pg_ts_dict d WHERE d.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict'))
-    UNION ALL
-    SELECT 'text search configuration', t.cfgname, t.oid, 'Create it in another schema (public, or one of its own) and name it qualified.'
-      FROM pg_catalog.pg_ts_config t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config'))
-    UNION ALL
     SELECT 'text search parser', p.prsname, p.oid, NULL FROM pg_catalog.pg_ts_parser p
      WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_parser'))
     UNION ALL
@@ -57,6 +51,13 @@ WITH rel AS MATERIALIZED (
            OFFSET 0) x
      WHERE r.relkind IN ('r', 'p', 'v')
     UNION ALL
+    SELECT 'rule whose definition cannot be rebuilt', x.rulename, x.oid, NULL
+      FROM rel r, LATERAL (
+           SELECT w.rulename, w.oid FROM pg_catalog.pg_rewrite w
+            WHERE w.ev_class = r.oid AND w.rulename <> '_RETURN'
+              AND pg_catalog.strpos(pg_catalog.pg_get_ruledef(w.oid), pg_catalog.format(' TO %I.%I', $1::text, r.relname)) = 0
+           OFFSET 0) x
+    UNION ALL
     SELECT 'foreign table', r.relname, r.oid, 'Create the foreign table in another schema: its data is not the tenant''s.'
       FROM rel r WHERE r.relkind = 'f'
     UNION ALL
@@ -67,9 +68,9 @@ WITH rel AS MATERIALIZED (
        AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
                     WHERE i.inhrelid = r.oid AND p.relnamespace <> r.relnamespace)
     UNION ALL
-    SELECT CASE f.prokind WHEN 'a' THEN 'aggregate' ELSE 'window function' END, f.proname, f.oid,
+    SELECT 'window function', f.proname, f.oid,
            'Create it in another schema (public, or one of its own), and call it there by its qualified name.'
-      FROM fun f WHERE f.prokind IN ('a', 'w')
+      FROM fun f WHERE f.prokind = 'w'
     UNION ALL
     -- A body kept as text can name the template however it quotes or spaces
     -- the name ("tenant_template" . t): the copy would read the template.
@@ -79,23 +80,16 @@ WITH rel AS MATERIALIZED (
       FROM fun f WHERE f.text_body
        AND f.prosrc OPERATOR(pg_catalog.~*) ('(^|[^a-z0-9_$])"?' || $1::text || '"?\s*\.')
     UNION ALL
+    SELECT 'base type', t.typname, t.oid, 'Create the type in another schema (public, or one of its own) and use it from there.'
+      FROM typ t WHERE t.typtype = 'b' AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+    UNION ALL
     -- A multirange comes with its range: the range is the object to name.
-    SELECT CASE t.typtype WHEN 'r' THEN 'range type' ELSE 'base type' END, t.typname, t.oid,
+    SELECT 'range type with a canonical function', t.typname, t.oid,
            'Create the type in another schema (public, or one of its own) and use it from there.'
-      FROM typ t WHERE t.typtype IN ('r', 'b') AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+      FROM typ t JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid WHERE t.typtype = 'r' AND r.rngcanonical <> 0
     UNION ALL
     SELECT 'operator', o.oprname, o.oid, 'Create it in another schema (public, or one of its own) and use it from there.'
       FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_operator'))
-    UNION ALL
-    SELECT 'collation', c.collname, c.oid, 'Create the collation in another schema (public) and name it qualified in the template.'
-      FROM pg_catalog.pg_collation c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_collation'))
-    UNION ALL
-    SELECT 'statistics object', s.stxname, s.oid, 'Drop it from the template; create it in each tenant after the copy if it is needed.'
-      FROM pg_catalog.pg_statistic_ext s WHERE s.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext'))
-    UNION ALL
-    SELECT 'rule', x.rulename, x.oid, 'Use a trigger (or an updatable view) instead of the rule.'
-      FROM rel r, LATERAL (SELECT w.rulename, w.oid FROM pg_catalog.pg_rewrite w
-                            WHERE w.ev_class = r.oid AND w.rulename <> '_RETURN' OFFSET 0) x
 )
 SELECT pg_catalog.format('%s %I.%I', f.kind, $1::text, f.name) AS object, f.hint
   FROM found f ORDER BY f.oid LIMIT 1

@@ -54,10 +54,14 @@ pub const HASH_SETTINGS: &[(&str, &str)] = &[
 /// Generators whose statements run before the data is loaded: the objects
 /// the data needs, and who owns and may use them. The others run after.
 const BEFORE_LOAD: &[&str] = &[
+    "collations",
+    "text search",
     "types",
+    "range types",
     "domain constraints",
     "sequences",
     "functions",
+    "aggregates",
     "tables",
     "defaults",
     "checks",

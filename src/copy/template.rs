@@ -45,7 +45,7 @@ pub fn catalog_read<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
 /// `what`: view, expression (`expression` is a pg_node_tree as text, `object`
 /// its relation or 0), constraint, index, trigger, type (`modifier` is the
 /// typmod), collation, arguments, identity arguments, result, sql body,
-/// partition key.
+/// partition key, rule, statistics.
 #[pg_extern(sql = false)]
 fn deparse_in(
     schema_name: Option<&str>,
@@ -78,6 +78,18 @@ fn deparse_in(
     text
 }
 
+/// The name of an object as its reg* output function prints it: qualified
+/// only when not visible on the search_path.
+///
+/// # Safety
+/// `output` must be the output function of a reg* type, given an oid.
+unsafe fn name(
+    output: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum,
+    oid: Option<pg_sys::Datum>,
+) -> Option<String> {
+    pgrx::direct_function_call::<&core::ffi::CStr>(output, &[oid]).map(|name| name.to_string_lossy().into_owned())
+}
+
 fn deparse(what: &str, object: pg_sys::Oid, expression: Option<&str>, modifier: Option<i32>) -> Option<String> {
     use pgrx::direct_function_call as call;
     let oid = object.into_datum();
@@ -90,8 +102,9 @@ fn deparse(what: &str, object: pg_sys::Oid, expression: Option<&str>, modifier: 
             "index" => call::<String>(pg_sys::pg_get_indexdef, &[oid]),
             "trigger" => call::<String>(pg_sys::pg_get_triggerdef, &[oid]),
             "type" => call::<String>(pg_sys::format_type, &[oid, modifier.into_datum()]),
-            "collation" => call::<&core::ffi::CStr>(pg_sys::regcollationout, &[oid])
-                .map(|name| name.to_string_lossy().into_owned()),
+            "collation" => name(pg_sys::regcollationout, oid),
+            "rule" => call::<String>(pg_sys::pg_get_ruledef, &[oid]),
+            "statistics" => call::<String>(pg_sys::pg_get_statisticsobjdef, &[oid]),
             "arguments" => call::<String>(pg_sys::pg_get_function_arguments, &[oid]),
             "identity arguments" => call::<String>(pg_sys::pg_get_function_identity_arguments, &[oid]),
             "result" => call::<String>(pg_sys::pg_get_function_result, &[oid]),
@@ -113,10 +126,14 @@ const UNSUPPORTED: &str = include_str!("../../sql/queries/generate_unsupported.s
 /// unit): those statements run in dependency order (`order::sort`), the others
 /// (statements on objects that exist) after them, in this order.
 pub const GENERATORS: &[(&str, &str)] = &[
+    ("collations", COLLATIONS),
+    ("text search", TEXT_SEARCH),
     ("types", TYPES),
+    ("range types", RANGE_TYPES),
     ("domain constraints", DOMAIN_CONSTRAINTS),
     ("sequences", SEQUENCES),
     ("functions", FUNCTIONS),
+    ("aggregates", AGGREGATES),
     ("tables", TABLES),
     ("defaults", DEFAULTS),
     ("checks", CHECKS),
@@ -127,6 +144,8 @@ pub const GENERATORS: &[(&str, &str)] = &[
     ("indexes", INDEXES),
     ("index partitions", INDEX_PARTITIONS),
     ("remaining foreign keys", FOREIGN_KEYS),
+    ("statistics", STATISTICS),
+    ("rules", RULES),
     ("triggers", TRIGGERS),
     ("row-level security", ROW_LEVEL_SECURITY),
     ("policies", POLICIES),
@@ -138,6 +157,18 @@ pub const GENERATORS: &[(&str, &str)] = &[
 const TYPES: &str = include_str!("../../sql/queries/generate_types.sql");
 
 const DOMAIN_CONSTRAINTS: &str = include_str!("../../sql/queries/generate_domain_constraints.sql");
+
+const COLLATIONS: &str = include_str!("../../sql/queries/generate_collations.sql");
+
+const TEXT_SEARCH: &str = include_str!("../../sql/queries/generate_text_search.sql");
+
+const RANGE_TYPES: &str = include_str!("../../sql/queries/generate_range_types.sql");
+
+const AGGREGATES: &str = include_str!("../../sql/queries/generate_aggregates.sql");
+
+const STATISTICS: &str = include_str!("../../sql/queries/generate_statistics.sql");
+
+const RULES: &str = include_str!("../../sql/queries/generate_rules.sql");
 
 const PARTITIONS: &str = include_str!("../../sql/queries/generate_partitions.sql");
 

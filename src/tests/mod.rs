@@ -14,6 +14,7 @@ mod monitor;
 mod portable;
 mod quota;
 mod template;
+mod template_kinds;
 mod template_order;
 mod template_partitions;
 
