@@ -1716,3 +1716,7 @@ COMMENT ON FUNCTION tenant.name_in(text, oid, text) IS
 DROP FUNCTION tenant.function_needs_tables(oid);
 COMMENT ON FUNCTION tenant.deparse_in(text, text, oid, text, integer) IS
     'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key, rule, statistics).';
+REVOKE ALL ON FUNCTION tenant.calls_schema_function(regclass, oid, text), tenant.inline_foreign_key(oid),
+    tenant.name_in(text, oid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.calls_schema_function(regclass, oid, text), tenant.inline_foreign_key(oid),
+    tenant.name_in(text, oid, text) TO tenant_control_admin;
