@@ -112,3 +112,44 @@ pub fn sort<T>(items: Vec<(T, Option<String>)>, dependencies: &Dependencies) -> 
     keyed.sort_by_key(|(rank, n, _)| (*rank, *n));
     keyed.into_iter().map(|(_, _, item)| item).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dependencies(needs: &[(&str, &str)], parent: &[(&str, &str)]) -> Dependencies {
+        Dependencies {
+            needs: needs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            parent: parent.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        }
+    }
+
+    fn item(name: &'static str, unit: Option<&str>) -> (&'static str, Option<String>) {
+        (name, unit.map(str::to_string))
+    }
+
+    #[test]
+    fn a_unit_comes_after_what_it_needs_and_ties_keep_their_order() {
+        let items = vec![
+            item("function reading the view", Some("f")),
+            item("comment", None),
+            item("table", Some("t")),
+            item("view", Some("v")),
+            item("enable trigger", Some("g")),
+            item("create trigger", Some("g")),
+        ];
+        // The view's rule stands for the view; the row type for its table.
+        let deps = dependencies(&[("f", "rule"), ("rule", "t"), ("g", "rowtype")], &[("rule", "v"), ("rowtype", "t")]);
+        assert_eq!(
+            sort(items, &deps),
+            vec!["table", "view", "function reading the view", "enable trigger", "create trigger", "comment"]
+        );
+    }
+
+    #[test]
+    fn a_cycle_keeps_the_generators_order_and_loses_nothing() {
+        let items = vec![item("a", Some("a")), item("b", Some("b")), item("c", Some("c"))];
+        let deps = dependencies(&[("a", "b"), ("b", "a"), ("b", "outside")], &[]);
+        assert_eq!(sort(items, &deps), vec!["c", "a", "b"]);
+    }
+}
