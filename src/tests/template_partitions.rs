@@ -7,7 +7,7 @@ pub(crate) mod tests {
     use crate::tests::*;
     use pgrx::prelude::*;
 
-    /// Range, list-free hash and default partitions, a sub-partitioned
+    /// Range, list, hash and default partitions, a sub-partitioned
     /// partition, a partition attached later with keys and indexes of its own
     /// names, a partitioned index and primary key, foreign keys to and from a
     /// partitioned table, a trigger and row-level security on one, an
@@ -29,6 +29,9 @@ ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') T
 CREATE TABLE hashed (id int PRIMARY KEY, note text) PARTITION BY HASH (id);
 CREATE TABLE hashed_0 PARTITION OF hashed FOR VALUES WITH (MODULUS 2, REMAINDER 0);
 CREATE TABLE hashed_1 PARTITION OF hashed FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+CREATE TABLE by_kind (kind text NOT NULL, n int) PARTITION BY LIST (kind);
+CREATE TABLE by_kind_ab PARTITION OF by_kind FOR VALUES IN ('a', 'b');
+CREATE TABLE by_kind_c PARTITION OF by_kind FOR VALUES IN ('c');
 CREATE TABLE notes (event_id bigint, event_at date, FOREIGN KEY (event_id, event_at) REFERENCES events);
 CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.v := coalesce(NEW.v, 0); RETURN NEW; END $$;
 CREATE TRIGGER events_stamp BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION stamp();
@@ -80,7 +83,8 @@ RESET search_path;
              INSERT INTO {schema}.hashed SELECT g, 'n' FROM generate_series(1, 20) g;
              INSERT INTO {schema}.animals VALUES ('cat');
              INSERT INTO {schema}.dogs VALUES ('rex', 'lab');
-             INSERT INTO {schema}.points VALUES (1, 2)"
+             INSERT INTO {schema}.points VALUES (1, 2);
+             INSERT INTO {schema}.by_kind VALUES ('a', 1), ('c', 2), ('c', 3)"
         ))
         .unwrap();
     }
@@ -95,7 +99,8 @@ RESET search_path;
                     || ' hashed_0=' || (SELECT count(*) FROM {schema}.hashed_0)
                     || ' animals=' || (SELECT count(*) FROM {schema}.animals)
                     || ' only=' || (SELECT count(*) FROM ONLY {schema}.animals)
-                    || ' points=' || (SELECT count(*) FROM {schema}.points)"
+                    || ' points=' || (SELECT count(*) FROM {schema}.points)
+                    || ' by_kind_c=' || (SELECT count(*) FROM {schema}.by_kind_c)"
         ))
     }
 
@@ -108,7 +113,7 @@ RESET search_path;
         fill("parted_a");
         assert_eq!(
             contents("parted_a").as_deref(),
-            Some("parted_a.events_2024_low=365 parted_a.events_2025=365 parted_a.events_default=170 v=0 notes=9 hashed_0=8 animals=2 only=1 points=1")
+            Some("parted_a.events_2024_low=365 parted_a.events_2025=365 parted_a.events_default=170 v=0 notes=9 hashed_0=8 animals=2 only=1 points=1 by_kind_c=2")
         );
         // The keys hold across partitions, from and to the partitioned table.
         for statement in [
