@@ -218,17 +218,24 @@ COMMENT ON FUNCTION tenant.schema_objects(text, regclass) IS
 -- A function setting as parts of a statement: literal text, and a
 -- {"slot": "schema"} where the search_path names `schema_name`. The copy puts
 -- its own schema in the slot: a list element of a catalog entry is rebound,
--- no text is searched and replaced.
+-- no text is searched and replaced. proconfig holds a search_path as its
+-- elements, quoted where they need it ("$user", "" for an empty one): each
+-- is unquoted, then written as a string literal (SET search_path = '' works,
+-- = "" does not).
 CREATE FUNCTION tenant.setting_parts(setting text, schema_name text)
 RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN setting LIKE 'search_path=%' THEN
                jsonb_build_array(' SET search_path = ')
                || (SELECT jsonb_agg(v.part ORDER BY e.n, v.k)
-                     FROM regexp_split_to_table(substr(setting, length('search_path=') + 1), ',') WITH ORDINALITY AS e(element, n),
+                     FROM regexp_matches(substr(setting, length('search_path=') + 1), '"(?:[^"]|"")*"|[^,\s][^,]*', 'g')
+                              WITH ORDINALITY AS e(element, n),
+                          LATERAL (SELECT CASE WHEN e.element[1] LIKE '"%'
+                                               THEN replace(substr(e.element[1], 2, length(e.element[1]) - 2), '""', '"')
+                                               ELSE rtrim(e.element[1]) END AS name) u,
                           LATERAL (VALUES (1, CASE WHEN e.n > 1 THEN to_jsonb(', '::text) END),
-                                          (2, CASE WHEN btrim(e.element, ' "') = schema_name THEN '{"slot": "schema"}'::jsonb
-                                                   ELSE to_jsonb(btrim(e.element)) END)) AS v(k, part)
+                                          (2, CASE WHEN u.name = schema_name THEN '{"slot": "schema"}'::jsonb
+                                                   ELSE to_jsonb(quote_literal(u.name)) END)) AS v(k, part)
                     WHERE v.part IS NOT NULL)
            ELSE jsonb_build_array(format(' SET %s = %L', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1)))
            END
@@ -245,7 +252,7 @@ CREATE FUNCTION tenant.deparse_in(schema_name text, what text, object oid, expre
 RETURNS text LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'deparse_in_wrapper';
 COMMENT ON FUNCTION tenant.deparse_in(text, text, oid, text, integer) IS
-    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body).';
+    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key, rule, statistics).';
 
 -- The CREATE FUNCTION/PROCEDURE statement of a function, as statement parts,
 -- with the names of schema_name's objects left unqualified (tenant.deparse_in).
@@ -280,22 +287,49 @@ $$;
 COMMENT ON FUNCTION tenant.function_statement(oid, text) IS
     'Internal: the statement that recreates a function of the template in a copy, as parts.';
 
--- Whether a function can only be created once the template's tables exist:
--- a SQL-standard body is parsed on creation, and a table's row type (or an
--- array of it) in the signature exists with the table.
-CREATE FUNCTION tenant.function_needs_tables(function_oid oid)
+-- Whether an expression object (a CHECK constraint, a column default) calls a
+-- function of schema_name: such an expression is created on its own, once
+-- that function exists (the function may read the table, or take the domain).
+CREATE FUNCTION tenant.calls_schema_function(catalog regclass, object oid, schema_name text)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p.prosqlbody IS NOT NULL OR EXISTS (
-        SELECT 1 FROM pg_depend d
-          JOIN pg_type t ON t.oid = d.refobjid
-          LEFT JOIN pg_type e ON e.oid = t.typelem
-         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.refclassid = 'pg_type'::regclass
-           AND (SELECT c.relkind FROM pg_class c WHERE c.oid = COALESCE(NULLIF(t.typrelid, 0), e.typrelid)) IN ('r', 'v', 'm', 'p', 'f'))
-      FROM pg_proc p WHERE p.oid = function_oid
+    SELECT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
+                    WHERE d.classid = catalog AND d.objid = object AND d.refclassid = 'pg_proc'::regclass
+                      AND p.pronamespace = to_regnamespace(schema_name))
 $$;
-COMMENT ON FUNCTION tenant.function_needs_tables(oid) IS
-    'Internal: whether a template function must be created after the tables (SQL-standard body, or a table row type in its signature).';
+COMMENT ON FUNCTION tenant.calls_schema_function(regclass, oid, text) IS
+    'Internal: whether a check or default calls a function of the schema (it is then created after that function).';
+
+-- The name of an object for a copy's DDL: unqualified when it lives in the
+-- schema being copied (the copy's own object then answers to it), qualified
+-- otherwise. For support functions, operators, parsers, templates and
+-- dictionaries named in CREATE AGGREGATE, CREATE TYPE ... AS RANGE and text
+-- search DDL.
+CREATE FUNCTION tenant.name_in(schema_name text, namespace oid, object_name text)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN n.nspname = schema_name THEN quote_ident(object_name)
+                ELSE format('%I.%I', n.nspname, object_name) END
+      FROM pg_namespace n WHERE n.oid = namespace
+$$;
+COMMENT ON FUNCTION tenant.name_in(text, oid, text) IS
+    'Internal: an object''s name for a copy''s DDL, unqualified inside the schema being copied, qualified outside it.';
+
+-- Whether a copy creates a foreign key inside CREATE TABLE: a valid one that
+-- references a table created before (a lower oid: no cycle of tables) through
+-- that table's primary key or UNIQUE constraint (not a bare unique index,
+-- which is created after the tables). Not a partition's clone of its
+-- parent's key: that one comes with the parent's.
+CREATE FUNCTION tenant.inline_foreign_key(constraint_oid oid)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k.convalidated AND k.conparentid = 0 AND k.confrelid <= k.conrelid
+           AND EXISTS (SELECT 1 FROM pg_constraint u
+                        WHERE u.conrelid = k.confrelid AND u.conindid = k.conindid AND u.contype IN ('p', 'u'))
+      FROM pg_constraint k WHERE k.oid = constraint_oid
+$$;
+COMMENT ON FUNCTION tenant.inline_foreign_key(oid) IS
+    'Internal: whether a copy creates a foreign key of the template inside its CREATE TABLE.';
 
 -- Every change to the template, so that copies know when the DDL they
 -- generated from it is stale. An append-only table: no row lock is shared

@@ -1792,3 +1792,78 @@ COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, te
     'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
 REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) TO tenant_control_admin;
+-- Copies in dependency order (issue 12, helper 1): search_path settings with
+-- quoted elements, checks and defaults that call template functions created
+-- on their own, foreign keys to bare unique indexes after the index.
+CREATE OR REPLACE FUNCTION tenant.setting_parts(setting text, schema_name text)
+RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN setting LIKE 'search_path=%' THEN
+               jsonb_build_array(' SET search_path = ')
+               || (SELECT jsonb_agg(v.part ORDER BY e.n, v.k)
+                     FROM regexp_matches(substr(setting, length('search_path=') + 1), '"(?:[^"]|"")*"|[^,\s][^,]*', 'g')
+                              WITH ORDINALITY AS e(element, n),
+                          LATERAL (SELECT CASE WHEN e.element[1] LIKE '"%'
+                                               THEN replace(substr(e.element[1], 2, length(e.element[1]) - 2), '""', '"')
+                                               ELSE rtrim(e.element[1]) END AS name) u,
+                          LATERAL (VALUES (1, CASE WHEN e.n > 1 THEN to_jsonb(', '::text) END),
+                                          (2, CASE WHEN u.name = schema_name THEN '{"slot": "schema"}'::jsonb
+                                                   ELSE to_jsonb(quote_literal(u.name)) END)) AS v(k, part)
+                    WHERE v.part IS NOT NULL)
+           ELSE jsonb_build_array(format(' SET %s = %L', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1)))
+           END
+$$;
+COMMENT ON FUNCTION tenant.setting_parts(text, text) IS
+    'Internal: a function setting as statement parts, with the schema''s place in a search_path marked as a slot.';
+
+-- Whether an expression object (a CHECK constraint, a column default) calls a
+-- function of schema_name: such an expression is created on its own, once
+-- that function exists (the function may read the table, or take the domain).
+CREATE FUNCTION tenant.calls_schema_function(catalog regclass, object oid, schema_name text)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
+                    WHERE d.classid = catalog AND d.objid = object AND d.refclassid = 'pg_proc'::regclass
+                      AND p.pronamespace = to_regnamespace(schema_name))
+$$;
+COMMENT ON FUNCTION tenant.calls_schema_function(regclass, oid, text) IS
+    'Internal: whether a check or default calls a function of the schema (it is then created after that function).';
+
+-- Whether a copy creates a foreign key inside CREATE TABLE: a valid one that
+-- references a table created before (a lower oid: no cycle of tables) through
+-- that table's primary key or UNIQUE constraint (not a bare unique index,
+-- which is created after the tables). Not a partition's clone of its
+-- parent's key: that one comes with the parent's.
+CREATE FUNCTION tenant.inline_foreign_key(constraint_oid oid)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k.convalidated AND k.conparentid = 0 AND k.confrelid <= k.conrelid
+           AND EXISTS (SELECT 1 FROM pg_constraint u
+                        WHERE u.conrelid = k.confrelid AND u.conindid = k.conindid AND u.contype IN ('p', 'u'))
+      FROM pg_constraint k WHERE k.oid = constraint_oid
+$$;
+COMMENT ON FUNCTION tenant.inline_foreign_key(oid) IS
+    'Internal: whether a copy creates a foreign key of the template inside its CREATE TABLE.';
+
+-- The name of an object for a copy's DDL: unqualified when it lives in the
+-- schema being copied (the copy's own object then answers to it), qualified
+-- otherwise. For support functions, operators, parsers, templates and
+-- dictionaries named in CREATE AGGREGATE, CREATE TYPE ... AS RANGE and text
+-- search DDL.
+CREATE FUNCTION tenant.name_in(schema_name text, namespace oid, object_name text)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN n.nspname = schema_name THEN quote_ident(object_name)
+                ELSE format('%I.%I', n.nspname, object_name) END
+      FROM pg_namespace n WHERE n.oid = namespace
+$$;
+COMMENT ON FUNCTION tenant.name_in(text, oid, text) IS
+    'Internal: an object''s name for a copy''s DDL, unqualified inside the schema being copied, qualified outside it.';
+
+DROP FUNCTION tenant.function_needs_tables(oid);
+COMMENT ON FUNCTION tenant.deparse_in(text, text, oid, text, integer) IS
+    'Internal: a deparsing function applied with one schema alone on the search_path (what: view, expression, constraint, index, trigger, type, collation, arguments, identity arguments, result, sql body, partition key, rule, statistics).';
+REVOKE ALL ON FUNCTION tenant.calls_schema_function(regclass, oid, text), tenant.inline_foreign_key(oid),
+    tenant.name_in(text, oid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.calls_schema_function(regclass, oid, text), tenant.inline_foreign_key(oid),
+    tenant.name_in(text, oid, text) TO tenant_control_admin;

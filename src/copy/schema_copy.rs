@@ -34,12 +34,11 @@
 use crate::copy::template;
 use crate::core::db;
 use crate::core::errors;
-use crate::core::errors::{TcError, TcResult};
+use crate::core::errors::TcResult;
 use crate::core::name::{RoleName, TenantName};
 use crate::core::restricted;
 use crate::core::restricted::internal_ddl;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use pgrx::spi::{quote_literal, quote_qualified_identifier};
 
 /// Settings pinned while rows are turned into text for hashing.
@@ -55,12 +54,19 @@ pub const HASH_SETTINGS: &[(&str, &str)] = &[
 /// Generators whose statements run before the data is loaded: the objects
 /// the data needs, and who owns and may use them. The others run after.
 const BEFORE_LOAD: &[&str] = &[
+    "collations",
+    "text search",
     "types",
+    "range types",
+    "domain constraints",
     "sequences",
     "functions",
+    "aggregates",
     "tables",
+    "defaults",
+    "checks",
     "sequence ownership",
-    "functions after tables",
+    "partitions",
     "views",
     "ownership",
     "grants",
@@ -91,13 +97,7 @@ pub fn copy_schema(
     loader: &RoleName,
     hash: bool,
 ) -> TcResult<Vec<TableCopy>> {
-    if let Some(object) = template::unsupported_in(source.as_str())? {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("tenant_control cannot copy the {object} faithfully"),
-        )
-        .hint("Remove or replace it; nothing was copied."));
-    }
+    template::refuse_unsupported_in(source.as_str(), "the", "nothing was copied")?;
     let statements = template::generate_for_load(source.as_str(), source_role.as_str())?;
     let render = |(kind, statement): &(&str, template::Statement)| {
         let sql = template::render(statement, target.as_str(), target_role.as_str());

@@ -42,7 +42,7 @@ pub const KINDS: &[&str] = &[
     "row-level security",
     "policy",
     "foreign table",
-    // Kinds a copy never holds: only ever reported as extra (or missing), never created.
+    // Kinds the integrity repair does not recreate: only ever reported as extra or missing.
     "aggregate",
     "window function",
     "rule",

@@ -14,6 +14,8 @@
 //! operator or function a tenant defines (an `=` for `(oid, regclass)`, a
 //! `lower(name)`) must never bind in a query the extension runs as its owner.
 
+use crate::copy::order;
+use crate::copy::structure::INDEX_PROBES;
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::name::{RoleName, TenantName};
@@ -42,7 +44,8 @@ pub fn catalog_read<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
 /// tenant wrote can resolve through that search_path.
 /// `what`: view, expression (`expression` is a pg_node_tree as text, `object`
 /// its relation or 0), constraint, index, trigger, type (`modifier` is the
-/// typmod), collation, arguments, identity arguments, result, sql body.
+/// typmod), collation, arguments, identity arguments, result, sql body,
+/// partition key, rule, statistics.
 #[pg_extern(sql = false)]
 fn deparse_in(
     schema_name: Option<&str>,
@@ -75,6 +78,18 @@ fn deparse_in(
     text
 }
 
+/// The name of an object as its reg* output function prints it: qualified
+/// only when not visible on the search_path.
+///
+/// # Safety
+/// `output` must be the output function of a reg* type, given an oid.
+unsafe fn name(
+    output: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum,
+    oid: Option<pg_sys::Datum>,
+) -> Option<String> {
+    pgrx::direct_function_call::<&core::ffi::CStr>(output, &[oid]).map(|name| name.to_string_lossy().into_owned())
+}
+
 fn deparse(what: &str, object: pg_sys::Oid, expression: Option<&str>, modifier: Option<i32>) -> Option<String> {
     use pgrx::direct_function_call as call;
     let oid = object.into_datum();
@@ -87,103 +102,51 @@ fn deparse(what: &str, object: pg_sys::Oid, expression: Option<&str>, modifier: 
             "index" => call::<String>(pg_sys::pg_get_indexdef, &[oid]),
             "trigger" => call::<String>(pg_sys::pg_get_triggerdef, &[oid]),
             "type" => call::<String>(pg_sys::format_type, &[oid, modifier.into_datum()]),
-            "collation" => call::<&core::ffi::CStr>(pg_sys::regcollationout, &[oid])
-                .map(|name| name.to_string_lossy().into_owned()),
+            "collation" => name(pg_sys::regcollationout, oid),
+            "rule" => call::<String>(pg_sys::pg_get_ruledef, &[oid]),
+            "statistics" => call::<String>(pg_sys::pg_get_statisticsobjdef, &[oid]),
             "arguments" => call::<String>(pg_sys::pg_get_function_arguments, &[oid]),
             "identity arguments" => call::<String>(pg_sys::pg_get_function_identity_arguments, &[oid]),
             "result" => call::<String>(pg_sys::pg_get_function_result, &[oid]),
             "sql body" => call::<String>(pg_sys::pg_get_function_sqlbody, &[oid]),
+            "partition key" => call::<String>(pg_sys::pg_get_partkeydef, &[oid]),
             other => pgrx::error!("tenant.deparse_in: unknown kind \"{other}\""),
         }
     }
 }
 
 /// Object kinds a copy cannot reproduce faithfully, refused before anything is created.
-const UNSUPPORTED: &str = r#"
-SELECT format('%s %I.%I', kind, $1::text, name) FROM (
-    SELECT 'operator class' AS kind, o.opcname::text AS name, o.oid FROM pg_catalog.pg_opclass o
-     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_opclass'))
-    UNION ALL
-    SELECT 'operator family', o.opfname, o.oid FROM pg_catalog.pg_opfamily o
-     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_opfamily'))
-    UNION ALL
-    SELECT 'conversion', c.conname, c.oid FROM pg_catalog.pg_conversion c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_conversion'))
-    UNION ALL
-    SELECT 'text search dictionary', d.dictname, d.oid FROM pg_catalog.pg_ts_dict d
-     WHERE d.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict'))
-    UNION ALL
-    SELECT 'text search parser', p.prsname, p.oid FROM pg_catalog.pg_ts_parser p
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_parser'))
-    UNION ALL
-    SELECT 'text search template', t.tmplname, t.oid FROM pg_catalog.pg_ts_template t
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_template'))
-    UNION ALL
-    SELECT 'index whose definition cannot be rebuilt', c.relname, c.oid
-      FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-     WHERE i.indrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-       AND NOT pg_catalog.starts_with(pg_catalog.pg_get_indexdef(i.indexrelid),
-               pg_catalog.format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
-                                 c.relname, $1::text, (SELECT t.relname FROM pg_catalog.pg_class t WHERE t.oid = i.indrelid)))
-    UNION ALL
-    SELECT 'trigger whose definition cannot be rebuilt', g.tgname, g.oid
-      FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_')
-       AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(g.oid), pg_catalog.format(' ON %I.%I ', $1::text, c.relname)) = 0
-    UNION ALL
-    SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
-                          ELSE 'partitioned index' END, c.relname::text, c.oid
-      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('p', 'f', 'I')
-    UNION ALL
-    SELECT 'table with inheritance', c.relname, c.oid FROM pg_catalog.pg_class c
-      JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL
-    SELECT 'typed table', c.relname, c.oid FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.reloftype <> 0
-    UNION ALL
-    SELECT CASE p.prokind WHEN 'a' THEN 'aggregate' ELSE 'window function' END, p.proname, p.oid
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('a', 'w')
-    UNION ALL
-    SELECT 'function naming the template schema in its body', p.proname, p.oid
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prosqlbody IS NULL
-       AND pg_catalog.strpos(pg_catalog.lower(p.prosrc), pg_catalog.lower($1::text) || '.') > 0
-    UNION ALL
-    SELECT CASE t.typtype WHEN 'r' THEN 'range type' WHEN 'm' THEN 'multirange type' ELSE 'base type' END,
-           t.typname, t.oid
-      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typtype IN ('r', 'm', 'b')
-       AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
-    UNION ALL
-    SELECT 'operator', o.oprname, o.oid FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_operator'))
-    UNION ALL
-    SELECT 'collation', c.collname, c.oid FROM pg_catalog.pg_collation c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_collation'))
-    UNION ALL
-    SELECT 'statistics object', s.stxname, s.oid FROM pg_catalog.pg_statistic_ext s
-     WHERE s.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext'))
-    UNION ALL
-    SELECT 'rule', r.rulename, r.oid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND r.rulename <> '_RETURN'
-    UNION ALL
-    SELECT 'text search configuration', t.cfgname, t.oid FROM pg_catalog.pg_ts_config t
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config'))
-) unsupported ORDER BY oid
-"#;
+const UNSUPPORTED: &str = include_str!("../../sql/queries/generate_unsupported.sql");
 
-/// The generators, in the order their statements must run. Each query takes
-/// the schema to read ($1), the role that stands for the tenant's role in
-/// it ($2) and whether keys belong in CREATE TABLE ($3), and returns one statement per row: text, or a jsonb array of
-/// parts where {"slot": ...} marks the copy's own schema or role.
+/// The generators. Each query takes the schema to read ($1), the role that
+/// stands for the tenant's role in it ($2) and whether keys belong in CREATE
+/// TABLE ($3), and returns one statement per row: text, or a jsonb array of
+/// parts where {"slot": ...} marks the copy's own schema or role. A second
+/// column, when there is one, names the object the statement creates (its
+/// unit): those statements run in dependency order (`order::sort`), the others
+/// (statements on objects that exist) after them, in this order.
 pub const GENERATORS: &[(&str, &str)] = &[
+    ("collations", COLLATIONS),
+    ("text search", TEXT_SEARCH),
     ("types", TYPES),
+    ("range types", RANGE_TYPES),
+    ("domain constraints", DOMAIN_CONSTRAINTS),
     ("sequences", SEQUENCES),
     ("functions", FUNCTIONS),
+    ("aggregates", AGGREGATES),
     ("tables", TABLES),
+    ("defaults", DEFAULTS),
+    ("checks", CHECKS),
     ("sequence ownership", SEQUENCE_OWNERSHIP),
-    ("functions after tables", FUNCTIONS_AFTER_TABLES),
+    ("partitions", PARTITIONS),
     ("views", VIEWS),
     ("unvalidated checks", KEYS_AND_CHECKS),
     ("indexes", INDEXES),
+    ("index partitions", INDEX_PARTITIONS),
     ("properties", PROPERTIES),
     ("remaining foreign keys", FOREIGN_KEYS),
+    ("statistics", STATISTICS),
+    ("rules", RULES),
     ("triggers", TRIGGERS),
     ("row-level security", ROW_LEVEL_SECURITY),
     ("policies", POLICIES),
@@ -198,331 +161,63 @@ const PROPERTIES: &str = include_str!("../../sql/queries/template_properties.sql
 const TYPE_PART_COMMENTS: &str = include_str!("../../sql/queries/template_type_comments.sql");
 const OWNER_PRIVILEGES: &str = include_str!("../../sql/queries/template_owner_privileges.sql");
 
-const TYPES: &str = r#"
-SELECT CASE t.typtype
-    WHEN 'e' THEN pg_catalog.format('CREATE TYPE %I AS ENUM (%s)', t.typname,
-        (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
-           FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))
-    WHEN 'd' THEN pg_catalog.format('CREATE DOMAIN %I AS %s%s%s%s%s', t.typname,
-        tenant.deparse_in($1::text, 'type', t.typbasetype, NULL, t.typtypmod),
-        CASE WHEN t.typcollation <> 0 AND t.typcollation IS DISTINCT FROM
-                  (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = t.typbasetype)
-             THEN ' COLLATE ' || tenant.deparse_in($1::text, 'collation', t.typcollation) ELSE '' END,
-        CASE WHEN t.typdefaultbin IS NOT NULL THEN ' DEFAULT ' || tenant.deparse_in($1::text, 'expression', 0, t.typdefaultbin::text) ELSE '' END,
-        CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END,
-        (SELECT pg_catalog.string_agg(pg_catalog.format(' CONSTRAINT %I %s', c.conname, tenant.deparse_in($1::text, 'constraint', c.oid)), '' ORDER BY c.oid)
-           FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid))
-    ELSE pg_catalog.format('CREATE TYPE %I AS (%s)', t.typname,
-        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, tenant.deparse_in($1::text, 'type', a.atttypid, NULL, a.atttypmod)), ', ' ORDER BY a.attnum)
-           FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
-    END
-  FROM pg_catalog.pg_type t
- WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
-   AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
- ORDER BY t.oid
-"#;
+const TYPES: &str = include_str!("../../sql/queries/generate_types.sql");
 
-const SEQUENCES: &str = r#"
-SELECT pg_catalog.format('CREATE %sSEQUENCE %I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s',
-       CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, c.relname, pg_catalog.format_type(s.seqtypid, NULL),
-       s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache, CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
- WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                      AND d.objid = c.oid AND d.deptype = 'i')
- ORDER BY c.oid
-"#;
+const DOMAIN_CONSTRAINTS: &str = include_str!("../../sql/queries/generate_domain_constraints.sql");
 
-const FUNCTIONS: &str = r#"
-SELECT tenant.function_statement(p.oid, $1::text)
-  FROM pg_catalog.pg_proc p
- WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p')
-   AND NOT tenant.function_needs_tables(p.oid)
- ORDER BY p.oid
-"#;
+const COLLATIONS: &str = include_str!("../../sql/queries/generate_collations.sql");
 
-const TABLES: &str = r#"
-SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s',
-       CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, c.relname,
-       (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, tenant.deparse_in($1::text, 'type', a.atttypid, NULL, a.atttypmod))
-                   || CASE WHEN a.attcollation <> 0 AND a.attcollation IS DISTINCT FROM
-                                (SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid)
-                           THEN ' COLLATE ' || tenant.deparse_in($1::text, 'collation', a.attcollation) ELSE '' END
-                   || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || tenant.deparse_in($1::text, 'expression', c.oid, ad.adbin::text) || ') STORED'
-                           WHEN a.attidentity IN ('a', 'd') THEN
-                                CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY' ELSE ' GENERATED BY DEFAULT AS IDENTITY' END
-                                || (SELECT pg_catalog.format(' (INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s)',
-                                           s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache,
-                                           CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
-                                      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_sequence s ON s.seqrelid = d.objid
-                                     WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = c.oid
-                                       AND d.refobjsubid = a.attnum AND d.deptype = 'i' AND d.classid = 'pg_catalog.pg_class'::regclass)
-                           WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || tenant.deparse_in($1::text, 'expression', c.oid, ad.adbin::text)
-                           ELSE '' END
-                   || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, ', ' ORDER BY a.attnum)
-          FROM pg_catalog.pg_attribute a
-          LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
-       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, tenant.deparse_in($1::text, 'constraint', k.oid)),
-                                                 '' ORDER BY k.contype <> 'p', k.oid)
-                      FROM pg_catalog.pg_constraint k
-                     WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x') AND k.convalidated
-                       AND (k.contype = 'c' OR $3::boolean)), '')
-       -- Foreign keys to tables that already exist when this one is created.
-       || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format(', CONSTRAINT %I %s', k.conname, tenant.deparse_in($1::text, 'constraint', k.oid)),
-                                                 '' ORDER BY k.oid)
-                      FROM pg_catalog.pg_constraint k
-                     WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.convalidated AND k.confrelid <= c.oid
-                       AND $3::boolean), ''),
-       CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END)
-  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r'
- ORDER BY c.oid
-"#;
+const TEXT_SEARCH: &str = include_str!("../../sql/queries/generate_text_search.sql");
 
-const SEQUENCE_OWNERSHIP: &str = r#"
-SELECT pg_catalog.format('ALTER SEQUENCE %I OWNED BY %I.%I', s.relname, t.relname, a.attname)
-  FROM pg_catalog.pg_class s
-  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = s.oid AND d.deptype = 'a'
-                              AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0
-  JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
-  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
- WHERE s.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND s.relkind = 'S'
- ORDER BY s.oid
-"#;
+const RANGE_TYPES: &str = include_str!("../../sql/queries/generate_range_types.sql");
 
-/// SQL-standard bodies are parsed on creation, and row types of tables exist
-/// only once the tables do: those functions come after the tables.
-const FUNCTIONS_AFTER_TABLES: &str = r#"
-SELECT tenant.function_statement(p.oid, $1::text)
-  FROM pg_catalog.pg_proc p
- WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind IN ('f', 'p')
-   AND tenant.function_needs_tables(p.oid)
- ORDER BY p.oid
-"#;
+const AGGREGATES: &str = include_str!("../../sql/queries/generate_aggregates.sql");
 
-const VIEWS: &str = r#"
-SELECT CASE c.relkind
-       WHEN 'v' THEN pg_catalog.format('CREATE VIEW %I%s AS %s', c.relname,
-            CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
-            pg_catalog.rtrim(tenant.deparse_in($1::text, 'view', c.oid), ';'))
-       ELSE pg_catalog.format('CREATE MATERIALIZED VIEW %I AS %s WITH %sDATA', c.relname,
-            pg_catalog.rtrim(tenant.deparse_in($1::text, 'view', c.oid), ';'), CASE WHEN c.relispopulated THEN '' ELSE 'NO ' END) END
-  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('v', 'm')
- ORDER BY c.oid
-"#;
+const STATISTICS: &str = include_str!("../../sql/queries/generate_statistics.sql");
+
+const RULES: &str = include_str!("../../sql/queries/generate_rules.sql");
+
+const PARTITIONS: &str = include_str!("../../sql/queries/generate_partitions.sql");
+
+const INDEX_PARTITIONS: &str = include_str!("../../sql/queries/generate_index_partitions.sql");
+
+const DEFAULTS: &str = include_str!("../../sql/queries/generate_defaults.sql");
+
+const CHECKS: &str = include_str!("../../sql/queries/generate_checks.sql");
+
+const SEQUENCES: &str = include_str!("../../sql/queries/generate_sequences.sql");
+
+const FUNCTIONS: &str = include_str!("../../sql/queries/generate_functions.sql");
+
+const TABLES: &str = include_str!("../../sql/queries/generate_tables.sql");
+
+const SEQUENCE_OWNERSHIP: &str = include_str!("../../sql/queries/generate_sequence_ownership.sql");
+
+const VIEWS: &str = include_str!("../../sql/queries/generate_views.sql");
 
 /// Keys and checks are part of CREATE TABLE; only checks added NOT VALID come
 /// after, and keys too when the tables are to be loaded first ($3 false).
-const KEYS_AND_CHECKS: &str = r#"
-SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, tenant.deparse_in($1::text, 'constraint', c.oid))
-  FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
- WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-   AND c.contype IN ('p', 'u', 'c', 'x') AND (NOT c.convalidated OR (c.contype <> 'c' AND NOT $3::boolean))
- ORDER BY c.contype <> 'p', c.oid
-"#;
+const KEYS_AND_CHECKS: &str = include_str!("../../sql/queries/generate_keys_and_checks.sql");
 
 /// pg_get_indexdef always qualifies the table: its fixed prefix is rebuilt.
-const INDEXES: &str = r#"
-SELECT pg_catalog.format('CREATE %sINDEX %I ON %I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END, c.relname, t.relname)
-       || pg_catalog.substr(d.def, pg_catalog.length(d.prefix) + 1)
-  FROM pg_catalog.pg_index i
-  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-  JOIN pg_catalog.pg_class t ON t.oid = i.indrelid,
-  LATERAL (SELECT tenant.deparse_in($1::text, 'index', i.indexrelid) AS def,
-                  pg_catalog.format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,
-                                    c.relname, $1::text, t.relname) AS prefix) d
- WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
-   AND pg_catalog.starts_with(d.def, d.prefix)
- ORDER BY i.indexrelid
-"#;
+const INDEXES: &str = include_str!("../../sql/queries/generate_indexes.sql");
 
-const FOREIGN_KEYS: &str = r#"
-SELECT pg_catalog.format('ALTER TABLE %I ADD CONSTRAINT %I %s', t.relname, c.conname, tenant.deparse_in($1::text, 'constraint', c.oid))
-  FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
- WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.contype = 'f'
-   AND NOT (c.convalidated AND c.confrelid <= t.oid AND $3::boolean)
- ORDER BY c.oid
-"#;
+const FOREIGN_KEYS: &str = include_str!("../../sql/queries/generate_foreign_keys.sql");
 
-const TRIGGERS: &str = r#"
-SELECT statement FROM (
-    -- pg_get_triggerdef always qualifies the table after ON: that one token is rebuilt.
-    SELECT g.oid, 0 AS step,
-           overlay(d.def PLACING pg_catalog.format(' ON %I ', c.relname)
-                              FROM pg_catalog.strpos(d.def, d.token) FOR pg_catalog.length(d.token)) AS statement
-      FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid,
-      LATERAL (SELECT tenant.deparse_in($1::text, 'trigger', g.oid) AS def,
-                      pg_catalog.format(' ON %I.%I ', $1::text, c.relname) AS token) d
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_') AND pg_catalog.strpos(d.def, d.token) > 0
-    UNION ALL
-    SELECT g.oid, 1, pg_catalog.format('ALTER TABLE %I %s TRIGGER %I', c.relname,
-           CASE g.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END, g.tgname)
-      FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND NOT g.tgisinternal AND NOT pg_catalog.starts_with(g.tgname::text, 'tc_') AND g.tgenabled <> 'O'
-) t ORDER BY t.oid, t.step
-"#;
+const TRIGGERS: &str = include_str!("../../sql/queries/generate_triggers.sql");
 
-const ROW_LEVEL_SECURITY: &str = r#"
-SELECT pg_catalog.format('ALTER TABLE %I %s ROW LEVEL SECURITY', c.relname, mode)
-  FROM pg_catalog.pg_class c,
-       LATERAL (VALUES (1, 'ENABLE', c.relrowsecurity), (2, 'FORCE', c.relforcerowsecurity)) AS m(step, mode, wanted)
- WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r' AND m.wanted
- ORDER BY c.oid, m.step
-"#;
+const ROW_LEVEL_SECURITY: &str = include_str!("../../sql/queries/generate_row_level_security.sql");
 
-const POLICIES: &str = r#"
-SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE POLICY %I ON %I AS %s FOR %s TO %s', p.polname, c.relname,
-           CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
-           CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-           roles.named || CASE WHEN roles.named <> '' AND roles.tenant THEN ', ' ELSE '' END))
-       || CASE WHEN roles.tenant THEN '[{"slot": "role"}]'::jsonb ELSE '[]'::jsonb END
-       || pg_catalog.jsonb_build_array(
-              CASE WHEN p.polqual IS NOT NULL THEN ' USING (' || tenant.deparse_in($1::text, 'expression', p.polrelid, p.polqual::text) || ')' ELSE '' END
-              || CASE WHEN p.polwithcheck IS NOT NULL THEN ' WITH CHECK (' || tenant.deparse_in($1::text, 'expression', p.polrelid, p.polwithcheck::text) || ')' ELSE '' END)
-  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid,
-  LATERAL (SELECT COALESCE(pg_catalog.string_agg(CASE WHEN pr.oid = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END, ', ')
-                               FILTER (WHERE pr.oid <> $2::regrole), '') AS named,
-                  pg_catalog.bool_or(pr.oid = $2::regrole) AS tenant
-             FROM pg_catalog.unnest(p.polroles) AS pr(oid) LEFT JOIN pg_catalog.pg_roles r ON r.oid = pr.oid) roles
- WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
- ORDER BY p.oid
-"#;
+const POLICIES: &str = include_str!("../../sql/queries/generate_policies.sql");
 
-const COMMENTS: &str = r#"
-SELECT pg_catalog.format('COMMENT ON %s IS %L', target, d.description) FROM (
-    SELECT d.description, c.oid, CASE
-           WHEN d.objsubid > 0 THEN pg_catalog.format('COLUMN %I.%I', c.relname,
-                (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = d.objsubid))
-           ELSE pg_catalog.format('%s %I', CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                                            WHEN 'S' THEN 'SEQUENCE' WHEN 'i' THEN 'INDEX' ELSE 'TYPE' END, c.relname) END AS target
-      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid
-     WHERE d.classoid = 'pg_catalog.pg_class'::regclass
-       AND (c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-            OR c.oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i
-                          WHERE i.indrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))))
-    UNION ALL
-    SELECT d.description, p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-           p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
-      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON p.oid = d.objoid
-     WHERE d.classoid = 'pg_catalog.pg_proc'::regclass AND p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
-    UNION ALL
-    SELECT d.description, t.oid, pg_catalog.format('%s %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname)
-      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_type t ON t.oid = d.objoid
-     WHERE d.classoid = 'pg_catalog.pg_type'::regclass AND t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
-    UNION ALL
-    SELECT d.description, k.oid, pg_catalog.format('CONSTRAINT %I ON %I', k.conname, c.relname)
-      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_constraint k ON k.oid = d.objoid
-      JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-     WHERE d.classoid = 'pg_catalog.pg_constraint'::regclass AND c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL
-    SELECT d.description, g.oid, pg_catalog.format('TRIGGER %I ON %I', g.tgname, c.relname)
-      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger g ON g.oid = d.objoid
-      JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
-     WHERE d.classoid = 'pg_catalog.pg_trigger'::regclass AND c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL
-    SELECT d.description, p.oid, pg_catalog.format('POLICY %I ON %I', p.polname, c.relname)
-      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_policy p ON p.oid = d.objoid
-      JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-     WHERE d.classoid = 'pg_catalog.pg_policy'::regclass AND c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-) d ORDER BY d.oid
-"#;
+const COMMENTS: &str = include_str!("../../sql/queries/generate_comments.sql");
 
-const OWNERSHIP: &str = r#"
-SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s OWNER TO ', target), '{"slot": "role"}'::jsonb) FROM (
-    SELECT c.oid, pg_catalog.format('%s %I', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                                             WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.relname) AS target, c.relowner AS owner
-      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'v', 'm', 'S')
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                          AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
-    UNION ALL
-    SELECT p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-           tenant.deparse_in($1::text, 'identity arguments', p.oid)), p.proowner
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
-    UNION ALL
-    SELECT t.oid, pg_catalog.format('%s %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname), t.typowner
-      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typtype IN ('e', 'd', 'c')
-       AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c')
-) o WHERE o.owner = $2::regrole ORDER BY o.oid
-"#;
+const OWNERSHIP: &str = include_str!("../../sql/queries/generate_ownership.sql");
 
-const GRANTS: &str = r#"
-WITH acl AS (
-    SELECT c.oid, 0 AS step, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, pg_catalog.quote_ident(c.relname) AS name,
-           x.privilege_type AS privilege, x.grantee, x.is_grantable AS grantable, x.grantee = c.relowner AS own
-      FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) x
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'v', 'm', 'S')
-    UNION ALL
-    SELECT c.oid, 1, 'TABLE', pg_catalog.quote_ident(c.relname), pg_catalog.format('%s (%I)', x.privilege_type, a.attname),
-           x.grantee, x.is_grantable, false
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL,
-           LATERAL pg_catalog.aclexplode(a.attacl) x
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
-    UNION ALL
-    SELECT p.oid, s.step, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-           pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid)),
-           s.privilege, s.grantee, s.grantable, s.own
-      FROM pg_catalog.pg_proc p,
-           LATERAL (SELECT 0 AS step, NULL::text AS privilege, NULL::oid AS grantee, false AS grantable, false AS own
-                    UNION ALL
-                    SELECT 1, x.privilege_type, x.grantee, x.is_grantable, x.grantee = p.proowner
-                      FROM pg_catalog.aclexplode(p.proacl) x) s
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.proacl IS NOT NULL
-    UNION ALL
-    SELECT t.oid, s.step, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.quote_ident(t.typname),
-           s.privilege, s.grantee, s.grantable, s.own
-      FROM pg_catalog.pg_type t,
-           LATERAL (SELECT 0 AS step, NULL::text AS privilege, NULL::oid AS grantee, false AS grantable, false AS own
-                    UNION ALL
-                    SELECT 1, x.privilege_type, x.grantee, x.is_grantable, x.grantee = t.typowner
-                      FROM pg_catalog.aclexplode(t.typacl) x) s
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typacl IS NOT NULL AND t.typtype IN ('e', 'd', 'c')
-), per_object AS (
-    SELECT pg_catalog.min(acl.oid) AS oid, acl.step, acl.kind, acl.name, acl.grantee, acl.grantable,
-           pg_catalog.string_agg(acl.privilege, ', ' ORDER BY acl.privilege) AS privileges
-      FROM acl WHERE NOT acl.own
-     GROUP BY acl.step, acl.kind, acl.name, acl.grantee, acl.grantable
-)
--- One statement for all objects of a kind that grant the same privileges to the same role.
-SELECT CASE WHEN o.grantee IS NULL
-            THEN pg_catalog.jsonb_build_array(pg_catalog.format('REVOKE ALL ON %s %s FROM PUBLIC', o.kind,
-                                                                pg_catalog.string_agg(o.name, ', ' ORDER BY o.name)))
-            ELSE pg_catalog.jsonb_build_array(pg_catalog.format('GRANT %s ON %s %s TO ', o.privileges, o.kind,
-                                                                pg_catalog.string_agg(o.name, ', ' ORDER BY o.name)),
-                     CASE WHEN o.grantee = 0 THEN pg_catalog.to_jsonb('PUBLIC'::text)
-                          WHEN o.grantee = $2::regrole THEN '{"slot": "role"}'::jsonb
-                          ELSE pg_catalog.to_jsonb(pg_catalog.quote_ident(o.grantee::regrole::text)) END,
-                     CASE WHEN o.grantable THEN ' WITH GRANT OPTION' ELSE '' END) END
-  FROM per_object o
- GROUP BY o.step, o.kind, o.privileges, o.grantee, o.grantable
- ORDER BY o.step, pg_catalog.min(o.oid)
-"#;
+const GRANTS: &str = include_str!("../../sql/queries/generate_grants.sql");
 
 /// Objects of the copy that still depend on an object of the template.
-const DEPENDS_ON_TEMPLATE: &str = r#"
-SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' depends on '
-       || pg_catalog.pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
-  FROM pg_catalog.pg_depend d
-  JOIN (SELECT 'pg_catalog.pg_class'::regclass AS classid, c.oid FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
-        UNION ALL SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_proc'))
-        UNION ALL SELECT 'pg_catalog.pg_type'::regclass, t.oid FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_type'))
-        UNION ALL SELECT 'pg_catalog.pg_rewrite'::regclass, r.oid FROM pg_catalog.pg_rewrite r
-                   JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
-        UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, k.oid FROM pg_catalog.pg_constraint k
-                   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
-        UNION ALL SELECT 'pg_catalog.pg_attrdef'::regclass, a.oid FROM pg_catalog.pg_attrdef a
-                   JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
-        UNION ALL SELECT 'pg_catalog.pg_trigger'::regclass, g.oid FROM pg_catalog.pg_trigger g
-                   JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))
-        UNION ALL SELECT 'pg_catalog.pg_policy'::regclass, p.oid FROM pg_catalog.pg_policy p
-                   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE c.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_class'))) mine
-    ON mine.classid = d.classid AND mine.oid = d.objid
- WHERE (d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = $1::regnamespace)
-    OR (d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')))
-    OR (d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')))
-    OR (d.refclassid = 'pg_catalog.pg_type'::regclass AND d.refobjid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')))
- LIMIT 1
-"#;
+const DEPENDS_ON_TEMPLATE: &str = include_str!("../../sql/queries/generate_depends_on_template.sql");
 
 /// What a copy of the template cost, as the operation log records it.
 #[derive(serde::Serialize)]
@@ -614,20 +309,28 @@ fn generate_with(
     schema_role: &str,
     inline_keys: bool,
 ) -> TcResult<Vec<(&'static str, Statement)>> {
+    // Hash and merge joins off: every lookup starts from the schema's own
+    // objects and probes a catalog index (see structure::INDEX_PROBES).
     catalog_read(|| {
-        let mut script = Vec::new();
-        for (kind, generator) in generators {
-            let rows = db::rows(generator, &[schema.into(), schema_role.into(), inline_keys.into()], |row| {
-                let value = if row.get_datum_by_ordinal(1)?.oid() == pg_sys::JSONBOID {
-                    row.get::<pgrx::JsonB>(1)?.map(|j| j.0)
-                } else {
-                    row.get::<String>(1)?.map(serde_json::Value::String)
-                };
-                parts_of(value.unwrap_or(serde_json::Value::Null))
-            })?;
-            script.extend(rows.into_iter().map(|statement| (*kind, statement)));
-        }
-        Ok(script)
+        db::with_settings(&INDEX_PROBES[..3], || {
+            let mut script = Vec::new();
+            for (kind, generator) in generators {
+                let rows = db::rows(generator, &[schema.into(), schema_role.into(), inline_keys.into()], |row| {
+                    let value = if row.get_datum_by_ordinal(1)?.oid() == pg_sys::JSONBOID {
+                        row.get::<pgrx::JsonB>(1)?.map(|j| j.0)
+                    } else {
+                        row.get::<String>(1)?.map(serde_json::Value::String)
+                    };
+                    let unit = if row.columns() > 1 { row.get::<String>(2)? } else { None };
+                    Ok(((*kind, parts_of(value.unwrap_or(serde_json::Value::Null))?), unit))
+                })?;
+                script.extend(rows);
+            }
+            if script.iter().all(|(_, unit)| unit.is_none()) {
+                return Ok(script.into_iter().map(|(statement, _)| statement).collect());
+            }
+            Ok(order::sort(script, &order::Dependencies::of(schema, inline_keys)?))
+        })
     })
 }
 
@@ -738,19 +441,33 @@ pub fn grant_again(schema: &str, statements: &[String]) -> TcResult<()> {
 }
 
 fn refuse_unsupported() -> TcResult<()> {
-    match unsupported_in(TEMPLATE_SCHEMA)? {
+    refuse_unsupported_in(TEMPLATE_SCHEMA, "the template's", "nothing was created")
+}
+
+/// Refuse with 0A000 if `schema` holds an object a copy cannot reproduce:
+/// the message names it (`whose` says whose it is), the hint says what to do.
+pub fn refuse_unsupported_in(schema: &str, whose: &str, outcome: &str) -> TcResult<()> {
+    match unsupported_in(schema)? {
         None => Ok(()),
-        Some(object) => Err(TcError::new(
+        Some((object, hint)) => Err(TcError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("tenant_control cannot copy the template's {object} faithfully"),
+            format!("tenant_control cannot copy {whose} {object} faithfully"),
         )
-        .hint("Remove or replace it in the template; nothing was created.")),
+        .hint(format!("{} ({outcome}).", hint.as_deref().unwrap_or("Remove or replace it").trim_end_matches('.')))),
     }
 }
 
-/// The first object of `schema` that a generated copy cannot reproduce, if any.
-pub fn unsupported_in(schema: &str) -> TcResult<Option<String>> {
-    catalog_read(|| db::value::<String>(UNSUPPORTED, &[schema.into()]))
+/// The first object of `schema` that a generated copy cannot reproduce, if
+/// any, with a hint saying what to do instead.
+pub fn unsupported_in(schema: &str) -> TcResult<Option<(String, Option<String>)>> {
+    let found = catalog_read(|| {
+        db::with_settings(&INDEX_PROBES[..3], || {
+            db::rows(UNSUPPORTED, &[schema.into()], |row| {
+                Ok((db::col::<String>(row, "object")?.unwrap_or_default(), db::col::<String>(row, "hint")?))
+            })
+        })
+    })?;
+    Ok(found.into_iter().next())
 }
 
 fn verify_independent(target: &TenantName) -> TcResult<()> {

@@ -15,6 +15,9 @@ mod monitor;
 mod portable;
 mod quota;
 mod template;
+mod template_kinds;
+mod template_order;
+mod template_partitions;
 
 pub(crate) use backup::tests::{rich_tenant, take_backup};
 pub(crate) use integrity::tests::*;

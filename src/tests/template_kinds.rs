@@ -1,0 +1,110 @@
+//! Object kinds beyond tables and functions: collations, text search,
+//! range types and multiranges, aggregates (ordered-set too), extended
+//! statistics and rules are copied, and come back from a backup.
+
+#[pgrx::pg_schema]
+#[allow(unused_imports)]
+pub(crate) mod tests {
+    use crate::tests::*;
+    use pgrx::prelude::*;
+
+    const KINDS_TEMPLATE: &str = r#"
+SET LOCAL search_path = tenant_template;
+CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE COLLATION c_like (provider = libc, lc_collate = 'C', lc_ctype = 'C');
+CREATE TEXT SEARCH DICTIONARY simple_en (TEMPLATE = pg_catalog.simple, STOPWORDS = english);
+CREATE TEXT SEARCH CONFIGURATION docs (PARSER = pg_catalog.default);
+ALTER TEXT SEARCH CONFIGURATION docs ADD MAPPING FOR asciiword, word WITH simple_en, english_stem;
+ALTER TEXT SEARCH CONFIGURATION docs ADD MAPPING FOR int, uint WITH simple;
+CREATE FUNCTION span_diff(a numeric, b numeric) RETURNS double precision LANGUAGE sql IMMUTABLE RETURN (a - b)::float8;
+CREATE TYPE price_range AS RANGE (subtype = numeric, subtype_diff = span_diff);
+CREATE TYPE day_span AS RANGE (subtype = date, multirange_type_name = day_spans);
+CREATE FUNCTION add_sq(acc bigint, x int) RETURNS bigint LANGUAGE sql IMMUTABLE RETURN acc + x * x;
+CREATE AGGREGATE sum_sq(int) (SFUNC = add_sq, STYPE = bigint, INITCOND = '0', PARALLEL = SAFE);
+CREATE AGGREGATE my_median(double precision ORDER BY double precision) (SFUNC = pg_catalog.ordered_set_transition, STYPE = internal, FINALFUNC = pg_catalog.percentile_cont_float8_final);
+CREATE AGGREGATE my_max(int) (SFUNC = int4larger, STYPE = int, SORTOP = >);
+CREATE TABLE docs (id int PRIMARY KEY, title text COLLATE nocase, code text COLLATE c_like, body text,
+                   prices price_range, days day_spans, hidden boolean DEFAULT false);
+CREATE INDEX docs_fts ON docs USING gin (to_tsvector('docs', body));
+CREATE STATISTICS docs_stats (ndistinct, dependencies) ON title, code FROM docs;
+CREATE TABLE docs_log (id int, title text);
+CREATE RULE docs_log_insert AS ON INSERT TO docs DO ALSO INSERT INTO docs_log VALUES (NEW.id, NEW.title);
+CREATE RULE docs_no_delete AS ON DELETE TO docs WHERE OLD.hidden DO INSTEAD NOTHING;
+ALTER TABLE docs DISABLE RULE docs_no_delete;
+CREATE VIEW doc_sums AS SELECT sum_sq(id) AS s, my_median(0.5) WITHIN GROUP (ORDER BY id::float8) AS m FROM docs;
+COMMENT ON AGGREGATE sum_sq(int) IS 'sum of squares';
+RESET search_path;
+"#;
+
+    fn same_as_template(schema: &str) {
+        let template = structure_of("tenant_template", "tenant_template_owner");
+        let copy = structure_of(schema, &format!("{schema}_owner"));
+        let only_template: Vec<_> = template.iter().filter(|line| !copy.contains(line)).collect();
+        let only_copy: Vec<_> = copy.iter().filter(|line| !template.contains(line)).collect();
+        assert!(
+            only_template.is_empty() && only_copy.is_empty(),
+            "template only: {only_template:#?}\ncopy only: {only_copy:#?}"
+        );
+    }
+
+    /// What the copy's own objects do: its collation, its text search
+    /// configuration, its ranges, its aggregates and its rules.
+    fn behaves(schema: &str) {
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT (SELECT count(DISTINCT title) FROM {schema}.docs)
+                        || ' ' || (SELECT count(*) FROM {schema}.docs_log)
+                        || ' ' || (SELECT s || '/' || m FROM {schema}.doc_sums)
+                        || ' ' || (SELECT {schema}.my_max(id) FROM {schema}.docs)
+                        || ' ' || to_tsvector('{schema}.docs', 'The Foxes')::text
+                        || ' ' || (SELECT prices @> 2.5 FROM {schema}.docs WHERE id = 1)"
+            ))
+            .as_deref(),
+            Some("1 2 5/1.5 2 'foxes':2 true")
+        );
+        // (The copy's configuration: its dictionary drops the stopword, keeps the word unstemmed.)
+        // The rule that protects hidden rows is there, and disabled as in the template.
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT ev_enabled::text FROM pg_rewrite WHERE rulename = 'docs_no_delete' AND ev_class = '{schema}.docs'::regclass"
+            )),
+            Some("D".into())
+        );
+    }
+
+    fn fill(schema: &str) {
+        Spi::run(&format!(
+            "INSERT INTO {schema}.docs (id, title, code, body, prices, days)
+             VALUES (1, 'Hello', 'a', 'the quick brown fox', '[1,5)', '{{[2024-01-01,2024-02-01)}}'),
+                    (2, 'hello', 'b', 'jumps', NULL, NULL)"
+        ))
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn collations_text_search_ranges_aggregates_statistics_and_rules_are_copied() {
+        Spi::run(KINDS_TEMPLATE).unwrap();
+        let (status, message, _, _) = create("0f0f0f0f-0000-4000-8000-000000000001", Some("kinds_a"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        same_as_template("kinds_a");
+        fill("kinds_a");
+        behaves("kinds_a");
+    }
+
+    #[pg_test]
+    fn collations_text_search_ranges_aggregates_statistics_and_rules_survive_backup_drop_and_restore() {
+        Spi::run(KINDS_TEMPLATE).unwrap();
+        let (status, message, id, _) = create("0f0f0f0f-0000-4000-8000-000000000002", Some("kinds_b"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        fill("kinds_b");
+        let (status, message, backup_id, _) = take_backup(&id.unwrap(), true);
+        assert_eq!(status, "SUCCESS", "{message}");
+        Spi::run("DROP SCHEMA kinds_b CASCADE").unwrap();
+        let status =
+            one::<String>(&format!("SELECT status FROM tenant.restore_institution_schema('{}')", backup_id.unwrap()));
+        assert_eq!(status.as_deref(), Some("SUCCESS"));
+        same_as_template("kinds_b");
+        // The load fired no rule: the log holds the rows it held, once.
+        behaves("kinds_b");
+    }
+}
