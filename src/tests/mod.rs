@@ -14,6 +14,7 @@ mod monitor;
 mod portable;
 mod quota;
 mod template;
+mod template_rows;
 
 pub(crate) use backup::tests::{rich_tenant, take_backup};
 pub(crate) use integrity::tests::*;
