@@ -97,4 +97,24 @@ pub(crate) mod tests {
         assert_eq!(code("SELECT tenant.set_template_rows('a_view', NULL)"), Some("22004".into()));
         assert_eq!(one::<i64>("SELECT count(*) FROM tenant.template_row_tables WHERE table_name = 'a_view'"), Some(0));
     }
+
+    #[pg_test]
+    fn a_tenant_claimed_from_the_warm_pool_gets_the_rows_too() {
+        Spi::run(
+            "CREATE TABLE tenant_template.levels (id serial PRIMARY KEY, label text NOT NULL);
+             INSERT INTO tenant_template.levels (label) VALUES ('one'), ('two');
+             SELECT tenant.set_template_rows('levels');",
+        )
+        .unwrap();
+        assert_eq!(one::<String>("SELECT status FROM tenant.add_spare_schema()"), Some("SUCCESS".into()));
+        assert_eq!(create("e1e1e1e1-0000-4000-8000-000000000004", Some("rows_pool")).0, "SUCCESS");
+        assert_eq!(
+            one::<bool>(
+                "SELECT (metadata->>'from_pool')::boolean FROM tenant.schema_operations
+                          WHERE operation_type = 'CREATE' AND metadata->>'schema_name' = 'rows_pool'"
+            ),
+            Some(true)
+        );
+        assert_eq!(rows("SELECT label FROM rows_pool.levels ORDER BY id"), vec!["one", "two"]);
+    }
 }
