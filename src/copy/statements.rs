@@ -21,6 +21,7 @@
 use crate::copy::template::{catalog_read, parts_of, Part, Statement};
 use crate::core::db;
 use crate::core::errors::TcResult;
+use crate::core::locks;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -78,7 +79,16 @@ pub fn lookup() -> TcResult<Result<Rc<Shared>, i64>> {
 /// Keep statements a copy has just proved (the pg_depend check of
 /// `template::copy_into`), for this connection and every other one. Rows of
 /// older changes go; one another transaction still holds is left for later.
+/// While another transaction is storing statements, this one keeps its own
+/// in memory only: waiting for that transaction's commit would hold up a
+/// create for nothing.
 pub fn keep(shared: Rc<Shared>) -> TcResult<()> {
+    // SAFETY: a plain read of a backend global.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    CACHE.with(|cache| *cache.borrow_mut() = Some(Cached { database, shared: shared.clone() }));
+    if !locks::try_template_statements()? {
+        return Ok(());
+    }
     let statements = Value::Array(shared.script.iter().map(to_json).collect());
     db::run(
         "INSERT INTO tenant.template_statements (change, statements, names, tables, version)
@@ -98,9 +108,6 @@ pub fn keep(shared: Rc<Shared>) -> TcResult<()> {
             (SELECT s.change FROM tenant.template_statements s WHERE s.change < $1 FOR UPDATE SKIP LOCKED)",
         &[shared.change.into()],
     )?;
-    // SAFETY: a plain read of a backend global.
-    let database = unsafe { pg_sys::MyDatabaseId };
-    CACHE.with(|cache| *cache.borrow_mut() = Some(Cached { database, shared }));
     Ok(())
 }
 
