@@ -1867,3 +1867,53 @@ REVOKE ALL ON FUNCTION tenant.calls_schema_function(regclass, oid, text), tenant
     tenant.name_in(text, oid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.calls_schema_function(regclass, oid, text), tenant.inline_foreign_key(oid),
     tenant.name_in(text, oid, text) TO tenant_control_admin;
+-- template statements shared by all connections (issue 12) -----------------
+-- Template statements shared by every connection (issue 12): what copies of
+-- the template run, generated once and stored (src/copy/statements.rs). Only
+-- the extension's owner writes or reads it: its DDL is run by the extension.
+CREATE TABLE tenant.template_statements (
+    change       bigint      NOT NULL PRIMARY KEY,
+    statements   jsonb       NOT NULL,
+    names        jsonb       NOT NULL,
+    tables       integer     NOT NULL,
+    version      integer     NOT NULL,
+    generated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON tenant.template_statements FROM PUBLIC;
+COMMENT ON TABLE tenant.template_statements IS
+    'Internal: the statements a copy of the template runs, generated at a change of the template (tenant.template_changes) and shared by every connection; writable by the extension''s owner only.';
+COMMENT ON COLUMN tenant.template_statements.change IS 'The last change of the template (tenant.template_changes.id) when they were generated.';
+COMMENT ON COLUMN tenant.template_statements.statements IS 'One array of parts per statement: text, or {"slot": "schema"|"role"} for the copy''s own schema and role.';
+COMMENT ON COLUMN tenant.template_statements.names IS 'What the template''s objects name outside it ([classid, objid, objsubid, identity]): the statements are stale once one has another identity.';
+COMMENT ON COLUMN tenant.template_statements.tables IS 'Tables in a copy.';
+COMMENT ON COLUMN tenant.template_statements.version IS 'The template version (newest migration) they copy.';
+COMMENT ON COLUMN tenant.template_statements.generated_at IS 'When they were generated.';
+
+-- reference rows of the template (issue 12) ---------------------------------
+CREATE FUNCTION tenant."set_template_rows"(
+	"table_name" TEXT,
+	"copy" bool DEFAULT true
+) RETURNS void
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_template_rows_wrapper';
+-- Reference rows of the template (issue 12): tables whose rows every new
+-- tenant gets (src/copy/template_rows.rs).
+CREATE TABLE tenant.template_row_tables (
+    table_name text        NOT NULL PRIMARY KEY,
+    marked_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    marked_by  text        NOT NULL DEFAULT session_user
+);
+REVOKE ALL ON tenant.template_row_tables FROM PUBLIC;
+GRANT SELECT ON tenant.template_row_tables TO tenant_control_admin;
+SELECT pg_catalog.pg_extension_config_dump('tenant.template_row_tables', '');
+COMMENT ON TABLE tenant.template_row_tables IS
+    'Tables of tenant_template whose rows are copied into every new tenant (tenant.set_template_rows).';
+COMMENT ON COLUMN tenant.template_row_tables.table_name IS 'The table, in tenant_template.';
+COMMENT ON COLUMN tenant.template_row_tables.marked_at IS 'When it was marked.';
+COMMENT ON COLUMN tenant.template_row_tables.marked_by IS 'session_user that marked it.';
+REVOKE ALL ON FUNCTION tenant.set_template_rows(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.set_template_rows(text, boolean) TO tenant_control_admin;
+COMMENT ON FUNCTION tenant.set_template_rows(text, boolean) IS
+    'Mark a table of tenant_template so that its rows are copied into every new institution, as its role (copy => false removes the mark).';

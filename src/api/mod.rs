@@ -645,3 +645,11 @@ fn note_job_failure(
 fn health_backup_max_age() -> i32 {
     crate::core::settings::health_backup_max_age_s()
 }
+
+/// Mark a table of the template so that its rows are copied into every new
+/// tenant (`copy => false` removes the mark).
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_template_rows(table_name: Option<&str>, copy: default!(Option<bool>, true)) {
+    crate::copy::template_rows::mark(table_name, copy).or_raise()
+}

@@ -2,5 +2,7 @@
 
 pub mod order;
 pub mod schema_copy;
+pub mod statements;
 pub mod structure;
 pub mod template;
+pub mod template_rows;

@@ -119,7 +119,7 @@ pub fn copy_schema(
     let creation =
         prelude.iter().cloned().chain(before.into_iter().map(render)).chain(staging_tables(source, target, &tables));
     ddl(creation.collect(), "while creating the copy's tables")?;
-    let copied = raw_copy(source, target, &tables, hash)?;
+    let copied = raw_copy(source, target, &tables, hash, sequences(source, target)?)?;
     // The tenant's code finds its own objects through its search_path: the
     // roles it runs as (the loader, and the owner building indexes and
     // refreshing views) may look into the copy's schema until it is built.
@@ -136,6 +136,38 @@ pub fn copy_schema(
         ddl(after.into_iter().map(render).collect(), "while building the copy's keys, indexes and triggers")?;
     }
     usage(format!("REVOKE USAGE ON SCHEMA {} FROM {roles}", target.quoted()))?;
+    Ok(copied)
+}
+
+/// Copy the rows of the tables `names` of `source` into the same tables of
+/// the existing schema `target` (the template's reference rows into a new
+/// tenant), as a whole copy moves them: staged by the extension's owner,
+/// loaded as `role` in a security-restricted operation. The sequences of
+/// those tables' columns continue from the source's.
+pub fn copy_rows(
+    source: &TenantName,
+    target: &TenantName,
+    role: &RoleName,
+    names: &[String],
+) -> TcResult<Vec<TableCopy>> {
+    let tables: Vec<Table> = tables(source, target)?.into_iter().filter(|t| names.contains(&t.name)).collect();
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let staged: Vec<String> = staging_tables(source, target, &tables).collect();
+    internal_ddl(|| db::run_explained(&staged.join(";\n"), "while staging the template's rows"))?;
+    let oids: Vec<pg_sys::Oid> = tables.iter().map(|t| t.oid).collect();
+    let sequences = db::rows(
+        "SELECT pg_catalog.pg_get_serial_sequence(pg_catalog.format('%I.%I', $1::text, c.relname), a.attname) AS source,
+                pg_catalog.pg_get_serial_sequence(pg_catalog.format('%I.%I', $2::text, c.relname), a.attname) AS target
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE c.oid = ANY ($3::oid[])
+            AND pg_catalog.pg_get_serial_sequence(pg_catalog.format('%I.%I', $1::text, c.relname), a.attname) IS NOT NULL",
+        &[source.as_str().into(), target.as_str().into(), oids.into()],
+        |row| Ok((db::col::<String>(row, "source")?.unwrap_or_default(), db::col::<String>(row, "target")?.unwrap_or_default())),
+    )?;
+    let copied = raw_copy(source, target, &tables, false, sequences)?;
+    load(target, role, role, &tables)?;
     Ok(copied)
 }
 
@@ -303,10 +335,16 @@ fn staging_tables<'a>(
     })
 }
 
-/// Step 1: every source table into its staging table and every sequence
-/// position, in one statement. The columns keep their types: no cast, no
-/// constraint, nothing of the tenant's runs.
-fn raw_copy(source: &TenantName, target: &TenantName, tables: &[Table], hash: bool) -> TcResult<Vec<TableCopy>> {
+/// Step 1: every source table into its staging table and the positions of
+/// `sequences` (source, target), in one statement. The columns keep their
+/// types: no cast, no constraint, nothing of the tenant's runs.
+fn raw_copy(
+    source: &TenantName,
+    target: &TenantName,
+    tables: &[Table],
+    hash: bool,
+    sequences: Vec<(String, String)>,
+) -> TcResult<Vec<TableCopy>> {
     let mut ctes = Vec::new();
     let mut results = Vec::new();
     for (n, table) in tables.iter().enumerate() {
@@ -315,7 +353,7 @@ fn raw_copy(source: &TenantName, target: &TenantName, tables: &[Table], hash: bo
         let expression = if hash { Some(row_hash(table.oid)?) } else { None };
         results.push(summary(&from, expression));
     }
-    for (from, into) in sequences(source, target)? {
+    for (from, into) in sequences {
         results.push(format!(
             "(SELECT pg_catalog.jsonb_build_array(pg_catalog.setval({}::regclass, q.last_value, q.is_called)) FROM {from} q)",
             quote_literal(&into)

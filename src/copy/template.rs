@@ -16,11 +16,13 @@
 
 use crate::copy::order;
 use crate::copy::structure::INDEX_PROBES;
+use crate::copy::statements::{self, Shared};
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::name::{RoleName, TenantName};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
+use std::rc::Rc;
 
 pub const TEMPLATE_SCHEMA: &str = "tenant_template";
 /// Privileges granted to, and objects owned by, this role in the template go
@@ -334,27 +336,6 @@ fn generate_with(
     })
 }
 
-/// The DDL generated from the template, kept for as long as the template
-/// does not change (tenant.template_changes says when it does).
-#[derive(Clone)]
-struct Cached {
-    database: pg_sys::Oid,
-    change: i64,
-    script: Vec<Statement>,
-    tables: i32,
-    version: i32,
-}
-
-thread_local! {
-    static CACHE: std::cell::RefCell<Option<Cached>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The last recorded change of the template (DDL on it, or a GRANT or
-/// REVOKE that changed its privileges): the cached DDL is good until then.
-fn last_change() -> TcResult<i64> {
-    db::scalar("SELECT max(id) FROM tenant.template_changes", &[])
-}
-
 /// Record a change of the template made by the extension itself (a migration).
 pub fn note_change(command: &str) -> TcResult<()> {
     db::run(
@@ -367,19 +348,16 @@ pub fn note_change(command: &str) -> TcResult<()> {
 /// that creates the schema and its role: it runs in the same batch.
 pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> TcResult<Copied> {
     let mut clock = Stopwatch::start();
-    let change = last_change()?;
-    let database = unsafe { pg_sys::MyDatabaseId };
-    let cached =
-        CACHE.with(|cache| cache.borrow().as_ref().filter(|c| c.database == database && c.change == change).cloned());
-    let generated = cached.is_none();
-    let Cached { script, tables, version, .. } = match cached {
-        Some(cached) => cached,
-        None => {
+    // Statements another connection generated are reused (statements.rs).
+    let (shared, generated) = match statements::lookup()? {
+        Ok(shared) => (shared, false),
+        Err(change) => {
             refuse_unsupported()?;
             let generated = generate(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
             let tables = generated.iter().filter(|(kind, _)| *kind == "tables").count() as i32;
             let script = generated.into_iter().map(|(_, statement)| statement).collect();
-            Cached { database, change, script, tables, version: version()? }
+            let names = statements::names_outside(TEMPLATE_SCHEMA)?;
+            (Rc::new(Shared { change, names, script, tables, version: version()? }), true)
         }
     };
     let prepared = clock.lap();
@@ -389,7 +367,7 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
     let batch = prelude
         .iter()
         .cloned()
-        .chain(script.iter().map(|s| render(s, target.as_str(), role.as_str())))
+        .chain(shared.script.iter().map(|s| render(s, target.as_str(), role.as_str())))
         .collect::<Vec<_>>()
         .join(";\n");
     db::with_settings(&[("search_path", &target.quoted()), ("check_function_bodies", "off")], || {
@@ -397,14 +375,15 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
     })?;
     let executed = clock.lap();
 
-    // A freshly generated script is proved on its first copy; later copies
-    // run the very same statements.
+    // A freshly generated script is proved on its first copy; later copies,
+    // in any connection, run the very same statements.
+    let Shared { tables, version, .. } = *shared;
+    let statements = shared.script.len();
     if generated {
         verify_independent(target)?;
-        let cached = Cached { database, change, script: script.clone(), tables, version };
-        CACHE.with(|cache| *cache.borrow_mut() = Some(cached));
+        statements::keep(shared)?;
     }
-    Ok(Copied { statements: script.len(), tables, version, generated, timings: [prepared, executed, clock.lap()] })
+    Ok(Copied { statements, tables, version, generated, timings: [prepared, executed, clock.lap()] })
 }
 
 /// Give a schema the template's ownership and privileges again (after a

@@ -43,6 +43,16 @@ pub fn template_exclusive() -> TcResult<()> {
     exclusive("template")
 }
 
+/// Storing the template's statements (copy/statements.rs): taken without
+/// waiting; false when another transaction is storing them, which a
+/// create then leaves to it rather than wait for its commit.
+pub fn try_template_statements() -> TcResult<bool> {
+    db::scalar(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2))",
+        &[LOCK_CLASS.into(), "template-statements".into()],
+    )
+}
+
 /// Backups read a tenant under this lock shared, so two of them run at once;
 /// drop and restore, which replace the tenant's schema, take it exclusively.
 pub fn tenant_data(schema_id: uuid::Uuid, shared_only: bool) -> TcResult<()> {

@@ -1,5 +1,6 @@
 //! Create, drop and change the status of institution schemas.
 
+use crate::copy::template_rows;
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
@@ -74,6 +75,11 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
     };
     let schema_id = built().map_err(|error| concurrent_duplicate(error, institution, &schema))?;
     op.schema_id = Some(schema_id);
+    // Rows of the template's marked tables (tenant.set_template_rows).
+    let rows = template_rows::copy_marked(&schema, &role)?;
+    if rows > 0 {
+        op.note("template_rows", rows);
+    }
     Ok(Created { schema_id, schema })
 }
 

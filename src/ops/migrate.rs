@@ -101,6 +101,7 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
         run_scripts(tenant.schema.as_str(), tenant.role.as_str(), &pending)?;
         // What a migration adds gets the privileges and owners the template gives it.
         if !pending.is_empty() {
+            rebind_to_tenant(tenant.schema.as_str(), tenant.role.as_str())?;
             template::grant_like_template(&tenant.schema, &tenant.role)?;
         }
         Ok(())
@@ -111,6 +112,25 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
         registry::refresh_counters(&tenant)?;
     }
     Ok(Migrated { schema: tenant.schema.as_str().to_string(), from, to })
+}
+
+/// A migration is written for the template: a function setting
+/// `search_path` to it, a policy or a grant for its role, run in a tenant,
+/// still name the template and its role. Rebind them to the tenant's own
+/// schema and role, as a copy of the template would have them.
+fn rebind_to_tenant(schema: &str, role: &str) -> TcResult<()> {
+    let statements = template::catalog_read(|| {
+        db::rows(
+            include_str!("../../sql/queries/migration_rebind.sql"),
+            &[schema.into(), TEMPLATE_SCHEMA.into(), TEMPLATE_ROLE.into()],
+            |row| template::parts_of(row.get::<pgrx::JsonB>(1)?.map_or(serde_json::Value::Null, |j| j.0)),
+        )
+    })?;
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let batch = statements.iter().map(|s| template::render(s, schema, role)).collect::<Vec<_>>();
+    db::run_explained(&batch.join(";\n"), "while binding the migration's objects to the tenant")
 }
 
 fn pending_since(version: i32) -> TcResult<Vec<Migration>> {
@@ -133,13 +153,27 @@ fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<(
     if migrations.is_empty() {
         return Ok(());
     }
-    let before = if schema == TEMPLATE_SCHEMA { BTreeSet::new() } else { bound_to_tenant_code(schema)? };
-    as_schema_role(
-        schema,
-        role,
-        || migrations.iter().try_for_each(|migration| execute(schema, migration)),
-        || if schema == TEMPLATE_SCHEMA { Ok(()) } else { refuse_new_bindings(schema, migrations, &before) },
-    )
+    if schema == TEMPLATE_SCHEMA {
+        return as_schema_role(
+            schema,
+            role,
+            || migrations.iter().try_for_each(|migration| execute(schema, migration)),
+            || Ok(()),
+        );
+    }
+    let before = bound_to_tenant_code(schema)?;
+    // Function bodies were checked when the script ran on the template. In a
+    // tenant, a function whose SET search_path names the template (rebound
+    // right after, see rebind_to_tenant) would be checked with that path,
+    // where the tenant's role may look up nothing.
+    db::with_setting("check_function_bodies", "off", || {
+        as_schema_role(
+            schema,
+            role,
+            || migrations.iter().try_for_each(|migration| execute(schema, migration)),
+            || refuse_new_bindings(schema, migrations, &before),
+        )
+    })
 }
 
 /// What depends on a function or operator of schema $1 that the template

@@ -213,4 +213,52 @@ pub(crate) mod tests {
             Some(false)
         );
     }
+
+    /// Where a migration's objects point in a tenant: the search_path of its
+    /// function, the roles of its policy, who holds its grants.
+    fn bindings(schema: &str) -> (Option<String>, Option<String>, Option<bool>, Option<bool>) {
+        (
+            one::<String>(&format!("SELECT array_to_string(proconfig, ';') FROM pg_proc WHERE oid = '{schema}.note_count'::regproc")),
+            one::<String>(&format!(
+                "SELECT string_agg(r::regrole::text, ',') FROM pg_policy, unnest(polroles) r WHERE polrelid = '{schema}.notes'::regclass"
+            )),
+            one::<bool>(&format!("SELECT has_table_privilege('tenant_template_owner', '{schema}.notes', 'SELECT')")),
+            one::<bool>(&format!("SELECT has_function_privilege('tenant_template_owner', '{schema}.note_count()', 'EXECUTE')")),
+        )
+    }
+
+    #[pg_test]
+    fn a_migration_binds_its_new_objects_to_each_tenant_as_a_copy_does() {
+        serialize_template_changes();
+        let id = created("d0d0d0d0-0000-4000-8000-000000000031", "mig_bind");
+        let script = "CREATE TABLE notes (id int PRIMARY KEY, body text);
+            ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY own_notes ON notes TO tenant_template_owner USING (true);
+            CREATE FUNCTION note_count() RETURNS bigint LANGUAGE sql STABLE SET search_path = tenant_template, pg_temp
+                AS $$ SELECT count(*) FROM notes $$;
+            GRANT SELECT, INSERT ON notes TO tenant_template_owner;
+            REVOKE ALL ON FUNCTION note_count() FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION note_count() TO tenant_template_owner;";
+        assert_eq!(register(1, script), ("SUCCESS".into(), None));
+        let migrated = format!("SELECT * FROM tenant.migrate_institution_schema('{id}')");
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        // A tenant copied from the migrated template is the reference.
+        created("d0d0d0d0-0000-4000-8000-000000000032", "mig_bind_new");
+        for schema in ["mig_bind", "mig_bind_new"] {
+            assert_eq!(
+                bindings(schema),
+                (
+                    Some(format!("search_path={schema}, pg_temp")),
+                    Some(format!("{schema}_owner")),
+                    Some(false),
+                    Some(false)
+                ),
+                "{schema}"
+            );
+        }
+        Spi::run("INSERT INTO mig_bind.notes VALUES (1, 'mine')").unwrap();
+        assert_eq!(one::<i64>("SELECT mig_bind.note_count()"), Some(1), "it counts the tenant's notes");
+        Spi::run(&format!("SELECT tenant.refresh_storage('{id}')")).unwrap();
+        assert_eq!(tenant_check(&id, false), Vec::<Found>::new(), "no drift from the template");
+    }
 }

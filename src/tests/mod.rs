@@ -18,6 +18,7 @@ mod template;
 mod template_kinds;
 mod template_order;
 mod template_partitions;
+mod template_rows;
 
 pub(crate) use backup::tests::{rich_tenant, take_backup};
 pub(crate) use integrity::tests::*;
