@@ -1644,3 +1644,57 @@ COMMENT ON COLUMN tenant.schema_backups.reason IS 'Why the backup exists: BACKUP
 COMMENT ON FUNCTION tenant.restore_institution_schema(uuid, text, boolean) IS
     'Restore an institution from a backup, in place (the replaced schema is kept as a backup), for a dropped tenant under its old or a new name, or for a live one under a new name as a recovery drill (catalogued as a DRILL backup, readable by no tenant role). Logs a RESTORE operation.';
 COMMENT ON COLUMN tenant.backups.reason IS 'BACKUP (backup_institution_schema), DROP (left by drop_institution_schema), RESTORE (the schema a restore replaced) or DRILL (a live institution''s backup restored under a new name).';
+
+-- Tenant context, warm pool and event triggers at 10,000 institutions (issue 13)
+-- tenant_control_app is no longer a member of each tenant role: set_context
+-- assumes the tenant's role itself (docs/context-and-isolation.md), and
+-- PostgreSQL 15's per-backend membership list of the application's roles
+-- stays a few roles long however many tenants the cluster holds.
+DO $$
+DECLARE
+    tenant_role text;
+BEGIN
+    FOR tenant_role IN
+        SELECT r.rolname FROM pg_catalog.pg_auth_members m
+          JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+         WHERE m.member = 'tenant_control_app'::regrole
+           AND r.rolname IN (SELECT t.owner_role FROM tenant.tenant_schemas t)
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE %I FROM tenant_control_app', tenant_role);
+    END LOOP;
+END
+$$;
+CREATE INDEX tenant_schemas_spares
+    ON tenant.tenant_schemas (version, created_at) WHERE status = 'SPARE';
+CREATE FUNCTION tenant.grant_touches_template(command pg_ddl_command) RETURNS boolean
+LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'tc_grant_touches_template';
+COMMENT ON FUNCTION tenant.grant_touches_template(pg_ddl_command) IS
+    'Internal: whether a GRANT/REVOKE collected by an event trigger names a relation, function or type of tenant_template.';
+REVOKE ALL ON FUNCTION tenant.grant_touches_template(pg_ddl_command) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION tenant.note_template_change() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                        WHERE o.schema_name = 'tenant_template'
+                           OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
+            RETURN;
+        END IF;
+    ELSIF TG_TAG IN ('GRANT', 'REVOKE') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE tenant.grant_touches_template(c.command)) THEN
+            RETURN;
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                       WHERE c.schema_name = 'tenant_template'
+                          OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
+                          OR c.object_type = 'extension') THEN
+        RETURN;
+    END IF;
+    -- Asked last: most DDL is not about the template at all.
+    IF tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (TG_TAG, tenant.template_privileges());
+END
+$$;

@@ -4,6 +4,7 @@
 //! else behind.
 
 pub mod fleet;
+pub mod grant_filter;
 pub mod lifecycle_data;
 
 use crate::core::errors::{OrRaise, TcError};

@@ -11,6 +11,7 @@
 use crate::core::db;
 use crate::core::errors::{self, OrRaise, TcError, TcResult};
 use crate::core::settings;
+use crate::ops::context_role;
 use crate::ops::lifecycle;
 use crate::ops::quota;
 use pgrx::prelude::*;
@@ -31,11 +32,17 @@ fn enter_context(
     TableIterator::once(errors::at_boundary(|| enter(institution_id)))
 }
 
+// The live row through the partial unique index (tenant_schemas_institution_live);
+// only an institution without one (an error) reads further, for the message.
 fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
     let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
     let found = db::rows(
         "SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit FROM tenant.tenant_schemas
-          WHERE institution_id = $1 ORDER BY status = 'DROPPED', created_at DESC LIMIT 1",
+          WHERE institution_id = $1 AND status <> 'DROPPED'
+         UNION ALL
+         (SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit FROM tenant.tenant_schemas
+           WHERE institution_id = $1 AND status = 'DROPPED' ORDER BY created_at DESC LIMIT 1)
+         LIMIT 1",
         &[db::to_pg_uuid(institution).into()],
         |row| {
             Ok((
@@ -115,14 +122,10 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
         return Ok(None);
     };
     crate::ops::limits::apply_in_context(institution_id)?;
-    let may_assume: bool =
-        db::scalar("SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')", &[role.as_str().into()])?;
-    db::run(
-        "SELECT pg_catalog.set_config('search_path', $1, true)",
-        &[format!("{}, public", quote_identifier(&schema)).into()],
-    )?;
-    if may_assume {
-        db::run("SELECT pg_catalog.set_config('role', $1, true)", &[role.as_str().into()])?;
+    context_role::set_local_search_path(&format!("{}, public", quote_identifier(&schema)))?;
+    // The role is switched without making anyone a member of it: see context_role.
+    if context_role::may_assume_tenant_roles() {
+        context_role::assume_for_transaction(&role)?;
     }
     Ok(Some(schema))
 }
