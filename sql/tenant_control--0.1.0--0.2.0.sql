@@ -1671,6 +1671,8 @@ LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'tc_grant_touches_template';
 COMMENT ON FUNCTION tenant.grant_touches_template(pg_ddl_command) IS
     'Internal: whether a GRANT/REVOKE collected by an event trigger names a relation, function or type of tenant_template.';
 REVOKE ALL ON FUNCTION tenant.grant_touches_template(pg_ddl_command) FROM PUBLIC;
+-- As every function of the schema (finalize.sql's privileges loop).
+GRANT EXECUTE ON FUNCTION tenant.grant_touches_template(pg_ddl_command) TO tenant_control_admin;
 CREATE OR REPLACE FUNCTION tenant.note_template_change() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1696,5 +1698,81 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (TG_TAG, tenant.template_privileges());
+END
+$$;
+-- GRANT and REVOKE leave the quota and reserved-name guards at once.
+CREATE OR REPLACE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watched text;
+BEGIN
+    -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
+    IF TG_TAG IN ('GRANT', 'REVOKE') THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
+       OR tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT = 'sql_drop' THEN
+        -- The trigger is gone from pg_trigger here: its name is all that is left.
+        SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
+         WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
+        IF watched IS NOT NULL THEN
+            RAISE EXCEPTION 'the storage quota guard "%" cannot be dropped', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'It goes away by itself once the tenant is below its warning level (tenant.refresh_storage).';
+        END IF;
+        RETURN;
+    END IF;
+    FOR watched IN
+        SELECT DISTINCT t.schema_name FROM pg_event_trigger_ddl_commands() c
+          JOIN tenant.tenant_schemas t
+            ON t.schema_name = COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid))
+         WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
+    LOOP
+        IF TG_TAG = 'ALTER TRIGGER' OR EXISTS (
+               SELECT 1 FROM pg_trigger g
+                WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
+                  AND g.tgrelid IN (SELECT tenant.schema_objects(watched, 'pg_catalog.pg_class'))) THEN
+            RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'ALTER TRIGGER, DISABLE TRIGGER and ENABLE REPLICA TRIGGER are refused while the tenant is near or over its quota.';
+        END IF;
+        PERFORM tenant.quota_check_ddl(watched);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tenant.reserved_names_guard() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    touched record;
+    taken record;
+BEGIN
+    -- GRANT and REVOKE name nothing new; the extension's own DDL (a whole
+    -- template copy) skips the catalog look-ups.
+    IF TG_TAG IN ('GRANT', 'REVOKE') OR tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    FOR touched IN
+        SELECT o.classid, o.objid, o.schema_name FROM (
+            SELECT c.classid, c.objid, COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid)) AS schema_name
+              FROM pg_event_trigger_ddl_commands() c
+             WHERE c.objid <> 0) o
+         WHERE o.schema_name = 'tenant_template'
+            OR o.schema_name IN (SELECT t.schema_name FROM tenant.tenant_schemas t WHERE t.status <> 'DROPPED')
+    LOOP
+        SELECT n.kind, n.name INTO taken FROM tenant.object_names(touched.classid, touched.objid) n
+         WHERE starts_with(n.name, 'tc_') LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION '% name "%" in schema "%" is reserved', taken.kind, taken.name, touched.schema_name
+                USING ERRCODE = 'reserved_name',
+                      DETAIL = 'Names starting with tc_ belong to tenant_control in the template and in tenant schemas.',
+                      HINT = 'Choose a name that does not start with tc_.';
+        END IF;
+    END LOOP;
 END
 $$;

@@ -191,7 +191,7 @@ fn context_after_sign_ups(bench: &mut Bench) {
     let mut other = other_database();
     let (institution, _) = bench.institutions[0];
     let mut app = connect_app();
-    let mut context = |app: &mut Client| {
+    let context = |app: &mut Client| {
         app.batch_execute("BEGIN").unwrap();
         let ms = timed(|| {
             app.execute("SELECT tenant.set_context($1)", &[&institution]).unwrap();
