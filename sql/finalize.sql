@@ -355,8 +355,7 @@ DECLARE
     touched record;
     taken record;
 BEGIN
-    -- GRANT and REVOKE name nothing new; the extension's own DDL (a whole
-    -- template copy) skips the catalog look-ups.
+    -- GRANT/REVOKE name nothing new; the extension's own DDL skips the catalog look-ups.
     IF TG_TAG IN ('GRANT', 'REVOKE') OR tenant.internal_work_active() THEN
         RETURN;
     END IF;
