@@ -72,6 +72,10 @@ CREATE UNIQUE INDEX tenant_schemas_institution_live
     ON tenant.tenant_schemas (institution_id) WHERE status <> 'DROPPED';
 CREATE UNIQUE INDEX tenant_schemas_schema_name_live
     ON tenant.tenant_schemas (schema_name) WHERE status <> 'DROPPED';
+-- A warm-pool claim takes the oldest spare at the current version: without
+-- this index it read the whole registry (every institution) on each sign-up.
+CREATE INDEX tenant_schemas_spares
+    ON tenant.tenant_schemas (version, created_at) WHERE status = 'SPARE';
 -- The DDL event trigger asks on every DDL statement whether any tenant is near its quota.
 CREATE INDEX tenant_schemas_quota_watched
     ON tenant.tenant_schemas (schema_name) WHERE quota_state <> 'OK' AND status <> 'DROPPED';
@@ -374,10 +378,19 @@ $$;
 COMMENT ON FUNCTION tenant.template_privileges() IS 'Internal: hash of the privileges on tenant_template''s objects.';
 INSERT INTO tenant.template_changes (command_tag, privileges) VALUES ('CREATE EXTENSION', tenant.template_privileges());
 
+-- Whether a GRANT or REVOKE names an object of tenant_template: the command
+-- lists its objects (src/api/grant_filter.rs), so no GRANT elsewhere in the
+-- database pays for a look at the template's privileges.
+CREATE FUNCTION tenant.grant_touches_template(command pg_ddl_command) RETURNS boolean
+LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'tc_grant_touches_template';
+COMMENT ON FUNCTION tenant.grant_touches_template(pg_ddl_command) IS
+    'Internal: whether a GRANT/REVOKE collected by an event trigger names a relation, function or type of tenant_template.';
+REVOKE ALL ON FUNCTION tenant.grant_touches_template(pg_ddl_command) FROM PUBLIC;
+
 -- Event triggers see DDL on the template; the extension's own DDL on tenant
 -- schemas is marked in backend memory (tenant.internal_work_active(), a C
 -- function: calling it loads the library, and no setting can fake it) and is
--- skipped. GRANT and REVOKE count when they changed the template's privileges.
+-- skipped. GRANT and REVOKE count when they name an object of the template.
 CREATE FUNCTION tenant.note_template_change() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -389,7 +402,7 @@ BEGIN
             RETURN;
         END IF;
     ELSIF TG_TAG IN ('GRANT', 'REVOKE') THEN
-        IF tenant.template_privileges() = (SELECT c.privileges FROM tenant.template_changes c ORDER BY c.id DESC LIMIT 1) THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE tenant.grant_touches_template(c.command)) THEN
             RETURN;
         END IF;
     ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c

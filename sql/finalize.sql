@@ -263,6 +263,10 @@ AS $$
 DECLARE
     watched text;
 BEGIN
+    -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
+    IF TG_TAG IN ('GRANT', 'REVOKE') THEN
+        RETURN;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
        OR tenant.internal_work_active() THEN
         RETURN;
@@ -351,8 +355,8 @@ DECLARE
     touched record;
     taken record;
 BEGIN
-    -- First: the extension's own DDL (a whole template copy) skips the catalog look-ups.
-    IF tenant.internal_work_active() THEN
+    -- GRANT/REVOKE name nothing new; the extension's own DDL skips the catalog look-ups.
+    IF TG_TAG IN ('GRANT', 'REVOKE') OR tenant.internal_work_active() THEN
         RETURN;
     END IF;
     FOR touched IN

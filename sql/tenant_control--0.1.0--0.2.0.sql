@@ -1917,3 +1917,133 @@ REVOKE ALL ON FUNCTION tenant.set_template_rows(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.set_template_rows(text, boolean) TO tenant_control_admin;
 COMMENT ON FUNCTION tenant.set_template_rows(text, boolean) IS
     'Mark a table of tenant_template so that its rows are copied into every new institution, as its role (copy => false removes the mark).';
+-- Tenant context, warm pool and event triggers at 10,000 institutions (issue 13)
+-- tenant_control_app is no longer a member of each tenant role: set_context
+-- assumes the tenant's role itself (docs/context-and-isolation.md), and
+-- PostgreSQL 15's per-backend membership list of the application's roles
+-- stays a few roles long however many tenants the cluster holds.
+DO $$
+DECLARE
+    tenant_role text;
+BEGIN
+    FOR tenant_role IN
+        SELECT r.rolname FROM pg_catalog.pg_auth_members m
+          JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+         WHERE m.member = 'tenant_control_app'::regrole
+           AND r.rolname IN (SELECT t.owner_role FROM tenant.tenant_schemas t)
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE %I FROM tenant_control_app', tenant_role);
+    END LOOP;
+END
+$$;
+CREATE INDEX tenant_schemas_spares
+    ON tenant.tenant_schemas (version, created_at) WHERE status = 'SPARE';
+CREATE FUNCTION tenant.grant_touches_template(command pg_ddl_command) RETURNS boolean
+LANGUAGE c STRICT STABLE AS 'MODULE_PATHNAME', 'tc_grant_touches_template';
+COMMENT ON FUNCTION tenant.grant_touches_template(pg_ddl_command) IS
+    'Internal: whether a GRANT/REVOKE collected by an event trigger names a relation, function or type of tenant_template.';
+REVOKE ALL ON FUNCTION tenant.grant_touches_template(pg_ddl_command) FROM PUBLIC;
+-- As every function of the schema (finalize.sql's privileges loop).
+GRANT EXECUTE ON FUNCTION tenant.grant_touches_template(pg_ddl_command) TO tenant_control_admin;
+CREATE OR REPLACE FUNCTION tenant.note_template_change() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                        WHERE o.schema_name = 'tenant_template'
+                           OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
+            RETURN;
+        END IF;
+    ELSIF TG_TAG IN ('GRANT', 'REVOKE') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE tenant.grant_touches_template(c.command)) THEN
+            RETURN;
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                       WHERE c.schema_name = 'tenant_template'
+                          OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
+                          OR c.object_type = 'extension') THEN
+        RETURN;
+    END IF;
+    -- Asked last: most DDL is not about the template at all.
+    IF tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (TG_TAG, tenant.template_privileges());
+END
+$$;
+-- GRANT and REVOKE leave the quota and reserved-name guards at once.
+CREATE OR REPLACE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watched text;
+BEGIN
+    -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
+    IF TG_TAG IN ('GRANT', 'REVOKE') THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
+       OR tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT = 'sql_drop' THEN
+        -- The trigger is gone from pg_trigger here: its name is all that is left.
+        SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
+         WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
+        IF watched IS NOT NULL THEN
+            RAISE EXCEPTION 'the storage quota guard "%" cannot be dropped', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'It goes away by itself once the tenant is below its warning level (tenant.refresh_storage).';
+        END IF;
+        RETURN;
+    END IF;
+    FOR watched IN
+        SELECT DISTINCT t.schema_name FROM pg_event_trigger_ddl_commands() c
+          JOIN tenant.tenant_schemas t
+            ON t.schema_name = COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid))
+         WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
+    LOOP
+        IF TG_TAG = 'ALTER TRIGGER' OR EXISTS (
+               SELECT 1 FROM pg_trigger g
+                WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
+                  AND g.tgrelid IN (SELECT tenant.schema_objects(watched, 'pg_catalog.pg_class'))) THEN
+            RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'ALTER TRIGGER, DISABLE TRIGGER and ENABLE REPLICA TRIGGER are refused while the tenant is near or over its quota.';
+        END IF;
+        PERFORM tenant.quota_check_ddl(watched);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tenant.reserved_names_guard() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    touched record;
+    taken record;
+BEGIN
+    -- GRANT/REVOKE name nothing new; the extension's own DDL skips the catalog look-ups.
+    IF TG_TAG IN ('GRANT', 'REVOKE') OR tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    FOR touched IN
+        SELECT o.classid, o.objid, o.schema_name FROM (
+            SELECT c.classid, c.objid, COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid)) AS schema_name
+              FROM pg_event_trigger_ddl_commands() c
+             WHERE c.objid <> 0) o
+         WHERE o.schema_name = 'tenant_template'
+            OR o.schema_name IN (SELECT t.schema_name FROM tenant.tenant_schemas t WHERE t.status <> 'DROPPED')
+    LOOP
+        SELECT n.kind, n.name INTO taken FROM tenant.object_names(touched.classid, touched.objid) n
+         WHERE starts_with(n.name, 'tc_') LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION '% name "%" in schema "%" is reserved', taken.kind, taken.name, touched.schema_name
+                USING ERRCODE = 'reserved_name',
+                      DETAIL = 'Names starting with tc_ belong to tenant_control in the template and in tenant schemas.',
+                      HINT = 'Choose a name that does not start with tc_.';
+        END IF;
+    END LOOP;
+END
+$$;

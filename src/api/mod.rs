@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod fleet;
+pub mod grant_filter;
 pub mod lifecycle_data;
 
 use crate::core::errors::{OrRaise, TcError};

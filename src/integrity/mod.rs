@@ -291,7 +291,6 @@ fn recreate_schema(tenant: &Tenant) -> TcResult<String> {
     let mut prelude = Vec::new();
     if !registry::role_exists(&tenant.role)? {
         prelude.push(format!("CREATE ROLE {} NOLOGIN", tenant.role.quoted()));
-        prelude.push(format!("GRANT {} TO tenant_control_app", tenant.role.quoted()));
     }
     prelude.push(format!("CREATE SCHEMA {}", tenant.schema.quoted()));
     if tenant.status == Status::Spare {
@@ -315,7 +314,6 @@ fn recreate_schema(tenant: &Tenant) -> TcResult<String> {
 fn recreate_role(tenant: &Tenant) -> TcResult<String> {
     let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
     db::run(&format!("CREATE ROLE {role} NOLOGIN"), &[])?;
-    db::run(&format!("GRANT {role} TO tenant_control_app"), &[])?;
     if tenant.status.grants_access() || tenant.status == Status::Spare {
         db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}"), &[])?;
     }

@@ -11,6 +11,7 @@
 use crate::core::db;
 use crate::core::errors::{self, OrRaise, TcError, TcResult};
 use crate::core::settings;
+use crate::ops::context_role;
 use crate::ops::lifecycle;
 use crate::ops::quota;
 use pgrx::prelude::*;
@@ -31,11 +32,18 @@ fn enter_context(
     TableIterator::once(errors::at_boundary(|| enter(institution_id)))
 }
 
+// The live row through the partial unique index (tenant_schemas_institution_live);
+// only an institution without one (an error) reads further, for the message.
 fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
     let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
     let found = db::rows(
-        "SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit FROM tenant.tenant_schemas
-          WHERE institution_id = $1 ORDER BY status = 'DROPPED', created_at DESC LIMIT 1",
+        "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
+                EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited
+           FROM tenant.tenant_schemas t WHERE t.institution_id = $1 AND t.status <> 'DROPPED'
+         UNION ALL
+         (SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit, false
+            FROM tenant.tenant_schemas WHERE institution_id = $1 AND status = 'DROPPED' ORDER BY created_at DESC LIMIT 1)
+         LIMIT 1",
         &[db::to_pg_uuid(institution).into()],
         |row| {
             Ok((
@@ -47,21 +55,26 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
                     db::col::<i64>(row, "storage_used")?,
                     db::col::<i64>(row, "quota_limit")?,
                 ),
+                db::col::<bool>(row, "limited")?.unwrap_or(false),
             ))
         },
     )?;
     let context = match found.into_iter().next() {
-        Some((schema, _, status, _)) if status != "ACTIVE" => {
+        Some((schema, _, status, _, _)) if status != "ACTIVE" => {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
             ));
         }
-        Some((schema, role, _, quota)) => {
+        Some((schema, role, _, quota, limited)) => {
             if let (Some(state), Some(used), Some(limit)) = quota {
                 if state != "OK" {
                     quota::warn_near_limit(institution, &schema, used, limit);
                 }
+            }
+            // Only an institution with limits pays for them.
+            if limited {
+                crate::ops::limits::apply_in_context(institution_id)?;
             }
             (Some(schema), Some(role))
         }
@@ -76,10 +89,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
             .hint("An institution with shared-table rows only must be listed in tenant_control.institutions_table."));
         }
     };
-    db::run(
-        "SELECT pg_catalog.set_config('tenant_control.institution_id', $1, true)",
-        &[institution.to_string().into()],
-    )?;
+    context_role::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
     crate::ops::last_access::touch(institution);
     Ok(context)
 }
@@ -114,15 +124,10 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
     let Some((Some(schema), Some(role))) = found.into_iter().next() else {
         return Ok(None);
     };
-    crate::ops::limits::apply_in_context(institution_id)?;
-    let may_assume: bool =
-        db::scalar("SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')", &[role.as_str().into()])?;
-    db::run(
-        "SELECT pg_catalog.set_config('search_path', $1, true)",
-        &[format!("{}, public", quote_identifier(&schema)).into()],
-    )?;
-    if may_assume {
-        db::run("SELECT pg_catalog.set_config('role', $1, true)", &[role.as_str().into()])?;
+    context_role::set_local("search_path", &format!("{}, public", quote_identifier(&schema)), false)?;
+    // The role is switched without making anyone a member of it: see context_role.
+    if context_role::may_assume_tenant_roles() {
+        context_role::assume_for_transaction(&role)?;
     }
     Ok(Some(schema))
 }

@@ -117,15 +117,14 @@ fn within_bounds(name: &str, value: i64, given: &str) -> TcResult<()> {
     Ok(())
 }
 
-/// Called by `tenant.set_context` (which has no SET clause, so the settings
-/// last for the transaction): take a transaction slot of the institution and
-/// apply its settings. 53300 when all its slots are taken.
+/// Called by `tenant.enter_context` (as the extension's owner) for an
+/// institution that has limits: take a transaction slot of the institution
+/// and apply its settings for the rest of the transaction (as a user could:
+/// user-settable settings only; enter_context's SET clause restores its own
+/// search_path, nothing else). 53300 when all its slots are taken.
 pub fn apply_in_context(institution_id: Option<pgrx::Uuid>) -> TcResult<()> {
-    let settings = db::rows("SELECT name, value FROM tenant.context_limits($1)", &[institution_id.into()], |row| {
-        Ok((col::<String>(row, "name")?.unwrap_or_default(), col::<String>(row, "value")?.unwrap_or_default()))
-    })?;
-    for (name, value) in settings {
-        db::run("SELECT pg_catalog.set_config($1, $2, true)", &[name.as_str().into(), value.as_str().into()])?;
+    for (name, value) in context_limits(institution_id)? {
+        crate::ops::context_role::set_local(&name, &value, false)?;
     }
     Ok(())
 }

@@ -79,8 +79,6 @@ pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<Built> 
         format!("CREATE ROLE {} NOLOGIN", role.quoted()),
         format!("CREATE SCHEMA {}", schema.quoted()),
         format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()),
-        // Applications assume the tenant's role through tenant.set_context.
-        format!("GRANT {} TO tenant_control_app", role.quoted()),
     ];
     let copied = internal_ddl(|| template::copy_into(schema, &role, &prelude))?;
     op.note_shape("template", &copied.stats());

@@ -176,11 +176,7 @@ fn recreate(op: &mut Operation, backup: &Backup, tenant: &Tenant, schema: Tenant
         .hint("Restore under another name with target_schema: the tenant gets a role of that name."));
     }
     let role = schema.role();
-    let prelude = vec![
-        format!("CREATE ROLE {} NOLOGIN", role.quoted()),
-        // Applications assume the tenant's role through tenant.set_context.
-        format!("GRANT {} TO tenant_control_app", role.quoted()),
-    ];
+    let prelude = vec![format!("CREATE ROLE {} NOLOGIN", role.quoted())];
     let temporary = build(backup, op, &role, prelude)?;
     let clock = Instant::now();
     internal_ddl(|| move_in(&temporary, &schema, &role, Status::Active))?;

@@ -256,4 +256,44 @@ RESET search_path;
         assert_eq!(create("c0c0c0c0-0000-4000-8000-000000000016", Some("follow_7")).0, "SUCCESS");
         assert_eq!(one::<i64>("SELECT count(*) FROM tenant.template_changes"), Some(changes));
     }
+
+    /// GRANT and REVOKE count as template changes when they name an object
+    /// of the template (a relation, a column, a function, a type; by name or
+    /// through ALL ... IN SCHEMA), and only then: a GRANT elsewhere in the
+    /// database does not look at the template's privileges at all.
+    #[pg_test]
+    fn grants_count_as_template_changes_only_on_the_template() {
+        serialize_template_changes();
+        Spi::run(
+            "CREATE TABLE public.elsewhere (x int);
+             CREATE TABLE tenant_template.g (x int);
+             CREATE FUNCTION tenant_template.gf() RETURNS int LANGUAGE sql AS 'SELECT 1';
+             CREATE TYPE tenant_template.gt AS ENUM ('a');",
+        )
+        .unwrap();
+        let changes = || one::<i64>("SELECT count(*) FROM tenant.template_changes").unwrap();
+        let before = changes();
+        for elsewhere in [
+            "GRANT SELECT ON public.elsewhere TO PUBLIC",
+            "REVOKE SELECT ON public.elsewhere FROM PUBLIC",
+            "GRANT USAGE ON SCHEMA public TO PUBLIC",
+            "GRANT EXECUTE ON FUNCTION pg_catalog.now() TO PUBLIC",
+        ] {
+            Spi::run(elsewhere).unwrap();
+            assert_eq!(changes(), before, "{elsewhere}");
+        }
+        for (n, on_template) in [
+            "GRANT SELECT ON tenant_template.g TO PUBLIC",
+            "GRANT UPDATE (x) ON tenant_template.g TO PUBLIC",
+            "REVOKE ALL ON FUNCTION tenant_template.gf() FROM PUBLIC",
+            "REVOKE USAGE ON TYPE tenant_template.gt FROM PUBLIC",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA tenant_template TO PUBLIC",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            Spi::run(on_template).unwrap();
+            assert_eq!(changes(), before + 1 + n as i64, "{on_template}");
+        }
+    }
 }

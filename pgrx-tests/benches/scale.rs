@@ -1,0 +1,330 @@
+//! Issue 13: 10,000 institutions on one server. Grows a fleet of the realistic
+//! template (template.sql, 52 relations, plus one `hits` table the context
+//! figures insert into) to TC_BENCH_TENANTS institutions (default 10,000)
+//! and prints each figure at 1,000 and at the full size, with its goal and
+//! its side-by-side baseline (same database, same moment):
+//! - `set_context` + a one-row INSERT against `SET LOCAL search_path` +
+//!   `SET LOCAL ROLE` (throughput ratio), the first call of a new
+//!   connection, and the first call after sign-ups in another database;
+//! - a warm-pool claim (create_institution_schema with a spare ready);
+//! - GRANT/REVOKE and CREATE/DROP TABLE with the extension's event triggers
+//!   against the same statements with them disabled.
+//!
+//! Each figure is one function taking the fleet's `Bench`: add one by writing
+//! a function and naming it in `FIGURES`. Not run by CI: `./tc bench scale`
+//! (fsync on). Growing 10,000 institutions takes about half an hour here.
+
+mod common;
+use common::{median, Goal, Goals};
+use postgres::Client;
+use std::time::Instant;
+
+const DB: &str = "bench_scale";
+const OTHER_DB: &str = "bench_scale_other";
+const APP: &str = "bench_scale_app";
+
+/// The fleet being measured, and where the figures go.
+struct Bench {
+    su: Client,
+    institutions: Vec<(uuid::Uuid, String)>,
+    goals: Goals,
+}
+
+impl Bench {
+    fn size(&self) -> usize {
+        self.institutions.len()
+    }
+    fn check(&mut self, what: &str, figure: f64, unit: &str, goal: Goal) {
+        let what = format!("{what} at {} institutions", self.size());
+        self.goals.check(&what, figure, unit, goal);
+    }
+}
+
+type Figure = fn(&mut Bench);
+
+/// Every figure, in the order printed at each size.
+const FIGURES: &[(&str, Figure)] = &[
+    ("context throughput", context_throughput),
+    ("context on a new connection", context_first_call),
+    ("context after sign-ups elsewhere", context_after_sign_ups),
+    ("warm-pool claim", pool_claim),
+    ("GRANT/REVOKE", grant_overhead),
+    ("CREATE/DROP TABLE", ddl_overhead),
+];
+
+fn main() {
+    let full: usize = std::env::var("TC_BENCH_TENANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let mut su = common::with_template(DB);
+    su.batch_execute(&format!(
+        "CREATE TABLE tenant_template.hits (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                            at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE public.bench_grants (x int);
+         DROP ROLE IF EXISTS {APP}; CREATE ROLE {APP} LOGIN; GRANT tenant_control_app TO {APP};"
+    ))
+    .unwrap();
+    let settings: String = su.query_one("SELECT current_setting('fsync')", &[]).unwrap().get(0);
+    println!("fsync = {settings}; template: template.sql + hits ({full} institutions at the end)");
+    let mut bench = Bench { su, institutions: Vec::new(), goals: Goals::default() };
+    for size in [1_000.min(full), full] {
+        if size <= bench.size() {
+            continue;
+        }
+        grow(&mut bench, size);
+        for (name, figure) in FIGURES {
+            println!("-- {name}");
+            figure(&mut bench);
+        }
+    }
+    drop_other_database();
+    bench.goals.finish();
+}
+
+/// Create institutions until there are `size`, on two connections side by side
+/// (the machine has two cores; creates share the template lock).
+fn grow(bench: &mut Bench, size: usize) {
+    let started = Instant::now();
+    let from = bench.size();
+    let workers: Vec<_> = (0..2)
+        .map(|worker| {
+            std::thread::spawn(move || {
+                let mut client = common::connect(DB);
+                (from..size)
+                    .filter(|i| i % 2 == worker)
+                    .map(|i| {
+                        let (institution, name) = (uuid::Uuid::new_v4(), format!("sc_{i:05}"));
+                        let row = client
+                            .query_one(
+                                "SELECT status, message FROM tenant.create_institution_schema($1, $2)",
+                                &[&institution, &name],
+                            )
+                            .unwrap();
+                        assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+                        (institution, name)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for worker in workers {
+        bench.institutions.extend(worker.join().unwrap());
+    }
+    println!("grew the fleet from {from} to {size} institutions in {:.0} s", started.elapsed().as_secs_f64());
+}
+
+fn connect_app() -> Client {
+    postgres::Client::connect(
+        &format!("host={} port={} user={APP} dbname={DB}", common::host(), common::port()),
+        postgres::NoTls,
+    )
+    .unwrap()
+}
+
+/// Milliseconds `work` takes.
+fn timed(work: impl FnOnce()) -> f64 {
+    let started = Instant::now();
+    work();
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Institutions spread over the fleet, for transactions that rotate among them.
+fn sample(bench: &Bench, count: usize) -> Vec<(uuid::Uuid, String)> {
+    let step = (bench.size() / count).max(1);
+    bench.institutions.iter().step_by(step).take(count).cloned().collect()
+}
+
+/// `BEGIN; set_context; INSERT; COMMIT` as the application, against `BEGIN;
+/// SET LOCAL search_path; SET LOCAL ROLE; INSERT; COMMIT` as a superuser (the
+/// cheapest role check there is), in alternating rounds over 50 institutions.
+fn context_throughput(bench: &mut Bench) {
+    let tenants = sample(bench, 50);
+    let mut app = connect_app();
+    let mut plain = common::connect(DB);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _round in 0..6 {
+        ours.push(timed(|| {
+            for (institution, _) in &tenants {
+                app.batch_execute("BEGIN").unwrap();
+                app.execute("SELECT tenant.set_context($1)", &[institution]).unwrap();
+                app.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
+                app.batch_execute("COMMIT").unwrap();
+            }
+        }));
+        theirs.push(timed(|| {
+            for (_, schema) in &tenants {
+                plain.batch_execute("BEGIN").unwrap();
+                plain.batch_execute(&format!("SET LOCAL search_path = {schema}, public")).unwrap();
+                plain.batch_execute(&format!("SET LOCAL ROLE {schema}_owner")).unwrap();
+                plain.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
+                plain.batch_execute("COMMIT").unwrap();
+            }
+        }));
+    }
+    let per_tx = |rounds: &[f64]| median(&rounds[1..]) / tenants.len() as f64;
+    let (ours, theirs) = (per_tx(&ours), per_tx(&theirs));
+    println!("per transaction: set_context {ours:.3} ms, SET LOCAL search_path + ROLE {theirs:.3} ms");
+    bench.check("set_context throughput / SET LOCAL throughput", theirs / ours, "x", Goal::AtLeast(0.9));
+}
+
+/// The first set_context of a new application connection (median of 7),
+/// with the library loaded by that first call, then preloaded at connection
+/// start (`session_preload_libraries`, as `shared_preload_libraries` would).
+fn context_first_call(bench: &mut Bench) {
+    let (institution, _) = bench.institutions[bench.size() / 2];
+    let first_call = || -> f64 {
+        let firsts: Vec<f64> = (0..7)
+            .map(|_| {
+                let mut app = connect_app();
+                app.batch_execute("BEGIN").unwrap();
+                let ms = timed(|| {
+                    app.execute("SELECT tenant.set_context($1)", &[&institution]).unwrap();
+                });
+                app.batch_execute("COMMIT").unwrap();
+                ms
+            })
+            .collect();
+        median(&firsts)
+    };
+    let loading = first_call();
+    bench.su.batch_execute(&format!("ALTER ROLE {APP} SET session_preload_libraries = 'tenant_control'")).unwrap();
+    let preloaded = first_call();
+    bench.su.batch_execute(&format!("ALTER ROLE {APP} RESET session_preload_libraries")).unwrap();
+    let mut plain = common::connect(DB);
+    let baseline = timed(|| plain.batch_execute("BEGIN; SET LOCAL ROLE sc_00000_owner; COMMIT").unwrap());
+    println!("first BEGIN; SET LOCAL ROLE; COMMIT of a superuser connection: {baseline:.2} ms");
+    bench.check("first set_context of a new connection (loads the library)", loading, " ms", Goal::AtMost(5.0));
+    bench.check("first set_context of a new connection (library preloaded)", preloaded, " ms", Goal::AtMost(5.0));
+}
+
+/// set_context in an open application connection right after sign-ups in
+/// another database of the cluster (which change pg_auth_members / pg_authid).
+fn context_after_sign_ups(bench: &mut Bench) {
+    let mut other = other_database();
+    let (institution, _) = bench.institutions[0];
+    let mut app = connect_app();
+    let context = |app: &mut Client| {
+        app.batch_execute("BEGIN").unwrap();
+        let ms = timed(|| {
+            app.execute("SELECT tenant.set_context($1)", &[&institution]).unwrap();
+        });
+        app.batch_execute("COMMIT").unwrap();
+        ms
+    };
+    context(&mut app);
+    let steady = median(&(0..5).map(|_| context(&mut app)).collect::<Vec<_>>());
+    let after: Vec<f64> = (0..5)
+        .map(|_| {
+            let row = other
+                .query_one("SELECT status FROM tenant.create_institution_schema(gen_random_uuid(), NULL)", &[])
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), "SUCCESS");
+            context(&mut app)
+        })
+        .collect();
+    println!("set_context in a warm connection: {steady:.3} ms");
+    bench.check("set_context right after a sign-up in another database", median(&after), " ms", Goal::AtMost(5.0));
+}
+
+fn other_database() -> Client {
+    let mut admin = common::connect("postgres");
+    let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&OTHER_DB]).unwrap().is_some();
+    if !exists {
+        admin.batch_execute(&format!("CREATE DATABASE {OTHER_DB}")).unwrap();
+        common::connect(OTHER_DB).batch_execute("CREATE EXTENSION tenant_control").unwrap();
+    }
+    common::connect(OTHER_DB)
+}
+
+/// Its tenants' roles stay behind in the throwaway bench cluster.
+fn drop_other_database() {
+    common::connect("postgres").batch_execute(&format!("DROP DATABASE IF EXISTS {OTHER_DB} WITH (FORCE)")).unwrap();
+}
+
+/// create_institution_schema with a spare ready, against the two renames a
+/// claim is at bottom (ALTER SCHEMA/ROLE RENAME, by hand, in the same database).
+fn pool_claim(bench: &mut Bench) {
+    let claims = 9;
+    bench.su.batch_execute(&format!("CALL tenant.fill_pool({claims})")).unwrap();
+    let mut ms = Vec::new();
+    for i in 0..claims {
+        let (institution, name) = (uuid::Uuid::new_v4(), format!("sc_pool_{}_{i}", bench.size()));
+        let su = &mut bench.su;
+        ms.push(timed(|| {
+            let row = su
+                .query_one(
+                    "SELECT status, message FROM tenant.create_institution_schema($1, $2)",
+                    &[&institution, &name],
+                )
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+        }));
+        bench.institutions.push((institution, name));
+    }
+    let mut hand = Vec::new();
+    for i in 0..claims {
+        let name = format!("sc_hand_{}_{i}", bench.size());
+        bench.su.batch_execute(&format!("CREATE SCHEMA {name}_s; CREATE ROLE {name}_r")).unwrap();
+        hand.push(timed(|| {
+            bench
+                .su
+                .batch_execute(&format!(
+                    "BEGIN; ALTER SCHEMA {name}_s RENAME TO {name}; ALTER ROLE {name}_r RENAME TO {name}_owner; COMMIT"
+                ))
+                .unwrap()
+        }));
+        bench.su.batch_execute(&format!("DROP SCHEMA {name}; DROP ROLE {name}_owner")).unwrap();
+    }
+    println!("hand-written ALTER SCHEMA + ALTER ROLE RENAME: {:.2} ms", median(&hand));
+    bench.check("warm-pool claim (median)", median(&ms), " ms", Goal::AtMost(2.0));
+}
+
+/// Alternating rounds of `statements` with the extension's event triggers
+/// enabled and disabled (the same database, so the same catalogs); the
+/// ratio of the medians per round.
+fn with_and_without_triggers(bench: &mut Bench, statements: &dyn Fn(usize) -> String) -> (f64, f64) {
+    let triggers: Vec<String> = bench
+        .su
+        .query("SELECT evtname::text FROM pg_event_trigger WHERE evtname LIKE 'tenant_control%'", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let switch = |su: &mut Client, how: &str| {
+        for trigger in &triggers {
+            su.batch_execute(&format!("ALTER EVENT TRIGGER {trigger} {how}")).unwrap();
+        }
+    };
+    let mut worker = common::connect(DB);
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..8 {
+        switch(&mut bench.su, "DISABLE");
+        without.push(timed(|| (0..100).for_each(|i| worker.batch_execute(&statements(round * 100 + i)).unwrap())));
+        switch(&mut bench.su, "ENABLE ALWAYS");
+        with.push(timed(|| (0..100).for_each(|i| worker.batch_execute(&statements(round * 100 + i)).unwrap())));
+    }
+    (median(&with[1..]) / 100.0, median(&without[1..]) / 100.0)
+}
+
+fn grant_overhead(bench: &mut Bench) {
+    let (with, without) = with_and_without_triggers(bench, &|i| {
+        if i % 2 == 0 {
+            "GRANT SELECT ON public.bench_grants TO PUBLIC"
+        } else {
+            "REVOKE SELECT ON public.bench_grants FROM PUBLIC"
+        }
+        .to_string()
+    });
+    println!("GRANT/REVOKE: {with:.3} ms with the extension's event triggers, {without:.3} ms without");
+    bench.check("GRANT/REVOKE with / without the extension", with / without, "x", Goal::AtMost(1.05));
+}
+
+fn ddl_overhead(bench: &mut Bench) {
+    let (with, without) = with_and_without_triggers(bench, &|i| {
+        if i % 2 == 0 {
+            format!("CREATE TABLE public.bench_ddl_{} (id int PRIMARY KEY, note text)", i / 2)
+        } else {
+            format!("DROP TABLE public.bench_ddl_{}", i / 2)
+        }
+    });
+    println!("CREATE/DROP TABLE: {with:.3} ms with the extension's event triggers, {without:.3} ms without");
+    bench.check("CREATE/DROP TABLE with / without the extension", with / without, "x", Goal::AtMost(1.05));
+}
