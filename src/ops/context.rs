@@ -34,7 +34,9 @@ fn enter_context(
 fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
     let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
     let found = db::rows(
-        "SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit FROM tenant.tenant_schemas
+        "SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit,
+                (SELECT m.location FROM tenant.institution_moves m WHERE m.schema_id = t.id AND m.step = 'MOVED') AS location
+           FROM tenant.tenant_schemas t
           WHERE institution_id = $1 ORDER BY status = 'DROPPED', created_at DESC LIMIT 1",
         &[db::to_pg_uuid(institution).into()],
         |row| {
@@ -42,6 +44,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
                 db::col::<String>(row, "schema_name")?.unwrap_or_default(),
                 db::col::<String>(row, "owner_role")?.unwrap_or_default(),
                 db::col::<String>(row, "status")?.unwrap_or_default(),
+                db::col::<String>(row, "location")?,
                 (
                     db::col::<String>(row, "quota_state")?,
                     db::col::<i64>(row, "storage_used")?,
@@ -51,13 +54,20 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         },
     )?;
     let context = match found.into_iter().next() {
-        Some((schema, _, status, _)) if status != "ACTIVE" => {
+        Some((schema, _, _, Some(location), _)) => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("institution {institution} has moved to {location}: its schema \"{schema}\" here is a locked-out copy"),
+            )
+            .hint("Connect to the new location; tenant.locate_institution(...) tells applications where an institution lives."));
+        }
+        Some((schema, _, status, _, _)) if status != "ACTIVE" => {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
             ));
         }
-        Some((schema, role, _, quota)) => {
+        Some((schema, role, _, _, quota)) => {
             if let (Some(state), Some(used), Some(limit)) = quota {
                 if state != "OK" {
                     quota::warn_near_limit(institution, &schema, used, limit);
