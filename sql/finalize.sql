@@ -2592,7 +2592,11 @@ BEGIN
         first_step := COALESCE(first_step, step);
         EXIT WHEN step OPERATOR(pg_catalog.=) 'DONE';
         IF step OPERATOR(pg_catalog.=) 'WAIT' THEN
-            PERFORM pg_catalog.pg_sleep(0.005);
+            -- Writes are stopped while FROZEN: poll fast then, gently before.
+            PERFORM pg_catalog.pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM tenant.institution_moves m
+                                                          WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id
+                                                            AND m.step OPERATOR(pg_catalog.=) 'FROZEN')
+                                             THEN 0.002 ELSE 0.05 END);
         ELSIF step OPERATOR(pg_catalog.=) pg_catalog.upper(stop_after) THEN
             PERFORM tenant.move_disconnect(conn);
             move_institution.status := 'STOPPED';

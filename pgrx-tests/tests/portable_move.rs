@@ -145,18 +145,30 @@ fn items(db: &mut Client, schema: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// An application writing one row per transaction, through set_context, to
-/// wherever tenant.locate_institution says the institution lives. Returns
-/// the acknowledged writes: (note, id, written on the target).
+/// How a writer reaches the institution.
+#[derive(Clone, Copy)]
+enum Access {
+    /// tenant.set_context in each transaction.
+    Context,
+    /// A session that took the tenant's role and search_path once and runs a
+    /// prepared INSERT (its plan is cached across the cut-over).
+    Prepared,
+}
+
+/// An application writing one row per transaction to wherever
+/// tenant.locate_institution says the institution lives. Returns the
+/// acknowledged writes: (note, id, written on the target).
 fn writer(
     source: String,
     target: String,
-    institution: Uuid,
+    (institution, schema): (Uuid, String),
     tag: usize,
+    access: Access,
     stop: Arc<AtomicBool>,
 ) -> Vec<(String, i64, bool)> {
     let connect = |conninfo: &str| postgres::Client::connect(conninfo, postgres::NoTls).unwrap();
-    let (mut here, mut there) = (connect(&source), connect(&target));
+    let (mut here, mut there, mut lookup) = (connect(&source), connect(&target), connect(&source));
+    let mut prepared = None;
     let mut written = Vec::new();
     let mut on_target = false;
     for i in 0.. {
@@ -167,18 +179,32 @@ fn writer(
         let note = format!("writer {tag} row {i}");
         let db = if on_target { &mut there } else { &mut here };
         let attempt = (|| -> Result<i64, postgres::Error> {
-            let mut tx = db.transaction()?;
-            tx.query_one("SELECT tenant.set_context($1)", &[&institution])?;
-            let id: i64 = tx.query_one("INSERT INTO items (note) VALUES ($1) RETURNING id", &[&note])?.get(0);
-            tx.commit()?;
-            Ok(id)
+            match access {
+                Access::Context => {
+                    let mut tx = db.transaction()?;
+                    tx.query_one("SELECT tenant.set_context($1)", &[&institution])?;
+                    let id = tx.query_one("INSERT INTO items (note) VALUES ($1) RETURNING id", &[&note])?.get(0);
+                    tx.commit()?;
+                    Ok(id)
+                }
+                Access::Prepared => {
+                    if prepared.is_none() {
+                        db.batch_execute(&format!("SET ROLE {schema}_owner; SET search_path = {schema}"))?;
+                        prepared = Some(db.prepare("INSERT INTO items (note) VALUES ($1) RETURNING id")?);
+                    }
+                    Ok(db.query_one(prepared.as_ref().unwrap(), &[&note])?.get(0))
+                }
+            }
         })();
         match attempt {
             Ok(id) => written.push((note, id, on_target)),
             Err(_) if !on_target => {
                 let location: Option<String> =
-                    here.query_one("SELECT tenant.locate_institution($1)", &[&institution]).unwrap().get(0);
+                    lookup.query_one("SELECT tenant.locate_institution($1)", &[&institution]).unwrap().get(0);
                 on_target = location.is_some();
+                if on_target {
+                    prepared = None;
+                }
             }
             Err(error) => panic!("the target refused a write after the move: {error}"),
         }
@@ -194,10 +220,11 @@ fn a_busy_institution_moves_without_losing_or_repeating_a_write() {
     let (institution, schema_id, schema) = institution(&mut src, 5000);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
+    let writers: Vec<_> = (0..4)
         .map(|tag| {
-            let (s, t, stop) = (conninfo(&source), conninfo(&target), stop.clone());
-            thread::spawn(move || writer(s, t, institution, tag, stop))
+            let (s, t, stop, schema) = (conninfo(&source), conninfo(&target), stop.clone(), schema.clone());
+            let access = if tag == 3 { Access::Prepared } else { Access::Context };
+            thread::spawn(move || writer(s, t, (institution, schema), tag, access, stop))
         })
         .collect();
     thread::sleep(Duration::from_millis(300));
