@@ -131,5 +131,8 @@ fn main() {
         );
         goals.check(&format!("write pause median, {rows} rows"), median(&pauses), " ms", Goal::AtMost(1000.0));
     }
+    drop(src);
+    source.discard();
+    target.discard();
     goals.finish();
 }

@@ -292,6 +292,8 @@ fn a_busy_institution_moves_without_losing_or_repeating_a_write() {
     assert_eq!(dropped.get::<_, String>(0), "SUCCESS");
     let still: Option<String> = src.query_one("SELECT tenant.locate_institution($1)", &[&institution]).unwrap().get(0);
     assert_eq!(still.as_deref(), Some(location.as_str()));
+    source.discard();
+    target.discard();
 }
 
 #[test]
@@ -377,6 +379,8 @@ fn settings_and_prerequisites_are_checked_up_front() {
     assert_eq!(scalar::<i64>(&mut src, "SELECT count(*) FROM tenant.institution_moves"), 0);
     assert_eq!(scalar::<i64>(&mut dst, "SELECT count(*) FROM tenant.tenant_schemas"), 0);
     assert_no_leftovers(&mut src, &mut dst);
+    source.discard();
+    target.discard();
 }
 
 /// Run a move up to `stop_after`, kill one server, start it again: the
@@ -424,6 +428,8 @@ fn an_interrupted_move_resumes_after_either_server_was_killed() {
             assert_no_leftovers(&mut src, &mut dst);
         }
     }
+    source.discard();
+    target.discard();
 }
 
 #[test]
@@ -450,6 +456,8 @@ fn a_move_that_has_not_cut_over_can_be_cancelled() {
     assert_eq!((late.get::<_, String>(0), late.get::<_, Option<String>>(1)), ("ERROR".into(), Some("55000".into())));
     move_ok(&mut src, schema_id, &to);
     assert!(usable(&mut dst, institution));
+    source.discard();
+    target.discard();
 }
 
 /// Tenant code never runs with the subscription owner's rights on the
@@ -495,4 +503,6 @@ fn tenant_code_on_the_source_does_not_reach_the_target() {
     );
     assert_eq!(triggers, 0, "the tenant's trigger reached the target");
     assert_eq!(items(&mut dst, &schema).len(), 10);
+    source.discard();
+    target.discard();
 }

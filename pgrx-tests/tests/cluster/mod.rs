@@ -70,6 +70,13 @@ impl Cluster {
         }
     }
 
+    /// Stop the server and delete its folder (large data sets should not
+    /// outlive the run on a shared disk).
+    pub fn discard(mut self) {
+        self.crash();
+        std::fs::remove_dir_all(&self.dir).unwrap();
+    }
+
     fn data(&self) -> String {
         self.dir.join("data").display().to_string()
     }
