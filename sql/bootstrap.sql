@@ -48,7 +48,7 @@ CREATE TABLE tenant.tenant_schemas (
     institution_id  uuid,
     schema_name     text        NOT NULL CHECK (schema_name ~ '^[a-z][a-z0-9_]{0,56}$'),
     status          text        NOT NULL DEFAULT 'ACTIVE'
-                    CHECK (status IN ('ACTIVE', 'SUSPENDED', 'MAINTENANCE', 'DROPPED', 'SPARE')),
+                    CHECK (status IN ('ACTIVE', 'SUSPENDED', 'MAINTENANCE', 'DROPPED', 'SPARE', 'MOVED')),
     owner_role      text        NOT NULL CHECK (owner_role = schema_name || '_owner'),
     config          jsonb       NOT NULL DEFAULT '{}'::jsonb,
     version         integer     NOT NULL DEFAULT 0,
@@ -85,7 +85,7 @@ COMMENT ON TABLE tenant.tenant_schemas IS
 COMMENT ON COLUMN tenant.tenant_schemas.id IS 'Registry id of the tenant schema (the schema_id the functions take).';
 COMMENT ON COLUMN tenant.tenant_schemas.institution_id IS 'The institution this schema belongs to; unique among tenants that are not DROPPED; NULL for a SPARE schema.';
 COMMENT ON COLUMN tenant.tenant_schemas.schema_name IS 'Name of the PostgreSQL schema; unique among tenants that are not DROPPED.';
-COMMENT ON COLUMN tenant.tenant_schemas.status IS 'ACTIVE, SUSPENDED (tenant role locked out), MAINTENANCE (tenant role locked out for DBA work), DROPPED, or SPARE (a ready copy of the template in the warm pool).';
+COMMENT ON COLUMN tenant.tenant_schemas.status IS 'ACTIVE, SUSPENDED (tenant role locked out), MAINTENANCE (tenant role locked out for DBA work), DROPPED, SPARE (a ready copy of the template in the warm pool), or MOVED (moved to another server by tenant.move_institution; the schema here is kept, locked out, until dropped).';
 COMMENT ON COLUMN tenant.tenant_schemas.owner_role IS 'The tenant''s NOLOGIN role: USAGE and CREATE on this schema only.';
 COMMENT ON COLUMN tenant.tenant_schemas.config IS 'Free-form per-tenant settings for the application.';
 COMMENT ON COLUMN tenant.tenant_schemas.version IS 'Schema version (migration number) the tenant is at.';

@@ -2047,3 +2047,670 @@ BEGIN
     END LOOP;
 END
 $$;
+-- Move an institution online (issue 14) ----------------------------------------
+-- A new registry status, MOVED, for a schema whose institution now lives on
+-- another server.
+ALTER TABLE tenant.tenant_schemas DROP CONSTRAINT tenant_schemas_status_check,
+    ADD CONSTRAINT tenant_schemas_status_check
+        CHECK (status IN ('ACTIVE', 'SUSPENDED', 'MAINTENANCE', 'DROPPED', 'SPARE', 'MOVED'));
+COMMENT ON COLUMN tenant.tenant_schemas.status IS 'ACTIVE, SUSPENDED (tenant role locked out), MAINTENANCE (tenant role locked out for DBA work), DROPPED, SPARE (a ready copy of the template in the warm pool), or MOVED (moved to another server by tenant.move_institution; the schema here is kept, locked out, until dropped).';
+
+-- Moving an institution to another server (issue 14) -------------------------
+-- tenant.move_institution streams the tenant's schema to another server by
+-- logical replication, then stops writes for a moment to cut over. Every step
+-- commits and records itself in tenant.institution_moves, so a move that was
+-- interrupted (either server killed) is resumed, or cancelled, by running it
+-- again (tenant.cancel_move). The target is reached through dblink (contrib),
+-- which runs each remote command in the target's own transaction: that is how
+-- CREATE SUBSCRIPTION, which refuses a transaction block, runs there.
+CREATE TABLE tenant.institution_moves (
+    schema_id        uuid        PRIMARY KEY REFERENCES tenant.tenant_schemas (id),
+    institution_id   uuid        NOT NULL,
+    location         text        NOT NULL,
+    step             text        NOT NULL
+                     CHECK (step IN ('PREPARED', 'SYNCING', 'CATCHING_UP', 'SYNCED', 'FROZEN', 'MOVED')),
+    target_schema_id uuid        NOT NULL,
+    frozen_at        timestamptz,
+    pause_ms         numeric(14, 3),
+    started_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE tenant.institution_moves IS
+    'Moves of institutions to other servers (tenant.move_institution): one row per moved schema, kept once MOVED as the record of where the institution lives.';
+COMMENT ON COLUMN tenant.institution_moves.location IS 'The target''s connection string without its password: where the institution lives once MOVED.';
+COMMENT ON COLUMN tenant.institution_moves.step IS 'PREPARED (target schema and publication ready), SYNCING (initial copy), CATCHING_UP, SYNCED (target caught up; source still ACTIVE), FROZEN (source writes stopped, cut-over in progress) or MOVED.';
+COMMENT ON COLUMN tenant.institution_moves.target_schema_id IS 'Registry id of the institution''s schema on the target.';
+COMMENT ON COLUMN tenant.institution_moves.frozen_at IS 'When writes stopped on the source.';
+COMMENT ON COLUMN tenant.institution_moves.pause_ms IS 'Milliseconds from the source''s freeze to the target''s activation.';
+SELECT pg_catalog.pg_extension_config_dump('tenant.institution_moves', '');
+
+-- Markers written on the source and replicated with the tenant's tables: when
+-- a marker has arrived on the target, so has every change committed before it.
+CREATE TABLE tenant.move_signals (
+    schema_id uuid NOT NULL,
+    step      text NOT NULL,
+    PRIMARY KEY (schema_id, step)
+);
+COMMENT ON TABLE tenant.move_signals IS
+    'Internal (tenant.move_institution): markers replicated to the target behind the tenant''s changes.';
+
+CREATE FUNCTION tenant.move_object_name(schema_id uuid) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 'tc_move_' OPERATOR(pg_catalog.||) pg_catalog.replace(schema_id::text, '-', '') $$;
+
+-- dblink may live in any schema: find it, and run a command (or a one-value
+-- query) on the named connection. Remote errors keep their SQLSTATE.
+CREATE FUNCTION tenant.move_remote(conn text, command text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp name := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                  WHERE e.extname = 'dblink');
+    result text;
+BEGIN
+    IF nsp IS NULL THEN
+        RAISE EXCEPTION 'moving an institution needs the dblink extension in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'CREATE EXTENSION dblink;';
+    END IF;
+    IF command ~* '^\s*(select|with)\s' THEN
+        EXECUTE format('SELECT r.v FROM %I.dblink($1, $2) AS r(v text)', nsp) INTO result USING conn, command;
+    ELSE
+        EXECUTE format('SELECT %I.dblink_exec($1, $2)', nsp) INTO result USING conn, command;
+    END IF;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION tenant.move_connect(conn text, target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp name := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                  WHERE e.extname = 'dblink');
+    open boolean;
+BEGIN
+    IF nsp IS NULL THEN
+        RAISE EXCEPTION 'moving an institution needs the dblink extension in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'CREATE EXTENSION dblink;';
+    END IF;
+    EXECUTE format('SELECT $1 = ANY (COALESCE(%I.dblink_get_connections(), ''{}''))', nsp) INTO open USING conn;
+    IF open THEN
+        EXECUTE format('SELECT %I.dblink_disconnect($1)', nsp) USING conn;
+    END IF;
+    EXECUTE format('SELECT %I.dblink_connect($1, $2)', nsp) USING conn, target;
+END
+$$;
+
+CREATE FUNCTION tenant.move_disconnect(conn text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp name := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                  WHERE e.extname = 'dblink');
+    open boolean;
+BEGIN
+    IF nsp IS NOT NULL THEN
+        EXECUTE format('SELECT $1 = ANY (COALESCE(%I.dblink_get_connections(), ''{}''))', nsp) INTO open USING conn;
+        IF open THEN
+            EXECUTE format('SELECT %I.dblink_disconnect($1)', nsp) USING conn;
+        END IF;
+    END IF;
+END
+$$;
+
+-- The tables of a schema, sorted, as one text (to compare two servers).
+CREATE FUNCTION tenant.move_table_list(schema_name text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT COALESCE(string_agg(c.relname::text, ',' ORDER BY c.relname), '')
+  FROM pg_class c WHERE c.relnamespace = schema_name::regnamespace AND c.relkind IN ('r', 'p')
+$$;
+
+-- What this server must offer before a move starts; raises a clear error.
+CREATE FUNCTION tenant.move_check_source(schema_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenant_schemas;
+    obj text := tenant.move_object_name(schema_id);
+    bad text;
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'moving an institution needs a superuser (publications of a schema and replication slots)'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF current_setting('wal_level') <> 'logical' THEN
+        RAISE EXCEPTION 'wal_level is %: moving an institution needs wal_level = logical', current_setting('wal_level')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'ALTER SYSTEM SET wal_level = logical; then restart the server.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj)
+       AND (SELECT count(*) FROM pg_replication_slots) + 2 > current_setting('max_replication_slots')::integer THEN
+        RAISE EXCEPTION 'no free replication slots: a move needs 2 (max_replication_slots = %, % in use)',
+                current_setting('max_replication_slots'), (SELECT count(*) FROM pg_replication_slots)
+            USING ERRCODE = 'configuration_limit_exceeded',
+                  HINT = 'Raise max_replication_slots (restart), or drop unused slots (pg_replication_slots).';
+    END IF;
+    IF (SELECT count(*) FROM pg_stat_activity a WHERE a.backend_type = 'walsender') + 2
+       > current_setting('max_wal_senders')::integer THEN
+        RAISE EXCEPTION 'no free WAL senders: a move needs 2 (max_wal_senders = %)', current_setting('max_wal_senders')
+            USING ERRCODE = 'configuration_limit_exceeded', HINT = 'Raise max_wal_senders (restart).';
+    END IF;
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = move_check_source.schema_id;
+    -- UPDATE and DELETE of a published table need a replica identity, or the
+    -- tenant's own updates would fail during the move.
+    SELECT string_agg(format('%I.%I', t.schema_name, c.relname), ', ') INTO bad
+      FROM pg_class c
+     WHERE c.relnamespace = t.schema_name::regnamespace AND c.relkind IN ('r', 'p')
+       AND c.relreplident <> 'f'
+       AND NOT (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+       AND NOT (c.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident));
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'table(s) % have no replica identity: their updates could not be replicated', bad
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Give each table a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL.';
+    END IF;
+END
+$$;
+
+-- What the target must offer: tenant_control with its template at the
+-- tenant's version and the same tables, a superuser connection (in
+-- PostgreSQL 15 a subscription's owner is a superuser), a free worker.
+CREATE FUNCTION tenant.move_check_target(conn text, schema_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenant_schemas;
+    answer text;
+    there text;
+BEGIN
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = move_check_target.schema_id;
+    answer := tenant.move_remote(conn, 'SELECT concat_ws(''|'', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+        EXISTS (SELECT 1 FROM pg_extension WHERE extname = ''tenant_control''),
+        current_setting(''max_logical_replication_workers'')::integer - (SELECT count(*) FROM pg_stat_subscription))');
+    IF split_part(answer, '|', 1) <> 't' THEN
+        RAISE EXCEPTION 'the connection to the target must be a superuser''s (it creates a subscription)'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF split_part(answer, '|', 2) <> 't' THEN
+        RAISE EXCEPTION 'tenant_control is not installed in the target database'
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'CREATE EXTENSION tenant_control; there, with the same template.';
+    END IF;
+    IF split_part(answer, '|', 3)::integer < 1 THEN
+        RAISE EXCEPTION 'the target has no free logical replication worker (max_logical_replication_workers)'
+            USING ERRCODE = 'configuration_limit_exceeded';
+    END IF;
+    answer := tenant.move_remote(conn, 'SELECT COALESCE(max(version), 0)::text FROM tenant.migrations');
+    IF answer::integer <> t.version THEN
+        RAISE EXCEPTION 'the target''s template is at version %, institution schema "%" at version %', answer, t.schema_name, t.version
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Bring both templates to the same version (tenant.register_migration, tenant.apply_migrations) first.';
+    END IF;
+    there := tenant.move_remote(conn, 'SELECT tenant.move_table_list(''tenant_template'')');
+    IF there <> tenant.move_table_list(t.schema_name) THEN
+        RAISE EXCEPTION 'institution schema "%" has other tables than the target''s template', t.schema_name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('here: %s; target template: %s', tenant.move_table_list(t.schema_name), there),
+                  HINT = 'The target builds the schema from its own template: a tenant whose tables drifted cannot move.';
+    END IF;
+END
+$$;
+
+-- One remote transaction: the institution's schema on the target, from the
+-- target's own template, locked (MAINTENANCE) and emptied for the copy, and
+-- marked as arriving. A schema left by an interrupted attempt is reused.
+CREATE FUNCTION tenant.move_prepare_target(conn text, t tenant.tenant_schemas) RETURNS uuid
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    answer text;
+    target_id uuid;
+BEGIN
+    answer := tenant.move_remote(conn, format(
+        'SELECT concat_ws(''|'', s.id, s.status, EXISTS (SELECT 1 FROM tenant.move_signals g
+                                                         WHERE g.schema_id = s.id AND g.step = ''ARRIVING''))
+           FROM tenant.tenant_schemas s WHERE s.institution_id = %L AND s.status <> ''DROPPED''', t.institution_id));
+    IF answer IS NOT NULL THEN
+        IF split_part(answer, '|', 3) <> 't' THEN
+            RAISE EXCEPTION 'institution % already has a schema on the target (status %)', t.institution_id, split_part(answer, '|', 2)
+                USING ERRCODE = 'duplicate_object';
+        END IF;
+        RETURN split_part(answer, '|', 1)::uuid;
+    END IF;
+    PERFORM tenant.move_remote(conn, 'BEGIN');
+    answer := tenant.move_remote(conn, format(
+        'SELECT concat_ws(''|'', status, schema_id, sqlstate, message) FROM tenant.create_institution_schema(%L, %L)',
+        t.institution_id, t.schema_name));
+    IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+        RAISE EXCEPTION 'the target could not create institution schema "%": %', t.schema_name, split_part(answer, '|', 4)
+            USING ERRCODE = split_part(answer, '|', 3);
+    END IF;
+    target_id := split_part(answer, '|', 2)::uuid;
+    answer := tenant.move_remote(conn, format(
+        'SELECT concat_ws(''|'', status, sqlstate, message) FROM tenant.set_institution_status(%L, ''MAINTENANCE'', ''arriving by move'')',
+        target_id));
+    IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+        RAISE EXCEPTION 'the target could not lock its new schema: %', split_part(answer, '|', 3)
+            USING ERRCODE = split_part(answer, '|', 2);
+    END IF;
+    PERFORM tenant.move_remote(conn, format(
+        'DO $m$ BEGIN EXECUTE COALESCE((SELECT ''TRUNCATE '' || string_agg(c.oid::regclass::text, '', '')
+                                          FROM pg_class c WHERE c.relnamespace = %L::regnamespace AND c.relkind IN (''r'', ''p'')),
+                                        ''SELECT 1''); END $m$', t.schema_name));
+    PERFORM tenant.move_remote(conn, format('INSERT INTO tenant.move_signals VALUES (%L, ''ARRIVING'')', target_id));
+    PERFORM tenant.move_remote(conn, 'COMMIT');
+    RETURN target_id;
+END
+$$;
+
+-- The replication slot is created on its own, in a transaction that has
+-- written nothing (PostgreSQL requires it), once the move is PREPARED.
+CREATE FUNCTION tenant.move_ensure_slot(schema_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := tenant.move_object_name(schema_id);
+BEGIN
+    IF EXISTS (SELECT 1 FROM tenant.institution_moves m WHERE m.schema_id = move_ensure_slot.schema_id AND m.step = 'PREPARED')
+       AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = name) THEN
+        PERFORM pg_create_logical_replication_slot(name, 'pgoutput');
+    END IF;
+END
+$$;
+
+-- One step of a move; returns the step reached, WAIT (poll again), or DONE.
+-- Each step runs in its own transaction (the procedure commits after it).
+CREATE FUNCTION tenant.move_step(schema_id uuid, conn text, source text, location text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid constant uuid := move_step.schema_id;
+    obj constant text := tenant.move_object_name(move_step.schema_id);
+    t tenant.tenant_schemas;
+    m tenant.institution_moves;
+    answer text;
+    statement text;
+BEGIN
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = sid FOR NO KEY UPDATE;
+    SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = sid FOR UPDATE;
+    IF NOT FOUND THEN
+        IF t.status <> 'ACTIVE' THEN
+            RAISE EXCEPTION 'institution schema "%" (%) is %: only an ACTIVE institution can move', t.schema_name, sid, t.status
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        PERFORM tenant.move_check_source(sid);
+        PERFORM tenant.move_check_target(conn, sid);
+        m.target_schema_id := tenant.move_prepare_target(conn, t);
+        IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj) THEN
+            EXECUTE format('CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I, TABLE tenant.move_signals WHERE (schema_id = %L::uuid)',
+                           obj, t.schema_name, sid);
+        END IF;
+        INSERT INTO tenant.institution_moves (schema_id, institution_id, location, step, target_schema_id)
+        VALUES (sid, t.institution_id, location, 'PREPARED', m.target_schema_id);
+        RETURN 'PREPARED';
+    END IF;
+    IF m.location <> location THEN
+        RAISE EXCEPTION 'institution schema "%" is being moved to %, not %', t.schema_name, m.location, location
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run tenant.move_institution with that target to resume, or tenant.cancel_move to roll back.';
+    END IF;
+    CASE m.step
+    WHEN 'PREPARED' THEN
+        answer := tenant.move_remote(conn, format('SELECT count(*)::text FROM pg_subscription WHERE subname = %L', obj));
+        IF answer = '0' THEN
+            PERFORM tenant.move_remote(conn, format(
+                'CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L, copy_data = true)',
+                obj, source, obj, obj));
+        END IF;
+        m.step := 'SYNCING';
+    WHEN 'SYNCING' THEN
+        answer := tenant.move_remote(conn, format(
+            'SELECT concat_ws(''|'', count(*), count(*) FILTER (WHERE r.srsubstate <> ''r''))
+               FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid WHERE s.subname = %L', obj));
+        IF split_part(answer, '|', 1) = '0' OR split_part(answer, '|', 2) <> '0' THEN
+            RETURN 'WAIT';
+        END IF;
+        INSERT INTO tenant.move_signals VALUES (sid, 'SYNCED') ON CONFLICT DO NOTHING;
+        m.step := 'CATCHING_UP';
+    WHEN 'CATCHING_UP' THEN
+        IF NOT tenant.move_remote(conn, format(
+                'SELECT EXISTS (SELECT 1 FROM tenant.move_signals WHERE schema_id = %L AND step = ''SYNCED'')::text', sid))::boolean THEN
+            RETURN 'WAIT';
+        END IF;
+        m.step := 'SYNCED';
+    WHEN 'SYNCED' THEN
+        -- The cut-over: wait for writers in flight (EXCLUSIVE lets reads on),
+        -- then lock the tenant role out. Writers queued behind the locks meet
+        -- the revoked USAGE when this commits.
+        IF tenant.move_remote(conn, format('SELECT tenant.move_table_list(%L)', t.schema_name))
+           <> tenant.move_table_list(t.schema_name) THEN
+            RAISE EXCEPTION 'the tables of institution schema "%" changed during the move', t.schema_name
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'DDL is not replicated: run tenant.cancel_move, then move again.';
+        END IF;
+        SET LOCAL lock_timeout = '2s';
+        SELECT 'LOCK TABLE ' || string_agg(c.oid::regclass::text, ', ') || ' IN EXCLUSIVE MODE' INTO statement
+          FROM pg_class c WHERE c.relnamespace = t.schema_name::regnamespace AND c.relkind IN ('r', 'p');
+        IF statement IS NOT NULL THEN
+            EXECUTE statement;
+        END IF;
+        SELECT concat_ws('|', r.status, r.sqlstate, r.message) INTO answer
+          FROM tenant.set_institution_status(sid, 'MAINTENANCE', 'moving to ' || location) r;
+        IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+            RAISE EXCEPTION 'could not stop writes: %', split_part(answer, '|', 3) USING ERRCODE = split_part(answer, '|', 2);
+        END IF;
+        INSERT INTO tenant.move_signals VALUES (sid, 'FROZEN') ON CONFLICT DO NOTHING;
+        m.step := 'FROZEN';
+        m.frozen_at := clock_timestamp();
+    WHEN 'FROZEN' THEN
+        answer := tenant.move_remote(conn, format('SELECT status FROM tenant.tenant_schemas WHERE id = %L', m.target_schema_id));
+        IF answer = 'ACTIVE' THEN
+            -- The target took over (perhaps before an interruption): the
+            -- source keeps its schema, locked out, as a backup.
+            UPDATE tenant.tenant_schemas s SET status = 'MOVED', updated_at = now() WHERE s.id = sid;
+            m.step := 'MOVED';
+            m.pause_ms := COALESCE(m.pause_ms, round((extract(epoch FROM clock_timestamp() - m.frozen_at) * 1000)::numeric, 3));
+        ELSIF NOT tenant.move_remote(conn, format(
+                'SELECT EXISTS (SELECT 1 FROM tenant.move_signals WHERE schema_id = %L AND step = ''FROZEN'')::text', sid))::boolean THEN
+            RETURN 'WAIT';
+        ELSE
+            PERFORM tenant.move_activate_target(conn, t, m);
+            UPDATE tenant.institution_moves x
+               SET pause_ms = round((extract(epoch FROM clock_timestamp() - m.frozen_at) * 1000)::numeric, 3), updated_at = now()
+             WHERE x.schema_id = sid;
+            RETURN 'ACTIVATED';
+        END IF;
+    WHEN 'MOVED' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj)
+           AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj) THEN
+            RETURN 'DONE';
+        END IF;
+        EXECUTE format('DROP PUBLICATION IF EXISTS %I', obj);
+        -- The walsender lets go of the slot once the target dropped its subscription.
+        IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj AND s.active) THEN
+            RETURN 'WAIT';
+        END IF;
+        PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
+        DELETE FROM tenant.move_signals g WHERE g.schema_id = sid;
+        RETURN 'DONE';
+    END CASE;
+    UPDATE tenant.institution_moves x
+       SET step = m.step, frozen_at = m.frozen_at, pause_ms = m.pause_ms, updated_at = now()
+     WHERE x.schema_id = sid;
+    RETURN m.step;
+END
+$$;
+
+-- One remote transaction: the subscription goes (its slot stays on the
+-- source, dropped there), the sequences take the source's positions, the
+-- markers go, and the institution becomes ACTIVE on the target.
+CREATE FUNCTION tenant.move_activate_target(conn text, t tenant.tenant_schemas, m tenant.institution_moves) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name constant text := tenant.move_object_name(t.id);
+    setvals text;
+    answer text;
+BEGIN
+    SELECT 'SELECT count(pg_catalog.setval(x.s::regclass, x.v, x.called))::text FROM (VALUES '
+           || string_agg(format('(%L, %s::bigint, %s)', format('%I.%I', t.schema_name, s.sequencename),
+                                COALESCE(s.last_value, s.start_value),
+                                CASE WHEN s.last_value IS NULL THEN 'false' ELSE 'true' END), ', ')
+           || ') AS x(s, v, called)'
+      INTO setvals
+      FROM pg_sequences s WHERE s.schemaname = t.schema_name;
+    PERFORM tenant.move_remote(conn, 'BEGIN');
+    PERFORM tenant.move_remote(conn, format('ALTER SUBSCRIPTION %I DISABLE', name));
+    PERFORM tenant.move_remote(conn, format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', name));
+    PERFORM tenant.move_remote(conn, format('DROP SUBSCRIPTION %I', name));
+    IF setvals IS NOT NULL THEN
+        PERFORM tenant.move_remote(conn, setvals);
+    END IF;
+    PERFORM tenant.move_remote(conn, format('DELETE FROM tenant.move_signals WHERE schema_id IN (%L, %L)', t.id, m.target_schema_id));
+    answer := tenant.move_remote(conn, format(
+        'SELECT concat_ws(''|'', status, sqlstate, message) FROM tenant.set_institution_status(%L, ''ACTIVE'', ''moved here'')',
+        m.target_schema_id));
+    IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+        RAISE EXCEPTION 'the target could not activate the institution: %', split_part(answer, '|', 3)
+            USING ERRCODE = split_part(answer, '|', 2);
+    END IF;
+    PERFORM tenant.move_remote(conn, 'COMMIT');
+END
+$$;
+
+-- Where an institution's schema is: NULL when here, the target's location
+-- when it moved away. Applications call it (tenant_control_app).
+CREATE FUNCTION tenant.locate_institution(institution_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hit record;
+BEGIN
+    IF institution_id IS NULL THEN
+        RAISE EXCEPTION 'argument "institution_id" must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT m.location INTO hit
+      FROM tenant.tenant_schemas t
+      LEFT JOIN tenant.institution_moves m ON m.schema_id = t.id AND m.step = 'MOVED'
+     WHERE t.institution_id = locate_institution.institution_id AND (t.status <> 'DROPPED' OR m.location IS NOT NULL)
+     ORDER BY t.status = 'DROPPED', t.created_at DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'institution % has no schema here and did not move from here', institution_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN hit.location;
+END
+$$;
+
+-- The move itself. A procedure: it commits after each step, so it must be
+-- CALLed outside a transaction block, and it takes no SET clause (every name
+-- is qualified). Errors end it with an ERROR row; what the earlier steps
+-- committed stays, and running it again resumes from there.
+CREATE PROCEDURE tenant.move_institution(
+    schema_id uuid,
+    target text,
+    source text DEFAULT NULL,
+    stop_after text DEFAULT NULL,
+    max_wait interval DEFAULT '1 hour',
+    INOUT status text DEFAULT NULL,
+    INOUT message text DEFAULT NULL,
+    INOUT sqlstate text DEFAULT NULL,
+    INOUT pause_ms numeric DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    conn constant text := 'tenant_control_move';
+    location text;
+    step text;
+    first_step text;
+    waiting_since timestamptz;
+    code text;
+    msg text;
+    detail text;
+    hint text;
+    done_row record;
+BEGIN
+    BEGIN
+        IF move_institution.schema_id IS NULL OR move_institution.target IS NULL THEN
+            RAISE EXCEPTION 'argument "%" must not be NULL', CASE WHEN move_institution.schema_id IS NULL THEN 'schema_id' ELSE 'target' END
+                USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        IF stop_after IS NOT NULL AND pg_catalog.upper(stop_after) OPERATOR(pg_catalog.<>) ALL (ARRAY['PREPARED', 'SYNCED', 'FROZEN', 'ACTIVATED']) THEN
+            RAISE EXCEPTION 'unknown step "%" for stop_after', stop_after
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use PREPARED, SYNCED, FROZEN or ACTIVATED.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.id OPERATOR(pg_catalog.=) move_institution.schema_id
+                                                                AND t.status OPERATOR(pg_catalog.<>) ALL (ARRAY['DROPPED', 'SPARE'])) THEN
+            RAISE EXCEPTION 'no institution schema with id % in tenant.tenant_schemas', move_institution.schema_id
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        -- Keep the password out of the registry: the location is for people and applications.
+        location := pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.regexp_replace(move_institution.target,
+                        '\s*password\s*=\s*(''([^''\\]|\\.)*''|\S+)', '', 'gi'), '(://[^:@/]*):[^@/]*@', '\1@'));
+        IF move_institution.source IS NULL THEN
+            source := pg_catalog.format('host=%s port=%s dbname=%s user=%s',
+                          COALESCE(NULLIF(pg_catalog.split_part(pg_catalog.current_setting('unix_socket_directories'), ',', 1), ''), 'localhost'),
+                          pg_catalog.current_setting('port'), pg_catalog.current_database(), session_user);
+        END IF;
+        PERFORM tenant.move_connect(conn, move_institution.target);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+        move_institution.status := 'ERROR';
+        move_institution.message := msg || COALESCE(' (' || NULLIF(detail, '') || ')', '');
+        move_institution.sqlstate := code;
+        RETURN;
+    END;
+    LOOP
+        BEGIN
+            PERFORM tenant.move_ensure_slot(move_institution.schema_id);
+            step := tenant.move_step(move_institution.schema_id, conn, move_institution.source, location);
+            IF step OPERATOR(pg_catalog.=) 'WAIT' THEN
+                waiting_since := COALESCE(waiting_since, pg_catalog.clock_timestamp());
+                IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) waiting_since OPERATOR(pg_catalog.>) max_wait THEN
+                    RAISE EXCEPTION 'the target did not catch up within %', max_wait
+                        USING ERRCODE = 'query_canceled',
+                              HINT = 'Check the target''s server log (pg_stat_subscription); run the move again to resume, or tenant.cancel_move.';
+                END IF;
+            ELSE
+                waiting_since := NULL;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+            PERFORM tenant.move_disconnect(conn);
+            SELECT m.step INTO step FROM tenant.institution_moves m WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id;
+            move_institution.status := 'ERROR';
+            move_institution.message := msg || COALESCE(' (' || NULLIF(detail, '') || ')', '')
+                                        || COALESCE('; the move stays at step ' || step || ': run it again to resume, or tenant.cancel_move', '');
+            move_institution.sqlstate := code;
+            RETURN;
+        END;
+        COMMIT;
+        first_step := COALESCE(first_step, step);
+        EXIT WHEN step OPERATOR(pg_catalog.=) 'DONE';
+        IF step OPERATOR(pg_catalog.=) 'WAIT' THEN
+            -- Writes are stopped while FROZEN: poll fast then, gently before.
+            PERFORM pg_catalog.pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM tenant.institution_moves m
+                                                          WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id
+                                                            AND m.step OPERATOR(pg_catalog.=) 'FROZEN')
+                                             THEN 0.002 ELSE 0.05 END);
+        ELSIF step OPERATOR(pg_catalog.=) pg_catalog.upper(stop_after) THEN
+            PERFORM tenant.move_disconnect(conn);
+            move_institution.status := 'STOPPED';
+            move_institution.message := pg_catalog.format('the move stopped after step %s as asked; run it again to go on', step);
+            RETURN;
+        END IF;
+    END LOOP;
+    PERFORM tenant.move_disconnect(conn);
+    SELECT m.location AS where_to, m.pause_ms AS pause, t.schema_name INTO done_row
+      FROM tenant.institution_moves m JOIN tenant.tenant_schemas t ON t.id OPERATOR(pg_catalog.=) m.schema_id
+     WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id;
+    IF first_step OPERATOR(pg_catalog.=) 'DONE' THEN
+        move_institution.status := 'ERROR';
+        move_institution.message := pg_catalog.format('institution schema "%s" has already moved to %s', done_row.schema_name, done_row.where_to);
+        move_institution.sqlstate := '55000';
+        RETURN;
+    END IF;
+    move_institution.status := 'SUCCESS';
+    move_institution.message := pg_catalog.format('institution schema "%s" moved to %s; its data here is kept, locked out, until dropped',
+                                                  done_row.schema_name, done_row.where_to);
+    move_institution.pause_ms := done_row.pause;
+END
+$$;
+
+-- Roll back a move that has not cut over: the target's subscription and
+-- schema go (the schema into a backup there), the publication and the slot
+-- here, and the institution is ACTIVE here again.
+CREATE FUNCTION tenant.cancel_move(schema_id uuid, target text)
+RETURNS TABLE (status text, message text, sqlstate text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conn constant text := 'tenant_control_move_cancel';
+    obj constant text := tenant.move_object_name(cancel_move.schema_id);
+    m tenant.institution_moves;
+    t tenant.tenant_schemas;
+    answer text;
+    code text;
+    msg text;
+BEGIN
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = cancel_move.schema_id FOR NO KEY UPDATE;
+    SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = cancel_move.schema_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'ERROR', format('no move of institution schema %s is in progress', cancel_move.schema_id), '55000';
+        RETURN;
+    ELSIF m.step = 'MOVED' THEN
+        RETURN QUERY SELECT 'ERROR', format('institution schema "%s" has already moved to %s', t.schema_name, m.location), '55000';
+        RETURN;
+    END IF;
+    PERFORM tenant.move_connect(conn, target);
+    answer := tenant.move_remote(conn, format('SELECT status FROM tenant.tenant_schemas WHERE id = %L', m.target_schema_id));
+    IF answer = 'ACTIVE' THEN
+        PERFORM tenant.move_disconnect(conn);
+        RETURN QUERY SELECT 'ERROR', format('the target has taken over institution schema "%s": finish the move with tenant.move_institution', t.schema_name), '55000';
+        RETURN;
+    END IF;
+    IF tenant.move_remote(conn, format('SELECT count(*)::text FROM pg_subscription WHERE subname = %L', obj)) <> '0' THEN
+        PERFORM tenant.move_remote(conn, format('ALTER SUBSCRIPTION %I DISABLE', obj));
+        PERFORM tenant.move_remote(conn, format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', obj));
+        PERFORM tenant.move_remote(conn, format('DROP SUBSCRIPTION %I', obj));
+    END IF;
+    IF answer IS NOT NULL AND answer <> 'DROPPED' THEN
+        answer := tenant.move_remote(conn, format(
+            'SELECT concat_ws(''|'', status, sqlstate, message) FROM tenant.drop_institution_schema(%L)', m.target_schema_id));
+        IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+            RAISE EXCEPTION 'the target could not drop the arriving schema: %', split_part(answer, '|', 3)
+                USING ERRCODE = split_part(answer, '|', 2);
+        END IF;
+    END IF;
+    PERFORM tenant.move_remote(conn, format('DELETE FROM tenant.move_signals WHERE schema_id IN (%L, %L)', t.id, m.target_schema_id));
+    PERFORM tenant.move_disconnect(conn);
+    EXECUTE format('DROP PUBLICATION IF EXISTS %I', obj);
+    -- The walsender lets go of the slot moments after the subscription went.
+    FOR i IN 1..500 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj AND s.active);
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
+    DELETE FROM tenant.move_signals g WHERE g.schema_id = t.id;
+    DELETE FROM tenant.institution_moves x WHERE x.schema_id = t.id;
+    IF t.status = 'MAINTENANCE' THEN
+        SELECT concat_ws('|', r.status, r.sqlstate, r.message) INTO answer
+          FROM tenant.set_institution_status(t.id, 'ACTIVE', 'move cancelled') r;
+        IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+            RAISE EXCEPTION 'could not reopen the institution: %', split_part(answer, '|', 3) USING ERRCODE = split_part(answer, '|', 2);
+        END IF;
+    END IF;
+    RETURN QUERY SELECT 'SUCCESS', format('the move of institution schema "%s" to %s was cancelled; it is ACTIVE here', t.schema_name, m.location), NULL::text;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+    PERFORM tenant.move_disconnect(conn);
+    RETURN QUERY SELECT 'ERROR', msg, code;
+END
+$$;
+
+REVOKE ALL ON FUNCTION tenant.move_object_name(uuid), tenant.move_remote(text, text), tenant.move_connect(text, text),
+    tenant.move_disconnect(text), tenant.move_table_list(text), tenant.move_check_source(uuid),
+    tenant.move_check_target(text, uuid), tenant.move_prepare_target(text, tenant.tenant_schemas),
+    tenant.move_ensure_slot(uuid), tenant.move_step(uuid, text, text, text),
+    tenant.move_activate_target(text, tenant.tenant_schemas, tenant.institution_moves),
+    tenant.locate_institution(uuid), tenant.cancel_move(uuid, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) FROM PUBLIC;
+REVOKE ALL ON tenant.institution_moves, tenant.move_signals FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.locate_institution(uuid) TO tenant_control_app, tenant_control_admin;
+GRANT SELECT ON tenant.institution_moves TO tenant_control_admin;
+COMMENT ON FUNCTION tenant.move_object_name(uuid) IS 'Internal (tenant.move_institution): the name of a move''s publication, slot and subscription.';
+COMMENT ON FUNCTION tenant.move_remote(text, text) IS 'Internal (tenant.move_institution): run a command or a one-value query on the target through dblink.';
+COMMENT ON FUNCTION tenant.move_connect(text, text) IS 'Internal (tenant.move_institution): open the dblink connection to the target.';
+COMMENT ON FUNCTION tenant.move_disconnect(text) IS 'Internal (tenant.move_institution): close the dblink connection to the target.';
+COMMENT ON FUNCTION tenant.move_table_list(text) IS 'Internal (tenant.move_institution): a schema''s tables, sorted, to compare two servers.';
+COMMENT ON FUNCTION tenant.move_check_source(uuid) IS 'Internal (tenant.move_institution): check this server''s settings and the tenant''s tables before a move.';
+COMMENT ON FUNCTION tenant.move_check_target(text, uuid) IS 'Internal (tenant.move_institution): check the target (superuser, tenant_control, template version and tables, a free worker).';
+COMMENT ON FUNCTION tenant.move_prepare_target(text, tenant.tenant_schemas) IS 'Internal (tenant.move_institution): build the arriving schema on the target from its template, locked and empty.';
+COMMENT ON FUNCTION tenant.move_ensure_slot(uuid) IS 'Internal (tenant.move_institution): create the move''s logical replication slot.';
+COMMENT ON FUNCTION tenant.move_step(uuid, text, text, text) IS 'Internal (tenant.move_institution): advance a move by one step.';
+COMMENT ON FUNCTION tenant.move_activate_target(text, tenant.tenant_schemas, tenant.institution_moves) IS 'Internal (tenant.move_institution): drop the subscription, set the sequences and activate the institution on the target.';
+COMMENT ON FUNCTION tenant.locate_institution(uuid) IS 'Where an institution lives: NULL when its schema is in this database, the target''s location (without password) when it moved away.';
+COMMENT ON FUNCTION tenant.cancel_move(uuid, text) IS 'Roll back a move that has not cut over: the target''s subscription and arriving schema go, and the institution is ACTIVE here again.';
+COMMENT ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) IS
+    'Move an institution to another server online: logical replication of its schema, then a sub-second cut-over; the source keeps its data locked out (MOVED). Resumes when run again.';

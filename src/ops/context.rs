@@ -38,10 +38,12 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
     let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
     let found = db::rows(
         "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
-                EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited
+                EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
+                CASE WHEN t.status = 'MOVED' THEN
+                     (SELECT m.location FROM tenant.institution_moves m WHERE m.schema_id = t.id AND m.step = 'MOVED') END AS location
            FROM tenant.tenant_schemas t WHERE t.institution_id = $1 AND t.status <> 'DROPPED'
          UNION ALL
-         (SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit, false
+         (SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit, false, NULL
             FROM tenant.tenant_schemas WHERE institution_id = $1 AND status = 'DROPPED' ORDER BY created_at DESC LIMIT 1)
          LIMIT 1",
         &[db::to_pg_uuid(institution).into()],
@@ -50,6 +52,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
                 db::col::<String>(row, "schema_name")?.unwrap_or_default(),
                 db::col::<String>(row, "owner_role")?.unwrap_or_default(),
                 db::col::<String>(row, "status")?.unwrap_or_default(),
+                db::col::<String>(row, "location")?,
                 (
                     db::col::<String>(row, "quota_state")?,
                     db::col::<i64>(row, "storage_used")?,
@@ -60,13 +63,20 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         },
     )?;
     let context = match found.into_iter().next() {
-        Some((schema, _, status, _, _)) if status != "ACTIVE" => {
+        Some((schema, _, _, Some(location), _, _)) => {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("institution {institution} has moved to {location}: its schema \"{schema}\" here is a locked-out copy"),
+            )
+            .hint("Connect to the new location; tenant.locate_institution(...) tells applications where an institution lives."));
+        }
+        Some((schema, _, status, _, _, _)) if status != "ACTIVE" => {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
             ));
         }
-        Some((schema, role, _, quota, limited)) => {
+        Some((schema, role, _, _, quota, limited)) => {
             if let (Some(state), Some(used), Some(limit)) = quota {
                 if state != "OK" {
                     quota::warn_near_limit(institution, &schema, used, limit);

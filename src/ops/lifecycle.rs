@@ -368,7 +368,7 @@ pub fn set_status(
     reason: Option<&str>,
 ) -> TcResult<StatusChanged> {
     let target = Status::parse(new_status)?;
-    if matches!(target, Status::Dropped | Status::Spare) {
+    if matches!(target, Status::Dropped | Status::Spare | Status::Moved) {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("status {} cannot be set by hand", target.as_str()),
@@ -384,6 +384,14 @@ pub fn set_status(
         op.note("reason", reason);
     }
     require_live(&tenant)?;
+    if tenant.status == Status::Moved {
+        // Opening the copy left behind would make the institution writable on two servers.
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("institution schema \"{}\" ({}) has moved to another server", tenant.schema, tenant.id),
+        )
+        .hint("tenant.locate_institution(...) tells where; drop this copy with tenant.drop_institution_schema."));
+    }
     if tenant.status != target {
         let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
         let statement = if target.grants_access() {

@@ -15,6 +15,9 @@ pub enum Status {
     Dropped,
     /// A ready-made copy of the template waiting in the warm pool.
     Spare,
+    /// Moved to another server (`tenant.move_institution`): the schema here
+    /// is kept, locked out, until dropped.
+    Moved,
 }
 
 impl Status {
@@ -25,6 +28,7 @@ impl Status {
             Status::Maintenance => "MAINTENANCE",
             Status::Dropped => "DROPPED",
             Status::Spare => "SPARE",
+            Status::Moved => "MOVED",
         }
     }
 
@@ -37,6 +41,7 @@ impl Status {
             "MAINTENANCE" => Ok(Status::Maintenance),
             "DROPPED" => Ok(Status::Dropped),
             "SPARE" => Ok(Status::Spare),
+            "MOVED" => Ok(Status::Moved),
             _ => Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("unknown tenant status \"{text}\""),

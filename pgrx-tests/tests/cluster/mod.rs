@@ -52,6 +52,31 @@ impl Cluster {
         cluster
     }
 
+    /// Append settings to postgresql.conf (they apply at the next start).
+    pub fn configure(&self, settings: &str) {
+        let conf_file = self.dir.join("data/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_file).unwrap();
+        text.push('\n');
+        text.push_str(settings);
+        text.push('\n');
+        std::fs::write(&conf_file, text).unwrap();
+    }
+
+    /// Kill the server as a crash would (immediate shutdown: no checkpoint,
+    /// every session cut); `start` recovers it.
+    pub fn crash(&mut self) {
+        if let Some(bin) = self.running_bin.take() {
+            check(as_postgres(&format!("{bin}/pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]));
+        }
+    }
+
+    /// Stop the server and delete its folder (large data sets should not
+    /// outlive the run on a shared disk).
+    pub fn discard(mut self) {
+        self.crash();
+        std::fs::remove_dir_all(&self.dir).unwrap();
+    }
+
     fn data(&self) -> String {
         self.dir.join("data").display().to_string()
     }
