@@ -15,8 +15,8 @@
 //! `lower(name)`) must never bind in a query the extension runs as its owner.
 
 use crate::copy::order;
-use crate::copy::structure::INDEX_PROBES;
 use crate::copy::statements::{self, Shared};
+use crate::copy::structure::INDEX_PROBES;
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::name::{RoleName, TenantName};
