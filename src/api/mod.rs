@@ -5,6 +5,7 @@
 
 pub mod fleet;
 pub mod lifecycle_data;
+pub mod portable;
 
 use crate::core::errors::{OrRaise, TcError};
 use crate::integrity;

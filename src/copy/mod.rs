@@ -1,5 +1,6 @@
 //! Copies of schemas: the template's DDL generators and the copy of a whole schema with its data.
 
+pub mod remote;
 pub mod schema_copy;
 pub mod structure;
 pub mod template;
