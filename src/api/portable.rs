@@ -61,7 +61,7 @@ fn copy_institution_from(
 
 /// The statements that rebuild an institution's schema (or one of its
 /// backups) elsewhere, with slots for the schema's and the role's names.
-#[pg_extern(security_definer, stable, parallel_unsafe)]
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn institution_structure(
     schema_id: Option<pgrx::Uuid>,
