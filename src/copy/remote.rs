@@ -88,7 +88,7 @@ impl Remote {
     /// A query on the source as a local `FROM` item: `columns` is its column
     /// definition list (`name type, ...`), the local types its text values are
     /// read as.
-    pub fn from_item(&self, query: &str, columns: &str) -> String {
+    pub fn query_item(&self, query: &str, columns: &str) -> String {
         format!("{}.dblink({}, {}) AS r({columns})", self.dblink, quote_literal(&self.name), quote_literal(query))
     }
 
@@ -101,7 +101,7 @@ impl Remote {
     ) -> TcResult<Vec<T>> {
         let definitions =
             columns.iter().map(|c| format!("{} pg_catalog.text", quote_identifier(c))).collect::<Vec<_>>().join(", ");
-        let local = format!("SELECT * FROM {}", self.from_item(query, &definitions));
+        let local = format!("SELECT * FROM {}", self.query_item(query, &definitions));
         db::rows(&local, &[], map)
     }
 }

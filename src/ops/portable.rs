@@ -125,7 +125,7 @@ fn require_superuser() -> TcResult<()> {
 }
 
 fn find(remote: &Remote, institution: uuid::Uuid) -> TcResult<(Found, Option<i32>)> {
-    let query = SOURCE_ROW.replace("$1", &quote_literal(&institution.to_string()));
+    let query = SOURCE_ROW.replace("$1", &quote_literal(institution.to_string()));
     let columns = [
         "id",
         "schema_name",
@@ -438,7 +438,7 @@ fn build(
         let statement = format!(
             "INSERT INTO {} SELECT * FROM {}",
             schema_copy::staging(target, n),
-            remote.from_item(&query, definitions)
+            remote.query_item(&query, definitions)
         );
         db::run_explained(&statement, &format!("while reading table \"{name}\" from the source"))?;
     }
