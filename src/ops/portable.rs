@@ -102,6 +102,9 @@ pub fn copy_from(op: &mut Operation, request: &Request) -> TcResult<Copied> {
             op.note("source_backup_id", backup.to_string());
         }
         let target = target(request, &found)?;
+        // The template's version holds until the copy commits (a migration
+        // of the template waits, as it does for a new institution).
+        locks::template_shared()?;
         let version = found.copy_version(backup_version);
         let migrate_to = check_versions(request, &found, version, &target)?;
         match target {
@@ -184,8 +187,15 @@ fn target(request: &Request, found: &Found) -> TcResult<Target> {
             )
             .hint("Copy it as a new institution: in_place => false."));
         }
-        return Ok(Target::New(name.unwrap_or_else(|| found.schema.clone())));
+        let name = name.unwrap_or_else(|| found.schema.clone());
+        // As a create does: the institution first, the name second.
+        lifecycle::require_institution(request.institution)?;
+        locks::institution(&request.institution)?;
+        locks::schema_name(&name)?;
+        return Ok(Target::New(name));
     };
+    // As a restore does: the tenant's data first, its registry row second.
+    locks::tenant_data(db::to_uuid(local), false)?;
     let tenant = registry::lock(Some(local))?;
     registry::require_live(&tenant)?;
     match (request.in_place, name) {
@@ -239,9 +249,6 @@ fn as_new(
     migrate_to: Option<i32>,
 ) -> TcResult<Copied> {
     op.note("schema_name", name.as_str());
-    lifecycle::require_institution(request.institution)?;
-    locks::institution(&request.institution)?;
-    locks::schema_name(&name)?;
     let taken = registry::taken(request.institution, &name)?;
     if taken.institution_of_schema.is_some() || taken.schema_exists {
         return Err(TcError::new(
@@ -292,7 +299,6 @@ fn in_place(
     op.schema_id = Some(tenant.id);
     op.note("schema_name", tenant.schema.as_str());
     op.note("in_place", true);
-    locks::tenant_data(tenant.id, false)?;
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
     let prelude = vec![format!("CREATE SCHEMA {}", temporary.quoted())];
     let copied = build(op, remote, found, &temporary, &tenant.role, &tenant.role, prelude)?;
@@ -327,7 +333,6 @@ fn drill(
     op.schema_id = Some(tenant.id);
     op.note("schema_name", tenant.schema.as_str());
     op.note("drill_schema", name.as_str());
-    locks::tenant_data(tenant.id, false)?;
     if registry::schema_exists(name.as_str())? {
         return Err(TcError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_SCHEMA,
