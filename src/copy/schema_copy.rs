@@ -169,6 +169,7 @@ pub fn fill(
 
 /// A table of the source: its name, the columns a copy inserts (not the
 /// generated ones), what it selects for them, and its oid.
+#[derive(Clone)]
 pub struct Table {
     pub name: String,
     columns: Option<String>,

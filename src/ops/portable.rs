@@ -409,11 +409,15 @@ fn build(
     let (before, after) = schema_copy::split(&structure, target, role);
     schema_copy::ddl(target, prelude.into_iter().chain(before).collect(), "while creating the copy's tables")?;
     let tables = schema_copy::tables(target, target)?;
-    let staged = staging_tables(target)?;
-    let creation = staged.iter().enumerate().map(|(n, (_, definitions))| {
-        format!("CREATE UNLOGGED TABLE {} ({definitions})", schema_copy::staging(target, n))
-    });
+    let incoming = incoming_tables(target)?;
+    // Only the tables tenant code can run in go through a staging table and the tenant's role.
+    let (direct, staged): (Vec<_>, Vec<_>) = incoming.into_iter().partition(|t| t.direct);
+    let creation = staged
+        .iter()
+        .enumerate()
+        .map(|(n, t)| format!("CREATE UNLOGGED TABLE {} ({})", schema_copy::staging(target, n), t.definitions));
     schema_copy::ddl(target, creation.collect(), "while creating the copy's staging tables")?;
+    op.note("direct_tables", direct.len());
 
     let destination = db::scalar::<String>(
         "SELECT pg_catalog.format('database %s of cluster %s', pg_catalog.current_database(),
@@ -436,16 +440,13 @@ fn build(
         },
     )?;
     let source_schema = read_schema(remote, found)?;
-    for (n, (name, definitions)) in staged.iter().enumerate() {
-        let columns =
-            tables.iter().find(|t| &t.name == name).and_then(|t| t.column_list()).unwrap_or_else(|| "1".into());
-        let query = format!("SELECT {columns} FROM ONLY {}", quote_qualified_identifier(source_schema.as_str(), name));
-        let statement = format!(
-            "INSERT INTO {} SELECT * FROM {}",
-            schema_copy::staging(target, n),
-            remote.query_item(&query, definitions)
-        );
-        db::run_explained(&statement, &format!("while reading table \"{name}\" from the source"))?;
+    let into_staging = staged.iter().enumerate().map(|(n, t)| (t, schema_copy::staging(target, n), None));
+    let into_tables = direct.iter().map(|t| {
+        let columns = tables.iter().find(|c| c.name == t.name).and_then(|c| c.column_list()).unwrap_or_default();
+        (t, quote_qualified_identifier(target.as_str(), &t.name), Some(columns))
+    });
+    for (table, into, columns) in into_staging.chain(into_tables) {
+        read_rows(remote, &source_schema, &tables, table, &into, columns.as_deref())?;
     }
     set_sequences(remote, &source_schema, target)?;
     let views = remote.rows(
@@ -457,7 +458,10 @@ fn build(
         &["name"],
         |row| Ok(db::col::<String>(row, "name")?.unwrap_or_default()),
     )?;
-    schema_copy::fill(target, role, loader, &tables, &views, after)?;
+    // The staged tables, in the order of their staging tables' numbers.
+    let loaded: Vec<_> =
+        staged.iter().filter_map(|s| tables.iter().position(|t| t.name == s.name)).map(|i| tables[i].clone()).collect();
+    schema_copy::fill(target, role, loader, &loaded, &views, after)?;
     let copied = schema_copy::count_and_hash(target)?;
     require_same(&manifest, &copied)?;
     op.note("tables", copied.len());
@@ -479,18 +483,49 @@ fn read_schema(remote: &Remote, found: &Found) -> TcResult<TenantName> {
     Ok(TenantName::from_registry(rows.into_iter().next().unwrap_or_default()))
 }
 
-/// (table name, column definition list) of each table of the copy, in the
-/// order of `schema_copy::staging`'s numbers.
-fn staging_tables(target: &TenantName) -> TcResult<Vec<(String, String)>> {
+/// A table of the copy as its rows arrive (see sql/queries/portable_staging.sql).
+struct Incoming {
+    name: String,
+    /// The column definition list the rows are read in.
+    definitions: String,
+    /// Inserted straight into the table: no tenant code can run there.
+    direct: bool,
+}
+
+fn incoming_tables(target: &TenantName) -> TcResult<Vec<Incoming>> {
     template::catalog_read(|| {
         db::rows(STAGING, &[target.as_str().into()], |row| {
-            Ok((
-                db::col::<String>(row, "name")?.unwrap_or_default(),
+            Ok(Incoming {
+                name: db::col::<String>(row, "name")?.unwrap_or_default(),
                 // A table without columns (or only generated ones) still has rows.
-                db::col::<String>(row, "definitions")?.unwrap_or_else(|| "tc_none pg_catalog.int4".into()),
-            ))
+                definitions: db::col::<String>(row, "definitions")?.unwrap_or_else(|| "tc_none pg_catalog.int4".into()),
+                direct: db::col::<bool>(row, "direct")?.unwrap_or(false),
+            })
         })
     })
+}
+
+/// Read one table from the source into `into`: its staging table, or (with
+/// `columns`, for a direct table) the copy's table itself.
+fn read_rows(
+    remote: &Remote,
+    source: &TenantName,
+    tables: &[schema_copy::Table],
+    table: &Incoming,
+    into: &str,
+    columns: Option<&str>,
+) -> TcResult<()> {
+    let selected =
+        tables.iter().find(|t| t.name == table.name).and_then(|t| t.column_list()).unwrap_or_else(|| "1".into());
+    let query = format!("SELECT {selected} FROM ONLY {}", quote_qualified_identifier(source.as_str(), &table.name));
+    let statement = match columns {
+        Some(columns) => format!(
+            "INSERT INTO {into} ({columns}) OVERRIDING SYSTEM VALUE SELECT * FROM {}",
+            remote.query_item(&query, &table.definitions)
+        ),
+        None => format!("INSERT INTO {into} SELECT * FROM {}", remote.query_item(&query, &table.definitions)),
+    };
+    db::run_explained(&statement, &format!("while reading table \"{}\" from the source", table.name))
 }
 
 /// Each sequence of the copy at the source's position.
