@@ -160,6 +160,8 @@ fn copy_between_two_clusters_as_a_new_institution_keeps_rows_sequences_and_regis
     assert_eq!(count(&mut target, "SELECT count(*) FROM acme.children WHERE qty = 99999 AND note = '+'"), 1);
     // Logged on both sides.
     assert_eq!(logged(&mut target, "RESTORE", "source_database"), 1);
+    // Both tables hold tenant code (an enum, a domain, a generated column): both were staged.
+    assert_eq!(count(&mut target, "SELECT sum((metadata->>'direct_tables')::int) FROM tenant.schema_operations"), 0);
     assert_eq!(logged(&mut source, "BACKUP", "copy_out"), 1);
     // No staging table, no temporary schema left behind.
     assert_eq!(count(&mut target, "SELECT count(*) FROM pg_class WHERE relname LIKE 'tc_load_%'"), 0);

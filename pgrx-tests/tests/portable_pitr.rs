@@ -129,6 +129,16 @@ fn one_institution_comes_back_to_a_point_in_time_from_a_real_wal_archive() {
     let restored = copy(&mut su, &source, victim, None, true);
     assert!(restored.ok(), "{} ({:?})", restored.message, restored.sqlstate);
     assert_eq!(ids(&mut su, "victim.items"), (1..=60).collect::<Vec<_>>());
+    // items holds no tenant code: its rows went straight in, without a staging table.
+    let direct: i64 = su
+        .query_one(
+            "SELECT (metadata->>'direct_tables')::bigint FROM tenant.schema_operations
+              WHERE operation_type = 'RESTORE' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(direct, 1);
     let next: i64 = su.query_one("SELECT nextval('victim.items_serial_no_seq')", &[]).unwrap().get(0);
     assert_eq!(next, recovered + 1);
 

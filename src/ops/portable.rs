@@ -36,6 +36,8 @@ use std::time::Instant;
 const SOURCE_ROW: &str = include_str!("../../sql/queries/portable_source_row.sql");
 const SEQUENCES: &str = include_str!("../../sql/queries/portable_sequences.sql");
 const STAGING: &str = include_str!("../../sql/queries/portable_staging.sql");
+/// work_mem while one table's rows arrive (one table at a time).
+const READ_WORK_MEM: &str = "64MB";
 
 pub struct Request<'a> {
     pub source: &'a str,
@@ -525,7 +527,11 @@ fn read_rows(
         ),
         None => format!("INSERT INTO {into} SELECT * FROM {}", remote.query_item(&query, &table.definitions)),
     };
-    db::run_explained(&statement, &format!("while reading table \"{}\" from the source", table.name))
+    // dblink holds a result in a tuplestore before the INSERT reads it: let it
+    // keep more of a table in memory before it spills to a temporary file.
+    db::with_setting("work_mem", READ_WORK_MEM, || {
+        db::run_explained(&statement, &format!("while reading table \"{}\" from the source", table.name))
+    })
 }
 
 /// Each sequence of the copy at the source's position.
