@@ -2852,3 +2852,14 @@ COMMENT ON FUNCTION tenant.locate_institution(uuid) IS 'Where an institution liv
 COMMENT ON FUNCTION tenant.cancel_move(uuid, text) IS 'Roll back a move that has not cut over: the target''s subscription and arriving schema go, and the institution is ACTIVE here again.';
 COMMENT ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) IS
     'Move an institution to another server online: logical replication of its schema, then a sub-second cut-over; the source keeps its data locked out (MOVED). Resumes when run again.';
+-- Copies between databases (issue 14).
+COMMENT ON FUNCTION tenant.copy_institution_from(text, uuid, text, boolean, boolean) IS
+    'Copy an institution from another database or server running tenant_control (source: a connection string or a foreign server; needs dblink): as a new institution, in place of the local one (the replaced schema kept as a backup), or under a new name beside it as a DRILL backup; from a dropped institution''s newest backup on the source. One snapshot, verified by both sides'' hashes; refuses a template version mismatch (55000) unless migrate => true. Superuser only. Logs RESTORE here and BACKUP on the source.';
+COMMENT ON FUNCTION tenant.institution_structure(uuid, uuid) IS
+    'The statements that rebuild an institution''s schema (or, with backup_id, one of its backups) elsewhere, each with its generator''s kind; a jsonb array of text parts and {"slot": "schema"} / {"slot": "role"} places. Read by tenant.copy_institution_from on the target.';
+COMMENT ON FUNCTION tenant.institution_manifest(uuid, uuid, text) IS
+    'Row count and content hash of every table of an institution''s schema (or of one of its backups) in the caller''s snapshot; logged as a BACKUP operation with copied_to. Read by tenant.copy_institution_from on the target.';
+REVOKE ALL ON FUNCTION tenant.copy_institution_from(text, uuid, text, boolean, boolean),
+    tenant.institution_structure(uuid, uuid), tenant.institution_manifest(uuid, uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.copy_institution_from(text, uuid, text, boolean, boolean),
+    tenant.institution_structure(uuid, uuid), tenant.institution_manifest(uuid, uuid, text) TO tenant_control_admin;

@@ -165,6 +165,20 @@ fn operations_until_drop(c: &Caller) -> Vec<Step> {
     let n = c.name;
     let (rows, ops, rules) = (c.tenant(Kind::Rows), c.tenant(Kind::Ops), c.tenant(Kind::Rules));
     let mut s = Vec::new();
+    // First, before any other step of a pg_cron caller's single transaction
+    // holds a lock the copy's own connection (to this database) would wait for.
+    // A non-superuser may not copy: it is refused (42501).
+    s.push(step(
+        Status,
+        "copy_institution_from this database as a drill rows tenant",
+        format!(
+            "SELECT * FROM tenant.copy_institution_from('{}', '{}', '{}_copy')",
+            quoted(&format!("host={} port={} user=postgres dbname={DB}", host(), port())),
+            rows.institution,
+            rows.schema
+        ),
+        n != "admin",
+    ));
     for t in &c.tenants {
         let (id, l) = (format!("'{}'::uuid", t.id), t.label());
         s.push(step(
@@ -956,7 +970,7 @@ fn tenant_code_never_runs_with_more_rights_than_the_tenant() {
     let started = Instant::now();
     clean_cluster(DB, "atk_");
     let mut su = superuser(DB);
-    su.batch_execute("CREATE EXTENSION tenant_control").unwrap();
+    su.batch_execute("CREATE EXTENSION tenant_control; CREATE EXTENSION dblink").unwrap();
     su.batch_execute("SET attack.op = 'test harness'").unwrap();
     let callers = set_up(&mut su);
     reset_attacker(&mut su);

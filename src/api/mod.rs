@@ -7,6 +7,7 @@ pub mod audit;
 pub mod fleet;
 pub mod grant_filter;
 pub mod lifecycle_data;
+pub mod portable;
 
 use crate::core::errors::{OrRaise, TcError};
 use crate::integrity;

@@ -1,6 +1,7 @@
 //! Copies of schemas: the template's DDL generators and the copy of a whole schema with its data.
 
 pub mod order;
+pub mod remote;
 pub mod schema_copy;
 pub mod statements;
 pub mod structure;

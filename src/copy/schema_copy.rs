@@ -99,27 +99,58 @@ pub fn copy_schema(
 ) -> TcResult<Vec<TableCopy>> {
     template::refuse_unsupported_in(source.as_str(), "the", "nothing was copied")?;
     let statements = template::generate_for_load(source.as_str(), source_role.as_str())?;
-    let render = |(kind, statement): &(&str, template::Statement)| {
+    let (before, after) = split(&statements, target, target_role);
+    let tables = tables(source, target)?;
+    let creation = prelude.iter().cloned().chain(before).chain(staging_tables(source, target, &tables));
+    ddl(target, creation.collect(), "while creating the copy's tables")?;
+    let copied = raw_copy(source, target, &tables, hash, sequences(source, target)?)?;
+    fill(target, target_role, loader, &tables, &populated_views(source)?, after)?;
+    Ok(copied)
+}
+
+/// The statements of a copy rendered for `target`, in two batches: what
+/// runs before the data is loaded, and what runs after.
+pub fn split<K: AsRef<str>>(
+    statements: &[(K, template::Statement)],
+    target: &TenantName,
+    target_role: &RoleName,
+) -> (Vec<String>, Vec<String>) {
+    let render = |(kind, statement): &(K, template::Statement)| {
         let sql = template::render(statement, target.as_str(), target_role.as_str());
         // A materialized view is filled later, by its owner (see `refresh`).
-        match (*kind, sql.strip_suffix(" WITH DATA")) {
+        match (kind.as_ref(), sql.strip_suffix(" WITH DATA")) {
             ("views", Some(head)) => format!("{head} WITH NO DATA"),
             _ => sql,
         }
     };
-    let (before, after): (Vec<_>, Vec<_>) = statements.iter().partition(|(kind, _)| BEFORE_LOAD.contains(kind));
-    let ddl = |batch: Vec<String>, context: &str| {
-        internal_ddl(|| {
-            db::with_settings(&[("search_path", &target.quoted()), ("check_function_bodies", "off")], || {
-                db::run_explained(&batch.join(";\n"), context)
-            })
+    let (before, after): (Vec<_>, Vec<_>) =
+        statements.iter().partition(|(kind, _)| BEFORE_LOAD.contains(&kind.as_ref()));
+    (before.into_iter().map(render).collect(), after.into_iter().map(render).collect())
+}
+
+/// Run a batch of the extension's own DDL with the copy's schema on the search_path.
+pub fn ddl(target: &TenantName, batch: Vec<String>, context: &str) -> TcResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    internal_ddl(|| {
+        db::with_settings(&[("search_path", &target.quoted()), ("check_function_bodies", "off")], || {
+            db::run_explained(&batch.join(";\n"), context)
         })
-    };
-    let tables = tables(source, target)?;
-    let creation =
-        prelude.iter().cloned().chain(before.into_iter().map(render)).chain(staging_tables(source, target, &tables));
-    ddl(creation.collect(), "while creating the copy's tables")?;
-    let copied = raw_copy(source, target, &tables, hash, sequences(source, target)?)?;
+    })
+}
+
+/// Once the staging tables hold the rows: load them as `loader`, fill the
+/// materialized views `views`, then build what comes `after` (keys,
+/// indexes, triggers, policies).
+pub fn fill(
+    target: &TenantName,
+    target_role: &RoleName,
+    loader: &RoleName,
+    tables: &[Table],
+    views: &[String],
+    after: Vec<String>,
+) -> TcResult<()> {
     // The tenant's code finds its own objects through its search_path: the
     // roles it runs as (the loader, and the owner building indexes and
     // refreshing views) may look into the copy's schema until it is built.
@@ -130,13 +161,10 @@ pub fn copy_schema(
     };
     let usage = |statement: String| internal_ddl(|| db::run_explained(&statement, "while granting the copy's schema"));
     usage(format!("GRANT USAGE ON SCHEMA {} TO {roles}", target.quoted()))?;
-    load(target, target_role, loader, &tables)?;
-    refresh(source, target)?;
-    if !after.is_empty() {
-        ddl(after.into_iter().map(render).collect(), "while building the copy's keys, indexes and triggers")?;
-    }
-    usage(format!("REVOKE USAGE ON SCHEMA {} FROM {roles}", target.quoted()))?;
-    Ok(copied)
+    load(target, target_role, loader, tables)?;
+    refresh(target, views)?;
+    ddl(target, after, "while building the copy's keys, indexes and triggers")?;
+    usage(format!("REVOKE USAGE ON SCHEMA {} FROM {roles}", target.quoted()))
 }
 
 /// Copy the rows of the tables `names` of `source` into the same tables of
@@ -173,17 +201,25 @@ pub fn copy_rows(
 
 /// A table of the source: its name, the columns a copy inserts (not the
 /// generated ones), what it selects for them, and its oid.
-struct Table {
-    name: String,
+#[derive(Clone)]
+pub struct Table {
+    pub name: String,
     columns: Option<String>,
     values: Option<String>,
-    oid: pg_sys::Oid,
+    pub oid: pg_sys::Oid,
+}
+
+impl Table {
+    /// The columns a copy inserts, quoted and comma-separated (None: no column).
+    pub fn column_list(&self) -> Option<String> {
+        self.columns.clone()
+    }
 }
 
 /// The tables of `schema`. A column whose type belongs to the schema (an
 /// enum, a domain, a composite, or an array of one) has the copy's own type
 /// in `target`: its values go through their text form.
-fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> {
+pub fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> {
     db::rows(
         "SELECT c.relname::text AS name, c.oid,
                 pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
@@ -315,7 +351,7 @@ fn table_copies(tables: &[Table], answer: Vec<serde_json::Value>) -> Vec<TableCo
 }
 
 /// The staging table of the `n`th table of a copy, in the target schema.
-fn staging(target: &TenantName, n: usize) -> String {
+pub fn staging(target: &TenantName, n: usize) -> String {
     quote_qualified_identifier(target.as_str(), &format!("tc_load_{n}"))
 }
 
@@ -426,19 +462,23 @@ fn load(target: &TenantName, target_role: &RoleName, loader: &RoleName, tables: 
     internal_ddl(|| db::run_explained(&revokes.join(";\n"), "while revoking the loading role's rights"))
 }
 
-/// Materialized views the source holds populated are created WITH NO DATA
-/// and refreshed here, once loaded and owned: REFRESH runs the view's query
-/// as the view's owner in a security-restricted operation.
-fn refresh(source: &TenantName, target: &TenantName) -> TcResult<()> {
-    let views: Vec<String> = db::rows(
+/// The materialized views `source` holds populated: a copy creates them
+/// WITH NO DATA and refreshes them once loaded and owned (`refresh`).
+pub fn populated_views(source: &TenantName) -> TcResult<Vec<String>> {
+    db::rows(
         "SELECT c.relname::text FROM pg_catalog.pg_class c
           WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind = 'm' AND c.relispopulated
           ORDER BY c.oid",
         &[source.as_str().into()],
         |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
-    )?;
+    )
+}
+
+/// REFRESH runs the view's query as the view's owner in a
+/// security-restricted operation.
+fn refresh(target: &TenantName, views: &[String]) -> TcResult<()> {
     for view in views {
-        let statement = format!("REFRESH MATERIALIZED VIEW {}", quote_qualified_identifier(target.as_str(), &view));
+        let statement = format!("REFRESH MATERIALIZED VIEW {}", quote_qualified_identifier(target.as_str(), view));
         internal_ddl(|| db::run_explained(&statement, "while filling the copy's materialized views"))?;
     }
     Ok(())

@@ -279,6 +279,17 @@ pub fn parts_of(value: serde_json::Value) -> TcResult<Statement> {
     }
 }
 
+/// A statement as a jsonb array of parts (the reverse of `parts_of`): text,
+/// or `{"slot": "schema"}` / `{"slot": "role"}` where the copy's names go.
+pub fn parts_json(statement: &Statement) -> serde_json::Value {
+    let part = |part: &Part| match part {
+        Part::Text(text) => serde_json::Value::String(text.clone()),
+        Part::Schema => serde_json::json!({"slot": "schema"}),
+        Part::Role => serde_json::json!({"slot": "role"}),
+    };
+    serde_json::Value::Array(statement.iter().map(part).collect())
+}
+
 /// A statement for one copy: slots get the copy's schema and role, quoted.
 pub fn render(statement: &Statement, schema: &str, role: &str) -> String {
     statement

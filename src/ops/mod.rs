@@ -12,6 +12,8 @@ pub mod limits;
 pub mod maintenance;
 pub mod migrate;
 pub mod pool;
+pub mod portable;
+pub mod portable_source;
 pub mod quota;
 pub mod reference;
 pub mod restore;

@@ -118,7 +118,7 @@ fn build(backup: &Backup, op: &mut Operation, role: &RoleName, prelude: Vec<Stri
 /// Rename the built copy to the tenant's name and let the tenant's role in
 /// (as its status allows). The role keeps its identity: a session that
 /// assumed it before the swap reads the new schema after it.
-fn move_in(temporary: &TenantName, schema: &TenantName, role: &RoleName, status: Status) -> TcResult<()> {
+pub fn move_in(temporary: &TenantName, schema: &TenantName, role: &RoleName, status: Status) -> TcResult<()> {
     lifecycle::rename_schema(temporary, schema)?;
     if status.grants_access() {
         db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {} TO {}", schema.quoted(), role.quoted()), &[])?;

@@ -155,4 +155,54 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM tenant.schema_backups WHERE reason = 'DRILL'"), Some(0));
         assert_eq!(one::<i64>("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tc\\_backup\\_%'"), roles_before);
     }
+
+    /// What a copy reads on its source: the structure with slots for the
+    /// names, and the hashes a backup of the same rows records.
+    #[pg_test]
+    fn the_source_side_of_a_copy_gives_slotted_structure_and_the_backups_hashes() {
+        let id = rich_tenant("b0000000-0000-4000-8000-0000000000e1", "cp_src");
+        let (status, message, backup_id, _) = take_backup(&id, true);
+        assert_eq!(status, "SUCCESS", "{message}");
+        let backup_id = backup_id.unwrap();
+        // The names of the schema read, and of its role, are slots: never text.
+        for (what, argument) in [("live", "NULL"), ("backup", &format!("'{backup_id}'")[..])] {
+            let statements =
+                one::<i64>(&format!("SELECT count(*) FROM tenant.institution_structure('{id}', {argument}::uuid)"))
+                    .unwrap();
+            assert!(statements > 10, "{what}: {statements} statements");
+            let named = one::<i64>(&format!(
+                "SELECT count(*) FROM tenant.institution_structure('{id}', {argument}::uuid) s
+                  WHERE s.statement::text ~ '(cp_src|tc_backup_)'"
+            ));
+            assert_eq!(named, Some(0), "{what}: a statement names the schema or its role in text");
+            let slots = one::<i64>(&format!(
+                "SELECT count(*) FROM tenant.institution_structure('{id}', {argument}::uuid) s,
+                        jsonb_array_elements(s.statement) p WHERE p ? 'slot'"
+            ));
+            assert!(slots.unwrap() > 0, "{what}: no slot");
+        }
+        // The same rows hash alike on the live schema and in the backup's manifest.
+        let differing = one::<i64>(&format!(
+            "SELECT count(*) FROM tenant.institution_manifest('{id}') m
+               FULL JOIN tenant.backup_tables b ON b.backup_id = '{backup_id}' AND b.table_name = m.table_name
+              WHERE m.row_count IS DISTINCT FROM b.row_count OR m.content_hash IS DISTINCT FROM b.content_hash::text"
+        ));
+        assert_eq!(differing, Some(0));
+        assert_eq!(
+            one::<String>(
+                "SELECT format('%s/%s', operation_type, metadata->>'copy_out') FROM tenant.schema_operations ORDER BY id DESC LIMIT 1"
+            ),
+            Some("BACKUP/true".into())
+        );
+        // A backup of another institution is refused.
+        let other = rich_tenant("b0000000-0000-4000-8000-0000000000e2", "cp_other");
+        Spi::run(&format!(
+            "DO $$ BEGIN
+                 PERFORM tenant.institution_structure('{other}', '{backup_id}');
+                 RAISE EXCEPTION 'not refused';
+             EXCEPTION WHEN invalid_parameter_value THEN NULL;
+             END $$"
+        ))
+        .unwrap();
+    }
 }

@@ -2,6 +2,8 @@
 //! databases, PostgreSQL's own tools, and medians.
 #![allow(dead_code)]
 
+pub mod school;
+
 use postgres::{Client, NoTls};
 use std::env;
 use std::process::Command;

@@ -77,6 +77,44 @@ impl Cluster {
         std::fs::remove_dir_all(&self.dir).unwrap();
     }
 
+    /// A base backup of this running cluster (`pg_basebackup -X stream`) as the
+    /// data directory of a new cluster `name` of the test's own, not started: it
+    /// listens on a socket in its own folder.
+    pub fn base_backup(&self, name: &str, bin: &str) -> Cluster {
+        let dir = PathBuf::from(required_env("TC_TEST_CLUSTERS_DIR")).join(name);
+        let copy = Cluster { dir, port: self.port.clone(), running_bin: None };
+        if copy.dir.exists() {
+            let _ = as_postgres(&format!("{bin}/pg_ctl"), &["-D", &copy.data(), "-m", "immediate", "stop"]);
+            std::fs::remove_dir_all(&copy.dir).unwrap();
+        }
+        std::fs::create_dir_all(&copy.dir).unwrap();
+        run(Command::new("chown").arg("postgres").arg(&copy.dir));
+        check(as_postgres(
+            &format!("{bin}/pg_basebackup"),
+            &["-h", &self.host(), "-p", &self.port, "-U", "postgres", "-D", &copy.data(), "-X", "stream", "--no-sync"],
+        ));
+        copy.configure(&format!("unix_socket_directories = '{}'", copy.dir.display()));
+        copy
+    }
+
+    /// A file in the data directory, owned by the server's user.
+    pub fn write_data_file(&self, name: &str, text: &str) {
+        let path = self.dir.join("data").join(name);
+        std::fs::write(&path, text).unwrap();
+        run(Command::new("chown").arg("postgres").arg(&path));
+    }
+
+    /// A folder of the test's own (a WAL archive) the server can write to.
+    pub fn shared_folder(name: &str) -> PathBuf {
+        let dir = PathBuf::from(required_env("TC_TEST_CLUSTERS_DIR")).join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        run(Command::new("chown").arg("postgres").arg(&dir));
+        dir
+    }
+
     fn data(&self) -> String {
         self.dir.join("data").display().to_string()
     }
