@@ -104,6 +104,9 @@ pub fn to_pg_uuid(id: uuid::Uuid) -> pgrx::Uuid {
     pgrx::Uuid::from_bytes(*id.as_bytes())
 }
 
+/// Tenants visited between two calls of `release_catalog_caches`.
+pub const TENANTS_PER_CACHE_RELEASE: u32 = 100;
+
 /// Drop every catalog and relation cache entry no one holds, as PostgreSQL
 /// does when a backend falls behind on invalidation messages; entries are
 /// read again from the catalogs when next needed. PostgreSQL never shrinks

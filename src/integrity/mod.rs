@@ -47,8 +47,10 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
         }
     }
     let mut findings = Vec::new();
-    for (n, registered) in tenants.iter().filter(|r| r.tenant.status != Status::Dropped).enumerate() {
-        if n > 0 && n % CACHE_BATCH == 0 {
+    // Each tenant leaves a few hundred kilobytes of catalog cache entries
+    // behind: released every so many tenants (see db::release_catalog_caches).
+    for (n, registered) in (1u32..).zip(tenants.iter().filter(|r| r.tenant.status != Status::Dropped)) {
+        if n.is_multiple_of(db::TENANTS_PER_CACHE_RELEASE) {
             db::release_catalog_caches();
         }
         let tenant = &registered.tenant;
@@ -75,14 +77,6 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
     op.note_shape("findings", &findings.iter().take(200).map(Finding::summary).collect::<Vec<_>>());
     Ok(findings)
 }
-
-/// Tenants checked between two releases of the backend's catalog caches.
-/// Each tenant leaves a few hundred kilobytes of cache entries (its
-/// relations, columns, constraints) that PostgreSQL keeps until the backend
-/// ends: over 10,000 tenants, gigabytes. Released every so many, the caches
-/// stay at the size one batch needs, and lookups stay as fast as with a
-/// small fleet.
-const CACHE_BATCH: usize = 100;
 
 /// Check one tenant in a subtransaction that is rolled back, so that the
 /// locks taken on its relations are released; repair it (in a subtransaction

@@ -133,7 +133,7 @@ fn release_caches_now_and_then() {
         n.set(n.get().wrapping_add(1));
         n.get()
     });
-    if migrated % 100 == 0 {
+    if migrated.is_multiple_of(db::TENANTS_PER_CACHE_RELEASE) {
         db::release_catalog_caches();
     }
 }
