@@ -744,7 +744,7 @@ BEGIN
         detail := format('at version %s, the template at %s: run tenant.apply_migrations()', t.version, template_version);
     ELSE
         SELECT array_agg(c.relname::text ORDER BY c.relname) INTO missing FROM pg_class c
-         WHERE c.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+         WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects('tenant_template', 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p')
            AND to_regclass(format('%I.%I', t.schema_name, c.relname)) IS NULL;
         state := CASE WHEN missing IS NULL THEN 'ok' ELSE 'failed' END;
         detail := CASE WHEN missing IS NULL THEN 'every table of the template is present'
@@ -755,7 +755,7 @@ BEGIN
     check_name := 'row_level_security';
     SELECT array_agg(c.relname::text ORDER BY c.relname) INTO unprotected FROM pg_class c
       JOIN pg_class x ON x.oid = to_regclass(format('%I.%I', t.schema_name, c.relname))
-     WHERE c.oid IN (SELECT tenant.schema_objects('tenant_template', 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+     WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects('tenant_template', 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p')
        AND ((c.relrowsecurity AND NOT x.relrowsecurity) OR (c.relforcerowsecurity AND NOT x.relforcerowsecurity));
     state := CASE WHEN unprotected IS NULL THEN 'ok' ELSE 'failed' END;
     detail := CASE WHEN unprotected IS NULL THEN 'as in the template'
@@ -763,9 +763,24 @@ BEGIN
     RETURN NEXT;
 
     check_name := 'recent_activity';
-    SELECT s.snapshot_at, s.inserted_since_snapshot + s.updated_since_snapshot + s.deleted_since_snapshot AS writes,
-           s.seq_scans + s.idx_scans AS scans
-      INTO activity FROM tenant.tenant_stats s WHERE s.schema_id = t.id;
+    -- The counters alone, as tenant.tenant_stats sums them (that view also
+    -- measures every relation's size, which costs milliseconds per tenant).
+    SELECT snap.taken_at AS snapshot_at,
+           CASE WHEN snap.taken_at IS NULL OR n.inserted < snap.tup_inserted THEN n.inserted ELSE n.inserted - snap.tup_inserted END
+           + CASE WHEN snap.taken_at IS NULL OR n.updated < snap.tup_updated THEN n.updated ELSE n.updated - snap.tup_updated END
+           + CASE WHEN snap.taken_at IS NULL OR n.deleted < snap.tup_deleted THEN n.deleted ELSE n.deleted - snap.tup_deleted END AS writes,
+           n.scans
+      INTO activity
+      FROM (SELECT COALESCE(sum(pg_stat_get_tuples_inserted(c.oid)), 0) AS inserted,
+                   COALESCE(sum(pg_stat_get_tuples_updated(c.oid)), 0) AS updated,
+                   COALESCE(sum(pg_stat_get_tuples_deleted(c.oid)), 0) AS deleted,
+                   COALESCE(sum(pg_stat_get_numscans(c.oid)
+                                + (SELECT COALESCE(sum(pg_stat_get_numscans(i.indexrelid)), 0)
+                                     FROM pg_index i WHERE i.indrelid = c.oid)), 0) AS scans
+              FROM pg_class c
+             WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects(t.schema_name, 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p', 'm')) n
+      LEFT JOIN LATERAL (SELECT u.taken_at, u.tup_inserted, u.tup_updated, u.tup_deleted FROM tenant.usage_snapshots u
+                          WHERE u.schema_id = t.id ORDER BY u.taken_at DESC, u.id DESC LIMIT 1) snap ON true;
     state := CASE WHEN activity.writes > 0 OR activity.snapshot_at IS NULL AND activity.scans > 0 THEN 'ok' ELSE 'info' END;
     detail := CASE WHEN activity.snapshot_at IS NULL
                    THEN format('%s row(s) written, %s scan(s) since statistics were reset', activity.writes, activity.scans)

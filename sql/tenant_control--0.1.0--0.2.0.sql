@@ -2767,3 +2767,139 @@ REVOKE ALL ON FUNCTION tenant.copy_institution_from(text, uuid, text, boolean, b
     tenant.institution_structure(uuid, uuid), tenant.institution_manifest(uuid, uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.copy_institution_from(text, uuid, text, boolean, boolean),
     tenant.institution_structure(uuid, uuid), tenant.institution_manifest(uuid, uuid, text) TO tenant_control_admin;
+-- Fleet scale: migrations, integrity check, fleet health (issue 13, helper 5)
+-- tenant.health_checks: recent_activity reads the activity counters alone
+-- (tenant.tenant_stats also measured every relation), and the catalog look-ups
+-- probe pg_depend and pg_class by index rather than scanning pg_class (whose
+-- size grows with the fleet) once per tenant.
+CREATE OR REPLACE FUNCTION tenant.health_checks(schema_id uuid)
+RETURNS TABLE (check_name text, state text, detail text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenant_schemas;
+    template_version integer := (SELECT COALESCE(max(m.version), 0) FROM tenant.migrations m);
+    role_exists boolean;
+    reachable boolean;
+    wanted boolean;
+    missing text[];
+    unprotected text[];
+    activity record;
+    max_age integer := tenant.health_backup_max_age();
+BEGIN
+    IF health_checks.schema_id IS NULL THEN
+        RAISE EXCEPTION 'argument "schema_id" must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM tenant.tenant_schemas r WHERE r.id = health_checks.schema_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no institution schema with id % in tenant.tenant_schemas', health_checks.schema_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF t.status = 'DROPPED' THEN
+        RAISE EXCEPTION 'institution schema "%" (%) is DROPPED', t.schema_name, t.id USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    check_name := 'status';
+    state := CASE WHEN t.status IN ('ACTIVE', 'SPARE') THEN 'ok' ELSE 'warning' END;
+    detail := t.status;
+    RETURN NEXT;
+
+    check_name := 'schema_present';
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = t.schema_name) THEN
+        state := 'failed';
+        detail := format('schema "%s" does not exist (tenant.check_integrity(..., fix => true) recreates it)', t.schema_name);
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    state := 'ok';
+    detail := t.schema_name;
+    RETURN NEXT;
+
+    check_name := 'reachable';
+    role_exists := EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = t.owner_role);
+    reachable := role_exists AND has_schema_privilege(t.owner_role, t.schema_name, 'USAGE');
+    wanted := t.status IN ('ACTIVE', 'SPARE');
+    state := CASE WHEN role_exists AND reachable = wanted THEN 'ok' ELSE 'failed' END;
+    detail := CASE WHEN NOT role_exists THEN format('role "%s" does not exist', t.owner_role)
+                   WHEN reachable THEN format('role "%s" can use the schema', t.owner_role)
+                   ELSE format('role "%s" cannot use the schema', t.owner_role) END
+              || CASE WHEN role_exists AND reachable <> wanted THEN format(' (a %s tenant''s role should%s)', t.status,
+                                                                          CASE WHEN wanted THEN '' ELSE ' not' END)
+                      ELSE '' END;
+    RETURN NEXT;
+
+    check_name := 'tables_present';
+    IF t.version <> template_version THEN
+        state := 'warning';
+        detail := format('at version %s, the template at %s: run tenant.apply_migrations()', t.version, template_version);
+    ELSE
+        SELECT array_agg(c.relname::text ORDER BY c.relname) INTO missing FROM pg_class c
+         WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects('tenant_template', 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p')
+           AND to_regclass(format('%I.%I', t.schema_name, c.relname)) IS NULL;
+        state := CASE WHEN missing IS NULL THEN 'ok' ELSE 'failed' END;
+        detail := CASE WHEN missing IS NULL THEN 'every table of the template is present'
+                       ELSE 'missing: ' || array_to_string(missing, ', ') END;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'row_level_security';
+    SELECT array_agg(c.relname::text ORDER BY c.relname) INTO unprotected FROM pg_class c
+      JOIN pg_class x ON x.oid = to_regclass(format('%I.%I', t.schema_name, c.relname))
+     WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects('tenant_template', 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p')
+       AND ((c.relrowsecurity AND NOT x.relrowsecurity) OR (c.relforcerowsecurity AND NOT x.relforcerowsecurity));
+    state := CASE WHEN unprotected IS NULL THEN 'ok' ELSE 'failed' END;
+    detail := CASE WHEN unprotected IS NULL THEN 'as in the template'
+                   ELSE 'disabled or not forced where the template has it: ' || array_to_string(unprotected, ', ') END;
+    RETURN NEXT;
+
+    check_name := 'recent_activity';
+    -- The counters alone, as tenant.tenant_stats sums them (that view also
+    -- measures every relation's size, which costs milliseconds per tenant).
+    SELECT snap.taken_at AS snapshot_at,
+           CASE WHEN snap.taken_at IS NULL OR n.inserted < snap.tup_inserted THEN n.inserted ELSE n.inserted - snap.tup_inserted END
+           + CASE WHEN snap.taken_at IS NULL OR n.updated < snap.tup_updated THEN n.updated ELSE n.updated - snap.tup_updated END
+           + CASE WHEN snap.taken_at IS NULL OR n.deleted < snap.tup_deleted THEN n.deleted ELSE n.deleted - snap.tup_deleted END AS writes,
+           n.scans
+      INTO activity
+      FROM (SELECT COALESCE(sum(pg_stat_get_tuples_inserted(c.oid)), 0) AS inserted,
+                   COALESCE(sum(pg_stat_get_tuples_updated(c.oid)), 0) AS updated,
+                   COALESCE(sum(pg_stat_get_tuples_deleted(c.oid)), 0) AS deleted,
+                   COALESCE(sum(pg_stat_get_numscans(c.oid)
+                                + (SELECT COALESCE(sum(pg_stat_get_numscans(i.indexrelid)), 0)
+                                     FROM pg_index i WHERE i.indrelid = c.oid)), 0) AS scans
+              FROM pg_class c
+             WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects(t.schema_name, 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p', 'm')) n
+      LEFT JOIN LATERAL (SELECT u.taken_at, u.tup_inserted, u.tup_updated, u.tup_deleted FROM tenant.usage_snapshots u
+                          WHERE u.schema_id = t.id ORDER BY u.taken_at DESC, u.id DESC LIMIT 1) snap ON true;
+    state := CASE WHEN activity.writes > 0 OR activity.snapshot_at IS NULL AND activity.scans > 0 THEN 'ok' ELSE 'info' END;
+    detail := CASE WHEN activity.snapshot_at IS NULL
+                   THEN format('%s row(s) written, %s scan(s) since statistics were reset', activity.writes, activity.scans)
+                   ELSE format('%s row(s) written since the usage snapshot of %s', activity.writes, activity.snapshot_at) END;
+    RETURN NEXT;
+
+    check_name := 'backup_age';
+    IF max_age = 0 THEN
+        state := 'ok';
+        detail := 'not checked (tenant_control.health_backup_max_age = 0)';
+    ELSIF t.last_backup IS NULL THEN
+        state := 'warning';
+        detail := 'never backed up';
+    ELSE
+        state := CASE WHEN now() - t.last_backup > make_interval(secs => max_age) THEN 'warning' ELSE 'ok' END;
+        detail := format('last backup %s ago (at most %s)', date_trunc('second', now() - t.last_backup), make_interval(secs => max_age));
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'quota';
+    IF t.quota_limit IS NULL THEN
+        state := 'ok';
+        detail := 'no limit';
+    ELSE
+        -- The state the quota enforcement itself is in (see Storage quotas).
+        state := CASE t.quota_state WHEN 'EXCEEDED' THEN 'failed' WHEN 'WARNING' THEN 'warning' ELSE 'ok' END;
+        detail := format('%s: %s of %s used (%s%%, last counted)', t.quota_state, pg_size_pretty(t.storage_used),
+                         pg_size_pretty(t.quota_limit), round(100.0 * t.storage_used / t.quota_limit, 1));
+    END IF;
+    RETURN NEXT;
+END
+$$;

@@ -44,5 +44,5 @@ SELECT DISTINCT x.object, x.other FROM (
                            pg_catalog.regexp_split_to_table(pg_catalog.substr(c.setting, 13), ',') AS e(name)
                      WHERE pg_catalog.starts_with(c.setting, 'search_path=')) w
       JOIN tenant.tenant_schemas t ON t.schema_name = w.name AND t.status <> 'DROPPED' AND t.schema_name <> $1::text
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+     WHERE p.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS o(oid))
 ) x ORDER BY 1, 2

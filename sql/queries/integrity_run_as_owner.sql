@@ -5,7 +5,7 @@
 -- as the relation's owner, and the tenant can replace what it owns.
 WITH rels AS MATERIALIZED (
     SELECT c.oid, c.relowner FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm')
+     WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p', 'm')
        AND c.relowner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2::text)
 ), evaluated AS (
     SELECT r.oid AS rel, 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, i.indexrelid AS objid

@@ -397,36 +397,53 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
     Ok(Copied { statements, tables, version, generated, timings: [prepared, executed, clock.lap()] })
 }
 
-/// Give a schema the template's ownership and privileges again (after a
-/// migration added objects to it). Granting what is already held is a no-op.
-pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()> {
-    let statements =
-        generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?;
-    if statements.is_empty() {
-        return Ok(());
+/// Where `per_template` keeps a value: the database and the template change
+/// it was computed for, and the value.
+pub type TemplateCell<T> = std::cell::RefCell<Option<(pg_sys::Oid, i64, T)>>;
+
+/// Something derived from the template alone, kept in this backend (in
+/// `cell`) for as long as the template does not change
+/// (tenant.template_changes says when it does), like the copy's DDL: work
+/// repeated for every tenant of a fleet (a migration) computes it once.
+pub fn per_template<T: Clone>(
+    cell: &'static std::thread::LocalKey<TemplateCell<T>>,
+    compute: impl FnOnce() -> TcResult<T>,
+) -> TcResult<T> {
+    let change = last_change()?;
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let kept = cell.with(|cell| {
+        cell.borrow().as_ref().filter(|(db, at, _)| *db == database && *at == change).map(|(_, _, v)| v.clone())
+    });
+    if let Some(value) = kept {
+        return Ok(value);
     }
-    let batch = statements.iter().map(|(_, s)| render(s, schema.as_str(), role.as_str())).collect::<Vec<_>>();
-    db::with_setting("search_path", &schema.quoted(), || {
-        db::run_explained(&batch.join(";\n"), "while granting the template's privileges")
+    let value = compute()?;
+    cell.with(|cell| *cell.borrow_mut() = Some((database, change, value.clone())));
+    Ok(value)
+}
+
+/// The template's ownership and privileges as statements.
+fn template_grants() -> TcResult<Vec<Statement>> {
+    thread_local! {
+        static KEPT: TemplateCell<Vec<Statement>> = const { std::cell::RefCell::new(None) };
+    }
+    per_template(&KEPT, || {
+        let generated =
+            generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?;
+        Ok(generated.into_iter().map(|(_, statement)| statement).collect())
     })
 }
 
-/// The statements that grant again what the objects of `schema` grant now
-/// (their owners' own privileges aside), with `role` in the role's slot. An
-/// ownership round trip through `role` (a migration's lent objects) folds the
-/// grants naming `role` into the owner's: these put them back.
-pub fn grants_of(schema: &str, role: &str) -> TcResult<Vec<String>> {
-    let statements = generate_with(&[("grants", GRANTS)], schema, role, true)?;
-    Ok(statements.iter().map(|(_, s)| render(s, schema, role)).collect())
-}
-
-/// Run statements made by `grants_of`.
-pub fn grant_again(schema: &str, statements: &[String]) -> TcResult<()> {
+/// Give a schema the template's ownership and privileges again (after a
+/// migration added objects to it). Granting what is already held is a no-op.
+pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()> {
+    let statements = template_grants()?;
     if statements.is_empty() {
         return Ok(());
     }
-    db::with_setting("search_path", &quote_identifier(schema), || {
-        db::run_explained(&statements.join(";\n"), "while granting the lent objects' privileges again")
+    let batch = statements.iter().map(|s| render(s, schema.as_str(), role.as_str())).collect::<Vec<_>>();
+    db::with_setting("search_path", &schema.quoted(), || {
+        db::run_explained(&batch.join(";\n"), "while granting the template's privileges")
     })
 }
 

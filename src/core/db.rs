@@ -103,3 +103,21 @@ pub fn to_uuid(id: pgrx::Uuid) -> uuid::Uuid {
 pub fn to_pg_uuid(id: uuid::Uuid) -> pgrx::Uuid {
     pgrx::Uuid::from_bytes(*id.as_bytes())
 }
+
+/// Tenants visited between two calls of `release_catalog_caches`.
+pub const TENANTS_PER_CACHE_RELEASE: u32 = 100;
+
+/// Drop every catalog and relation cache entry no one holds, as PostgreSQL
+/// does when a backend falls behind on invalidation messages; entries are
+/// read again from the catalogs when next needed. PostgreSQL never shrinks
+/// these caches while a backend lives: work that visits thousands of tenants
+/// in one backend (the integrity check, a fleet migration) calls this
+/// between tenants, so that the caches hold one batch of tenants rather than
+/// all of them (a few hundred kilobytes each).
+pub fn release_catalog_caches() {
+    // SAFETY: the call PostgreSQL itself makes on an invalidation-queue
+    // overflow, at any point where it accepts invalidations (every lock it
+    // takes): relations still open are rebuilt rather than freed, and kept
+    // plans are marked for replanning. Callers hold no pointer into the caches.
+    unsafe { pg_sys::InvalidateSystemCaches() }
+}

@@ -20,6 +20,7 @@ use crate::core::errors;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use crate::core::restricted;
+use crate::ops::quota;
 use crate::registry::oplog::Operation;
 use crate::registry::{self, Status};
 use pgrx::prelude::*;
@@ -86,6 +87,7 @@ pub struct Migrated {
 /// Bring one tenant to the template's version: all its pending migrations
 /// apply, or none does.
 pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Migrated> {
+    release_caches_now_and_then();
     let tenant = registry::lock(schema_id)?;
     op.note("schema_name", tenant.schema.as_str());
     // Spare schemas of the warm pool are migrated like institutions' schemas.
@@ -97,6 +99,7 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     let to = pending.last().map_or(from, |m| m.version);
     op.note("from_version", from);
     op.note("target_version", to);
+    let size_before = registry::files_and_writes(tenant.schema.as_str())?;
     restricted::internal_ddl(|| {
         run_scripts(tenant.schema.as_str(), tenant.role.as_str(), &pending)?;
         // What a migration adds gets the privileges and owners the template gives it.
@@ -109,7 +112,13 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     op.note("to_version", to);
     if to != from {
         registry::set_version(&tenant, to)?;
-        registry::refresh_counters(&tenant)?;
+        // Measuring every relation's bytes costs more than a one-column
+        // ALTER: the tenant is recounted (and its quota state settled) only
+        // when the migration created, dropped or rewrote a relation or wrote
+        // rows, the only ways it can change the bytes or the table count.
+        if registry::files_and_writes(tenant.schema.as_str())? != size_before {
+            quota::recount(&tenant)?;
+        }
     }
     Ok(Migrated { schema: tenant.schema.as_str().to_string(), from, to })
 }
@@ -131,6 +140,22 @@ fn rebind_to_tenant(schema: &str, role: &str) -> TcResult<()> {
     }
     let batch = statements.iter().map(|s| template::render(s, schema, role)).collect::<Vec<_>>();
     db::run_explained(&batch.join(";\n"), "while binding the migration's objects to the tenant")
+}
+
+/// tenant.apply_migrations migrates the whole fleet in one backend: every
+/// hundredth tenant, the catalog caches the tenants before it filled are
+/// released (see db::release_catalog_caches).
+fn release_caches_now_and_then() {
+    thread_local! {
+        static MIGRATED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    let migrated = MIGRATED.with(|n| {
+        n.set(n.get().wrapping_add(1));
+        n.get()
+    });
+    if migrated.is_multiple_of(db::TENANTS_PER_CACHE_RELEASE) {
+        db::release_catalog_caches();
+    }
 }
 
 fn pending_since(version: i32) -> TcResult<Vec<Migration>> {
@@ -181,14 +206,14 @@ fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<(
 const BOUND_TO_TENANT_CODE: &str = r#"
 WITH tenant_code AS (
     SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid FROM pg_catalog.pg_proc p
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+     WHERE p.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS o(oid))
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc t
-                        WHERE t.oid IN (SELECT tenant.schema_objects($2::text, 'pg_catalog.pg_proc')) AND t.proname = p.proname
+                        WHERE t.oid IN (SELECT o.oid FROM tenant.schema_objects($2::text, 'pg_catalog.pg_proc') AS o(oid)) AND t.proname = p.proname
                           AND tenant.deparse_in($2::text, 'identity arguments', t.oid)
                               = tenant.deparse_in($1::text, 'identity arguments', p.oid))
     UNION ALL
     SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM pg_catalog.pg_operator o
-     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_operator'))
+     WHERE o.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_operator') AS o(oid))
 )
 SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' uses '
        || pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0) AS binding
@@ -302,18 +327,18 @@ SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.id
                           WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
            pg_catalog.format('%I.%I', $1::text, c.relname) AS identity, c.relname::text AS name
       FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+     WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                           AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
     UNION ALL
     SELECT 'pg_proc', p.oid, p.proowner, 'ROUTINE',
            pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
            pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS o(oid))
     UNION ALL
     SELECT 'pg_type', t.oid, t.typowner, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
            pg_catalog.format('%I.%I', $1::text, t.typname), t.typname::text
-      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
+      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS o(oid))
        AND (t.typtype IN ('e', 'd', 'r')
             OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
   ) o
@@ -381,15 +406,140 @@ fn apply_default_privileges(object: &Owned) -> TcResult<()> {
     grants.iter().try_for_each(|grant| db::run(grant, &[]))
 }
 
+/// The template's structure, the same for every tenant a fleet migration
+/// checks (kept until the template changes).
+fn template_structure() -> TcResult<BTreeMap<Key, String>> {
+    thread_local! {
+        static KEPT: template::TemplateCell<BTreeMap<Key, String>> = const { std::cell::RefCell::new(None) };
+    }
+    template::per_template(&KEPT, || structure::read(TEMPLATE_SCHEMA, TEMPLATE_ROLE))
+}
+
+/// The names of what the template's role owns in the template (kept until
+/// the template changes).
+fn template_role_owns() -> TcResult<BTreeSet<String>> {
+    thread_local! {
+        static KEPT: template::TemplateCell<BTreeSet<String>> = const { std::cell::RefCell::new(None) };
+    }
+    template::per_template(&KEPT, || {
+        Ok(not_owned(TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?.into_iter().map(|o| o.name).collect())
+    })
+}
+
+/// One privilege an object (or a column of it: `column` > 0) grants a role.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RoleGrant {
+    /// Catalog and oid.
+    object: (String, u32),
+    column: i16,
+    privilege: String,
+    grantable: bool,
+}
+
+/// The privileges the objects grant the role ($4), from their ACLs.
+const ROLE_GRANTS: &str = r#"
+SELECT o.catalog, o.oid, o.attnum, x.privilege_type AS privilege, x.is_grantable AS grantable
+  FROM (SELECT 'pg_class' AS catalog, c.oid, 0::pg_catalog.int2 AS attnum, c.relacl AS acl
+          FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
+        UNION ALL
+        SELECT 'pg_class', a.attrelid, a.attnum, a.attacl FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND a.attnum OPERATOR(pg_catalog.>) 0
+           AND NOT a.attisdropped AND a.attacl IS NOT NULL
+        UNION ALL
+        SELECT 'pg_proc', p.oid, 0::pg_catalog.int2, p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[])
+        UNION ALL
+        SELECT 'pg_type', t.oid, 0::pg_catalog.int2, t.typacl FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.oid[])) o,
+       LATERAL pg_catalog.aclexplode(o.acl) x
+ WHERE x.grantee OPERATOR(pg_catalog.=) $4::pg_catalog.regrole
+"#;
+
+fn role_grants<'a>(objects: impl IntoIterator<Item = &'a Owned>, role: &str) -> TcResult<BTreeSet<RoleGrant>> {
+    let mut oids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for object in objects {
+        oids.entry(object.key.0.as_str()).or_default().push(object.key.1.to_u32().to_string());
+    }
+    if oids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let array = |catalog: &str| format!("{{{}}}", oids.get(catalog).map(|o| o.join(",")).unwrap_or_default());
+    let rows = template::catalog_read(|| {
+        db::rows(
+            ROLE_GRANTS,
+            &[
+                array("pg_class").as_str().into(),
+                array("pg_proc").as_str().into(),
+                array("pg_type").as_str().into(),
+                quote_identifier(role).as_str().into(),
+            ],
+            |row| {
+                Ok(RoleGrant {
+                    object: (
+                        db::col::<String>(row, "catalog")?.unwrap_or_default(),
+                        db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default().to_u32(),
+                    ),
+                    column: db::col::<i16>(row, "attnum")?.unwrap_or_default(),
+                    privilege: db::col::<String>(row, "privilege")?.unwrap_or_default(),
+                    grantable: db::col::<bool>(row, "grantable")?.unwrap_or_default(),
+                })
+            },
+        )
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// GRANT statements that give the role (`role_q`, quoted) the `lost`
+/// privileges again on the objects (under their names in `objects`): one
+/// statement per kind of object, privileges and grant option (granting takes
+/// locks, and event triggers fire once per statement), one per column grant.
+fn grant_statements(lost: &[&RoleGrant], objects: &[&Owned], role_q: &str) -> TcResult<Vec<String>> {
+    let mut privileges: BTreeMap<(&(String, u32), i16, bool), Vec<&str>> = BTreeMap::new();
+    for grant in lost {
+        privileges.entry((&grant.object, grant.column, grant.grantable)).or_default().push(&grant.privilege);
+    }
+    let mut tables: BTreeMap<(&str, String, bool), Vec<&str>> = BTreeMap::new();
+    let mut statements = Vec::new();
+    for ((key, column, grantable), privileges) in privileges {
+        let Some(object) = objects.iter().find(|o| o.key.0 == key.0 && o.key.1.to_u32() == key.1) else { continue };
+        let on = match object.kind.as_str() {
+            "SEQUENCE" => "SEQUENCE",
+            "ROUTINE" => "ROUTINE",
+            "TYPE" => "TYPE",
+            "DOMAIN" => "DOMAIN",
+            _ => "TABLE",
+        };
+        if column > 0 {
+            let Some(name) = db::value::<String>(
+                "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2 AND NOT attisdropped",
+                &[pg_sys::Oid::from(key.1).into(), column.into()],
+            )?
+            else {
+                continue;
+            };
+            let name = quote_identifier(&name);
+            let list = privileges.iter().map(|p| format!("{p} ({name})")).collect::<Vec<_>>().join(", ");
+            let option = if grantable { " WITH GRANT OPTION" } else { "" };
+            statements.push(format!("GRANT {list} ON TABLE {} TO {role_q}{option}", object.identity));
+        } else {
+            tables.entry((on, privileges.join(", "), grantable)).or_default().push(&object.identity);
+        }
+    }
+    for ((on, privileges, grantable), targets) in tables {
+        let option = if grantable { " WITH GRANT OPTION" } else { "" };
+        statements.push(format!("GRANT {privileges} ON {on} {} TO {role_q}{option}", targets.join(", ")));
+    }
+    Ok(statements)
+}
+
 /// What a migration's role was lent for the length of its scripts.
 struct Lent {
     schema: String,
     role: String,
     /// The objects lent, with the owners to give them back to.
     objects: Vec<Owned>,
-    /// What the schema's objects granted before: lending folds the grants
-    /// naming the role into the owner's, and giving back does not unfold them.
-    grants: Vec<String>,
+    /// What the lent objects granted the role before: lending folds the
+    /// grants naming the role into the owner's, and giving back does not
+    /// unfold them.
+    grants: BTreeSet<RoleGrant>,
     /// What the role owned before: anything else it owns afterwards is new.
     owned_before: Vec<(String, pg_sys::Oid)>,
     /// Schema privileges the role did not hold.
@@ -412,7 +562,7 @@ impl Lent {
         }
         let owned_before = not_owned(schema, role, true)?.into_iter().map(|o| o.key).collect();
         let objects = not_owned(schema, role, false)?;
-        let grants = if objects.is_empty() { Vec::new() } else { template::grants_of(schema, role)? };
+        let grants = role_grants(&objects, role)?;
         for object in &objects {
             db::run(&format!("{}{role_q}", object.head), &[])?;
         }
@@ -430,12 +580,10 @@ impl Lent {
     /// expressions as the table's owner).
     fn give_back(self) -> TcResult<()> {
         let (schema_q, role_q) = (quote_identifier(&self.schema), quote_identifier(&self.role));
-        let template_role_owns: BTreeSet<String> = if self.schema == TEMPLATE_SCHEMA {
-            BTreeSet::new()
-        } else {
-            not_owned(TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?.into_iter().map(|o| o.name).collect()
-        };
-        for now in not_owned(&self.schema, &self.role, true)? {
+        let template_role_owns: BTreeSet<String> =
+            if self.schema == TEMPLATE_SCHEMA { BTreeSet::new() } else { template_role_owns()? };
+        let owned_now = not_owned(&self.schema, &self.role, true)?;
+        for now in &owned_now {
             if let Some(lent) = self.objects.iter().find(|lent| lent.key == now.key) {
                 db::run(&format!("{}{}", now.head, lent.owner), &[])?;
             } else if !self.owned_before.contains(&now.key)
@@ -443,13 +591,17 @@ impl Lent {
             {
                 db::run(&format!("{}CURRENT_USER", now.head), &[])?;
                 if self.schema == TEMPLATE_SCHEMA {
-                    apply_default_privileges(&now)?;
+                    apply_default_privileges(now)?;
                 }
             }
         }
-        // Only when the round trip changed them: granting takes locks.
-        if !self.objects.is_empty() && template::grants_of(&self.schema, &self.role)? != self.grants {
-            template::grant_again(&self.schema, &self.grants)?;
+        // The lent objects, under the names the work left them with.
+        let lent_now: Vec<&Owned> =
+            owned_now.iter().filter(|now| self.objects.iter().any(|lent| lent.key == now.key)).collect();
+        let after = role_grants(lent_now.iter().copied(), &self.role)?;
+        let lost: Vec<&RoleGrant> = self.grants.difference(&after).collect();
+        for statement in grant_statements(&lost, &lent_now, &role_q)? {
+            db::run(&statement, &[])?;
         }
         for privilege in self.privileges {
             db::run(&format!("REVOKE {privilege} ON SCHEMA {schema_q} FROM {role_q}"), &[])?;
@@ -462,7 +614,7 @@ impl Lent {
     /// were and from the template.
     fn refuse_tampering(&self, before: &BTreeMap<Key, String>) -> TcResult<()> {
         let after = structure::read(&self.schema, &self.role)?;
-        let template = structure::read(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
+        let template = template_structure()?;
         let names: BTreeSet<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
         let keys: BTreeSet<&Key> = before.keys().chain(after.keys()).collect();
         let tampered: Vec<String> = keys

@@ -186,7 +186,7 @@ pub fn role_exists(role: &RoleName) -> TcResult<bool> {
 const MEASURE: &str = "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
         COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
    FROM pg_catalog.pg_class c
-  WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'm', 'S')";
+  WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p', 'm', 'S')";
 
 /// A recount: the bytes, and the quota facts of the same registry row (what
 /// the quota state is settled from, without reading the row again).
@@ -216,6 +216,31 @@ pub fn refresh_counters(tenant: &Tenant) -> TcResult<Counted> {
         },
     )?;
     counted.into_iter().next().ok_or_else(|| TcError::unknown_tenant(tenant.id))
+}
+
+/// What a schema's size depends on, read from the catalogs alone (no
+/// relation is opened, unlike a recount of the bytes): the files of its
+/// relations, their indexes and TOAST tables (oid and relfilenode), and the
+/// rows this transaction wrote to them. While both stay the same, so do the
+/// bytes and the table count. $1 is the schema's name.
+const FILES_AND_WRITES: &str = "
+WITH rels AS MATERIALIZED (
+    SELECT o.oid, c.reltoastrelid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS o(oid)
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) o.oid
+), files AS (
+    SELECT r.oid FROM rels r
+    UNION ALL SELECT r.reltoastrelid FROM rels r WHERE r.reltoastrelid OPERATOR(pg_catalog.<>) 0
+    UNION ALL SELECT i.indexrelid FROM rels r JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) r.oid
+    UNION ALL SELECT i.indexrelid FROM rels r JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) r.reltoastrelid
+)
+SELECT COALESCE(pg_catalog.string_agg(c.oid::text || ':' || c.relfilenode::text, ',' ORDER BY c.oid), '')
+       || '/' || COALESCE(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid)
+                                         OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(c.oid)
+                                         OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)), 0)::text
+  FROM files f JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) f.oid";
+
+pub fn files_and_writes(schema: &str) -> TcResult<String> {
+    db::scalar(FILES_AND_WRITES, &[schema.into()])
 }
 
 /// The bytes a schema's relations occupy now, without touching the registry.

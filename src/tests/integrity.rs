@@ -539,4 +539,53 @@ CREATE FUNCTION {s}.array_to_string(text[], text) RETURNS text LANGUAGE plpgsql 
             finding.4
         );
     }
+
+    /// The fleet check releases the backend's catalog caches every hundred
+    /// tenants: drift in a tenant checked after a release (the last of 102),
+    /// and a repair there, work as in the first batch.
+    #[pg_test]
+    fn drift_in_the_last_batch_of_a_large_fleet_is_found_and_fixed() {
+        fill_template();
+        let first = created("d1d1d1d1-0000-4000-8000-00000000b000", "batch_000");
+        for n in 1..101 {
+            created(&format!("d1d1d1d1-0000-4000-8000-00000000b{n:03}"), &format!("batch_{n:03}"));
+        }
+        let last = created("d1d1d1d1-0000-4000-8000-00000000b101", "batch_101");
+        Spi::run(
+            "DROP INDEX batch_000.students_lower_name;
+             DROP INDEX batch_101.students_lower_name;
+             ALTER TABLE batch_101.students ADD COLUMN nickname text;",
+        )
+        .unwrap();
+        let fleet = Spi::connect_mut(|c| {
+            c.update(
+                "SELECT schema_name, check_name, object, fixed FROM tenant.check_integrity(NULL, fix => true)
+                  WHERE schema_name LIKE 'batch\\_%' ORDER BY 1, 2, 3",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|row| {
+                (
+                    row.get::<String>(1).unwrap().unwrap(),
+                    row.get::<String>(2).unwrap().unwrap(),
+                    row.get::<String>(3).unwrap().unwrap(),
+                    row.get::<bool>(4).unwrap().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            fleet,
+            vec![
+                ("batch_000".into(), "missing_object".into(), "index students.students_lower_name".into(), true),
+                ("batch_101".into(), "extra_object".into(), "column students.nickname".into(), false),
+                ("batch_101".into(), "missing_object".into(), "index students.students_lower_name".into(), true),
+            ]
+        );
+        // Repaired on both sides of the cache releases: each tenant checks clean but for the extra column.
+        assert_eq!(tenant_check(&first, false), Vec::<Found>::new());
+        let after: Vec<String> = tenant_check(&last, false).into_iter().map(|f| f.0).collect();
+        assert_eq!(after, vec!["extra_object".to_string()]);
+    }
 }

@@ -261,4 +261,73 @@ pub(crate) mod tests {
         Spi::run(&format!("SELECT tenant.refresh_storage('{id}')")).unwrap();
         assert_eq!(tenant_check(&id, false), Vec::<Found>::new(), "no drift from the template");
     }
+
+    /// A migration recounts a tenant (and settles its quota state) when it
+    /// created, dropped or rewrote a relation or wrote rows, and leaves the
+    /// registry alone when it changed neither (a one-column ALTER).
+    #[pg_test]
+    fn a_migration_that_grows_tables_keeps_quotas_right() {
+        serialize_template_changes();
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-0000000000a1", Some("mig_limited")).0, "SUCCESS");
+        assert_eq!(create("d0d0d0d0-0000-4000-8000-0000000000a2", Some("mig_free")).0, "SUCCESS");
+        let id =
+            |schema: &str| one::<String>(&format!("SELECT id::text FROM tenant.find_institution('{schema}')")).unwrap();
+        let (limited, free) = (id("mig_limited"), id("mig_free"));
+        Spi::run(&format!("SELECT tenant.set_quota('{limited}', '1 MB'); SELECT tenant.refresh_storage('{free}')"))
+            .unwrap();
+        let registered = |schema: &str| {
+            one::<String>(&format!(
+                "SELECT table_count || '/' || storage_used || '/' || quota_state FROM tenant.tenant_schemas WHERE schema_name = '{schema}'"
+            ))
+            .unwrap()
+        };
+        let measured = |schema: &str| {
+            let tables = one::<i64>(&format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'")).unwrap();
+            let bytes = one::<i64>(&format!(
+                "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                  WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'S')"
+            ))
+            .unwrap();
+            (tables, bytes)
+        };
+        let migrate = |schema_id: &str| {
+            assert_eq!(
+                status_of(&format!("SELECT * FROM tenant.migrate_institution_schema('{schema_id}')")),
+                ("SUCCESS".into(), None)
+            );
+        };
+        assert_eq!(
+            register(
+                1,
+                "CREATE TABLE filler AS SELECT g AS id, repeat('x', 200) AS body FROM generate_series(1, 10000) g"
+            ),
+            ("SUCCESS".into(), None)
+        );
+        migrate(&limited);
+        migrate(&free);
+        // Over its 1 MB: recounted, EXCEEDED, and its new table guarded.
+        let (tables, bytes) = measured("mig_limited");
+        assert!(bytes > 1024 * 1024);
+        assert_eq!(registered("mig_limited"), format!("{tables}/{bytes}/EXCEEDED"));
+        assert_eq!(
+            one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'mig_limited.filler'::regclass AND tgname = 'tc_quota_guard')"
+            ),
+            Some(true)
+        );
+        let (tables, bytes) = measured("mig_free");
+        assert_eq!(registered("mig_free"), format!("{tables}/{bytes}/OK"));
+
+        // A column added without a rewrite changes no size: the registry is
+        // not touched (a figure planted there stays).
+        Spi::run("UPDATE tenant.tenant_schemas SET storage_used = 4242 WHERE schema_name = 'mig_free'").unwrap();
+        assert_eq!(register(2, "ALTER TABLE filler ADD COLUMN note text"), ("SUCCESS".into(), None));
+        migrate(&free);
+        assert_eq!(registered("mig_free"), format!("{tables}/4242/OK"));
+        // Rows written: recounted.
+        assert_eq!(register(3, "UPDATE filler SET note = 'seen' WHERE id <= 5000"), ("SUCCESS".into(), None));
+        migrate(&free);
+        let (tables, bytes) = measured("mig_free");
+        assert_eq!(registered("mig_free"), format!("{tables}/{bytes}/OK"));
+    }
 }

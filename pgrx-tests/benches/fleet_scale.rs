@@ -1,0 +1,178 @@
+//! Issue 13's fleet-wide figures (migrations, integrity check, fleet health)
+//! on a fleet grown to TC_BENCH_TENANTS institutions (default 10,000) of the
+//! realistic template (template.sql, 52 relations), with eleven rows along
+//! seven foreign keys in each, printed at 1,000 institutions and at the full
+//! size:
+//! - a one-column ALTER migrated over the whole fleet by
+//!   tenant.apply_migrations, next to a psql-style loop of the same ALTERs
+//!   (one transaction each) in the same database; goal at least 500
+//!   institutions/s;
+//! - tenant.check_integrity over the fleet: seconds, ms per institution, and
+//!   the backend's private memory (RssAnon) afterwards; goals: 10,000
+//!   institutions in under 60 s (6 ms each), under 500 MB;
+//! - tenant.fleet_health over the fleet: goal 10,000 in under 5 s (0.5 ms each).
+//!
+//! Durable settings: `./tc bench` runs with fsync on. The fleet is grown
+//! with synchronous_commit off in the growing session only (the figures are
+//! taken with the defaults).
+
+mod common;
+use common::{with_template, Goal, Goals};
+use postgres::Client;
+use std::time::Instant;
+
+/// A handful of rows along the template's foreign keys.
+const SAMPLE_ROWS: &str = "
+    INSERT INTO departments (name) VALUES ('Mathematics');
+    INSERT INTO people (kind, full_name, email) VALUES ('student', 'Ada', 'ada@example.org'),
+                                                        ('student', 'Alan', 'alan@example.org'),
+                                                        ('staff', 'Emmy', 'emmy@example.org');
+    INSERT INTO students (person_id, student_no) SELECT id, 'S' || id FROM people WHERE kind = 'student';
+    INSERT INTO staff (person_id, department_id) SELECT p.id, d.id FROM people p, departments d WHERE p.kind = 'staff';
+    INSERT INTO courses (department_id, code, title) SELECT id, 'MATH101', 'Algebra' FROM departments;
+    INSERT INTO sections (course_id, teacher_id, term) SELECT c.id, s.person_id, '2026A' FROM courses c, staff s;
+    INSERT INTO enrolments (section_id, student_id) SELECT sec.id, st.person_id FROM sections sec, students st;
+";
+
+fn grow(client: &mut Client, from: usize, to: usize) {
+    let started = Instant::now();
+    client.batch_execute("SET synchronous_commit = off").unwrap();
+    for i in from..to {
+        let name = format!("fs_{i:05}");
+        let row = client
+            .query_one("SELECT status, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)", &[&name])
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+        client.batch_execute(&format!("SET search_path = {name}; {SAMPLE_ROWS}; RESET search_path")).unwrap();
+        if (i + 1) % 1000 == 0 {
+            println!("  {} institutions ({:.0} s)", i + 1, started.elapsed().as_secs_f64());
+        }
+    }
+    // Each on its own: the procedure commits, VACUUM runs outside a transaction.
+    for statement in ["RESET synchronous_commit", "CALL tenant.refresh_all_storage()", "VACUUM ANALYZE"] {
+        client.batch_execute(statement).unwrap();
+    }
+    println!("grew the fleet from {from} to {to} institutions in {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// Institutions per second of a one-column ALTER: through
+/// tenant.apply_migrations, and as a psql loop of the same ALTERs.
+fn migrations(db: &str, tenants: usize, goals: &mut Goals) {
+    let mut client = common::connect(db);
+    let schemas: Vec<String> = client
+        .query("SELECT schema_name FROM tenant.tenant_schemas WHERE status = 'ACTIVE' ORDER BY schema_name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let version: i32 =
+        client.query_one("SELECT COALESCE(max(version), 0) + 1 FROM tenant.migrations", &[]).unwrap().get(0);
+    let started = Instant::now();
+    for schema in &schemas {
+        client.batch_execute(&format!("ALTER TABLE {schema}.people ADD COLUMN plain_{version} text")).unwrap();
+    }
+    let plain = schemas.len() as f64 / started.elapsed().as_secs_f64();
+
+    client
+        .query_one(
+            "SELECT tenant.register_migration($1, $2, 'bench column')",
+            &[&version, &format!("ALTER TABLE people ADD COLUMN note_{version} text")],
+        )
+        .unwrap();
+    let migrated: i64 = client
+        .query_one("SELECT count(*) FROM tenant.tenant_schemas WHERE status <> 'DROPPED' AND version < $1", &[&version])
+        .unwrap()
+        .get(0);
+    let started = Instant::now();
+    client.batch_execute("SET client_min_messages = warning").unwrap();
+    client.batch_execute("CALL tenant.apply_migrations()").unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let behind: i64 = client
+        .query_one("SELECT count(*) FROM tenant.tenant_schemas WHERE status <> 'DROPPED' AND version < $1", &[&version])
+        .unwrap()
+        .get(0);
+    assert_eq!(behind, 0, "every schema migrated");
+    let rate = migrated as f64 / seconds;
+    println!(
+        "migration at {tenants}: {rate:.0} institutions/s ({:.2} ms each), psql loop of the same ALTERs {plain:.0}/s: {:.2}x slower",
+        1000.0 / rate,
+        plain / rate
+    );
+    goals.check(&format!("migration rate at {tenants}"), rate, " institutions/s", Goal::AtLeast(500.0));
+}
+
+/// This backend's private memory in MB (its catalog caches among it): the
+/// bench runs on the server's machine.
+fn backend_rss_anon_mb(client: &mut Client) -> f64 {
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    kb / 1024.0
+}
+
+fn integrity(db: &str, tenants: usize, goals: &mut Goals) -> f64 {
+    // A fresh backend: its memory afterwards is what the check left behind.
+    let mut client = common::connect(db);
+    let started = Instant::now();
+    let findings: i64 = client.query_one("SELECT count(*) FROM tenant.check_integrity()", &[]).unwrap().get(0);
+    let seconds = started.elapsed().as_secs_f64();
+    let memory = backend_rss_anon_mb(&mut client);
+    let per = seconds * 1000.0 / tenants as f64;
+    println!(
+        "check_integrity at {tenants}: {seconds:.1} s ({per:.2} ms per institution), {findings} finding(s), backend RssAnon {memory:.0} MB"
+    );
+    // 10,000 institutions in 60 s: 6 ms each, at any size.
+    goals.check(&format!("check_integrity per institution at {tenants}"), per, " ms", Goal::AtMost(6.0));
+    goals.check(&format!("check_integrity backend memory at {tenants}"), memory, " MB", Goal::AtMost(500.0));
+    per
+}
+
+fn health(db: &str, tenants: usize, goals: &mut Goals) {
+    let mut client = common::connect(db);
+    let started = Instant::now();
+    let rows: i64 = client.query_one("SELECT count(*) FROM tenant.fleet_health", &[]).unwrap().get(0);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(rows as usize, tenants);
+    println!("fleet_health at {tenants}: {seconds:.2} s ({:.3} ms per institution)", seconds * 1000.0 / tenants as f64);
+    // 10,000 institutions in 5 s: 0.5 s per 1,000.
+    goals.check(&format!("fleet_health at {tenants}"), seconds, " s", Goal::AtMost(0.5 * tenants as f64 / 1000.0));
+}
+
+fn main() {
+    let full: usize = std::env::var("TC_BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let db = "bench_fleet_scale";
+    // TC_BENCH_KEEP=1 (running the binary against a cluster of your own)
+    // keeps the fleet of an earlier run and grows it from there.
+    let keep = std::env::var("TC_BENCH_KEEP").is_ok_and(|v| v == "1");
+    let mut client = if keep { common::connect(db) } else { with_template(db) };
+    let mut grown = if keep {
+        let active: i64 =
+            client.query_one("SELECT count(*) FROM tenant.tenant_schemas WHERE status = 'ACTIVE'", &[]).unwrap().get(0);
+        active as usize
+    } else {
+        0
+    };
+    let mut goals = Goals::default();
+    let mut per_institution = Vec::new();
+    for size in [full.min(1000), full] {
+        if size < grown || (size == grown && !keep) {
+            continue;
+        }
+        if size > grown {
+            grow(&mut client, grown, size);
+            grown = size;
+        }
+        migrations(db, size, &mut goals);
+        per_institution.push(integrity(db, size, &mut goals));
+        health(db, size, &mut goals);
+    }
+    if let [small, large] = per_institution[..] {
+        goals.check("check_integrity per-institution cost, full size / 1,000", large / small, "x", Goal::AtMost(1.2));
+    }
+    goals.finish();
+}
