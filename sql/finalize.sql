@@ -2225,6 +2225,13 @@ BEGIN
     -- it is taken first and without waiting (55P03 when busy: the caller
     -- tries again).
     EXECUTE pg_catalog.format('LOCK TABLE tenant.%I IN ACCESS EXCLUSIVE MODE NOWAIT', parent || '_default');
+    -- An operation still running updates its log row when it ends; a row
+    -- moved under it would make that update fail: such a month waits.
+    IF parent = 'schema_operations' AND EXISTS (
+            SELECT 1 FROM tenant.schema_operations_default o
+             WHERE o.started_at >= lo AND o.started_at < hi AND o.status IN ('PENDING', 'RUNNING')) THEN
+        RAISE EXCEPTION 'an operation logged in % is still running', part USING ERRCODE = '55006';
+    END IF;
     EXECUTE pg_catalog.format('CREATE TABLE tenant.%I (LIKE tenant.%I INCLUDING CONSTRAINTS)', part, parent);
     EXECUTE pg_catalog.format('ALTER TABLE tenant.%I ADD PRIMARY KEY (id)', part);
     EXECUTE pg_catalog.format('CREATE INDEX ON tenant.%I (%I)', part, time_col);
@@ -2294,12 +2301,16 @@ BEGIN
                     EXIT;
                 EXCEPTION WHEN lock_not_available THEN
                     moved := -1;
+                WHEN object_in_use THEN
+                    moved := -1;
+                    EXIT;
                 END;
                 PERFORM pg_catalog.pg_sleep(0.5);
             END LOOP;
             IF moved = -1 THEN
                 busy := busy + 1;
-                RAISE NOTICE 'busy: %_p% not created, next run', parent, pg_catalog.to_char(month, 'YYYYMM');
+                RAISE NOTICE 'busy: %_p% not created (its table stayed locked, or an operation logged in that month is still running), next run',
+                    parent, pg_catalog.to_char(month, 'YYYYMM');
             ELSIF moved IS NOT NULL THEN
                 created := created + 1;
                 RAISE NOTICE 'created %_p% (% row(s) moved in)', parent, pg_catalog.to_char(month, 'YYYYMM'), moved;
