@@ -2220,10 +2220,13 @@ BEGIN
     END IF;
     -- Built apart and attached, so that rows of the month already in the
     -- DEFAULT partition can move in first (CREATE TABLE ... PARTITION OF
-    -- would fail on them). Attaching locks the DEFAULT partition exclusively;
-    -- waiting for that lock would queue every new history row behind it, so
-    -- it is taken first and without waiting (55P03 when busy: the caller
-    -- tries again).
+    -- would fail on them). No row may be on its way in meanwhile: a statement
+    -- that chose the DEFAULT partition before the attachment and wrote to it
+    -- after would fail its partition constraint (23514). So the parent is
+    -- locked against writers (readers go on) and the DEFAULT partition
+    -- exclusively, both without waiting, since waiting would queue every new
+    -- history row behind this step (55P03 when busy: the caller tries again).
+    EXECUTE pg_catalog.format('LOCK TABLE tenant.%I IN EXCLUSIVE MODE NOWAIT', parent);
     EXECUTE pg_catalog.format('LOCK TABLE tenant.%I IN ACCESS EXCLUSIVE MODE NOWAIT', parent || '_default');
     -- An operation still running updates its log row when it ends; a row
     -- moved under it would make that update fail: such a month waits.
