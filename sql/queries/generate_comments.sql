@@ -6,9 +6,11 @@ SELECT pg_catalog.format('COMMENT ON %s IS %L', target, d.description) FROM (
                                             WHEN 'S' THEN 'SEQUENCE' WHEN 'i' THEN 'INDEX' WHEN 'I' THEN 'INDEX' ELSE 'TYPE' END, c.relname) END AS target
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid
      WHERE d.classoid = 'pg_catalog.pg_class'::regclass
-       AND (c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
-            OR c.oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i
-                          WHERE i.indrelid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))))
+       -- One IN over both sets (not an OR of two), so that it is a join probing pg_description's index.
+       AND c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)
+                     UNION ALL
+                     SELECT i.indexrelid FROM pg_catalog.pg_index i
+                      WHERE i.indrelid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)))
     UNION ALL
     SELECT d.description, p.oid, pg_catalog.format('%s %I(%s)', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
            p.proname, CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*' ELSE tenant.deparse_in($1::text, 'identity arguments', p.oid) END)
