@@ -31,9 +31,10 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let every_minute = "SELECT job_name, statement, scheduled FROM tenant.schedule_maintenance(
                             quota_refresh => '* * * * *', usage_snapshot => '* * * * *',
                             integrity_check => '* * * * *', maintenance => '* * * * *',
-                            fleet_backup => '* * * * *', data_retention => '* * * * *')";
+                            fleet_backup => '* * * * *', data_retention => '* * * * *',
+                            history => '* * * * *')";
     let jobs = su.query(every_minute, &[]).unwrap();
-    assert_eq!(jobs.len(), 7);
+    assert_eq!(jobs.len(), 8);
     assert!(jobs.iter().all(|job| !job.get::<_, bool>("scheduled")));
     let mut cron = superuser("postgres");
     cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron").unwrap();
@@ -51,7 +52,7 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let mut hold = holder.transaction().unwrap();
     hold.query_one("SELECT 1 FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE", &[&b]).unwrap();
 
-    // Twice: the second call updates the same seven jobs.
+    // Twice: the second call updates the same eight jobs.
     for _ in 0..2 {
         for job in &jobs {
             cron.batch_execute(job.get::<_, &str>("statement")).unwrap();
@@ -66,6 +67,7 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
             "backup_retention",
             "data_retention",
             "fleet_backup",
+            "history",
             "integrity_check",
             "maintenance",
             "quota_refresh",
@@ -74,7 +76,7 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     );
     assert_eq!(listed[0].2, "0 3 * * *", "the retention job keeps its nightly schedule");
 
-    // The six every-minute jobs run in the same minute: wait once.
+    // The seven every-minute jobs run in the same minute: wait once.
     let running: Vec<i64> =
         listed.iter().filter(|(_, _, schedule)| schedule == "* * * * *").map(|(id, _, _)| *id).collect();
     let started = Instant::now();
@@ -101,7 +103,7 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let outcome = |job: &str| {
         outcomes.iter().find(|(name, _, _)| name.ends_with(job)).map(|(_, s, m)| (s.clone(), m.clone())).unwrap()
     };
-    for job in ["quota_refresh", "usage_snapshot", "integrity_check"] {
+    for job in ["quota_refresh", "usage_snapshot", "integrity_check", "history"] {
         assert_eq!(outcome(job).0, "succeeded", "{job}: {}", outcome(job).1);
     }
     let (status, message) = outcome("maintenance");
@@ -160,7 +162,19 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
             &format!("SELECT count(*) FROM tenant.tenant_schemas WHERE id = '{a}' AND last_optimized IS NOT NULL")
         ),
         1
+    ); // The history job, run in the same second as the others, made this month's
+       // partition of the operation log without making any of them fail (a row
+       // routed to the DEFAULT partition just before the attachment would fail
+       // its partition constraint).
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'tenant.schema_operations'::regclass
+                AND inhrelid = format('tenant.schema_operations_p%s', to_char(now() AT TIME ZONE 'UTC', 'YYYYMM'))::regclass"
+        ),
+        1
     );
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.schema_operations WHERE error_sqlstate = '23514'"), 0);
 }
 
 /// The server flushes a session's statistics when it goes idle; force it.
@@ -256,14 +270,14 @@ fn with_pg_cron_in_the_same_database_the_jobs_are_scheduled_directly_and_updated
     for schedule in ["0 4 * * *", "0 5 * * *"] {
         let rows =
             su.query("SELECT scheduled FROM tenant.schedule_maintenance(maintenance => $1)", &[&schedule]).unwrap();
-        assert_eq!(rows.len(), 7);
+        assert_eq!(rows.len(), 8);
         assert!(rows.iter().all(|r| r.get::<_, bool>(0)));
     }
     let scheduled = jobs(&mut su);
     su.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'tenant_control postgres: %'")
         .unwrap();
     su.batch_execute("DROP EXTENSION tenant_control CASCADE").unwrap();
-    assert_eq!(scheduled.len(), 7, "a second call updates the jobs instead of adding some: {scheduled:?}");
+    assert_eq!(scheduled.len(), 8, "a second call updates the jobs instead of adding some: {scheduled:?}");
     let maintenance = scheduled.iter().find(|(name, _, _)| name.ends_with("maintenance")).unwrap();
     assert_eq!((maintenance.1.as_str(), maintenance.2.as_str()), ("0 5 * * *", "CALL tenant.run_maintenance()"));
 }

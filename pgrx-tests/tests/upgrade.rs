@@ -93,8 +93,38 @@ fn populate_with_old_release(client: &mut Client) {
     let gone = schema_id(client, "ug_gone");
     status(client, &format!("SELECT * FROM tenant.drop_institution_schema('{gone}')"));
 
+    client.batch_execute("CALL tenant.take_usage_snapshot()").unwrap();
     assert_eq!(one::<String>(client, "SELECT quota_state FROM tenant.find_institution('ug_globex')"), "EXCEEDED");
     assert_eq!(one::<i64>(client, "SELECT count(*) FROM tenant.warm_pool"), 2);
+}
+
+/// The operation log and the usage snapshots, each row as text in id order, and
+/// where their identity sequences stand (0.2.0 turns both into partitioned tables).
+fn history_rows(client: &mut Client) -> Vec<String> {
+    strings(
+        client,
+        "(SELECT 'log ' || o::text FROM tenant.schema_operations o ORDER BY o.id)
+         UNION ALL (SELECT 'usage ' || u::text FROM tenant.usage_snapshots u ORDER BY u.id)
+         UNION ALL SELECT format('sequence %s %s', s.sequencename, s.last_value)
+                     FROM pg_catalog.pg_sequences s
+                    WHERE s.schemaname = 'tenant' AND s.sequencename IN ('schema_operations_id_seq', 'usage_snapshots_id_seq')",
+    )
+}
+
+/// The rows of 0.1.0's operation log and usage snapshots came over to the partitioned
+/// tables unchanged, and new rows continue their numbering.
+fn assert_history_kept(client: &mut Client, before: &[String]) {
+    assert!(before.iter().filter(|r| r.starts_with("log ")).count() >= 8, "{before:?}");
+    assert!(before.iter().any(|r| r.starts_with("usage ")), "{before:?}");
+    assert_eq!(history_rows(client), before);
+    let last: i64 = one(client, "SELECT max(id) FROM tenant.schema_operations");
+    client.batch_execute("CALL tenant.take_usage_snapshot()").unwrap();
+    let next: i64 = one(client, "SELECT max(id) FROM tenant.schema_operations");
+    assert_eq!(next, last + 1);
+    assert_eq!(
+        one::<String>(client, "SELECT tableoid::regclass::text FROM tenant.schema_operations WHERE id = (SELECT max(id) FROM tenant.schema_operations)"),
+        "tenant.schema_operations_default"
+    );
 }
 
 /// The extension's catalogue entries, one comparable line each: the extension row and
@@ -410,6 +440,7 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_everything_working() {
         one::<String>(&mut client, "SELECT extversion FROM pg_extension WHERE extname = 'tenant_control'"),
         OLD_VERSION
     );
+    let history_before = history_rows(&mut client);
     drop(client);
     cluster.stop();
 
@@ -426,6 +457,7 @@ fn upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_everything_working() {
     );
 
     assert_same_as_fresh_install(&cluster, &new_bin);
+    assert_history_kept(&mut client, &history_before);
     assert_old_tenants_work(&mut client, &cluster);
     drop(client);
     cluster.stop();

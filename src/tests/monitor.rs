@@ -208,7 +208,8 @@ pub(crate) mod tests {
                 "integrity_check",
                 "backup_retention",
                 "fleet_backup",
-                "data_retention"
+                "data_retention",
+                "history"
             ]
             .map(|j| format!("tenant_control {db}: {j}"))
         );
@@ -226,6 +227,11 @@ pub(crate) mod tests {
         assert_eq!(
             rows[5].2,
             format!("SELECT cron.schedule_in_database('tenant_control {db}: data_retention', '15 4 * * *', 'CALL tenant.apply_retention()', '{db}')")
+        );
+        // History retention runs daily and keeps 13 months unless told otherwise.
+        assert_eq!(
+            rows[6].2,
+            format!("SELECT cron.schedule_in_database('tenant_control {db}: history', '45 4 * * *', 'CALL tenant.maintain_history(''1 year 1 mon'')', '{db}')")
         );
     }
 
