@@ -1797,10 +1797,10 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) IS
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval) IS
     'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
-REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text) TO tenant_control_admin;
+REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval) TO tenant_control_admin;
 -- Copies in dependency order (issue 12, helper 1): search_path settings with
 -- quoted elements, checks and defaults that call template functions created
 -- on their own, foreign keys to bare unique indexes after the index.
