@@ -3302,3 +3302,215 @@ COMMENT ON FUNCTION tenant.history_drop_oldest(text, interval) IS
     'Internal: drop the oldest partition of a history table whose month ended more than keep ago; returns its name and row count, NULL if there is none.';
 COMMENT ON PROCEDURE tenant.maintain_history(interval, integer) IS
     'Keep the extension''s history bounded: create the monthly partitions of the operation log, the usage snapshots and the audit trail for this month and months_ahead more, move rows out of their DEFAULT partitions, and drop the partitions of months that ended more than keep ago (NULL: never), one commit each. Safe from pg_cron; scheduled daily by tenant.schedule_maintenance.';
+
+-- Catalog look-ups by index (issue 13, helper 5, second round): the objects of
+-- a schema are read through tenant.schema_objects in FROM (an index probe of
+-- pg_depend, then of pg_class by oid); as a subquery in a target list it
+-- planned as a scan of the whole catalog, whose size grows with the fleet.
+CREATE OR REPLACE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watched text;
+BEGIN
+    -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
+    IF TG_TAG IN ('GRANT', 'REVOKE') THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
+       OR tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT = 'sql_drop' THEN
+        -- The trigger is gone from pg_trigger here: its name is all that is left.
+        SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
+         WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
+        IF watched IS NOT NULL THEN
+            RAISE EXCEPTION 'the storage quota guard "%" cannot be dropped', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'It goes away by itself once the tenant is below its warning level (tenant.refresh_storage).';
+        END IF;
+        RETURN;
+    END IF;
+    FOR watched IN
+        SELECT DISTINCT t.schema_name FROM pg_event_trigger_ddl_commands() c
+          JOIN tenant.tenant_schemas t
+            ON t.schema_name = COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid))
+         WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
+    LOOP
+        IF TG_TAG = 'ALTER TRIGGER' OR EXISTS (
+               SELECT 1 FROM pg_trigger g
+                WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
+                  AND g.tgrelid IN (SELECT so.oid FROM tenant.schema_objects(watched, 'pg_catalog.pg_class') AS so(oid))) THEN
+            RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'ALTER TRIGGER, DISABLE TRIGGER and ENABLE REPLICA TRIGGER are refused while the tenant is near or over its quota.';
+        END IF;
+        PERFORM tenant.quota_check_ddl(watched);
+    END LOOP;
+END
+$$;
+CREATE OR REPLACE VIEW tenant.table_stats AS
+SELECT t.id AS schema_id, t.schema_name, t.status, r.table_name, r.kind,
+       r.total_bytes - r.index_bytes - r.toast_bytes AS table_bytes, r.index_bytes, r.toast_bytes, r.total_bytes,
+       r.row_estimate, r.seq_scan, r.idx_scan, r.live_tuples, r.dead_tuples, r.last_vacuum, r.last_analyze,
+       r.tup_inserted, r.tup_updated, r.tup_deleted
+  FROM tenant.tenant_schemas t
+ CROSS JOIN LATERAL (
+    SELECT c.relname::text AS table_name, CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
+           pg_catalog.pg_total_relation_size(c.oid) AS total_bytes,
+           pg_catalog.pg_indexes_size(c.oid) AS index_bytes,
+           CASE WHEN c.reltoastrelid <> 0 THEN pg_catalog.pg_total_relation_size(c.reltoastrelid) ELSE 0 END AS toast_bytes,
+           CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END AS row_estimate,
+           pg_catalog.pg_stat_get_numscans(c.oid) AS seq_scan,
+           (SELECT COALESCE(sum(pg_catalog.pg_stat_get_numscans(i.indexrelid)), 0)::bigint
+              FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid) AS idx_scan,
+           pg_catalog.pg_stat_get_live_tuples(c.oid) AS live_tuples,
+           pg_catalog.pg_stat_get_dead_tuples(c.oid) AS dead_tuples,
+           GREATEST(pg_catalog.pg_stat_get_last_vacuum_time(c.oid), pg_catalog.pg_stat_get_last_autovacuum_time(c.oid)) AS last_vacuum,
+           GREATEST(pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)) AS last_analyze,
+           pg_catalog.pg_stat_get_tuples_inserted(c.oid) AS tup_inserted,
+           pg_catalog.pg_stat_get_tuples_updated(c.oid) AS tup_updated,
+           pg_catalog.pg_stat_get_tuples_deleted(c.oid) AS tup_deleted
+      FROM pg_catalog.pg_class c
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects(t.schema_name, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'p', 'm')) r
+ WHERE t.status <> 'DROPPED';
+
+-- fleet_health in one set-based query (issue 13, helper 5, second round):
+-- tenant.health_check_rows checks many tenants at once; health_checks is one
+-- call of it.
+CREATE FUNCTION tenant.health_check_rows(schema_ids uuid[])
+RETURNS TABLE (schema_id uuid, n integer, check_name text, state text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH template AS MATERIALIZED (
+        SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
+         WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects('tenant_template', 'pg_catalog.pg_class') AS o(oid))
+           AND c.relkind IN ('r', 'p')
+    ), settings AS MATERIALIZED (
+        SELECT (SELECT COALESCE(max(m.version), 0) FROM tenant.migrations m) AS template_version,
+               tenant.health_backup_max_age() AS max_age
+    )
+    SELECT t.id, c.n, c.check_name, c.state, c.detail
+      FROM tenant.tenant_schemas t
+     CROSS JOIN settings s
+      LEFT JOIN pg_namespace ns ON ns.nspname = t.schema_name
+      LEFT JOIN pg_roles r ON r.rolname = t.owner_role
+     CROSS JOIN LATERAL (
+        SELECT r.oid IS NOT NULL AND pg_catalog.has_schema_privilege(r.oid, ns.oid, 'USAGE') AS reachable,
+               t.status IN ('ACTIVE', 'SPARE') AS wanted
+     ) a
+     -- The template's tables, each looked up by name in the tenant's schema.
+     CROSS JOIN LATERAL (
+        SELECT array_agg(p.relname::text ORDER BY p.relname) FILTER (WHERE x.oid IS NULL) AS missing,
+               array_agg(p.relname::text ORDER BY p.relname)
+                   FILTER (WHERE (p.relrowsecurity AND NOT x.relrowsecurity) OR (p.relforcerowsecurity AND NOT x.relforcerowsecurity))
+                   AS unprotected
+          FROM template p LEFT JOIN pg_class x ON x.relname = p.relname AND x.relnamespace = ns.oid
+     ) tables
+     -- The activity counters, as tenant.tenant_stats sums them (without the
+     -- relation sizes that view also measures).
+     CROSS JOIN LATERAL (
+        SELECT COALESCE(sum(pg_stat_get_tuples_inserted(c.oid)), 0) AS inserted,
+               COALESCE(sum(pg_stat_get_tuples_updated(c.oid)), 0) AS updated,
+               COALESCE(sum(pg_stat_get_tuples_deleted(c.oid)), 0) AS deleted,
+               COALESCE(sum(pg_stat_get_numscans(c.oid)
+                            + (SELECT COALESCE(sum(pg_stat_get_numscans(i.indexrelid)), 0)
+                                 FROM pg_index i WHERE i.indrelid = c.oid)), 0) AS scans
+          FROM pg_class c
+         WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects(t.schema_name, 'pg_catalog.pg_class') AS o(oid))
+           AND c.relkind IN ('r', 'p', 'm')
+     ) counters
+      LEFT JOIN LATERAL (SELECT u.taken_at, u.tup_inserted, u.tup_updated, u.tup_deleted FROM tenant.usage_snapshots u
+                          WHERE u.schema_id = t.id ORDER BY u.taken_at DESC, u.id DESC LIMIT 1) snap ON true
+     CROSS JOIN LATERAL (
+        SELECT snap.taken_at AS snapshot_at,
+               CASE WHEN snap.taken_at IS NULL OR counters.inserted < snap.tup_inserted THEN counters.inserted ELSE counters.inserted - snap.tup_inserted END
+               + CASE WHEN snap.taken_at IS NULL OR counters.updated < snap.tup_updated THEN counters.updated ELSE counters.updated - snap.tup_updated END
+               + CASE WHEN snap.taken_at IS NULL OR counters.deleted < snap.tup_deleted THEN counters.deleted ELSE counters.deleted - snap.tup_deleted END AS writes,
+               counters.scans
+     ) activity
+     CROSS JOIN LATERAL (VALUES
+        (1, 'status', CASE WHEN t.status IN ('ACTIVE', 'SPARE') THEN 'ok' ELSE 'warning' END, t.status),
+        (2, 'schema_present', CASE WHEN ns.oid IS NULL THEN 'failed' ELSE 'ok' END,
+            CASE WHEN ns.oid IS NULL
+                 THEN format('schema "%s" does not exist (tenant.check_integrity(..., fix => true) recreates it)', t.schema_name)
+                 ELSE t.schema_name END),
+        (3, 'reachable', CASE WHEN r.oid IS NOT NULL AND a.reachable = a.wanted THEN 'ok' ELSE 'failed' END,
+            CASE WHEN r.oid IS NULL THEN format('role "%s" does not exist', t.owner_role)
+                 WHEN a.reachable THEN format('role "%s" can use the schema', t.owner_role)
+                 ELSE format('role "%s" cannot use the schema', t.owner_role) END
+            || CASE WHEN r.oid IS NOT NULL AND a.reachable <> a.wanted
+                    THEN format(' (a %s tenant''s role should%s)', t.status, CASE WHEN a.wanted THEN '' ELSE ' not' END)
+                    ELSE '' END),
+        (4, 'tables_present',
+            CASE WHEN t.version <> s.template_version THEN 'warning' WHEN tables.missing IS NULL THEN 'ok' ELSE 'failed' END,
+            CASE WHEN t.version <> s.template_version
+                 THEN format('at version %s, the template at %s: run tenant.apply_migrations()', t.version, s.template_version)
+                 WHEN tables.missing IS NULL THEN 'every table of the template is present'
+                 ELSE 'missing: ' || array_to_string(tables.missing, ', ') END),
+        (5, 'row_level_security', CASE WHEN tables.unprotected IS NULL THEN 'ok' ELSE 'failed' END,
+            CASE WHEN tables.unprotected IS NULL THEN 'as in the template'
+                 ELSE 'disabled or not forced where the template has it: ' || array_to_string(tables.unprotected, ', ') END),
+        (6, 'recent_activity',
+            CASE WHEN activity.writes > 0 OR activity.snapshot_at IS NULL AND activity.scans > 0 THEN 'ok' ELSE 'info' END,
+            CASE WHEN activity.snapshot_at IS NULL
+                 THEN format('%s row(s) written, %s scan(s) since statistics were reset', activity.writes, activity.scans)
+                 ELSE format('%s row(s) written since the usage snapshot of %s', activity.writes, activity.snapshot_at) END),
+        (7, 'backup_age',
+            CASE WHEN s.max_age = 0 THEN 'ok' WHEN t.last_backup IS NULL THEN 'warning'
+                 WHEN now() - t.last_backup > make_interval(secs => s.max_age) THEN 'warning' ELSE 'ok' END,
+            CASE WHEN s.max_age = 0 THEN 'not checked (tenant_control.health_backup_max_age = 0)'
+                 WHEN t.last_backup IS NULL THEN 'never backed up'
+                 ELSE format('last backup %s ago (at most %s)', date_trunc('second', now() - t.last_backup), make_interval(secs => s.max_age)) END),
+        -- The state the quota enforcement itself is in (see Storage quotas).
+        (8, 'quota',
+            CASE WHEN t.quota_limit IS NULL THEN 'ok' WHEN t.quota_state = 'EXCEEDED' THEN 'failed'
+                 WHEN t.quota_state = 'WARNING' THEN 'warning' ELSE 'ok' END,
+            CASE WHEN t.quota_limit IS NULL THEN 'no limit'
+                 ELSE format('%s: %s of %s used (%s%%, last counted)', t.quota_state, pg_size_pretty(t.storage_used),
+                             pg_size_pretty(t.quota_limit), round(100.0 * t.storage_used / t.quota_limit, 1)) END)
+     ) c(n, check_name, state, detail)
+     WHERE t.id = ANY (schema_ids) AND t.status <> 'DROPPED'
+       -- Without its schema, a tenant has nothing more to check.
+       AND (ns.oid IS NOT NULL OR c.n <= 2)
+$$;
+COMMENT ON FUNCTION tenant.health_check_rows(uuid[]) IS
+    'Internal: the rows of tenant.health_checks for many tenants at once (unknown and DROPPED ids left out), numbered in check order.';
+REVOKE ALL ON FUNCTION tenant.health_check_rows(uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.health_check_rows(uuid[]) TO tenant_control_admin;
+
+CREATE OR REPLACE FUNCTION tenant.health_checks(schema_id uuid)
+RETURNS TABLE (check_name text, state text, detail text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    known_status text;
+BEGIN
+    IF health_checks.schema_id IS NULL THEN
+        RAISE EXCEPTION 'argument "schema_id" must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT r.status INTO known_status FROM tenant.tenant_schemas r WHERE r.id = health_checks.schema_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no institution schema with id % in tenant.tenant_schemas', health_checks.schema_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF known_status = 'DROPPED' THEN
+        RAISE EXCEPTION 'institution schema "%" (%) is DROPPED',
+            (SELECT r.schema_name FROM tenant.tenant_schemas r WHERE r.id = health_checks.schema_id), health_checks.schema_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN QUERY SELECT h.check_name, h.state, h.detail FROM tenant.health_check_rows(ARRAY[health_checks.schema_id]) h ORDER BY h.n;
+END
+$$;
+
+CREATE OR REPLACE VIEW tenant.fleet_health AS
+SELECT t.id AS schema_id, t.schema_name, t.status, h.health, h.failing, h.checks
+  FROM tenant.tenant_schemas t
+  JOIN (SELECT c.schema_id,
+               CASE WHEN bool_or(c.state = 'failed') THEN 'unhealthy' WHEN bool_or(c.state = 'warning') THEN 'degraded' ELSE 'healthy' END AS health,
+               COALESCE(array_agg(c.check_name ORDER BY c.n) FILTER (WHERE c.state IN ('failed', 'warning')), '{}') AS failing,
+               jsonb_object_agg(c.check_name, jsonb_build_object('state', c.state, 'detail', c.detail)) AS checks
+          FROM tenant.health_check_rows(ARRAY(SELECT s.id FROM tenant.tenant_schemas s WHERE s.status NOT IN ('DROPPED', 'SPARE'))) c
+         GROUP BY c.schema_id) h ON h.schema_id = t.id
+ WHERE t.status NOT IN ('DROPPED', 'SPARE');

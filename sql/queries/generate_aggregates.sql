@@ -38,5 +38,5 @@ SELECT pg_catalog.format('CREATE AGGREGATE %I(%s) (%s)', p.proname,
                      FROM pg_catalog.pg_proc s
                     WHERE s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn,
                                     a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)) f) fn
- WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.prokind = 'a'
+ WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid)) AND p.prokind = 'a'
  ORDER BY p.oid

@@ -6,5 +6,5 @@ SELECT pg_catalog.format('CREATE COLLATION %I (provider = %s, deterministic = %s
             ELSE pg_catalog.format('lc_collate = %L, lc_ctype = %L', c.collcollate, c.collctype) END),
        'pg_collation:' || c.oid
   FROM pg_catalog.pg_collation c
- WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_collation'))
+ WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_collation') AS so(oid))
  ORDER BY c.oid

@@ -6,7 +6,7 @@ SELECT pg_catalog.format('ALTER TABLE %I ALTER COLUMN %I SET DEFAULT %s', c.reln
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = c.oid
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ad.adnum
- WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r'
+ WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind = 'r'
    AND a.attgenerated = '' AND NOT a.attisdropped
    AND tenant.calls_schema_function('pg_catalog.pg_attrdef', ad.oid, $1::text)
  ORDER BY ad.oid

@@ -2,13 +2,13 @@ WITH acl AS (
     SELECT c.oid, 0 AS step, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, pg_catalog.quote_ident(c.relname) AS name,
            x.privilege_type AS privilege, x.grantee, x.is_grantable AS grantable, x.grantee = c.relowner AS own
       FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) x
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
     UNION ALL
     SELECT c.oid, 1, 'TABLE', pg_catalog.quote_ident(c.relname), pg_catalog.format('%s (%I)', x.privilege_type, a.attname),
            x.grantee, x.is_grantable, false
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL,
            LATERAL pg_catalog.aclexplode(a.attacl) x
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
     UNION ALL
     SELECT p.oid, s.step, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'ROUTINE' ELSE 'FUNCTION' END,
            pg_catalog.format('%I(%s)', p.proname, CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*' ELSE tenant.deparse_in($1::text, 'identity arguments', p.oid) END),
@@ -18,7 +18,7 @@ WITH acl AS (
                     UNION ALL
                     SELECT 1, x.privilege_type, x.grantee, x.is_grantable, x.grantee = p.proowner
                       FROM pg_catalog.aclexplode(p.proacl) x) s
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.proacl IS NOT NULL
+     WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid)) AND p.proacl IS NOT NULL
     UNION ALL
     SELECT t.oid, s.step, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.quote_ident(t.typname),
            s.privilege, s.grantee, s.grantable, s.own
@@ -27,7 +27,7 @@ WITH acl AS (
                     UNION ALL
                     SELECT 1, x.privilege_type, x.grantee, x.is_grantable, x.grantee = t.typowner
                       FROM pg_catalog.aclexplode(t.typacl) x) s
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typacl IS NOT NULL AND t.typtype IN ('e', 'd', 'c', 'r')
+     WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid)) AND t.typacl IS NOT NULL AND t.typtype IN ('e', 'd', 'c', 'r')
 ), per_object AS (
     SELECT pg_catalog.min(acl.oid) AS oid, acl.step, acl.kind, acl.name, acl.grantee, acl.grantable,
            pg_catalog.string_agg(acl.privilege, ', ' ORDER BY acl.privilege) AS privileges

@@ -7,7 +7,7 @@ SELECT pg_catalog.format('ALTER INDEX %I ATTACH PARTITION %I', p.relname, c.reln
   JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
   JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
   JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
- WHERE x.indrelid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+ WHERE x.indrelid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
    -- An index behind a partition's key is attached with the key.
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = c.oid AND k.contype IN ('p', 'u', 'x'))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = x.indrelid AND k.conindid = c.oid AND k.contype IN ('p', 'u', 'x'))
  ORDER BY c.oid

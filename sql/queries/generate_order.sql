@@ -18,10 +18,10 @@
 -- are found through their relation or element type.
 WITH own_type AS MATERIALIZED (
     SELECT t.oid, t.typtype, t.typrelid, t.typelem, t.typcategory, t.typarray FROM pg_catalog.pg_type t
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
+     WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid))
 ), rel AS MATERIALIZED (
     SELECT c.oid, c.relkind, c.reltype FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
     UNION ALL
     SELECT c.oid, c.relkind, c.reltype FROM own_type t JOIN pg_catalog.pg_class c ON c.oid = t.typrelid WHERE t.typtype = 'c'
 ), typ AS MATERIALIZED (
@@ -38,7 +38,7 @@ WITH own_type AS MATERIALIZED (
 ), member AS MATERIALIZED (
     -- (catalog, oid, unit, parent)
     SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid AS objid, 'pg_proc:' || p.oid AS unit, NULL::text AS parent
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
     UNION ALL
     SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, r.oid, 'pg_class:' || r.oid,
            CASE WHEN r.relkind = 'c' THEN 'pg_type:' || r.reltype
@@ -73,16 +73,16 @@ WITH own_type AS MATERIALIZED (
       FROM rel r JOIN pg_catalog.pg_attrdef a ON a.adrelid = r.oid
     UNION ALL
     SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, o.oid, 'pg_collation:' || o.oid, NULL
-      FROM pg_catalog.pg_collation o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_collation'))
+      FROM pg_catalog.pg_collation o WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_collation') AS so(oid))
     UNION ALL
     SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, o.oid, 'pg_ts_dict:' || o.oid, NULL
-      FROM pg_catalog.pg_ts_dict o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict'))
+      FROM pg_catalog.pg_ts_dict o WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict') AS so(oid))
     UNION ALL
     SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, o.oid, 'pg_ts_config:' || o.oid, NULL
-      FROM pg_catalog.pg_ts_config o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config'))
+      FROM pg_catalog.pg_ts_config o WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config') AS so(oid))
     UNION ALL
     SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, o.oid, 'pg_statistic_ext:' || o.oid, NULL
-      FROM pg_catalog.pg_statistic_ext o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext'))
+      FROM pg_catalog.pg_statistic_ext o WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext') AS so(oid))
     UNION ALL
     SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, w.oid, 'pg_rewrite:' || w.oid, 'pg_class:' || w.ev_class
       FROM rel r JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid
@@ -122,7 +122,8 @@ SELECT 'needs', o.unit, m.unit
  -- Keys inside CREATE TABLE ($2) are matched by ATTACH PARTITION instead.
  WHERE (m.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND NOT $2::boolean)
     OR (m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = m.objid AND k.contype IN ('p', 'u', 'x')))
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index x JOIN pg_catalog.pg_constraint k ON k.conrelid = x.indrelid AND k.conindid = x.indexrelid
+                         WHERE x.indexrelid = m.objid AND k.contype IN ('p', 'u', 'x')))
 UNION ALL
 -- Attaching a partition (a table's or an index's), or OF a type, needs both sides.
 SELECT 'needs', 'attach:' || i.inhrelid, u.unit
@@ -143,7 +144,7 @@ SELECT 'needs', 'pg_class:' || x.indexrelid, 'attach:' || i.inhrelid
   JOIN pg_catalog.pg_index x ON x.indrelid = r.oid
   JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
  WHERE r.relkind = 'p'
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x'))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = x.indrelid AND k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x'))
 UNION ALL
 -- Row-level security is switched on once its table exists.
 SELECT 'needs', 'security:' || r.oid, 'pg_class:' || r.oid FROM rel r WHERE r.relkind IN ('r', 'p')

@@ -12,10 +12,10 @@ SELECT s.statement, s.unit FROM (
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
       JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p') AND c.relispartition
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'p') AND c.relispartition
     UNION ALL
     SELECT c.oid, 0, pg_catalog.format('ALTER TABLE %I OF %s', c.relname, tenant.deparse_in($1::text, 'type', c.reloftype, NULL, -1)),
            'attach:' || c.oid
       FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind = 'r' AND c.reloftype <> 0
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind = 'r' AND c.reloftype <> 0
 ) s ORDER BY s.oid, s.step

@@ -12,5 +12,5 @@ SELECT pg_catalog.jsonb_build_array(pg_catalog.format('CREATE POLICY %I ON %I AS
                                FILTER (WHERE pr.oid <> $2::regrole), '') AS named,
                   pg_catalog.bool_or(pr.oid = $2::regrole) AS tenant
              FROM pg_catalog.unnest(p.polroles) AS pr(oid) LEFT JOIN pg_catalog.pg_roles r ON r.oid = pr.oid) roles
- WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+ WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
  ORDER BY p.oid

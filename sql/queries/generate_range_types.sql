@@ -15,5 +15,5 @@ SELECT pg_catalog.format('CREATE TYPE %I AS RANGE (subtype = %s%s%s%s, multirang
   JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid
   JOIN pg_catalog.pg_opclass o ON o.oid = r.rngsubopc
   JOIN pg_catalog.pg_type m ON m.oid = r.rngmultitypid
- WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typtype = 'r'
+ WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid)) AND t.typtype = 'r'
  ORDER BY t.oid

@@ -5,6 +5,6 @@ SELECT pg_catalog.format('CREATE STATISTICS %I', s.stxname) || pg_catalog.substr
   FROM pg_catalog.pg_statistic_ext s,
   LATERAL (SELECT tenant.deparse_in($1::text, 'statistics', s.oid) AS def,
                   pg_catalog.format('CREATE STATISTICS %I.%I', $1::text, s.stxname) AS prefix OFFSET 0) d
- WHERE s.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext'))
+ WHERE s.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext') AS so(oid))
    AND pg_catalog.starts_with(d.def, d.prefix)
  ORDER BY s.oid

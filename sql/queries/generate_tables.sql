@@ -44,5 +44,5 @@ SELECT pg_catalog.format('CREATE %sTABLE %I (%s)%s%s%s',
        CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || tenant.deparse_in($1::text, 'partition key', c.oid) ELSE '' END,
        CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END),
        'pg_class:' || c.oid
-  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+  FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'p')
  ORDER BY c.oid

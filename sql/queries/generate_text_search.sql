@@ -6,12 +6,12 @@ SELECT s.statement, s.unit FROM (
            tenant.name_in($1::text, t.tmplnamespace, t.tmplname), COALESCE(', ' || d.dictinitoption, '')) AS statement,
            'pg_ts_dict:' || d.oid AS unit, NULL::text AS tokens
       FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_ts_template t ON t.oid = d.dicttemplate
-     WHERE d.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict'))
+     WHERE d.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict') AS so(oid))
     UNION ALL
     SELECT 1, c.oid, pg_catalog.format('CREATE TEXT SEARCH CONFIGURATION %I (PARSER = %s)', c.cfgname,
            tenant.name_in($1::text, p.prsnamespace, p.prsname)), 'pg_ts_config:' || c.oid, NULL
       FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config'))
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config') AS so(oid))
     UNION ALL
     SELECT 2, m.cfg, pg_catalog.format('ALTER TEXT SEARCH CONFIGURATION %I ADD MAPPING FOR %s WITH %s', m.cfgname,
            pg_catalog.string_agg(m.alias, ', ' ORDER BY m.alias), m.dictionaries), 'pg_ts_config:' || m.cfg, pg_catalog.min(m.alias)
@@ -21,7 +21,7 @@ SELECT s.statement, s.unit FROM (
               JOIN pg_catalog.pg_ts_config_map x ON x.mapcfg = c.oid
               JOIN pg_catalog.pg_ts_dict d ON d.oid = x.mapdict
               JOIN pg_catalog.ts_token_type(c.cfgparser) tt ON tt.tokid = x.maptokentype
-             WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config'))
+             WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config') AS so(oid))
              GROUP BY c.oid, c.cfgname, tt.alias) m
      GROUP BY m.cfg, m.cfgname, m.dictionaries
 ) s ORDER BY s.step, s.oid, s.tokens

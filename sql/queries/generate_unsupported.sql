@@ -10,28 +10,28 @@
 -- pg_get_indexdef over every index of the database.
 WITH rel AS MATERIALIZED (
     SELECT c.oid, c.relname, c.relkind, c.relnamespace FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
 ), fun AS MATERIALIZED (
     SELECT p.oid, p.proname, p.prokind, p.prosrc, p.prosqlbody IS NULL AS text_body FROM pg_catalog.pg_proc p
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+     WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
 ), typ AS MATERIALIZED (
     SELECT t.oid, t.typname, t.typtype, t.typcategory, t.typelem FROM pg_catalog.pg_type t
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
+     WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid))
 ), found AS (
     SELECT 'operator class' AS kind, o.opcname::text AS name, o.oid, NULL::text AS hint FROM pg_catalog.pg_opclass o
-     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_opclass'))
+     WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_opclass') AS so(oid))
     UNION ALL
     SELECT 'operator family', o.opfname, o.oid, NULL FROM pg_catalog.pg_opfamily o
-     WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_opfamily'))
+     WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_opfamily') AS so(oid))
     UNION ALL
     SELECT 'conversion', c.conname, c.oid, NULL FROM pg_catalog.pg_conversion c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_conversion'))
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_conversion') AS so(oid))
     UNION ALL
     SELECT 'text search parser', p.prsname, p.oid, NULL FROM pg_catalog.pg_ts_parser p
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_parser'))
+     WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_parser') AS so(oid))
     UNION ALL
     SELECT 'text search template', t.tmplname, t.oid, NULL FROM pg_catalog.pg_ts_template t
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_ts_template'))
+     WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_template') AS so(oid))
     UNION ALL
     SELECT 'index whose definition cannot be rebuilt', x.relname, x.oid, NULL
       FROM rel r, LATERAL (
@@ -89,7 +89,7 @@ WITH rel AS MATERIALIZED (
       FROM typ t JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid WHERE t.typtype = 'r' AND r.rngcanonical <> 0
     UNION ALL
     SELECT 'operator', o.oprname, o.oid, 'Create it in another schema (public, or one of its own) and use it from there.'
-      FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_operator'))
+      FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_operator') AS so(oid))
 )
 SELECT pg_catalog.format('%s %I.%I', f.kind, $1::text, f.name) AS object, f.hint
   FROM found f ORDER BY f.oid LIMIT 1

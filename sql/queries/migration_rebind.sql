@@ -9,7 +9,7 @@ SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER ROUTINE %I.%I(%s)',
                                                       pg_catalog.pg_get_function_identity_arguments(p.oid)))
        || tenant.setting_parts(s.setting, $2::text)
   FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) AS s(setting)
- WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+ WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
    AND s.setting LIKE 'search_path=%'
    AND tenant.setting_parts(s.setting, $2::text) @> '[{"slot": "schema"}]'
 UNION ALL
@@ -23,7 +23,7 @@ SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER POLICY %I ON %I.%I 
                           AS x(k, part)
             WHERE x.part IS NOT NULL)
   FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
- WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+ WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
    AND $3::regrole = ANY (p.polroles)
 UNION ALL
 SELECT pg_catalog.jsonb_build_array(pg_catalog.format('REVOKE ALL ON %s FROM %I', o.target, $3::text))
@@ -31,14 +31,14 @@ SELECT pg_catalog.jsonb_build_array(pg_catalog.format('REVOKE ALL ON %s FROM %I'
                c.relacl AS acl,
                (SELECT pg_catalog.array_agg(x) FROM pg_catalog.pg_attribute a, pg_catalog.unnest(a.attacl) x
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL) AS columns
-          FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class'))
+          FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
         UNION ALL
         SELECT pg_catalog.format('ROUTINE %I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
                p.proacl, NULL
-          FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc'))
+          FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
         UNION ALL
         SELECT pg_catalog.format('TYPE %I.%I', $1::text, t.typname), t.typacl, NULL
-          FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type'))
+          FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid))
            AND t.typtype IN ('e', 'd', 'c', 'r') AND t.typacl IS NOT NULL) o
  WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.acl) x WHERE x.grantee = $3::regrole)
     OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(o.columns) x WHERE x.grantee = $3::regrole)

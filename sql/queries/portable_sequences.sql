@@ -9,5 +9,5 @@ SELECT s.relname::text AS name, t.relname::text AS table_name, a.attname::text A
                        AND d.refclassid = 'pg_class'::regclass
   LEFT JOIN pg_class t ON t.oid = d.refobjid
   LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
- WHERE s.oid IN (SELECT tenant.schema_objects($1, 'pg_class')) AND s.relkind = 'S'
+ WHERE s.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_class') AS so(oid)) AND s.relkind = 'S'
  ORDER BY s.oid

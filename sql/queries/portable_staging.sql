@@ -22,5 +22,5 @@ SELECT c.relname::text AS name,
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
- WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_class')) AND c.relkind = 'r'
+ WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_class') AS so(oid)) AND c.relkind = 'r'
  GROUP BY c.oid, c.relname ORDER BY c.oid

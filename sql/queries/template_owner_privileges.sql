@@ -7,19 +7,19 @@ WITH owned AS (
     SELECT c.oid, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, pg_catalog.quote_ident(c.relname) AS name,
            c.relacl AS acl, pg_catalog.acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner) AS initial
       FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
+     WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
        AND c.relacl IS NOT NULL AND c.relowner = $2::regrole
     UNION ALL
     SELECT p.oid, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
            pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid)),
            p.proacl, pg_catalog.acldefault('f', p.proowner)
       FROM pg_catalog.pg_proc p
-     WHERE p.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_proc')) AND p.proacl IS NOT NULL AND p.proowner = $2::regrole
+     WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid)) AND p.proacl IS NOT NULL AND p.proowner = $2::regrole
     UNION ALL
     SELECT t.oid, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.quote_ident(t.typname),
            t.typacl, pg_catalog.acldefault('T', t.typowner)
       FROM pg_catalog.pg_type t
-     WHERE t.oid IN (SELECT tenant.schema_objects($1::text, 'pg_catalog.pg_type')) AND t.typacl IS NOT NULL
+     WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid)) AND t.typacl IS NOT NULL
        AND t.typowner = $2::regrole AND t.typtype IN ('e', 'd', 'c', 'r')
 ), missing AS (
     SELECT o.oid, o.kind, o.name, x.privilege_type AS privilege

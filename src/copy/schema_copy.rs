@@ -235,7 +235,7 @@ pub fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> 
            LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
            LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
            LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
-          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind = 'r'
+          WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind = 'r'
           GROUP BY c.oid, c.relname ORDER BY c.oid",
         &[schema.as_str().into(), target.as_str().into()],
         |row| {
@@ -262,7 +262,7 @@ fn sequences(source: &TenantName, target: &TenantName) -> TcResult<Vec<(String, 
                              AND d.refclassid = 'pg_catalog.pg_class'::regclass),
                          pg_catalog.format('%I.%I', $2::text, s.relname)) AS target
            FROM pg_catalog.pg_class s
-          WHERE s.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND s.relkind = 'S'
+          WHERE s.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS so(oid)) AND s.relkind = 'S'
           ORDER BY s.oid",
         &[source.as_str().into(), target.as_str().into()],
         |row| Ok((db::col::<String>(row, "source")?.unwrap_or_default(), db::col::<String>(row, "target")?.unwrap_or_default())),
@@ -467,7 +467,7 @@ fn load(target: &TenantName, target_role: &RoleName, loader: &RoleName, tables: 
 pub fn populated_views(source: &TenantName) -> TcResult<Vec<String>> {
     db::rows(
         "SELECT c.relname::text FROM pg_catalog.pg_class c
-          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind = 'm' AND c.relispopulated
+          WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind = 'm' AND c.relispopulated
           ORDER BY c.oid",
         &[source.as_str().into()],
         |row| Ok(row.get::<String>(1)?.unwrap_or_default()),

@@ -95,7 +95,7 @@ pub fn require_match(backup_id: uuid::Uuid) -> TcResult<()> {
 pub fn schema_size(schema: &TenantName) -> TcResult<i64> {
     db::scalar(
         "SELECT COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint FROM pg_catalog.pg_class c
-          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'm', 'S')",
+          WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'm', 'S')",
         &[schema.as_str().into()],
     )
 }

@@ -343,7 +343,7 @@ fn rebind_search_paths(old: &TenantName, renamed: &TenantName) -> TcResult<()> {
                                                    ELSE pg_catalog.btrim(e.element) END, ', ' ORDER BY e.n)
                    FROM pg_catalog.regexp_split_to_table(pg_catalog.substr(s.setting, 13), ',') WITH ORDINALITY AS e(element, n)))
            FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) AS s(setting)
-          WHERE p.oid IN (SELECT tenant.schema_objects($2, 'pg_catalog.pg_proc'))
+          WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($2, 'pg_catalog.pg_proc') AS so(oid))
             AND pg_catalog.starts_with(s.setting, 'search_path=')
             AND EXISTS (SELECT 1 FROM pg_catalog.regexp_split_to_table(pg_catalog.substr(s.setting, 13), ',') AS e(element)
                          WHERE pg_catalog.btrim(e.element, ' \"') = $1)",

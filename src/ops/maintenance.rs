@@ -38,7 +38,7 @@ pub fn optimize(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<V
     registry::require_live(&tenant)?;
     let tables = db::rows(
         "SELECT c.relname::text AS name FROM pg_catalog.pg_class c
-          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'm')
+          WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'm')
           ORDER BY 1",
         &[tenant.schema.as_str().into()],
         |row| Ok(db::col::<String>(row, "name")?.unwrap_or_default()),

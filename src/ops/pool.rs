@@ -50,7 +50,7 @@ pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uu
                             pg_catalog.pg_get_function_identity_arguments(p.oid)))
                         OPERATOR(pg_catalog.||) tenant.setting_parts(setting, $1)
                    FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) setting
-                  WHERE p.oid OPERATOR(pg_catalog.=) ANY (SELECT tenant.schema_objects($2, 'pg_catalog.pg_proc'))
+                  WHERE p.oid OPERATOR(pg_catalog.=) ANY (SELECT so.oid FROM tenant.schema_objects($2, 'pg_catalog.pg_proc') AS so(oid))
                     AND pg_catalog.starts_with(setting, 'search_path=')",
                 &[spare.as_str().into(), schema.as_str().into()],
                 |row| Ok(row.get::<pgrx::JsonB>(1)?.map(|parts| parts.0).unwrap_or_default()),

@@ -453,7 +453,7 @@ fn build(
     set_sequences(remote, &source_schema, target)?;
     let views = remote.rows(
         &format!(
-            "SELECT c.relname::text FROM pg_class c WHERE c.oid IN (SELECT tenant.schema_objects({}, 'pg_class'))
+            "SELECT c.relname::text FROM pg_class c WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects({}, 'pg_class') AS so(oid))
                 AND c.relkind = 'm' AND c.relispopulated ORDER BY c.oid",
             quote_literal(source_schema.as_str())
         ),

@@ -169,7 +169,7 @@ fn guard_schema(schema: &TenantName, on: bool) -> TcResult<()> {
            FROM pg_catalog.pg_class c
            LEFT JOIN pg_catalog.pg_trigger g ON g.tgrelid OPERATOR(pg_catalog.=) c.oid
                                             AND g.tgname OPERATOR(pg_catalog.=) $2
-          WHERE c.oid IN (SELECT tenant.schema_objects($1, 'pg_catalog.pg_class')) AND c.relkind IN ('r', 'p')
+          WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'p')
             AND CASE WHEN $3
                      THEN g.tgname IS NULL OR g.tgenabled OPERATOR(pg_catalog.<>) 'O'
                           OR g.tgfoid OPERATOR(pg_catalog.<>) $4::pg_catalog.regprocedure

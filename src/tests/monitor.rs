@@ -62,6 +62,49 @@ pub(crate) mod tests {
     }
 
     #[pg_test]
+    fn fleet_health_checks_every_tenant_at_once_as_each_alone() {
+        // fleet_health checks all tenants in one statement (tenant.health_check_rows):
+        // each tenant must get its own verdict, the same as institution_health's.
+        fill_template();
+        created("e1e1e1e1-0000-4000-8000-000000000011", "fleet_a");
+        created("e1e1e1e1-0000-4000-8000-000000000012", "fleet_b");
+        created("e1e1e1e1-0000-4000-8000-000000000013", "fleet_c");
+        let d = created("e1e1e1e1-0000-4000-8000-000000000014", "fleet_d");
+        Spi::run("SET LOCAL tenant_control.health_backup_max_age = 0").unwrap();
+        Spi::run(
+            "ALTER TABLE fleet_b.students NO FORCE ROW LEVEL SECURITY; DROP TABLE fleet_b.tenant_template_settings",
+        )
+        .unwrap();
+        Spi::run("DROP SCHEMA fleet_c CASCADE").unwrap();
+        Spi::run(&format!("SELECT * FROM tenant.suspend_institution('{d}')")).unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(format('%s:%s:%s', schema_name, health, array_to_string(failing, ',')), ' ' ORDER BY schema_name)
+                   FROM tenant.fleet_health WHERE schema_name LIKE 'fleet\\_%'"
+            ),
+            Some(
+                "fleet_a:healthy: fleet_b:unhealthy:tables_present,row_level_security fleet_c:unhealthy:schema_present \
+                 fleet_d:degraded:status"
+                    .into()
+            )
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM tenant.fleet_health f, LATERAL tenant.institution_health(f.schema_id) h
+                  WHERE (f.schema_name, f.health, f.failing, f.checks) IS DISTINCT FROM (h.schema_name, h.health, h.failing, h.checks)"
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM tenant.fleet_health f WHERE f.schema_name = 'fleet_c' AND f.checks ? 'quota'"
+            ),
+            Some(0),
+            "a tenant without its schema has its first two checks only"
+        );
+    }
+
+    #[pg_test]
     fn monitoring_views_show_sizes_per_table_and_tenant() {
         fill_template();
         let id = created("e1e1e1e1-0000-4000-8000-000000000002", "watched");
