@@ -168,4 +168,26 @@ RESET search_path;
         assert_eq!(one::<String>(MEDIAN_OWNER), owner);
         same_as_template("kinds_d");
     }
+
+    /// Privileges on aggregates are copied, an ordered-set one's and those
+    /// its owner (the tenant's role) revoked from itself included: GRANT and
+    /// REVOKE name an aggregate by its argument types.
+    #[pg_test]
+    fn privileges_on_an_ordered_set_aggregate_are_copied() {
+        Spi::run(KINDS_TEMPLATE).unwrap();
+        Spi::run(
+            "ALTER AGGREGATE tenant_template.my_median(float8 ORDER BY float8) OWNER TO tenant_template_owner;
+             REVOKE ALL ON FUNCTION tenant_template.my_median(float8, float8) FROM PUBLIC, tenant_template_owner",
+        )
+        .unwrap();
+        let (status, message, _, _) = create("0f0f0f0f-0000-4000-8000-000000000005", Some("kinds_e"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        assert_eq!(
+            one::<String>(
+                "SELECT proacl::text FROM pg_proc WHERE oid = 'kinds_e.my_median(float8, float8)'::regprocedure"
+            )
+            .as_deref(),
+            Some("{}")
+        );
+    }
 }
