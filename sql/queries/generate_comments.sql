@@ -35,4 +35,14 @@ SELECT pg_catalog.format('COMMENT ON %s IS %L', target, d.description) FROM (
       FROM pg_catalog.pg_description d JOIN pg_catalog.pg_policy p ON p.oid = d.objoid
       JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
      WHERE d.classoid = 'pg_catalog.pg_policy'::regclass AND c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
+    UNION ALL
+    SELECT d.description, w.oid, pg_catalog.format('RULE %I ON %I', w.rulename, c.relname)
+      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_rewrite w ON w.oid = d.objoid
+      JOIN pg_catalog.pg_class c ON c.oid = w.ev_class
+     WHERE d.classoid = 'pg_catalog.pg_rewrite'::regclass AND c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
+    UNION ALL
+    SELECT d.description, x.oid, pg_catalog.format('STATISTICS %I', x.stxname)
+      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_statistic_ext x ON x.oid = d.objoid
+     WHERE d.classoid = 'pg_catalog.pg_statistic_ext'::regclass
+       AND x.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext') AS so(oid))
 ) d ORDER BY d.oid

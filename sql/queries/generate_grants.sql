@@ -10,8 +10,13 @@ WITH acl AS (
            LATERAL pg_catalog.aclexplode(a.attacl) x
      WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
     UNION ALL
+    -- An aggregate is named by its argument types: GRANT takes neither the
+    -- ORDER BY of an ordered-set aggregate's identity arguments nor (*).
     SELECT p.oid, s.step, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'ROUTINE' ELSE 'FUNCTION' END,
-           pg_catalog.format('%I(%s)', p.proname, CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*' ELSE tenant.deparse_in($1::text, 'identity arguments', p.oid) END),
+           pg_catalog.format('%I(%s)', p.proname, CASE WHEN p.prokind = 'a'
+               THEN (SELECT COALESCE(pg_catalog.string_agg(tenant.deparse_in($1::text, 'type', a.t, NULL, -1), ', ' ORDER BY a.n), '')
+                       FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, n))
+               ELSE tenant.deparse_in($1::text, 'identity arguments', p.oid) END),
            s.privilege, s.grantee, s.grantable, s.own
       FROM pg_catalog.pg_proc p,
            LATERAL (SELECT 0 AS step, NULL::text AS privilege, NULL::oid AS grantee, false AS grantable, false AS own

@@ -4,9 +4,10 @@
 -- schema and role), the very rebinding a copy of the template gets:
 -- function settings whose search_path names the template, policies that
 -- apply to the template's role, and privileges granted to that role.
--- Run with search_path = pg_catalog, pg_temp.
+-- Run with search_path = pg_catalog, pg_temp. Routines are named by their
+-- argument types alone: ROUTINE takes no ordered-set aggregate's ORDER BY.
 SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER ROUTINE %I.%I(%s)', $1::text, p.proname,
-                                                      pg_catalog.pg_get_function_identity_arguments(p.oid)))
+                                                      pg_catalog.oidvectortypes(p.proargtypes)))
        || tenant.setting_parts(s.setting, $2::text)
   FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) AS s(setting)
  WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
@@ -33,7 +34,7 @@ SELECT pg_catalog.jsonb_build_array(pg_catalog.format('REVOKE ALL ON %s FROM %I'
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL) AS columns
           FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
         UNION ALL
-        SELECT pg_catalog.format('ROUTINE %I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+        SELECT pg_catalog.format('ROUTINE %I.%I(%s)', $1::text, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),
                p.proacl, NULL
           FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
         UNION ALL

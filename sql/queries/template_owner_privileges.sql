@@ -10,8 +10,12 @@ WITH owned AS (
      WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid)) AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
        AND c.relacl IS NOT NULL AND c.relowner = $2::regrole
     UNION ALL
-    SELECT p.oid, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-           pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid)),
+    -- (An aggregate by its argument types, as in generate_grants.sql.)
+    SELECT p.oid, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'ROUTINE' ELSE 'FUNCTION' END,
+           pg_catalog.format('%I(%s)', p.proname, CASE WHEN p.prokind = 'a'
+               THEN (SELECT COALESCE(pg_catalog.string_agg(tenant.deparse_in($1::text, 'type', a.t, NULL, -1), ', ' ORDER BY a.n), '')
+                       FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, n))
+               ELSE tenant.deparse_in($1::text, 'identity arguments', p.oid) END),
            p.proacl, pg_catalog.acldefault('f', p.proowner)
       FROM pg_catalog.pg_proc p
      WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid)) AND p.proacl IS NOT NULL AND p.proowner = $2::regrole

@@ -296,7 +296,8 @@ fn hand_over(role: &RoleName, owner: &RoleName, schema: Option<&TenantName>) -> 
 }
 
 /// Statements that give role $3 the privileges role $2 was granted on the
-/// objects of schema $1, and its place in the policies there.
+/// objects of schema $1, and its place in the policies there (routines named
+/// by their argument types: ROUTINE takes no ordered-set aggregate's ORDER BY).
 const HAND_OVER: &str = "
 SELECT pg_catalog.format('GRANT %s ON %s %s TO %I%s', x.privilege_type, o.kind, o.name, $3::text,
                          CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
@@ -304,7 +305,7 @@ SELECT pg_catalog.format('GRANT %s ON %s %s TO %I%s', x.privilege_type, o.kind, 
                pg_catalog.format('%I.%I', $1::text, c.relname) AS name, c.relacl AS acl
           FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) $1::regnamespace AND c.relacl IS NOT NULL
         UNION ALL
-        SELECT 'ROUTINE', pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)), p.proacl
+        SELECT 'ROUTINE', pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.oidvectortypes(p.proargtypes)), p.proacl
           FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) $1::regnamespace AND p.proacl IS NOT NULL
         UNION ALL
         SELECT 'TYPE', pg_catalog.format('%I.%I', $1::text, t.typname), t.typacl

@@ -317,7 +317,9 @@ fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
 /// statement heads (fully qualified), with their catalog, oid, owner and
 /// name as tenant.check_integrity names them. Indexes, a table's row type
 /// and the sequences of its columns follow their table. Run with the catalog
-/// search_path.
+/// search_path. A routine is named by its argument types alone
+/// (oidvectortypes): the identity arguments of an ordered-set aggregate,
+/// `(integer ORDER BY integer)`, are no syntax ALTER/GRANT ... ROUTINE takes.
 const NOT_OWNED: &str = r#"
 SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.identity) AS head,
        o.owner::pg_catalog.regrole::text AS owner, o.name, o.kind, o.identity
@@ -332,7 +334,7 @@ SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.id
                           AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
     UNION ALL
     SELECT 'pg_proc', p.oid, p.proowner, 'ROUTINE',
-           pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+           pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),
            pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
       FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS o(oid))
     UNION ALL

@@ -107,4 +107,87 @@ RESET search_path;
         // The load fired no rule: the log holds the rows it held, once.
         behaves("kinds_b");
     }
+
+    /// What the structure comparison leaves out but a copy must keep (the
+    /// pg_dump oracle found both missing): a statistics object's own target
+    /// and a comment on a rule.
+    #[pg_test]
+    fn a_statistics_target_and_a_rule_comment_are_copied() {
+        Spi::run(KINDS_TEMPLATE).unwrap();
+        Spi::run(
+            "ALTER STATISTICS tenant_template.docs_stats SET STATISTICS 500;
+             COMMENT ON RULE docs_log_insert ON tenant_template.docs IS 'logs inserts';
+             COMMENT ON STATISTICS tenant_template.docs_stats IS 'title and code'",
+        )
+        .unwrap();
+        let (status, message, _, _) = create("0f0f0f0f-0000-4000-8000-000000000003", Some("kinds_c"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        assert_eq!(
+            one::<String>(
+                "SELECT s.stxstattarget || ' ' || obj_description(s.oid, 'pg_statistic_ext') FROM pg_statistic_ext s
+                  WHERE s.stxnamespace = 'kinds_c'::regnamespace AND s.stxname = 'docs_stats'"
+            )
+            .as_deref(),
+            Some("500 title and code")
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT obj_description(w.oid, 'pg_rewrite') FROM pg_rewrite w
+                  WHERE w.ev_class = 'kinds_c.docs'::regclass AND w.rulename = 'docs_log_insert'"
+            )
+            .as_deref(),
+            Some("logs inserts")
+        );
+    }
+
+    /// A migration lends the template's objects it does not own to the
+    /// template's role by ALTER ROUTINE: an ordered-set aggregate (my_median,
+    /// created here by the superuser) must be named by its argument types,
+    /// not by its identity arguments `(double precision ORDER BY double precision)`.
+    #[pg_test]
+    fn a_migration_registers_beside_an_ordered_set_aggregate() {
+        // The template first, then the template lock: a test that holds the
+        // lock shared (in create) may hold the catalog rows KINDS_TEMPLATE makes.
+        Spi::run(KINDS_TEMPLATE).unwrap();
+        serialize_template_changes();
+        let (status, message, id, _) = create("0f0f0f0f-0000-4000-8000-000000000004", Some("kinds_d"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        const MEDIAN_OWNER: &str =
+            "SELECT proowner::regrole::text FROM pg_proc WHERE oid = 'tenant_template.my_median(float8, float8)'::regprocedure";
+        let owner = one::<String>(MEDIAN_OWNER);
+        let registered = one::<String>(
+            "SELECT status || ' ' || coalesce(message, '') FROM tenant.register_migration(1, 'ALTER TABLE docs ADD COLUMN added int', 'added')",
+        );
+        assert_eq!(registered.as_deref().map(|s| s.split(' ').next().unwrap()), Some("SUCCESS"), "{registered:?}");
+        assert_eq!(
+            one::<String>(&format!("SELECT status FROM tenant.migrate_institution_schema('{}')", id.unwrap()))
+                .as_deref(),
+            Some("SUCCESS")
+        );
+        // Lent to the template's role for the migration, and given back.
+        assert_eq!(one::<String>(MEDIAN_OWNER), owner);
+        same_as_template("kinds_d");
+    }
+
+    /// Privileges on aggregates are copied, an ordered-set one's and those
+    /// its owner (the tenant's role) revoked from itself included: GRANT and
+    /// REVOKE name an aggregate by its argument types.
+    #[pg_test]
+    fn privileges_on_an_ordered_set_aggregate_are_copied() {
+        Spi::run(KINDS_TEMPLATE).unwrap();
+        Spi::run(
+            "ALTER AGGREGATE tenant_template.my_median(float8 ORDER BY float8) OWNER TO tenant_template_owner;
+             REVOKE ALL ON FUNCTION tenant_template.my_median(float8, float8) FROM PUBLIC, tenant_template_owner",
+        )
+        .unwrap();
+        let (status, message, _, _) = create("0f0f0f0f-0000-4000-8000-000000000005", Some("kinds_e"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        assert_eq!(
+            one::<String>(
+                "SELECT proacl::text FROM pg_proc WHERE oid = 'kinds_e.my_median(float8, float8)'::regprocedure"
+            )
+            .as_deref(),
+            Some("{}")
+        );
+    }
 }
