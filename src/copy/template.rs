@@ -409,7 +409,7 @@ pub fn per_template<T: Clone>(
     cell: &'static std::thread::LocalKey<TemplateCell<T>>,
     compute: impl FnOnce() -> TcResult<T>,
 ) -> TcResult<T> {
-    let change = last_change()?;
+    let change = crate::copy::statements::last_change()?;
     let database = unsafe { pg_sys::MyDatabaseId };
     let kept = cell.with(|cell| {
         cell.borrow().as_ref().filter(|(db, at, _)| *db == database && *at == change).map(|(_, _, v)| v.clone())

@@ -42,13 +42,7 @@ pub fn structure(
     backup_id: Option<pgrx::Uuid>,
 ) -> TcResult<Vec<(String, serde_json::Value)>> {
     let (_, schema, role) = resolve(schema_id, backup_id)?;
-    if let Some(object) = template::unsupported_in(schema.as_str())? {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("tenant_control cannot copy the {object} faithfully"),
-        )
-        .hint("Remove or replace it; nothing was copied."));
-    }
+    template::refuse_unsupported_in(schema.as_str(), "the", "nothing was copied")?;
     let statements = template::generate_for_load(schema.as_str(), role.as_str())?;
     Ok(statements.into_iter().map(|(kind, statement)| (kind.to_string(), template::parts_json(&statement))).collect())
 }
