@@ -83,10 +83,14 @@ impl Checks {
     }
 
     fn list(&self) -> Vec<&'static str> {
-        [(self.quota, "quota_ddl_guard"), (self.reserved_names, "reserved_names_guard"), (self.template, "note_template_change")]
-            .into_iter()
-            .filter_map(|(wanted, name)| wanted.then_some(name))
-            .collect()
+        [
+            (self.quota, "quota_ddl_guard"),
+            (self.reserved_names, "reserved_names_guard"),
+            (self.template, "note_template_change"),
+        ]
+        .into_iter()
+        .filter_map(|(wanted, name)| wanted.then_some(name))
+        .collect()
     }
 }
 
@@ -131,8 +135,10 @@ unsafe fn after_ddl() -> TcResult<Checks> {
                 Some(schema) if schema == TEMPLATE => everything = true,
                 Some(schema) => schemas.push(schema),
                 // Triggers, policies and rules: their table's schema counts.
-                None => everything |= matches!(kind.as_deref(), Some("trigger" | "policy" | "rule" | "extension"))
-                    || (kind.as_deref() == Some("schema") && identity.as_deref() == Some(TEMPLATE)),
+                None => {
+                    everything |= matches!(kind.as_deref(), Some("trigger" | "policy" | "rule" | "extension"))
+                        || (kind.as_deref() == Some("schema") && identity.as_deref() == Some(TEMPLATE))
+                }
             }
         })
     };

@@ -128,13 +128,12 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
         .detail("The context lasts until the end of the transaction; outside a block it would end with this statement.")
         .hint("BEGIN; SELECT tenant.set_context(...); ...; COMMIT;"));
     }
-    let found =
-        db::rows_kept(
-            "SELECT schema_name, owner_role FROM tenant.enter_context($1)",
-            &[pg_sys::UUIDOID.into()],
-            &[institution_id.into()],
-            |row| Ok((db::col::<String>(row, "schema_name")?, db::col::<String>(row, "owner_role")?)),
-        )?;
+    let found = db::rows_kept(
+        "SELECT schema_name, owner_role FROM tenant.enter_context($1)",
+        &[pg_sys::UUIDOID.into()],
+        &[institution_id.into()],
+        |row| Ok((db::col::<String>(row, "schema_name")?, db::col::<String>(row, "owner_role")?)),
+    )?;
     let Some((Some(schema), Some(role))) = found.into_iter().next() else {
         return Ok(None);
     };
