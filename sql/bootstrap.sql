@@ -401,21 +401,23 @@ COMMENT ON FUNCTION tenant.grant_touches_template(pg_ddl_command) IS
     'Internal: whether a GRANT/REVOKE collected by an event trigger names a relation, function or type of tenant_template.';
 REVOKE ALL ON FUNCTION tenant.grant_touches_template(pg_ddl_command) FROM PUBLIC;
 
--- Event triggers see DDL on the template; the extension's own DDL on tenant
--- schemas is marked in backend memory (tenant.internal_work_active(), a C
--- function: calling it loads the library, and no setting can fake it) and is
--- skipped. GRANT and REVOKE count when they name an object of the template.
-CREATE FUNCTION tenant.note_template_change() RETURNS event_trigger
+-- Event triggers see DDL on the template (tenant.ddl_event_dispatch in
+-- finalize.sql calls this with the trigger's event and command tag); the
+-- extension's own DDL on tenant schemas is marked in backend memory
+-- (tenant.internal_work_active(), a C function: calling it loads the library,
+-- and no setting can fake it) and is skipped. GRANT and REVOKE count when
+-- they name an object of the template.
+CREATE FUNCTION tenant.note_template_change(tg_event text, tg_tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_EVENT = 'sql_drop' THEN
+    IF tg_event = 'sql_drop' THEN
         IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
                         WHERE o.schema_name = 'tenant_template'
                            OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
             RETURN;
         END IF;
-    ELSIF TG_TAG IN ('GRANT', 'REVOKE') THEN
+    ELSIF tg_tag IN ('GRANT', 'REVOKE') THEN
         IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE tenant.grant_touches_template(c.command)) THEN
             RETURN;
         END IF;
@@ -429,15 +431,12 @@ BEGIN
     IF tenant.internal_work_active() THEN
         RETURN;
     END IF;
-    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (TG_TAG, tenant.template_privileges());
+    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (tg_tag, tenant.template_privileges());
 END
 $$;
-COMMENT ON FUNCTION tenant.note_template_change() IS 'Internal: event trigger that records changes to tenant_template.';
-CREATE EVENT TRIGGER tenant_control_template_ddl ON ddl_command_end EXECUTE FUNCTION tenant.note_template_change();
-CREATE EVENT TRIGGER tenant_control_template_drop ON sql_drop EXECUTE FUNCTION tenant.note_template_change();
--- Also under session_replication_role = replica: a stale copy is worse than a trigger call.
-ALTER EVENT TRIGGER tenant_control_template_ddl ENABLE ALWAYS;
-ALTER EVENT TRIGGER tenant_control_template_drop ENABLE ALWAYS;
+COMMENT ON FUNCTION tenant.note_template_change(text, text) IS
+    'Internal: records a change to tenant_template; called by the event trigger function tenant.ddl_event_dispatch() (event, command tag).';
+REVOKE ALL ON FUNCTION tenant.note_template_change(text, text) FROM PUBLIC;
 
 CREATE TABLE tenant.institution_admins (
     role_name       text        NOT NULL,

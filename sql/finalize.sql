@@ -257,21 +257,21 @@ $$;
 COMMENT ON FUNCTION tenant.table_schema_of(oid, oid) IS
     'Internal: the schema of the table a trigger, policy or rule belongs to (NULL for other objects).';
 
-CREATE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
+CREATE FUNCTION tenant.quota_ddl_guard(tg_event text, tg_tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     watched text;
 BEGIN
     -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
-    IF TG_TAG IN ('GRANT', 'REVOKE') THEN
+    IF tg_tag IN ('GRANT', 'REVOKE') THEN
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
        OR tenant.internal_work_active() THEN
         RETURN;
     END IF;
-    IF TG_EVENT = 'sql_drop' THEN
+    IF tg_event = 'sql_drop' THEN
         -- The trigger is gone from pg_trigger here: its name is all that is left.
         SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
          WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
@@ -288,7 +288,7 @@ BEGIN
             ON t.schema_name = COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid))
          WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
     LOOP
-        IF TG_TAG = 'ALTER TRIGGER' OR EXISTS (
+        IF tg_tag = 'ALTER TRIGGER' OR EXISTS (
                SELECT 1 FROM pg_trigger g
                 WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
                   AND g.tgrelid IN (SELECT so.oid FROM tenant.schema_objects(watched, 'pg_catalog.pg_class') AS so(oid))) THEN
@@ -300,12 +300,9 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION tenant.quota_ddl_guard() IS
-    'Internal: event trigger refusing CREATE/ALTER in a tenant over its quota (53400), and any tampering with the quota guards.';
-CREATE EVENT TRIGGER tenant_control_quota_ddl ON ddl_command_end EXECUTE FUNCTION tenant.quota_ddl_guard();
-CREATE EVENT TRIGGER tenant_control_quota_drop ON sql_drop EXECUTE FUNCTION tenant.quota_ddl_guard();
-ALTER EVENT TRIGGER tenant_control_quota_ddl ENABLE ALWAYS;
-ALTER EVENT TRIGGER tenant_control_quota_drop ENABLE ALWAYS;
+COMMENT ON FUNCTION tenant.quota_ddl_guard(text, text) IS
+    'Internal: refuses CREATE/ALTER in a tenant over its quota (53400), and any tampering with the quota guards; called by tenant.ddl_event_dispatch() (event, command tag).';
+REVOKE ALL ON FUNCTION tenant.quota_ddl_guard(text, text) FROM PUBLIC;
 COMMENT ON FUNCTION tenant.quota_check_ddl(text) IS
     'Internal: tenant.quota_check_growth for DDL; DDL run by a superuser (pg_restore) is not refused.';
 COMMENT ON FUNCTION tenant.internal_work_active() IS
@@ -348,7 +345,7 @@ $$;
 COMMENT ON FUNCTION tenant.object_names(oid, oid) IS
     'Internal: the name of a schema object and, for a relation, the names of its triggers (guards excepted), policies, rules, constraints and indexes.';
 
-CREATE FUNCTION tenant.reserved_names_guard() RETURNS event_trigger
+CREATE FUNCTION tenant.reserved_names_guard(tg_event text, tg_tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -356,7 +353,7 @@ DECLARE
     taken record;
 BEGIN
     -- GRANT/REVOKE name nothing new; the extension's own DDL skips the catalog look-ups.
-    IF TG_TAG IN ('GRANT', 'REVOKE') OR tenant.internal_work_active() THEN
+    IF tg_tag IN ('GRANT', 'REVOKE') OR tenant.internal_work_active() THEN
         RETURN;
     END IF;
     FOR touched IN
@@ -378,10 +375,27 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION tenant.reserved_names_guard() IS
-    'Internal: event trigger refusing (42939) names starting with tc_ in the template and in tenant schemas, except in the extension''s own work.';
-CREATE EVENT TRIGGER tenant_control_reserved_names ON ddl_command_end EXECUTE FUNCTION tenant.reserved_names_guard();
-ALTER EVENT TRIGGER tenant_control_reserved_names ENABLE ALWAYS;
+COMMENT ON FUNCTION tenant.reserved_names_guard(text, text) IS
+    'Internal: refuses (42939) names starting with tc_ in the template and in tenant schemas, except in the extension''s own work; called by tenant.ddl_event_dispatch() (event, command tag).';
+REVOKE ALL ON FUNCTION tenant.reserved_names_guard(text, text) FROM PUBLIC;
+
+-- The extension's one event trigger function for ddl_command_end and
+-- sql_drop (src/api/event_dispatch.rs): it reads the collected commands in C
+-- and calls the checks above (quota, reserved names, template notes) only for
+-- commands that may concern them, so DDL and GRANT/REVOKE elsewhere in the
+-- database pay one C call. SECURITY DEFINER so that it may call them (and read
+-- the registry) whoever runs the DDL; ENABLE ALWAYS: also under
+-- session_replication_role = replica, a stale copy or an unguarded tenant is
+-- worse than a trigger call.
+CREATE FUNCTION tenant.ddl_event_dispatch() RETURNS event_trigger
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'tc_ddl_event_dispatch';
+COMMENT ON FUNCTION tenant.ddl_event_dispatch() IS
+    'Internal: event trigger function calling quota_ddl_guard, reserved_names_guard and note_template_change for DDL that touches the template or a tenant schema.';
+REVOKE ALL ON FUNCTION tenant.ddl_event_dispatch() FROM PUBLIC;
+CREATE EVENT TRIGGER tenant_control_ddl ON ddl_command_end EXECUTE FUNCTION tenant.ddl_event_dispatch();
+CREATE EVENT TRIGGER tenant_control_drop ON sql_drop EXECUTE FUNCTION tenant.ddl_event_dispatch();
+ALTER EVENT TRIGGER tenant_control_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER tenant_control_drop ENABLE ALWAYS;
 
 -- DROP EXTENSION tenant_control (or DROP SCHEMA tenant, which takes it along)
 -- would discard the registry, the operation log and the backup catalogue

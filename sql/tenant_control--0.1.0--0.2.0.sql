@@ -3308,6 +3308,51 @@ COMMENT ON PROCEDURE tenant.maintain_history(interval, integer) IS
 -- pg_depend, then of pg_class by oid); as a subquery in a target list it
 -- planned as a scan of the whole catalog, whose size grows with the fleet.
 CREATE OR REPLACE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
+
+-- Event triggers: one C function for all the extension's DDL checks (issue 13)
+-- The three PL/pgSQL event trigger functions become ordinary functions that
+-- tenant.ddl_event_dispatch() calls only for DDL touching the template or a
+-- tenant schema.
+DROP EVENT TRIGGER tenant_control_template_ddl;
+DROP EVENT TRIGGER tenant_control_template_drop;
+DROP EVENT TRIGGER tenant_control_quota_ddl;
+DROP EVENT TRIGGER tenant_control_quota_drop;
+DROP EVENT TRIGGER tenant_control_reserved_names;
+DROP FUNCTION tenant.note_template_change();
+DROP FUNCTION tenant.quota_ddl_guard();
+DROP FUNCTION tenant.reserved_names_guard();
+CREATE FUNCTION tenant.note_template_change(tg_event text, tg_tag text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tg_event = 'sql_drop' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                        WHERE o.schema_name = 'tenant_template'
+                           OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
+            RETURN;
+        END IF;
+    ELSIF tg_tag IN ('GRANT', 'REVOKE') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE tenant.grant_touches_template(c.command)) THEN
+            RETURN;
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                       WHERE c.schema_name = 'tenant_template'
+                          OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
+                          OR c.object_type = 'extension') THEN
+        RETURN;
+    END IF;
+    -- Asked last: most DDL is not about the template at all.
+    IF tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (tg_tag, tenant.template_privileges());
+END
+$$;
+COMMENT ON FUNCTION tenant.note_template_change(text, text) IS
+    'Internal: records a change to tenant_template; called by the event trigger function tenant.ddl_event_dispatch() (event, command tag).';
+REVOKE ALL ON FUNCTION tenant.note_template_change(text, text) FROM PUBLIC;
+
+CREATE FUNCTION tenant.quota_ddl_guard(tg_event text, tg_tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -3315,6 +3360,7 @@ DECLARE
 BEGIN
     -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
     IF TG_TAG IN ('GRANT', 'REVOKE') THEN
+    IF tg_tag IN ('GRANT', 'REVOKE') THEN
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
@@ -3322,6 +3368,7 @@ BEGIN
         RETURN;
     END IF;
     IF TG_EVENT = 'sql_drop' THEN
+    IF tg_event = 'sql_drop' THEN
         -- The trigger is gone from pg_trigger here: its name is all that is left.
         SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
          WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
@@ -3342,6 +3389,10 @@ BEGIN
                SELECT 1 FROM pg_trigger g
                 WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
                   AND g.tgrelid IN (SELECT so.oid FROM tenant.schema_objects(watched, 'pg_catalog.pg_class') AS so(oid))) THEN
+        IF tg_tag = 'ALTER TRIGGER' OR EXISTS (
+               SELECT 1 FROM pg_trigger g
+                WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
+                  AND g.tgrelid IN (SELECT tenant.schema_objects(watched, 'pg_catalog.pg_class'))) THEN
             RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
                 USING ERRCODE = 'insufficient_privilege',
                       DETAIL = 'ALTER TRIGGER, DISABLE TRIGGER and ENABLE REPLICA TRIGGER are refused while the tenant is near or over its quota.';
@@ -3514,3 +3565,60 @@ SELECT t.id AS schema_id, t.schema_name, t.status, h.health, h.failing, h.checks
           FROM tenant.health_check_rows(ARRAY(SELECT s.id FROM tenant.tenant_schemas s WHERE s.status NOT IN ('DROPPED', 'SPARE'))) c
          GROUP BY c.schema_id) h ON h.schema_id = t.id
  WHERE t.status NOT IN ('DROPPED', 'SPARE');
+COMMENT ON FUNCTION tenant.quota_ddl_guard(text, text) IS
+    'Internal: refuses CREATE/ALTER in a tenant over its quota (53400), and any tampering with the quota guards; called by tenant.ddl_event_dispatch() (event, command tag).';
+REVOKE ALL ON FUNCTION tenant.quota_ddl_guard(text, text) FROM PUBLIC;
+
+CREATE FUNCTION tenant.reserved_names_guard(tg_event text, tg_tag text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    touched record;
+    taken record;
+BEGIN
+    -- GRANT/REVOKE name nothing new; the extension's own DDL skips the catalog look-ups.
+    IF tg_tag IN ('GRANT', 'REVOKE') OR tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    FOR touched IN
+        SELECT o.classid, o.objid, o.schema_name FROM (
+            SELECT c.classid, c.objid, COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid)) AS schema_name
+              FROM pg_event_trigger_ddl_commands() c
+             WHERE c.objid <> 0) o
+         WHERE o.schema_name = 'tenant_template'
+            OR o.schema_name IN (SELECT t.schema_name FROM tenant.tenant_schemas t WHERE t.status <> 'DROPPED')
+    LOOP
+        SELECT n.kind, n.name INTO taken FROM tenant.object_names(touched.classid, touched.objid) n
+         WHERE starts_with(n.name, 'tc_') LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION '% name "%" in schema "%" is reserved', taken.kind, taken.name, touched.schema_name
+                USING ERRCODE = 'reserved_name',
+                      DETAIL = 'Names starting with tc_ belong to tenant_control in the template and in tenant schemas.',
+                      HINT = 'Choose a name that does not start with tc_.';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION tenant.reserved_names_guard(text, text) IS
+    'Internal: refuses (42939) names starting with tc_ in the template and in tenant schemas, except in the extension''s own work; called by tenant.ddl_event_dispatch() (event, command tag).';
+REVOKE ALL ON FUNCTION tenant.reserved_names_guard(text, text) FROM PUBLIC;
+
+-- The extension's one event trigger function for ddl_command_end and
+-- sql_drop (src/api/event_dispatch.rs): it reads the collected commands in C
+-- and calls the checks above (quota, reserved names, template notes) only for
+-- commands that may concern them, so DDL and GRANT/REVOKE elsewhere in the
+-- database pay one C call. SECURITY DEFINER so that it may call them (and read
+-- the registry) whoever runs the DDL; ENABLE ALWAYS: also under
+-- session_replication_role = replica, a stale copy or an unguarded tenant is
+-- worse than a trigger call.
+CREATE FUNCTION tenant.ddl_event_dispatch() RETURNS event_trigger
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'tc_ddl_event_dispatch';
+COMMENT ON FUNCTION tenant.ddl_event_dispatch() IS
+    'Internal: event trigger function calling quota_ddl_guard, reserved_names_guard and note_template_change for DDL that touches the template or a tenant schema.';
+REVOKE ALL ON FUNCTION tenant.ddl_event_dispatch() FROM PUBLIC;
+CREATE EVENT TRIGGER tenant_control_ddl ON ddl_command_end EXECUTE FUNCTION tenant.ddl_event_dispatch();
+CREATE EVENT TRIGGER tenant_control_drop ON sql_drop EXECUTE FUNCTION tenant.ddl_event_dispatch();
+ALTER EVENT TRIGGER tenant_control_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER tenant_control_drop ENABLE ALWAYS;
+GRANT EXECUTE ON FUNCTION tenant.ddl_event_dispatch(), tenant.note_template_change(text, text),
+    tenant.quota_ddl_guard(text, text), tenant.reserved_names_guard(text, text) TO tenant_control_admin;

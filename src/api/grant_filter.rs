@@ -31,7 +31,7 @@ pub unsafe extern "C-unwind" fn tc_grant_touches_template(fcinfo: pg_sys::Functi
 
 /// Only GRANT/REVOKE commands are judged; any other command is "no" (the
 /// event trigger decides those from their schema).
-unsafe fn touches_template(command: *const pg_sys::CollectedCommand) -> bool {
+pub(crate) unsafe fn touches_template(command: *const pg_sys::CollectedCommand) -> bool {
     if command.is_null() || unsafe { (*command).type_ } != pg_sys::CollectedCommandType::SCT_Grant {
         return false;
     }

@@ -4,6 +4,7 @@
 //! else behind.
 
 pub mod audit;
+pub mod event_dispatch;
 pub mod fleet;
 pub mod grant_filter;
 pub mod lifecycle_data;

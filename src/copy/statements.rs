@@ -120,7 +120,7 @@ pub fn names_outside(schema: &str) -> TcResult<Value> {
 
 /// The last recorded change of the template (DDL on it, a GRANT or REVOKE
 /// that changed its privileges, a migration).
-pub fn last_change() -> TcResult<i64> {
+pub(crate) fn last_change() -> TcResult<i64> {
     db::scalar("SELECT max(id) FROM tenant.template_changes", &[])
 }
 

@@ -6,7 +6,7 @@ use crate::core::errors::caught;
 use crate::core::errors::{TcError, TcResult};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::SpiHeapTupleData;
+use pgrx::spi::{OwnedPreparedStatement, SpiHeapTupleData};
 
 /// Run a statement for its effect.
 pub fn run(sql: &str, args: &[DatumWithOid]) -> TcResult<()> {
@@ -21,6 +21,39 @@ pub fn rows<T>(
 ) -> TcResult<Vec<T>> {
     Spi::connect_mut(|client| {
         let table = client.update(sql, None, args).map_err(|e| spi_failure(e, sql))?;
+        table.map(|row| map(&row)).collect()
+    })
+}
+
+thread_local! {
+    /// Plans of `rows_kept` statements, by statement text, for the life of the backend.
+    static KEPT: std::cell::RefCell<std::collections::HashMap<&'static str, std::rc::Rc<OwnedPreparedStatement>>> =
+        Default::default();
+}
+
+/// Like `rows`, for a statement run on every request (`set_context`): its
+/// plan is prepared once per backend (`types`: the parameters' types) and
+/// kept. PostgreSQL's plan cache re-plans it when a table, function or
+/// search_path it depends on changes, so a kept plan never runs stale.
+pub fn rows_kept<T>(
+    sql: &'static str,
+    types: &[PgOid],
+    args: &[DatumWithOid],
+    mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
+) -> TcResult<Vec<T>> {
+    Spi::connect_mut(|client| {
+        // The plan is taken out of the map while it runs: the statement may
+        // call a function that runs another kept statement.
+        let kept = KEPT.with(|kept| kept.borrow().get(sql).cloned());
+        let plan = match kept {
+            Some(plan) => plan,
+            None => {
+                let plan = std::rc::Rc::new(client.prepare_mut(sql, types).map_err(|e| spi_failure(e, sql))?.keep());
+                KEPT.with(|kept| kept.borrow_mut().insert(sql, plan.clone()));
+                plan
+            }
+        };
+        let table = client.update(&*plan, None, args).map_err(|e| spi_failure(e, sql))?;
         table.map(|row| map(&row)).collect()
     })
 }

@@ -36,7 +36,7 @@ fn enter_context(
 // only an institution without one (an error) reads further, for the message.
 fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
     let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
-    let found = db::rows(
+    let found = db::rows_kept(
         "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
                 EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
                 CASE WHEN t.status = 'MOVED' THEN
@@ -46,6 +46,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
          (SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit, false, NULL
             FROM tenant.tenant_schemas WHERE institution_id = $1 AND status = 'DROPPED' ORDER BY created_at DESC LIMIT 1)
          LIMIT 1",
+        &[pg_sys::UUIDOID.into()],
         &[db::to_pg_uuid(institution).into()],
         |row| {
             Ok((
@@ -127,10 +128,12 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
         .detail("The context lasts until the end of the transaction; outside a block it would end with this statement.")
         .hint("BEGIN; SELECT tenant.set_context(...); ...; COMMIT;"));
     }
-    let found =
-        db::rows("SELECT schema_name, owner_role FROM tenant.enter_context($1)", &[institution_id.into()], |row| {
-            Ok((db::col::<String>(row, "schema_name")?, db::col::<String>(row, "owner_role")?))
-        })?;
+    let found = db::rows_kept(
+        "SELECT schema_name, owner_role FROM tenant.enter_context($1)",
+        &[pg_sys::UUIDOID.into()],
+        &[institution_id.into()],
+        |row| Ok((db::col::<String>(row, "schema_name")?, db::col::<String>(row, "owner_role")?)),
+    )?;
     let Some((Some(schema), Some(role))) = found.into_iter().next() else {
         return Ok(None);
     };

@@ -464,9 +464,9 @@ CREATE FUNCTION {s}.array_to_string(text[], text) RETURNS text LANGUAGE plpgsql 
          CREATE FUNCTION own_trigger() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
          CREATE TRIGGER own_trigger BEFORE INSERT ON own_table FOR EACH ROW EXECUTE FUNCTION own_trigger();
          -- A tc_ trigger made before 0.2.0 reserved the prefix: reported all the same.
-         ALTER EVENT TRIGGER tenant_control_reserved_names DISABLE;
+         ALTER EVENT TRIGGER tenant_control_ddl DISABLE;
          CREATE TRIGGER tc_sneaky BEFORE INSERT ON courses FOR EACH ROW EXECUTE FUNCTION own_trigger();
-         ALTER EVENT TRIGGER tenant_control_reserved_names ENABLE;
+         ALTER EVENT TRIGGER tenant_control_ddl ENABLE;
          CREATE RULE own_rule AS ON UPDATE TO own_table DO ALSO NOTIFY own;
          CREATE POLICY own_policy ON own_table USING (true);
          CREATE STATISTICS own_stats ON id, v FROM own_table;
