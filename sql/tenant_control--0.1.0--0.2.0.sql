@@ -2364,8 +2364,12 @@ BEGIN
     WHEN 'PREPARED' THEN
         answer := tenant.move_remote(conn, format('SELECT count(*)::text FROM pg_subscription WHERE subname = %L', obj));
         IF answer = '0' THEN
+            -- synchronous_commit on: the workers' own commits (a table's copy
+            -- done, before its temporary slot on the source is dropped) must
+            -- survive a crash of this server, or its restart waits for a slot
+            -- that no longer exists.
             PERFORM tenant.move_remote(conn, format(
-                'CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L, copy_data = true)',
+                'CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L, copy_data = true, synchronous_commit = on)',
                 obj, source, obj, obj));
         END IF;
         m.step := 'SYNCING';
