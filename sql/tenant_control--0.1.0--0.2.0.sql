@@ -3312,51 +3312,6 @@ COMMENT ON PROCEDURE tenant.maintain_history(interval, integer) IS
 -- pg_depend, then of pg_class by oid); as a subquery in a target list it
 -- planned as a scan of the whole catalog, whose size grows with the fleet.
 CREATE OR REPLACE FUNCTION tenant.quota_ddl_guard() RETURNS event_trigger
-
--- Event triggers: one C function for all the extension's DDL checks (issue 13)
--- The three PL/pgSQL event trigger functions become ordinary functions that
--- tenant.ddl_event_dispatch() calls only for DDL touching the template or a
--- tenant schema.
-DROP EVENT TRIGGER tenant_control_template_ddl;
-DROP EVENT TRIGGER tenant_control_template_drop;
-DROP EVENT TRIGGER tenant_control_quota_ddl;
-DROP EVENT TRIGGER tenant_control_quota_drop;
-DROP EVENT TRIGGER tenant_control_reserved_names;
-DROP FUNCTION tenant.note_template_change();
-DROP FUNCTION tenant.quota_ddl_guard();
-DROP FUNCTION tenant.reserved_names_guard();
-CREATE FUNCTION tenant.note_template_change(tg_event text, tg_tag text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF tg_event = 'sql_drop' THEN
-        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
-                        WHERE o.schema_name = 'tenant_template'
-                           OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
-            RETURN;
-        END IF;
-    ELSIF tg_tag IN ('GRANT', 'REVOKE') THEN
-        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE tenant.grant_touches_template(c.command)) THEN
-            RETURN;
-        END IF;
-    ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-                       WHERE c.schema_name = 'tenant_template'
-                          OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
-                          OR c.object_type = 'extension') THEN
-        RETURN;
-    END IF;
-    -- Asked last: most DDL is not about the template at all.
-    IF tenant.internal_work_active() THEN
-        RETURN;
-    END IF;
-    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (tg_tag, tenant.template_privileges());
-END
-$$;
-COMMENT ON FUNCTION tenant.note_template_change(text, text) IS
-    'Internal: records a change to tenant_template; called by the event trigger function tenant.ddl_event_dispatch() (event, command tag).';
-REVOKE ALL ON FUNCTION tenant.note_template_change(text, text) FROM PUBLIC;
-
-CREATE FUNCTION tenant.quota_ddl_guard(tg_event text, tg_tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -3364,7 +3319,6 @@ DECLARE
 BEGIN
     -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
     IF TG_TAG IN ('GRANT', 'REVOKE') THEN
-    IF tg_tag IN ('GRANT', 'REVOKE') THEN
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
@@ -3372,7 +3326,6 @@ BEGIN
         RETURN;
     END IF;
     IF TG_EVENT = 'sql_drop' THEN
-    IF tg_event = 'sql_drop' THEN
         -- The trigger is gone from pg_trigger here: its name is all that is left.
         SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
          WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
@@ -3393,10 +3346,6 @@ BEGIN
                SELECT 1 FROM pg_trigger g
                 WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
                   AND g.tgrelid IN (SELECT so.oid FROM tenant.schema_objects(watched, 'pg_catalog.pg_class') AS so(oid))) THEN
-        IF tg_tag = 'ALTER TRIGGER' OR EXISTS (
-               SELECT 1 FROM pg_trigger g
-                WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
-                  AND g.tgrelid IN (SELECT tenant.schema_objects(watched, 'pg_catalog.pg_class'))) THEN
             RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
                 USING ERRCODE = 'insufficient_privilege',
                       DETAIL = 'ALTER TRIGGER, DISABLE TRIGGER and ENABLE REPLICA TRIGGER are refused while the tenant is near or over its quota.';
@@ -3569,6 +3518,93 @@ SELECT t.id AS schema_id, t.schema_name, t.status, h.health, h.failing, h.checks
           FROM tenant.health_check_rows(ARRAY(SELECT s.id FROM tenant.tenant_schemas s WHERE s.status NOT IN ('DROPPED', 'SPARE'))) c
          GROUP BY c.schema_id) h ON h.schema_id = t.id
  WHERE t.status NOT IN ('DROPPED', 'SPARE');
+
+-- Event triggers: one C function for all the extension's DDL checks (issue 13)
+-- The three PL/pgSQL event trigger functions become ordinary functions that
+-- tenant.ddl_event_dispatch() calls only for DDL touching the template or a
+-- tenant schema.
+DROP EVENT TRIGGER tenant_control_template_ddl;
+DROP EVENT TRIGGER tenant_control_template_drop;
+DROP EVENT TRIGGER tenant_control_quota_ddl;
+DROP EVENT TRIGGER tenant_control_quota_drop;
+DROP EVENT TRIGGER tenant_control_reserved_names;
+DROP FUNCTION tenant.note_template_change();
+DROP FUNCTION tenant.quota_ddl_guard();
+DROP FUNCTION tenant.reserved_names_guard();
+CREATE FUNCTION tenant.note_template_change(tg_event text, tg_tag text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tg_event = 'sql_drop' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                        WHERE o.schema_name = 'tenant_template'
+                           OR (o.object_type = 'schema' AND o.object_identity = 'tenant_template')) THEN
+            RETURN;
+        END IF;
+    ELSIF tg_tag IN ('GRANT', 'REVOKE') THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE tenant.grant_touches_template(c.command)) THEN
+            RETURN;
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                       WHERE c.schema_name = 'tenant_template'
+                          OR (c.object_type = 'schema' AND c.object_identity = 'tenant_template')
+                          OR c.object_type = 'extension') THEN
+        RETURN;
+    END IF;
+    -- Asked last: most DDL is not about the template at all.
+    IF tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    INSERT INTO tenant.template_changes (command_tag, privileges) VALUES (tg_tag, tenant.template_privileges());
+END
+$$;
+COMMENT ON FUNCTION tenant.note_template_change(text, text) IS
+    'Internal: records a change to tenant_template; called by the event trigger function tenant.ddl_event_dispatch() (event, command tag).';
+REVOKE ALL ON FUNCTION tenant.note_template_change(text, text) FROM PUBLIC;
+
+CREATE FUNCTION tenant.quota_ddl_guard(tg_event text, tg_tag text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watched text;
+BEGIN
+    -- GRANT and REVOKE grow nothing and touch no trigger: the common case, asked first.
+    IF tg_tag IN ('GRANT', 'REVOKE') THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED')
+       OR tenant.internal_work_active() THEN
+        RETURN;
+    END IF;
+    IF tg_event = 'sql_drop' THEN
+        -- The trigger is gone from pg_trigger here: its name is all that is left.
+        SELECT o.object_identity INTO watched FROM pg_event_trigger_dropped_objects() o
+         WHERE o.object_type = 'trigger' AND o.original AND o.object_identity LIKE 'tc\_quota\_guard on %';
+        IF watched IS NOT NULL THEN
+            RAISE EXCEPTION 'the storage quota guard "%" cannot be dropped', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'It goes away by itself once the tenant is below its warning level (tenant.refresh_storage).';
+        END IF;
+        RETURN;
+    END IF;
+    FOR watched IN
+        SELECT DISTINCT t.schema_name FROM pg_event_trigger_ddl_commands() c
+          JOIN tenant.tenant_schemas t
+            ON t.schema_name = COALESCE(c.schema_name, tenant.table_schema_of(c.classid, c.objid))
+         WHERE t.quota_state <> 'OK' AND t.status <> 'DROPPED'
+    LOOP
+        IF tg_tag = 'ALTER TRIGGER' OR EXISTS (
+               SELECT 1 FROM pg_trigger g
+                WHERE g.tgfoid = 'tenant.quota_guard()'::regprocedure AND g.tgenabled IN ('D', 'R')
+                  AND g.tgrelid IN (SELECT so.oid FROM tenant.schema_objects(watched, 'pg_catalog.pg_class') AS so(oid))) THEN
+            RAISE EXCEPTION 'the storage quota guard of schema "%" cannot be disabled or renamed', watched
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'ALTER TRIGGER, DISABLE TRIGGER and ENABLE REPLICA TRIGGER are refused while the tenant is near or over its quota.';
+        END IF;
+        PERFORM tenant.quota_check_ddl(watched);
+    END LOOP;
+END
+$$;
 COMMENT ON FUNCTION tenant.quota_ddl_guard(text, text) IS
     'Internal: refuses CREATE/ALTER in a tenant over its quota (53400), and any tampering with the quota guards; called by tenant.ddl_event_dispatch() (event, command tag).';
 REVOKE ALL ON FUNCTION tenant.quota_ddl_guard(text, text) FROM PUBLIC;
