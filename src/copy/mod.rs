@@ -1,5 +1,6 @@
 //! Copies of schemas: the template's DDL generators and the copy of a whole schema with its data.
 
+pub mod catalog;
 pub mod order;
 pub mod remote;
 pub mod schema_copy;

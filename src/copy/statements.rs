@@ -18,7 +18,7 @@
 //!    trigger sees a role renamed, so this is checked at every copy: one
 //!    catalog lookup per such object (a template often has none).
 
-use crate::copy::template::{catalog_read, parts_of, Part, Statement};
+use crate::copy::catalog::{catalog_read, parts_of, Part, Statement};
 use crate::core::db;
 use crate::core::errors::TcResult;
 use crate::core::locks;

@@ -2,7 +2,7 @@
 //! The template and a faithful copy read the same; the integrity check compares
 //! them (drift), and a migration compares a schema before and after its script.
 
-use crate::copy::template::CATALOG_PATH;
+use crate::copy::catalog::CATALOG_PATH;
 use crate::core::db::{self, col};
 use crate::core::errors::TcResult;
 use std::collections::BTreeMap;

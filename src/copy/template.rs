@@ -14,6 +14,7 @@
 //! operator or function a tenant defines (an `=` for `(oid, regclass)`, a
 //! `lower(name)`) must never bind in a query the extension runs as its owner.
 
+pub use crate::copy::catalog::{catalog_read, parts_json, parts_of, render, Statement};
 use crate::copy::order;
 use crate::copy::statements::{self, Shared};
 use crate::copy::structure::INDEX_PROBES;
@@ -28,16 +29,6 @@ pub const TEMPLATE_SCHEMA: &str = "tenant_template";
 /// Privileges granted to, and objects owned by, this role in the template go
 /// to the tenant's role in every copy.
 pub const TEMPLATE_ROLE: &str = "tenant_template_owner";
-
-/// The search_path of every catalog query that reads a schema a tenant may
-/// have written to: no operator, function or type of a tenant can bind in it
-/// (pg_temp last, so a temporary object never shadows a type either).
-pub const CATALOG_PATH: &str = "pg_catalog, pg_temp";
-
-/// Run catalog queries with `CATALOG_PATH`, whatever the caller's search_path.
-pub fn catalog_read<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    db::with_setting("search_path", CATALOG_PATH, work)
-}
 
 /// Internal (declared in sql/bootstrap.sql): one deparsing function applied
 /// with `schema_name` alone on the search_path, so that it prints the names
@@ -247,59 +238,6 @@ impl Copied {
         let [prepare_ms, execute_ms, verify_ms] = self.timings;
         CopyStats { statements: self.statements, generated: self.generated, prepare_ms, execute_ms, verify_ms }
     }
-}
-
-/// A piece of a generated statement: text, or the place of the copy's own
-/// schema or role, filled in when the statement is run for a copy.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Part {
-    Text(String),
-    Schema,
-    Role,
-}
-
-pub type Statement = Vec<Part>;
-
-pub fn parts_of(value: serde_json::Value) -> TcResult<Statement> {
-    let malformed = |v: &serde_json::Value| {
-        TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("malformed statement part from a generator: {v}"))
-    };
-    let part = |v: serde_json::Value| match &v {
-        serde_json::Value::String(text) => Ok(Part::Text(text.clone())),
-        serde_json::Value::Object(slot) => match slot.get("slot").and_then(|s| s.as_str()) {
-            Some("schema") => Ok(Part::Schema),
-            Some("role") => Ok(Part::Role),
-            _ => Err(malformed(&v)),
-        },
-        _ => Err(malformed(&v)),
-    };
-    match value {
-        serde_json::Value::Array(items) => items.into_iter().map(part).collect(),
-        other => Ok(vec![part(other)?]),
-    }
-}
-
-/// A statement as a jsonb array of parts (the reverse of `parts_of`): text,
-/// or `{"slot": "schema"}` / `{"slot": "role"}` where the copy's names go.
-pub fn parts_json(statement: &Statement) -> serde_json::Value {
-    let part = |part: &Part| match part {
-        Part::Text(text) => serde_json::Value::String(text.clone()),
-        Part::Schema => serde_json::json!({"slot": "schema"}),
-        Part::Role => serde_json::json!({"slot": "role"}),
-    };
-    serde_json::Value::Array(statement.iter().map(part).collect())
-}
-
-/// A statement for one copy: slots get the copy's schema and role, quoted.
-pub fn render(statement: &Statement, schema: &str, role: &str) -> String {
-    statement
-        .iter()
-        .map(|part| match part {
-            Part::Text(text) => text.clone(),
-            Part::Schema => quote_identifier(schema),
-            Part::Role => quote_identifier(role),
-        })
-        .collect()
 }
 
 /// Run the generators against a schema (the template, or a copy when tests
