@@ -395,16 +395,9 @@ fn next(running: &Move, batch_size: i32) -> TcResult<Step> {
         "UPDATE tenant.shared_moves SET batches = batches + 1, updated_at = pg_catalog.now() WHERE institution_id = $1",
         &[db::to_pg_uuid(running.institution).into()],
     )?;
-    Ok(Step {
-        finished: false,
-        message: format!(
-            "{} -> {}.{}: {} of {total} row(s)",
-            plan.shared_label(),
-            tenant.schema,
-            plan.table,
-            done + copied
-        ),
-    })
+    let (shared, own) = (plan.shared_label(), format!("{}.{}", tenant.schema, plan.table));
+    let (from, to) = if running.direction == Direction::ToSchema { (shared, own) } else { (own, shared) };
+    Ok(Step { finished: false, message: format!("{from} -> {to}: {} of {total} row(s)", done + copied) })
 }
 
 /// The table as SQL on one side: the shared table, or the institution's.
