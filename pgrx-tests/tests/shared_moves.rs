@@ -116,7 +116,9 @@ fn an_institution_moves_to_its_schema_and_back_while_a_reader_sees_every_row_onc
 
     // Interrupted by its time limit: some rows copied, nothing deleted yet.
     let (mut mover, notices) = listening(DB);
-    mover.batch_execute(&format!("CALL tenant.move_to_schema('{a}', batch_size => 15, time_limit => '1 millisecond')")).unwrap();
+    mover
+        .batch_execute(&format!("CALL tenant.move_to_schema('{a}', batch_size => 15, time_limit => '1 millisecond')"))
+        .unwrap();
     assert!(notices_contain(&notices, "time limit of 00:00:00.001 reached"), "{:?}", notices.lock().unwrap());
     let (state, copied, total): (String, i64, i64) = {
         let row = su
@@ -130,10 +132,8 @@ fn an_institution_moves_to_its_schema_and_back_while_a_reader_sees_every_row_onc
     assert_eq!((state.as_str(), total), ("COPYING", 240));
     assert!(copied > 0 && copied < total, "{copied} of {total}");
     assert_eq!(count(&mut su, &format!("SELECT count(*) FROM public.courses WHERE institution_id = '{a}'")), 40);
-    let status: String = su
-        .query_one("SELECT status FROM tenant.tenant_schemas WHERE institution_id = $1", &[&a])
-        .unwrap()
-        .get(0);
+    let status: String =
+        su.query_one("SELECT status FROM tenant.tenant_schemas WHERE institution_id = $1", &[&a]).unwrap().get(0);
     assert_eq!(status, "MAINTENANCE");
 
     // Writes wait for the move: the institution's transactions are read-only.
@@ -157,7 +157,10 @@ fn an_institution_moves_to_its_schema_and_back_while_a_reader_sees_every_row_onc
     stop.store(true, Ordering::Relaxed);
     let (sides, reads) = reader.join().expect("the reader failed");
     let schema: String = su
-        .query_one("SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1 AND status = 'ACTIVE'", &[&a])
+        .query_one(
+            "SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1 AND status = 'ACTIVE'",
+            &[&a],
+        )
         .unwrap()
         .get(0);
     assert_eq!(sides, vec![None, Some(schema.clone())], "after {reads} reads");
@@ -165,16 +168,23 @@ fn an_institution_moves_to_its_schema_and_back_while_a_reader_sees_every_row_onc
     // Rows in the schema with their ids, none left in the shared tables, b untouched.
     assert_eq!(count(&mut su, &format!("SELECT count(*) FROM public.courses WHERE institution_id = '{a}'")), 0);
     assert_eq!(count(&mut su, &format!("SELECT count(*) FROM public.enrolments WHERE institution_id = '{b}'")), 50);
-    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".enrolments e JOIN \"{schema}\".courses c ON c.id = e.course_id")), 200);
-    let state: String = su
-        .query_one("SELECT state FROM tenant.shared_move_progress WHERE institution_id = $1", &[&a])
-        .unwrap()
-        .get(0);
+    assert_eq!(
+        count(
+            &mut su,
+            &format!(
+                "SELECT count(*) FROM \"{schema}\".enrolments e JOIN \"{schema}\".courses c ON c.id = e.course_id"
+            )
+        ),
+        200
+    );
+    let state: String =
+        su.query_one("SELECT state FROM tenant.shared_move_progress WHERE institution_id = $1", &[&a]).unwrap().get(0);
     assert_eq!(state, "DONE");
     // The schema's sequence continues after the moved ids.
     let mut app = connect_as(APP, DB);
     app.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{a}')")).unwrap();
-    let new_id: i64 = app.query_one("INSERT INTO courses (title) VALUES ('after the move') RETURNING id", &[]).unwrap().get(0);
+    let new_id: i64 =
+        app.query_one("INSERT INTO courses (title) VALUES ('after the move') RETURNING id", &[]).unwrap().get(0);
     app.batch_execute("COMMIT").unwrap();
     assert!(new_id > count(&mut su, &format!("SELECT max(id) FROM \"{schema}\".courses WHERE id <> {new_id}")));
 
@@ -250,7 +260,10 @@ fn a_mismatch_is_refused_before_anything_moves_and_a_mapping_is_honoured() {
     nothing_moved(&mut su);
     // A mapping naming a column that does not exist is refused when it is set.
     assert_eq!(
-        sqlstate_of_failure(&mut su, "SELECT tenant.set_column_mapping('public.shared_notes', 'notes', '{\"body\": \"nope\"}')"),
+        sqlstate_of_failure(
+            &mut su,
+            "SELECT tenant.set_column_mapping('public.shared_notes', 'notes', '{\"body\": \"nope\"}')"
+        ),
         "42703"
     );
     // A type that differs is refused too, naming both columns.
@@ -271,9 +284,8 @@ fn a_mismatch_is_refused_before_anything_moves_and_a_mapping_is_honoured() {
         .query_one("SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1", &[&institution])
         .unwrap()
         .get(0);
-    let row = su
-        .query_one(&format!("SELECT count(*), min(body), max(written)::text FROM \"{schema}\".notes"), &[])
-        .unwrap();
+    let row =
+        su.query_one(&format!("SELECT count(*), min(body), max(written)::text FROM \"{schema}\".notes"), &[]).unwrap();
     let (rows, first, last): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
     assert_eq!((rows, first.as_str(), last.as_str()), (30, "note 1", "2026-01-31"));
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.shared_notes"), 0);

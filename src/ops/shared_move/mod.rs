@@ -25,18 +25,20 @@
 //! there (plan.rs refuses types that belong to an institution).
 
 pub mod plan;
+mod rows;
+mod switch;
 
-use crate::copy::schema_copy::HASH_SETTINGS;
 use crate::core::db::{self, col};
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
-use crate::core::restricted::{as_role, internal_ddl};
+use crate::core::restricted::internal_ddl;
 use crate::ops::lifecycle;
 use crate::registry::oplog::{self, OpKind};
 use crate::registry::{self, Status, Tenant};
 use pgrx::prelude::*;
 use pgrx::spi::quote_qualified_identifier;
 use plan::TablePlan;
+use rows::{copy_batch, side_count};
 
 /// Moves that find a difference after copying start again this many times
 /// at most, then stop with an error (something keeps writing).
@@ -60,7 +62,10 @@ impl Direction {
         match text {
             Some("TO_SCHEMA") => Ok(Direction::ToSchema),
             Some("TO_SHARED") => Ok(Direction::ToShared),
-            _ => Err(TcError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "direction must be TO_SCHEMA or TO_SHARED")),
+            _ => Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "direction must be TO_SCHEMA or TO_SHARED",
+            )),
         }
     }
 
@@ -259,7 +264,9 @@ fn begin_to_schema(institution: uuid::Uuid) -> TcResult<(Tenant, Vec<TablePlan>)
         }
     }
     // Nobody reaches the schema until the move is done; reads go to the shared tables.
-    internal_ddl(|| db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[]))?;
+    internal_ddl(|| {
+        db::run(&format!("REVOKE ALL ON SCHEMA {} FROM {}", tenant.schema.quoted(), tenant.role.quoted()), &[])
+    })?;
     Ok((tenant, plans))
 }
 
@@ -342,7 +349,9 @@ fn resume(running: &Move) -> TcResult<Step> {
                 COALESCE(pg_catalog.sum(rows_copied), 0)::bigint, COALESCE(pg_catalog.sum(rows_total), 0)::bigint
            FROM tenant.shared_move_tables WHERE institution_id = $1",
         &[db::to_pg_uuid(running.institution).into()],
-        |row| Ok((row.get(1)?.unwrap_or(0), row.get(2)?.unwrap_or(0), row.get(3)?.unwrap_or(0), row.get(4)?.unwrap_or(0))),
+        |row| {
+            Ok((row.get(1)?.unwrap_or(0), row.get(2)?.unwrap_or(0), row.get(3)?.unwrap_or(0), row.get(4)?.unwrap_or(0)))
+        },
     )?
     .into_iter()
     .next()
@@ -373,10 +382,13 @@ fn next(running: &Move, batch_size: i32) -> TcResult<Step> {
         },
     )?;
     let Some((position, last_key, done, total)) = pending.into_iter().next() else {
-        return switch(running, &tenant);
+        return switch::switch(running, &tenant);
     };
     let plan = running.plan.get(position as usize).ok_or_else(|| {
-        TcError::new(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, format!("move state names table {position} beyond its plan"))
+        TcError::new(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("move state names table {position} beyond its plan"),
+        )
     })?;
     let (copied, new_key) = copy_batch(running, &tenant, plan, last_key, batch_size)?;
     db::run(
@@ -398,280 +410,4 @@ fn next(running: &Move, batch_size: i32) -> TcResult<Step> {
     let (shared, own) = (plan.shared_label(), format!("{}.{}", tenant.schema, plan.table));
     let (from, to) = if running.direction == Direction::ToSchema { (shared, own) } else { (own, shared) };
     Ok(Step { finished: false, message: format!("{from} -> {to}: {} of {total} row(s)", done + copied) })
-}
-
-/// The table as SQL on one side: the shared table, or the institution's.
-fn table_of(plan: &TablePlan, shared_side: bool, tenant: &Tenant) -> String {
-    if shared_side {
-        plan.shared()
-    } else {
-        quote_qualified_identifier(tenant.schema.as_str(), &plan.table)
-    }
-}
-
-/// The institution's rows on one side (`$1` is the institution).
-fn rows_of(plan: &TablePlan, shared_side: bool, tenant: &Tenant) -> String {
-    let table = table_of(plan, shared_side, tenant);
-    if shared_side {
-        format!("{table} s WHERE s.{} = $1", pgrx::spi::quote_identifier(&plan.tenant_column))
-    } else {
-        format!("{table} s WHERE $1::uuid IS NOT NULL")
-    }
-}
-
-/// Rows on the source side (`source`) or the target side of a move.
-fn side_count(plan: &TablePlan, direction: Direction, source: bool, institution: uuid::Uuid, tenant: &Tenant) -> TcResult<i64> {
-    let shared_side = source == (direction == Direction::ToSchema);
-    db::scalar(
-        &format!("SELECT pg_catalog.count(*) FROM {}", rows_of(plan, shared_side, tenant)),
-        &[db::to_pg_uuid(institution).into()],
-    )
-}
-
-/// Copy the next `batch_size` rows of one table after `last_key`; returns
-/// how many, and the last key copied (as text, one element per key column).
-fn copy_batch(
-    running: &Move,
-    tenant: &Tenant,
-    plan: &TablePlan,
-    last_key: Option<Vec<String>>,
-    batch_size: i32,
-) -> TcResult<(i64, Option<Vec<String>>)> {
-    let from_shared = running.direction == Direction::ToSchema;
-    let key_column = |i: usize| {
-        let (ours, theirs) = &plan.columns[i];
-        format!("s.{}", pgrx::spi::quote_identifier(if from_shared { theirs } else { ours }))
-    };
-    let keys: Vec<String> = plan.key.iter().map(|&i| key_column(i)).collect();
-    let keys = keys.join(", ");
-    let after = if last_key.is_some() {
-        let bound: Vec<String> =
-            plan.key_types.iter().enumerate().map(|(n, type_name)| format!("($2::text[])[{}]::{type_name}", n + 1)).collect();
-        format!(" AND ({keys}) > ({})", bound.join(", "))
-    } else {
-        String::new()
-    };
-    // Columns named as on the target side: the rows become its row type.
-    let selected: Vec<String> = plan
-        .columns
-        .iter()
-        .map(|(ours, theirs)| {
-            let (from, to) = if from_shared { (theirs, ours) } else { (ours, theirs) };
-            format!("s.{} AS {}", pgrx::spi::quote_identifier(from), pgrx::spi::quote_identifier(to))
-        })
-        .collect();
-    let key_text: Vec<String> = plan.key.iter().map(|&i| format!("{}::text", key_column(i))).collect();
-    let read = format!(
-        "WITH b AS MATERIALIZED (
-             SELECT {}, ARRAY[{}] AS tc_key, pg_catalog.row_number() OVER (ORDER BY {keys}) AS tc_n
-               FROM {}{after} ORDER BY {keys} LIMIT $3)
-         SELECT (SELECT pg_catalog.count(*) FROM b) AS n,
-                (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(b) - 'tc_key' - 'tc_n') FROM b) AS batch,
-                (SELECT b.tc_key FROM b ORDER BY b.tc_n DESC LIMIT 1) AS last_key",
-        selected.join(", "),
-        key_text.join(", "),
-        rows_of(plan, from_shared, tenant),
-    );
-    let (n, batch, new_key) = db::rows(
-        &read,
-        &[db::to_pg_uuid(running.institution).into(), last_key.unwrap_or_default().into(), i64::from(batch_size).into()],
-        |row| {
-            Ok((
-                col::<i64>(row, "n")?.unwrap_or(0),
-                col::<pgrx::JsonB>(row, "batch")?,
-                col::<Vec<String>>(row, "last_key")?,
-            ))
-        },
-    )?
-    .into_iter()
-    .next()
-    .unwrap_or((0, None, None));
-    let Some(batch) = batch else {
-        return Ok((0, None));
-    };
-    let target_columns = plan::column_list(plan, !from_shared, "r.");
-    let bare = plan::column_list(plan, !from_shared, "");
-    if from_shared {
-        let target = table_of(plan, false, tenant);
-        let insert = format!(
-            "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE
-             SELECT {target_columns} FROM pg_catalog.jsonb_populate_recordset(NULL::{target}, $1) r",
-            bare
-        );
-        into_schema(tenant, || db::run(&insert, &[batch.into()]))?;
-    } else {
-        let target = plan.shared();
-        let insert = format!(
-            "INSERT INTO {target} ({}, {}) OVERRIDING SYSTEM VALUE
-             SELECT $2, {target_columns} FROM pg_catalog.jsonb_populate_recordset(NULL::{target}, $1) r",
-            pgrx::spi::quote_identifier(&plan.tenant_column),
-            bare
-        );
-        db::run(&insert, &[batch.into(), db::to_pg_uuid(running.institution).into()])?;
-    }
-    Ok((n, new_key))
-}
-
-/// Write into the institution's schema as its role, in a security-restricted
-/// operation. The schema is closed to its role while rows move in: USAGE is
-/// granted for this transaction's work only.
-fn into_schema<T>(tenant: &Tenant, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
-    internal_ddl(|| {
-        db::run(&format!("GRANT USAGE ON SCHEMA {schema} TO {role}"), &[])?;
-        let outcome = as_role(tenant.role.as_str(), "pg_catalog, pg_temp", work)?;
-        db::run(&format!("REVOKE ALL ON SCHEMA {schema} FROM {role}"), &[])?;
-        Ok(outcome)
-    })
-}
-
-/// Count and content hash of the institution's rows of one side, over the
-/// moved columns in the same order on both sides (generated columns are
-/// computed again, the institution column is not carried): `record_out`
-/// gives the same text for the same values of the same types.
-fn count_and_hash(plan: &TablePlan, shared_side: bool, institution: uuid::Uuid, tenant: &Tenant) -> TcResult<(i64, String)> {
-    let statement = format!(
-        "SELECT pg_catalog.count(*)::bigint AS n,
-                COALESCE(pg_catalog.sum(pg_catalog.hashtextextended(pg_catalog.textin(pg_catalog.record_out(ROW({}))), 0)), 0)::text AS hash
-           FROM {}",
-        plan::column_list(plan, shared_side, "s."),
-        rows_of(plan, shared_side, tenant)
-    );
-    db::with_settings(HASH_SETTINGS, || {
-        let found = db::rows(&statement, &[db::to_pg_uuid(institution).into()], |row| {
-            Ok((col::<i64>(row, "n")?.unwrap_or(0), col::<String>(row, "hash")?.unwrap_or_default()))
-        })?;
-        Ok(found.into_iter().next().unwrap_or_default())
-    })
-}
-
-/// Verify every table, then finish the move in the same transaction; or,
-/// on a difference, discard the copies so that the next steps copy again.
-fn switch(running: &Move, tenant: &Tenant) -> TcResult<Step> {
-    let to_schema = running.direction == Direction::ToSchema;
-    let mut verified = Vec::new();
-    for plan in &running.plan {
-        let source = count_and_hash(plan, to_schema, running.institution, tenant)?;
-        let target = count_and_hash(plan, !to_schema, running.institution, tenant)?;
-        if source != target {
-            return start_again(running, tenant, plan, source.0, target.0);
-        }
-        verified.push(source.0);
-    }
-    // Readers in the institution's context hold this lock shared: none is
-    // between choosing a side and reading it while the side changes.
-    locks::shared_move(&running.institution, false)?;
-    let moved: i64 = verified.iter().sum();
-    let message = if to_schema {
-        for (plan, expected) in running.plan.iter().zip(&verified).rev() {
-            let deleted: i64 = db::scalar(
-                &format!(
-                    "WITH gone AS (DELETE FROM {} s WHERE s.{} = $1 RETURNING 1) SELECT pg_catalog.count(*) FROM gone",
-                    plan.shared(),
-                    pgrx::spi::quote_identifier(&plan.tenant_column)
-                ),
-                &[db::to_pg_uuid(running.institution).into()],
-            )?;
-            if deleted != *expected {
-                return Err(changed_meanwhile(plan));
-            }
-        }
-        advance_sequences(running, tenant, false)?;
-        let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
-        internal_ddl(|| db::run(&format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}"), &[]))?;
-        registry::set_status(tenant, Status::Active)?;
-        format!("institution {} moved to schema \"{}\": {moved} row(s) verified", running.institution, tenant.schema)
-    } else {
-        advance_sequences(running, tenant, true)?;
-        let description = format!("drop schema \"{}\" after its move to the shared tables", tenant.schema);
-        let (_, dropped) = oplog::record(OpKind::Drop, Some(tenant.id), description, |op| {
-            op.note("reason", "move_to_shared");
-            lifecycle::drop(op, Some(db::to_pg_uuid(tenant.id)))
-        });
-        let backup = dropped?.backup.map(|b| b.as_str().to_string()).unwrap_or_default();
-        format!(
-            "institution {} moved to the shared tables: {moved} row(s) verified; schema \"{}\" kept as backup \"{backup}\"",
-            running.institution, tenant.schema
-        )
-    };
-    db::run(
-        "UPDATE tenant.shared_moves SET finished_at = pg_catalog.now(), updated_at = pg_catalog.now() WHERE institution_id = $1",
-        &[db::to_pg_uuid(running.institution).into()],
-    )?;
-    Ok(Step { finished: true, message })
-}
-
-fn changed_meanwhile(plan: &TablePlan) -> TcError {
-    TcError::new(
-        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        format!("rows of \"{}\" changed while the move verified them", plan.shared_label()),
-    )
-    .hint("CALL the procedure again: it verifies again, and copies again what differs.")
-}
-
-/// A difference after copying (a write that began before the move closed
-/// the institution): empty every target table (children first) and copy
-/// them all again, a bounded number of times.
-fn start_again(running: &Move, tenant: &Tenant, plan: &TablePlan, source: i64, target: i64) -> TcResult<Step> {
-    if running.attempts >= MAX_VERIFY_ATTEMPTS {
-        return Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("the copy of \"{}\" differs from its source after {} attempts", plan.shared_label(), running.attempts + 1),
-        )
-        .detail(format!("source: {source} row(s), copy: {target} row(s)"))
-        .hint("Something still writes the institution's rows: find it, then CALL the procedure again."));
-    }
-    let to_schema = running.direction == Direction::ToSchema;
-    for table in running.plan.iter().rev() {
-        let delete = format!("DELETE FROM {}", rows_of(table, !to_schema, tenant));
-        if to_schema {
-            into_schema(tenant, || db::run(&delete, &[db::to_pg_uuid(running.institution).into()]))?;
-        } else {
-            db::run(&delete, &[db::to_pg_uuid(running.institution).into()])?;
-        }
-    }
-    db::run(
-        "UPDATE tenant.shared_move_tables SET rows_copied = 0, last_key = NULL, copied = false WHERE institution_id = $1",
-        &[db::to_pg_uuid(running.institution).into()],
-    )?;
-    db::run(
-        "UPDATE tenant.shared_moves SET verify_attempts = verify_attempts + 1, updated_at = pg_catalog.now()
-          WHERE institution_id = $1",
-        &[db::to_pg_uuid(running.institution).into()],
-    )?;
-    Ok(Step {
-        finished: false,
-        message: format!(
-            "verification found {source} row(s) in the source of \"{}\" and {target} in its copy: copying every table again",
-            plan.shared_label()
-        ),
-    })
-}
-
-/// Sequences of the target side's key columns (serial, identity) advanced
-/// past the largest value moved in, so that new rows do not collide.
-fn advance_sequences(running: &Move, tenant: &Tenant, shared_side: bool) -> TcResult<()> {
-    for plan in &running.plan {
-        let table = table_of(plan, shared_side, tenant);
-        let sequences = db::rows(
-            "SELECT a.attname::text AS name, pg_catalog.pg_get_serial_sequence($1, a.attname::text) AS sequence
-               FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                AND pg_catalog.pg_get_serial_sequence($1, a.attname::text) IS NOT NULL",
-            &[table.as_str().into()],
-            |row| Ok((col::<String>(row, "name")?.unwrap_or_default(), col::<String>(row, "sequence")?.unwrap_or_default())),
-        )?;
-        for (column, sequence) in sequences {
-            db::run(
-                &format!(
-                    "SELECT pg_catalog.setval($1::regclass, m.top)
-                       FROM (SELECT pg_catalog.max(s.{})::bigint AS top FROM {table} s) m
-                      WHERE m.top > COALESCE(pg_catalog.pg_sequence_last_value($1::regclass), 0)",
-                    pgrx::spi::quote_identifier(&column)
-                ),
-                &[sequence.as_str().into()],
-            )?;
-        }
-    }
-    Ok(())
 }

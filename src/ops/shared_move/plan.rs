@@ -157,7 +157,10 @@ fn pair(
         let Some(other) = shared.iter().find(|c| &c.name == wanted && c.name != tenant_column && !c.generated) else {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("column \"{}\" of \"{side_label}\" has no column \"{wanted}\" in shared table \"{label}\"", column.name),
+                format!(
+                    "column \"{}\" of \"{side_label}\" has no column \"{wanted}\" in shared table \"{label}\"",
+                    column.name
+                ),
             )
             .hint("Map it to a column of the shared table with tenant.set_column_mapping."));
         };
@@ -173,7 +176,10 @@ fn pair(
         if column.tenant_type || other.tenant_type {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                format!("column \"{}\" of \"{side_label}\" is of type {}, which belongs to an institution", column.name, column.type_name),
+                format!(
+                    "column \"{}\" of \"{side_label}\" is of type {}, which belongs to an institution",
+                    column.name, column.type_name
+                ),
             )
             .detail("Only types shared by every institution can move between shared tables and schemas."));
         }
@@ -278,7 +284,10 @@ pub fn set_mapping(
         },
     )?;
     let Some((schema, name, isolated)) = found.into_iter().next() else {
-        return Err(TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("table \"{shared_table}\" does not exist")));
+        return Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("table \"{shared_table}\" does not exist"),
+        ));
     };
     let label = format!("{schema}.{name}");
     if !isolated {
