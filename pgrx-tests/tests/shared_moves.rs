@@ -81,6 +81,31 @@ fn read(app: &mut Client, institution: Uuid) -> Result<(Option<String>, [i64; 4]
     Ok((schema, counts))
 }
 
+/// A reader in the institution's context until `stop`: each read must see
+/// `expected`; returns the sides it read, in order, and how many reads it made.
+fn reading(
+    db: &'static str,
+    app: &'static str,
+    institution: Uuid,
+    expected: [i64; 4],
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<(Vec<Option<String>>, usize)> {
+    thread::spawn(move || {
+        let mut app = connect_as(app, db);
+        let mut sides = Vec::new();
+        let mut reads = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let (side, counts) = read(&mut app, institution).expect("a read failed during the move");
+            assert_eq!(counts, expected, "reader saw {counts:?} on {side:?}");
+            if sides.last() != Some(&side) {
+                sides.push(side);
+            }
+            reads += 1;
+        }
+        (sides, reads)
+    })
+}
+
 fn notices_contain(notices: &std::sync::Mutex<Vec<String>>, text: &str) -> bool {
     notices.lock().unwrap().iter().any(|n| n.contains(text))
 }
@@ -96,23 +121,7 @@ fn an_institution_moves_to_its_schema_and_back_while_a_reader_sees_every_row_onc
 
     // A reader in a's context all along: every read sees all of a's rows, once.
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut app = connect_as(APP, DB);
-            let mut sides = Vec::new();
-            let mut reads = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let (side, counts) = read(&mut app, a).expect("a read failed during the move");
-                assert_eq!(counts, expected, "reader saw {counts:?} on {side:?}");
-                if sides.last() != Some(&side) {
-                    sides.push(side);
-                }
-                reads += 1;
-            }
-            (sides, reads)
-        })
-    };
+    let reader = reading(DB, APP, a, expected, stop.clone());
 
     // Interrupted by its time limit: some rows copied, nothing deleted yet.
     let (mut mover, notices) = listening(DB);
@@ -188,10 +197,18 @@ fn an_institution_moves_to_its_schema_and_back_while_a_reader_sees_every_row_onc
     app.batch_execute("COMMIT").unwrap();
     assert!(new_id > count(&mut su, &format!("SELECT max(id) FROM \"{schema}\".courses WHERE id <> {new_id}")));
 
-    // And back: the rows (the new one too) in the shared tables, the schema kept as a backup.
+    // And back, under a reader again: the rows (the new one too) in the shared
+    // tables, the schema kept as a backup.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = reading(DB, APP, a, [41, 41, 200, 200], stop.clone());
+    thread::sleep(std::time::Duration::from_millis(100));
     notices.lock().unwrap().clear();
     mover.batch_execute(&format!("CALL tenant.move_to_shared('{a}', batch_size => 50)")).unwrap();
     assert!(notices_contain(&notices, "241 row(s) verified"), "{:?}", notices.lock().unwrap());
+    thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let (sides, reads) = reader.join().expect("the reader failed");
+    assert_eq!(sides, vec![Some(schema.clone()), None], "after {reads} reads");
     assert_eq!(count(&mut su, &format!("SELECT count(*) FROM public.courses WHERE institution_id = '{a}'")), 41);
     assert_eq!(
         count(&mut su, &format!("SELECT count(*) FROM public.courses WHERE institution_id = '{a}' AND id = {new_id}")),
@@ -289,4 +306,43 @@ fn a_mismatch_is_refused_before_anything_moves_and_a_mapping_is_honoured() {
     let (rows, first, last): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
     assert_eq!((rows, first.as_str(), last.as_str()), (30, "note 1", "2026-01-31"));
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.shared_notes"), 0);
+}
+
+#[test]
+fn a_row_written_behind_the_move_is_found_by_the_verification_and_copied() {
+    const DB: &str = "it_shared_moves_again";
+    const APP: &str = "it_shared_moves_again_app";
+    let institution = Uuid::new_v4();
+    let mut su = setup(DB, APP, &[institution]);
+    fill(&mut su, &[(institution, 10)]);
+    let (mut mover, notices) = listening(DB);
+    // Interrupted once the courses are copied...
+    mover
+        .batch_execute(&format!(
+            "CALL tenant.move_to_schema('{institution}', batch_size => 11, time_limit => '1 millisecond')"
+        ))
+        .unwrap();
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.shared_move_tables WHERE copied"), 1);
+    // ...a platform administrator writes a course below the last key copied
+    // (the institution's own transactions are read-only meanwhile).
+    su.batch_execute(&format!(
+        "INSERT INTO public.courses (id, institution_id, title) VALUES (0, '{institution}', 'late')"
+    ))
+    .unwrap();
+    notices.lock().unwrap().clear();
+    mover.batch_execute(&format!("CALL tenant.move_to_schema('{institution}', batch_size => 11)")).unwrap();
+    let seen = notices.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|n| n.contains("verification found 11 row(s) in the source of \"public.courses\" and 10 in its copy")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|n| n.contains("61 row(s) verified")), "{seen:?}");
+    let schema: String = su
+        .query_one("SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1", &[&institution])
+        .unwrap()
+        .get(0);
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".courses WHERE title = 'late'")), 1);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.courses"), 0);
+    assert_eq!(count(&mut su, "SELECT verify_attempts::bigint FROM tenant.shared_moves"), 1);
 }
