@@ -3209,12 +3209,18 @@ BEGIN
         RAISE EXCEPTION 'time_limit must be positive, not %', time_limit USING ERRCODE = 'invalid_parameter_value';
     END IF;
     deadline := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) time_limit;
-    SELECT s.finished, s.message INTO STRICT step FROM tenant.shared_move_step(institution, direction, batch_size, true) s;
+    SELECT s.finished, s.abandoned, s.message INTO STRICT step
+      FROM tenant.shared_move_step(institution, direction, batch_size, true) s;
     COMMIT;
     RAISE NOTICE '%', step.message;
     LOOP
-        SELECT s.finished, s.message INTO STRICT step FROM tenant.shared_move_step(institution, direction, batch_size, false) s;
+        SELECT s.finished, s.abandoned, s.message INTO STRICT step
+          FROM tenant.shared_move_step(institution, direction, batch_size, false) s;
         COMMIT;
+        IF step.abandoned THEN
+            RAISE EXCEPTION '%', step.message USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = 'CALL the procedure again to start the move over.';
+        END IF;
         RAISE NOTICE '%', step.message;
         EXIT WHEN step.finished;
         IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline THEN

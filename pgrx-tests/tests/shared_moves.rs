@@ -346,3 +346,45 @@ fn a_row_written_behind_the_move_is_found_by_the_verification_and_copied() {
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.courses"), 0);
     assert_eq!(count(&mut su, "SELECT verify_attempts::bigint FROM tenant.shared_moves"), 1);
 }
+
+#[test]
+fn a_move_given_up_when_the_institution_is_changed_meanwhile_leaves_the_rows_where_they_were() {
+    const DB: &str = "it_shared_moves_given_up";
+    const APP: &str = "it_shared_moves_given_up_app";
+    let institution = Uuid::new_v4();
+    let mut su = setup(DB, APP, &[institution]);
+    fill(&mut su, &[(institution, 10)]);
+    su.batch_execute(&format!(
+        "CALL tenant.move_to_schema('{institution}', batch_size => 4, time_limit => '1 millisecond')"
+    ))
+    .unwrap();
+    let (schema_id, schema): (Uuid, String) = {
+        let row = su
+            .query_one("SELECT id, schema_name FROM tenant.tenant_schemas WHERE institution_id = $1", &[&institution])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".courses")) > 0);
+    // Someone opens the half-filled schema by hand.
+    let opened = call(&mut su, "activate_institution", schema_id);
+    assert!(opened.ok(), "{}", opened.message);
+    let error = su.batch_execute(&format!("CALL tenant.move_to_schema('{institution}')")).unwrap_err();
+    let db = error.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "55000");
+    assert!(db.message().contains("was given up"), "{}", db.message());
+    // The copies are gone, the shared rows untouched, the move forgotten.
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".courses")), 0);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.courses"), 10);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.shared_moves"), 0);
+    // Started over, into the schema that is now there.
+    su.batch_execute(&format!("CALL tenant.move_to_schema('{institution}')")).unwrap();
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".enrolments")), 50);
+
+    // Back to the shared tables only when they hold none of its rows.
+    su.batch_execute(&format!("INSERT INTO public.courses VALUES (1000, '{institution}', 'stray')")).unwrap();
+    let error = su.batch_execute(&format!("CALL tenant.move_to_shared('{institution}')")).unwrap_err();
+    let db = error.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "55000");
+    assert!(db.message().contains("\"public.courses\" already has 1 row(s)"), "{}", db.message());
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".courses")), 10);
+}

@@ -100,7 +100,7 @@ fn shared_move_step(
     direction: Option<&str>,
     batch_size: Option<i32>,
     first: Option<bool>,
-) -> TableIterator<'static, (name!(finished, bool), name!(message, String))> {
+) -> TableIterator<'static, (name!(finished, bool), name!(abandoned, bool), name!(message, String))> {
     let step = shared_move::step(institution_id, direction, batch_size, first).or_raise();
-    TableIterator::once((step.finished, step.message))
+    TableIterator::once((step.finished, step.abandoned, step.message))
 }

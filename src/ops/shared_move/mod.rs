@@ -91,7 +91,16 @@ struct Move {
 /// when `finished`.
 pub struct Step {
     pub finished: bool,
+    /// The move was given up (another operation changed the institution
+    /// meanwhile): the procedure raises `message` after committing.
+    pub abandoned: bool,
     pub message: String,
+}
+
+impl Step {
+    fn going(message: String) -> Self {
+        Step { finished: false, abandoned: false, message }
+    }
 }
 
 /// One step of a move. `first`: the first step of a CALL, which starts the
@@ -230,10 +239,7 @@ fn begin(institution: uuid::Uuid, direction: Direction) -> TcResult<Step> {
         Direction::ToSchema => format!("from the shared tables to schema \"{}\"", tenant.schema),
         Direction::ToShared => format!("from schema \"{}\" to the shared tables", tenant.schema),
     };
-    Ok(Step {
-        finished: false,
-        message: format!("moving institution {institution} {whither}: {total} row(s) in {} table(s)", plans.len()),
-    })
+    Ok(Step::going(format!("moving institution {institution} {whither}: {total} row(s) in {} table(s)", plans.len())))
 }
 
 fn begin_to_schema(institution: uuid::Uuid) -> TcResult<(Tenant, Vec<TablePlan>)> {
@@ -278,6 +284,19 @@ fn begin_to_shared(institution: uuid::Uuid) -> TcResult<(Tenant, Vec<TablePlan>)
     let plans = plan::make(tenant.schema.as_str())?;
     refuse_rows_left_behind(&tenant, &plans)?;
     for plan in &plans {
+        // The shared rows of the institution are the move's copies, and
+        // nothing else: a verification that differs deletes them all.
+        let rows = side_count(plan, Direction::ToShared, false, institution, &tenant)?;
+        if rows > 0 {
+            return Err(TcError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "shared table \"{}\" already has {rows} row(s) of institution {institution}",
+                    plan.shared_label()
+                ),
+            )
+            .detail("A move to the shared tables fills them with the schema's rows only."));
+        }
         refuse_key_collisions(&tenant, plan)?;
     }
     // The role keeps USAGE on its schema: readers read it until the switch.
@@ -356,18 +375,18 @@ fn resume(running: &Move) -> TcResult<Step> {
     .into_iter()
     .next()
     .unwrap_or_default();
-    Ok(Step {
-        finished: false,
-        message: format!(
-            "resuming the move of institution {}: {copied} of {tables} table(s) copied, {rows} of {total} row(s)",
-            running.institution
-        ),
-    })
+    Ok(Step::going(format!(
+        "resuming the move of institution {}: {copied} of {tables} table(s) copied, {rows} of {total} row(s)",
+        running.institution
+    )))
 }
 
 /// The next batch, or the switch once every table is copied.
 fn next(running: &Move, batch_size: i32) -> TcResult<Step> {
     let tenant = registry::lock(Some(db::to_pg_uuid(running.schema_id)))?;
+    if tenant.status != Status::Maintenance {
+        return switch::abandon(running, &tenant);
+    }
     let pending = db::rows(
         "SELECT position, last_key, rows_copied, rows_total FROM tenant.shared_move_tables
           WHERE institution_id = $1 AND NOT copied ORDER BY position LIMIT 1",
@@ -409,5 +428,5 @@ fn next(running: &Move, batch_size: i32) -> TcResult<Step> {
     )?;
     let (shared, own) = (plan.shared_label(), format!("{}.{}", tenant.schema, plan.table));
     let (from, to) = if running.direction == Direction::ToSchema { (shared, own) } else { (own, shared) };
-    Ok(Step { finished: false, message: format!("{from} -> {to}: {} of {total} row(s)", done + copied) })
+    Ok(Step::going(format!("{from} -> {to}: {} of {total} row(s)", done + copied)))
 }

@@ -7,7 +7,7 @@ use crate::copy::schema_copy::HASH_SETTINGS;
 use crate::core::db::{self, col};
 use crate::core::errors::TcResult;
 use crate::core::restricted::{as_role, internal_ddl};
-use crate::registry::Tenant;
+use crate::registry::{Status, Tenant};
 use pgrx::spi::{quote_identifier, quote_qualified_identifier};
 
 /// The table as SQL on one side: the shared table, or the institution's.
@@ -46,7 +46,19 @@ pub(super) fn side_count(
 
 /// Copy the next `batch_size` rows of one table after `last_key`; returns
 /// how many, and the last key copied (as text, one element per key column).
+/// Values and keys travel as text (json, and the key array): the settings
+/// text forms depend on are pinned, for both ends and every call alike.
 pub(super) fn copy_batch(
+    running: &Move,
+    tenant: &Tenant,
+    plan: &TablePlan,
+    last_key: Option<Vec<String>>,
+    batch_size: i32,
+) -> TcResult<(i64, Option<Vec<String>>)> {
+    db::with_settings(HASH_SETTINGS, || copy_pinned(running, tenant, plan, last_key, batch_size))
+}
+
+fn copy_pinned(
     running: &Move,
     tenant: &Tenant,
     plan: &TablePlan,
@@ -141,10 +153,16 @@ pub(super) fn copy_batch(
 /// granted for this transaction's work only.
 pub(super) fn into_schema<T>(tenant: &Tenant, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
+    // An ACTIVE schema (a move given up after someone opened it) stays open.
+    let closed = tenant.status != Status::Active;
     internal_ddl(|| {
-        db::run(&format!("GRANT USAGE ON SCHEMA {schema} TO {role}"), &[])?;
+        if closed {
+            db::run(&format!("GRANT USAGE ON SCHEMA {schema} TO {role}"), &[])?;
+        }
         let outcome = as_role(tenant.role.as_str(), "pg_catalog, pg_temp", work)?;
-        db::run(&format!("REVOKE ALL ON SCHEMA {schema} FROM {role}"), &[])?;
+        if closed {
+            db::run(&format!("REVOKE ALL ON SCHEMA {schema} FROM {role}"), &[])?;
+        }
         Ok(outcome)
     })
 }

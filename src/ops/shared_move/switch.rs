@@ -67,7 +67,7 @@ pub(super) fn switch(running: &Move, tenant: &Tenant) -> TcResult<Step> {
         "UPDATE tenant.shared_moves SET finished_at = pg_catalog.now(), updated_at = pg_catalog.now() WHERE institution_id = $1",
         &[db::to_pg_uuid(running.institution).into()],
     )?;
-    Ok(Step { finished: true, message })
+    Ok(Step { finished: true, abandoned: false, message })
 }
 
 pub(super) fn changed_meanwhile(plan: &TablePlan) -> TcError {
@@ -100,15 +100,7 @@ pub(super) fn start_again(
         .detail(format!("source: {source} row(s), copy: {target} row(s)"))
         .hint("Something still writes the institution's rows: find it, then CALL the procedure again."));
     }
-    let to_schema = running.direction == Direction::ToSchema;
-    for table in running.plan.iter().rev() {
-        let delete = format!("DELETE FROM {}", rows_of(table, !to_schema, tenant));
-        if to_schema {
-            into_schema(tenant, || db::run(&delete, &[db::to_pg_uuid(running.institution).into()]))?;
-        } else {
-            db::run(&delete, &[db::to_pg_uuid(running.institution).into()])?;
-        }
-    }
+    empty_targets(running, tenant)?;
     db::run(
         "UPDATE tenant.shared_move_tables SET rows_copied = 0, last_key = NULL, copied = false WHERE institution_id = $1",
         &[db::to_pg_uuid(running.institution).into()],
@@ -118,11 +110,50 @@ pub(super) fn start_again(
           WHERE institution_id = $1",
         &[db::to_pg_uuid(running.institution).into()],
     )?;
+    Ok(Step::going(format!(
+        "verification found {source} row(s) in the source of \"{}\" and {target} in its copy: copying every table again",
+        plan.shared_label()
+    )))
+}
+
+/// Delete the move's copies on the target side, children first: the
+/// institution's rows in the shared tables (a move to them starts only
+/// when there are none), or every row of the schema's tables (a move into
+/// it starts only when they are empty), as the tenant's role.
+fn empty_targets(running: &Move, tenant: &Tenant) -> TcResult<()> {
+    let to_schema = running.direction == Direction::ToSchema;
+    for table in running.plan.iter().rev() {
+        let delete = format!("DELETE FROM {}", rows_of(table, !to_schema, tenant));
+        let institution = db::to_pg_uuid(running.institution);
+        if to_schema {
+            into_schema(tenant, || db::run(&delete, &[institution.into()]))?;
+        } else {
+            db::run(&delete, &[institution.into()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Another operation changed the institution while the move ran (it is no
+/// longer MAINTENANCE: dropped, suspended, activated by hand): give the move
+/// up. The source was never touched; the copies are deleted (a dropped
+/// schema's go with its backup), and the move's state with them.
+pub(super) fn abandon(running: &Move, tenant: &Tenant) -> TcResult<Step> {
+    if !(running.direction == Direction::ToSchema && tenant.status == Status::Dropped) {
+        empty_targets(running, tenant)?;
+    }
+    db::run(
+        "DELETE FROM tenant.shared_moves WHERE institution_id = $1",
+        &[db::to_pg_uuid(running.institution).into()],
+    )?;
     Ok(Step {
-        finished: false,
+        finished: true,
+        abandoned: true,
         message: format!(
-            "verification found {source} row(s) in the source of \"{}\" and {target} in its copy: copying every table again",
-            plan.shared_label()
+            "the move of institution {} was given up: its schema \"{}\" became {} meanwhile; its rows are where they were before the move",
+            running.institution,
+            tenant.schema,
+            tenant.status.as_str()
         ),
     })
 }
