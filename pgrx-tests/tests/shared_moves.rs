@@ -294,9 +294,18 @@ fn a_mismatch_is_refused_before_anything_moves_and_a_mapping_is_honoured() {
     assert!(message.contains("column \"written\" of \"tenant_template.notes\" is date"), "{message}");
     nothing_moved(&mut su);
 
-    // Fixed: the mapping carries content into body.
-    su.batch_execute("ALTER TABLE public.shared_notes ALTER COLUMN written TYPE date").unwrap();
-    su.batch_execute(&format!("CALL tenant.move_to_schema('{institution}', batch_size => 7)")).unwrap();
+    // Fixed: the mapping carries content into body. A platform administrator
+    // who is not a superuser runs the move; a role without the grant cannot.
+    su.batch_execute(
+        "ALTER TABLE public.shared_notes ALTER COLUMN written TYPE date;
+         DROP ROLE IF EXISTS it_moves_admin; CREATE ROLE it_moves_admin LOGIN; GRANT tenant_control_admin TO it_moves_admin;
+         DROP ROLE IF EXISTS it_moves_nobody; CREATE ROLE it_moves_nobody LOGIN;",
+    )
+    .unwrap();
+    let mut nobody = connect_as("it_moves_nobody", DB);
+    assert_eq!(sqlstate_of_failure(&mut nobody, &format!("CALL tenant.move_to_schema('{institution}')")), "42501");
+    let mut admin = connect_as("it_moves_admin", DB);
+    admin.batch_execute(&format!("CALL tenant.move_to_schema('{institution}', batch_size => 7)")).unwrap();
     let schema: String = su
         .query_one("SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1", &[&institution])
         .unwrap()
