@@ -186,6 +186,19 @@ fn an_institution_moves_to_its_schema_and_back_while_a_reader_sees_every_row_onc
         ),
         200
     );
+    // The schema the move filled is an ordinary institution schema to the integrity check.
+    let findings: Vec<String> = su
+        .query(
+            "SELECT f.severity || ' ' || f.check_name || ' ' || f.object || ': ' || f.detail
+               FROM tenant.tenant_schemas t, LATERAL tenant.check_integrity(t.id, false) f
+              WHERE t.institution_id = $1 AND f.severity <> 'INFO'",
+            &[&a],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(findings.is_empty(), "{findings:?}");
     let state: String =
         su.query_one("SELECT state FROM tenant.shared_move_progress WHERE institution_id = $1", &[&a]).unwrap().get(0);
     assert_eq!(state, "DONE");

@@ -316,11 +316,11 @@ fn refuse_rows_left_behind(tenant: &Tenant, plans: &[TablePlan]) -> TcResult<()>
     )?;
     for table in tables {
         let table_sql = quote_qualified_identifier(tenant.schema.as_str(), &table);
-        let rows: i64 = db::scalar(&format!("SELECT pg_catalog.count(*) FROM {table_sql}"), &[])?;
-        if rows > 0 {
+        let holds_rows: bool = db::scalar(&format!("SELECT EXISTS (SELECT 1 FROM {table_sql})"), &[])?;
+        if holds_rows {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("table \"{}.{table}\" has {rows} row(s) and no shared table to receive them", tenant.schema),
+                format!("table \"{}.{table}\" has rows and no shared table to receive them", tenant.schema),
             )
             .hint("Isolate a shared table for it (tenant.enable_shared_table_isolation), or map one with tenant.set_column_mapping."));
         }
