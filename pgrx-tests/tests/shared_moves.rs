@@ -409,4 +409,17 @@ fn a_move_given_up_when_the_institution_is_changed_meanwhile_leaves_the_rows_whe
     assert_eq!(db.code().code(), "55000");
     assert!(db.message().contains("\"public.courses\" already has 1 row(s)"), "{}", db.message());
     assert_eq!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".courses")), 10);
+    // Nor when a table of the schema holds rows no shared table would receive.
+    su.batch_execute(&format!(
+        "DELETE FROM public.courses WHERE id = 1000;
+         CREATE TABLE \"{schema}\".notes (body text); INSERT INTO \"{schema}\".notes VALUES ('kept only in a backup?')"
+    ))
+    .unwrap();
+    let error = su.batch_execute(&format!("CALL tenant.move_to_shared('{institution}')")).unwrap_err();
+    let db = error.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "55000");
+    assert!(db.message().contains(&format!("table \"{schema}.notes\" has rows")), "{}", db.message());
+    su.batch_execute(&format!("DROP TABLE \"{schema}\".notes")).unwrap();
+    su.batch_execute(&format!("CALL tenant.move_to_shared('{institution}')")).unwrap();
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.enrolments"), 50);
 }
