@@ -315,6 +315,15 @@ fn a_mismatch_is_refused_before_anything_moves_and_a_mapping_is_honoured() {
          DROP ROLE IF EXISTS it_moves_nobody; CREATE ROLE it_moves_nobody LOGIN;",
     )
     .unwrap();
+    // From a function, which cannot commit: refused at the first COMMIT, the
+    // first step (the schema's creation) rolled back with it.
+    su.batch_execute(&format!(
+        "CREATE FUNCTION public.move_in_a_function() RETURNS void LANGUAGE plpgsql
+             AS $$ BEGIN CALL tenant.move_to_schema('{institution}'); END $$"
+    ))
+    .unwrap();
+    assert_eq!(sqlstate_of_failure(&mut su, "SELECT public.move_in_a_function()"), "2D000");
+    nothing_moved(&mut su);
     let mut nobody = connect_as("it_moves_nobody", DB);
     assert_eq!(sqlstate_of_failure(&mut nobody, &format!("CALL tenant.move_to_schema('{institution}')")), "42501");
     let mut admin = connect_as("it_moves_admin", DB);
