@@ -98,7 +98,8 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
     }
     let context = match found {
         Some(row)
-            if matches!(row.shared_move.as_deref(), Some("TO_SCHEMA:RUNNING" | "TO_SHARED:RUNNING"))
+            if (row.status == "MAINTENANCE"
+                && matches!(row.shared_move.as_deref(), Some("TO_SCHEMA:RUNNING" | "TO_SHARED:RUNNING")))
                 || (row.status == "DROPPED" && row.shared_move.as_deref() == Some("TO_SHARED:DONE")) =>
         {
             shared_move_context(row)?
@@ -144,7 +145,8 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
     Ok(context)
 }
 
-/// The context of an institution a move concerns. While the move runs the
+/// The context of an institution a move concerns (one another operation
+/// changed meanwhile is treated by its status). While the move runs the
 /// institution's rows are read where they were (the shared tables, or the
 /// schema), in a read-only transaction: writes wait for the move to end.
 /// After a move to the shared tables the schema is a backup, and the
