@@ -432,3 +432,32 @@ fn a_move_given_up_when_the_institution_is_changed_meanwhile_leaves_the_rows_whe
     su.batch_execute(&format!("CALL tenant.move_to_shared('{institution}')")).unwrap();
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.enrolments"), 50);
 }
+
+#[test]
+fn a_table_whose_rows_reference_each_other_moves_in_one_batch_both_ways() {
+    const DB: &str = "it_shared_moves_self";
+    let institution = Uuid::new_v4();
+    let mut su = fresh_database(DB);
+    // Every member of staff reports to number 10, whose key comes last.
+    su.batch_execute(&format!(
+        "CREATE TABLE public.institutions (id uuid PRIMARY KEY);
+         INSERT INTO public.institutions VALUES ('{institution}');
+         ALTER DATABASE {DB} SET tenant_control.institutions_table = 'public.institutions';
+         CREATE TABLE tenant_template.staff (id integer PRIMARY KEY, manager_id integer REFERENCES tenant_template.staff);
+         CREATE TABLE public.staff (id integer PRIMARY KEY, institution_id uuid NOT NULL,
+                                    manager_id integer REFERENCES public.staff);
+         INSERT INTO public.staff VALUES (10, '{institution}', NULL);
+         INSERT INTO public.staff SELECT g, '{institution}', 10 FROM generate_series(1, 9) g;
+         SELECT tenant.enable_shared_table_isolation('public.staff');"
+    ))
+    .unwrap();
+    let mut su = superuser(DB);
+    su.batch_execute(&format!("CALL tenant.move_to_schema('{institution}', batch_size => 3)")).unwrap();
+    let schema: String = su
+        .query_one("SELECT schema_name FROM tenant.tenant_schemas WHERE institution_id = $1", &[&institution])
+        .unwrap()
+        .get(0);
+    assert_eq!(count(&mut su, &format!("SELECT count(*) FROM \"{schema}\".staff WHERE manager_id = 10")), 9);
+    su.batch_execute(&format!("CALL tenant.move_to_shared('{institution}', batch_size => 3)")).unwrap();
+    assert_eq!(count(&mut su, "SELECT count(*) FROM public.staff WHERE manager_id = 10"), 9);
+}

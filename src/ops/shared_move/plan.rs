@@ -36,6 +36,11 @@ pub struct TablePlan {
     pub key: Vec<usize>,
     /// The key columns' types, as format_type writes them.
     pub key_types: Vec<String>,
+    /// A foreign key of the table (on either side) references the table
+    /// itself: a row may reference one with a greater key, which a later
+    /// batch would bring, so the table is copied in one batch.
+    #[serde(default)]
+    pub whole: bool,
 }
 
 impl TablePlan {
@@ -205,6 +210,8 @@ fn pair(
         .detail("A move copies each table in batches in the order of its primary key."));
     }
     key.sort();
+    let whole = references_itself(&quote_qualified_identifier(side_schema, table))?
+        || references_itself(&quote_qualified_identifier(shared_schema, shared_name))?;
     Ok(TablePlan {
         table: table.to_string(),
         shared_schema: shared_schema.to_string(),
@@ -213,7 +220,18 @@ fn pair(
         columns,
         key: key.iter().map(|(_, index, _)| *index).collect(),
         key_types: key.into_iter().map(|(_, _, type_name)| type_name).collect(),
+        whole,
     })
+}
+
+fn references_itself(relation: &str) -> TcResult<bool> {
+    db::scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                         WHERE k.contype OPERATOR(pg_catalog.=) 'f'
+                           AND k.conrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+                           AND k.confrelid OPERATOR(pg_catalog.=) k.conrelid)",
+        &[relation.into()],
+    )
 }
 
 fn missing(what: &str, relation: &str) -> TcError {

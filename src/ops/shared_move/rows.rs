@@ -109,7 +109,7 @@ fn copy_pinned(
         &[
             db::to_pg_uuid(running.institution).into(),
             last_key.unwrap_or_default().into(),
-            i64::from(batch_size).into(),
+            (if plan.whole { i64::MAX } else { i64::from(batch_size) }).into(),
         ],
         |row| {
             Ok((
