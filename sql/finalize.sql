@@ -3117,3 +3117,133 @@ COMMENT ON FUNCTION tenant.history_drop_oldest(text, interval) IS
     'Internal: drop the oldest partition of a history table whose month ended more than keep ago; returns its name and row count, NULL if there is none.';
 COMMENT ON PROCEDURE tenant.maintain_history(interval, integer) IS
     'Keep the extension''s history bounded: create the monthly partitions of the operation log, the usage snapshots and the audit trail for this month and months_ahead more, move rows out of their DEFAULT partitions, and drop the partitions of months that ended more than keep ago (NULL: never), one commit each. Safe from pg_cron; scheduled daily by tenant.schedule_maintenance.';
+
+-- Moves between shared tables and an institution's schema (issue 16):
+-- tenant.move_to_schema / tenant.move_to_shared, one commit per batch; the
+-- state of a move lives here, so that a move stopped by its time limit (or
+-- an error, or a crash) resumes where it stopped.
+CREATE TABLE tenant.shared_table_mappings (
+    shared_schema text NOT NULL,
+    shared_name   text NOT NULL,
+    table_name    text NOT NULL,
+    columns       jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(columns) OPERATOR(pg_catalog.=) 'object'),
+    updated_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (shared_schema, shared_name)
+);
+CREATE TABLE tenant.shared_moves (
+    institution_id  uuid PRIMARY KEY,
+    schema_id       uuid NOT NULL REFERENCES tenant.tenant_schemas (id) ON DELETE CASCADE,
+    direction       text NOT NULL CHECK (direction IN ('TO_SCHEMA', 'TO_SHARED')),
+    plan            jsonb NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    finished_at     timestamptz,
+    batches         bigint NOT NULL DEFAULT 0,
+    calls           integer NOT NULL DEFAULT 1,
+    verify_attempts integer NOT NULL DEFAULT 0
+);
+CREATE INDEX shared_moves_schema ON tenant.shared_moves (schema_id);
+CREATE TABLE tenant.shared_move_tables (
+    institution_id uuid NOT NULL REFERENCES tenant.shared_moves (institution_id) ON DELETE CASCADE,
+    position       integer NOT NULL,
+    table_name     text NOT NULL,
+    shared_table   text NOT NULL,
+    rows_total     bigint NOT NULL,
+    rows_copied    bigint NOT NULL DEFAULT 0,
+    last_key       text[],
+    copied         boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (institution_id, position)
+);
+CREATE VIEW tenant.shared_move_progress AS
+SELECT m.institution_id, s.schema_name, m.direction,
+       CASE WHEN m.finished_at IS NOT NULL THEN 'DONE'
+            WHEN pg_catalog.bool_and(t.copied) THEN 'VERIFYING' ELSE 'COPYING' END AS state,
+       pg_catalog.count(*) FILTER (WHERE t.copied) AS tables_copied, pg_catalog.count(*) AS tables,
+       pg_catalog.sum(t.rows_copied)::bigint AS rows_copied, pg_catalog.sum(t.rows_total)::bigint AS rows_total,
+       m.batches, m.calls, m.started_at, m.updated_at, m.finished_at
+  FROM tenant.shared_moves m
+  JOIN tenant.tenant_schemas s ON s.id OPERATOR(pg_catalog.=) m.schema_id
+  LEFT JOIN tenant.shared_move_tables t ON t.institution_id OPERATOR(pg_catalog.=) m.institution_id
+ GROUP BY m.institution_id, s.schema_name;
+COMMENT ON TABLE tenant.shared_table_mappings IS
+    'Explicit mappings of shared tables to template tables (tenant.set_column_mapping): the template table and the columns whose names differ.';
+COMMENT ON COLUMN tenant.shared_table_mappings.columns IS 'Template column -> shared column, for the columns whose names differ.';
+COMMENT ON TABLE tenant.shared_moves IS
+    'Moves between shared tables and institution schemas (tenant.move_to_schema, tenant.move_to_shared): one row per institution, the last move; finished_at NULL while it runs.';
+COMMENT ON COLUMN tenant.shared_moves.plan IS 'The tables and columns the move copies, checked before anything moved.';
+COMMENT ON COLUMN tenant.shared_moves.verify_attempts IS 'How many times a verification found a difference and the copy started again.';
+COMMENT ON TABLE tenant.shared_move_tables IS 'Progress of a move, table by table: rows copied and the last key copied.';
+COMMENT ON VIEW tenant.shared_move_progress IS
+    'Progress of the moves between shared tables and institution schemas: state COPYING, VERIFYING or DONE, tables and rows copied.';
+SELECT pg_catalog.pg_extension_config_dump('tenant.shared_table_mappings', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.shared_moves', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant.shared_move_tables', '');
+REVOKE ALL ON tenant.shared_table_mappings, tenant.shared_moves, tenant.shared_move_tables, tenant.shared_move_progress FROM PUBLIC;
+GRANT SELECT ON tenant.shared_table_mappings, tenant.shared_move_progress TO tenant_control_admin;
+
+-- Both procedures: a first step that starts the move (every check before
+-- anything moves) or says that it resumes, then one step per transaction
+-- until the move is done or time_limit has passed.
+CREATE PROCEDURE tenant.move_to_schema(institution_id uuid, batch_size integer DEFAULT 10000, time_limit interval DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    CALL tenant.shared_move_run(institution_id, 'TO_SCHEMA', batch_size, time_limit);
+END
+$$;
+CREATE PROCEDURE tenant.move_to_shared(institution_id uuid, batch_size integer DEFAULT 10000, time_limit interval DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    CALL tenant.shared_move_run(institution_id, 'TO_SHARED', batch_size, time_limit);
+END
+$$;
+CREATE PROCEDURE tenant.shared_move_run(institution uuid, direction text, batch_size integer, time_limit interval)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    deadline timestamptz;
+    step record;
+BEGIN
+    IF time_limit IS NOT NULL AND time_limit OPERATOR(pg_catalog.<=) interval '0' THEN
+        RAISE EXCEPTION 'time_limit must be positive, not %', time_limit USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    deadline := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) time_limit;
+    SELECT s.finished, s.abandoned, s.message INTO STRICT step
+      FROM tenant.shared_move_step(institution, direction, batch_size, true) s;
+    COMMIT;
+    RAISE NOTICE '%', step.message;
+    LOOP
+        SELECT s.finished, s.abandoned, s.message INTO STRICT step
+          FROM tenant.shared_move_step(institution, direction, batch_size, false) s;
+        COMMIT;
+        IF step.abandoned THEN
+            RAISE EXCEPTION '%', step.message USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = 'CALL the procedure again to start the move over.';
+        END IF;
+        RAISE NOTICE '%', step.message;
+        EXIT WHEN step.finished;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline THEN
+            RAISE NOTICE 'time limit of % reached: CALL the procedure again to resume', time_limit;
+            EXIT;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE tenant.move_to_schema(uuid, integer, interval) IS
+    'Move an institution''s rows from the shared tables into its own schema (created from the template if it has none), batch_size rows per commit, verified by counts and content hashes before the shared rows are deleted; stops cleanly after time_limit and resumes at the next call.';
+COMMENT ON PROCEDURE tenant.move_to_shared(uuid, integer, interval) IS
+    'Move an institution''s rows from its schema back into the shared tables (adding the institution column), batch_size rows per commit, verified before the schema is retired into a backup; stops cleanly after time_limit and resumes at the next call.';
+COMMENT ON PROCEDURE tenant.shared_move_run(uuid, text, integer, interval) IS
+    'Internal: the loop of tenant.move_to_schema and tenant.move_to_shared.';
+COMMENT ON FUNCTION tenant.shared_move_step(uuid, text, integer, boolean) IS
+    'Internal: one step (start, batch, or verification and switch) of a move between shared tables and a schema, run by tenant.move_to_schema and tenant.move_to_shared.';
+COMMENT ON FUNCTION tenant.set_column_mapping(text, text, jsonb) IS
+    'Map a shared table to a template table (NULL: the one of the same name) and name the columns whose names differ ({"template column": "shared column"}); NULL and {} remove the mapping.';
+REVOKE ALL ON PROCEDURE tenant.move_to_schema(uuid, integer, interval), tenant.move_to_shared(uuid, integer, interval),
+    tenant.shared_move_run(uuid, text, integer, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.shared_move_step(uuid, text, integer, boolean), tenant.set_column_mapping(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE tenant.move_to_schema(uuid, integer, interval), tenant.move_to_shared(uuid, integer, interval),
+    tenant.shared_move_run(uuid, text, integer, interval) TO tenant_control_admin;
+GRANT EXECUTE ON FUNCTION tenant.shared_move_step(uuid, text, integer, boolean), tenant.set_column_mapping(text, text, jsonb)
+    TO tenant_control_admin;

@@ -1186,3 +1186,52 @@ fn a_dropped_tenant_whose_functions_name_its_schema_comes_back() {
     assert!(restored.ok(), "{}", restored.message);
     assert_eq!(count(&mut su, "SELECT sum(twice)::bigint FROM ats_school.items"), 2);
 }
+
+/// A move from shared tables into an institution's existing schema writes
+/// the rows as the tenant's role: a trigger the tenant put on its table runs
+/// as that role, in a security-restricted operation, and gains nothing.
+#[test]
+fn a_tenant_trigger_runs_as_the_tenant_while_rows_move_into_its_schema() {
+    const MOVE_DB: &str = "it_attacks_shared_move";
+    let institution = Uuid::new_v4();
+    let mut su = fresh_database(MOVE_DB);
+    su.batch_execute(
+        "CREATE TABLE tenant_template.items (id integer PRIMARY KEY, label text);
+         CREATE TABLE public.items (id integer PRIMARY KEY, institution_id uuid NOT NULL, label text);
+         SELECT tenant.enable_shared_table_isolation('public.items');",
+    )
+    .unwrap();
+    let created = create(&mut su, institution, "atk_mover");
+    assert!(created.ok(), "{}", created.message);
+    su.batch_execute(&format!(
+        "INSERT INTO public.items SELECT g, '{institution}', 'item ' || g FROM generate_series(1, 5) g;
+         SET ROLE atk_mover_owner;
+         CREATE TABLE atk_mover.seen (who text, escalated boolean);
+         CREATE FUNCTION atk_mover.spy() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             BEGIN
+                 ALTER ROLE atk_mover_owner SUPERUSER;
+                 INSERT INTO atk_mover.seen VALUES (current_user, true);
+             EXCEPTION WHEN OTHERS THEN
+                 INSERT INTO atk_mover.seen VALUES (current_user, false);
+             END;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER spy BEFORE INSERT ON atk_mover.items FOR EACH ROW EXECUTE FUNCTION atk_mover.spy();
+         RESET ROLE;"
+    ))
+    .unwrap();
+    su.batch_execute(&format!("CALL tenant.move_to_schema('{institution}', batch_size => 2)")).unwrap();
+    let rows = su
+        .query("SELECT who, escalated FROM atk_mover.seen GROUP BY who, escalated", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1)))
+        .collect::<Vec<_>>();
+    assert_eq!(rows, vec![("atk_mover_owner".to_string(), false)]);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM atk_mover.seen"), 5);
+    let superuser: bool =
+        su.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = 'atk_mover_owner'", &[]).unwrap().get(0);
+    assert!(!superuser);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM atk_mover.items"), 5);
+}

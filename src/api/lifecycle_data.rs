@@ -5,6 +5,7 @@
 use crate::core::errors::OrRaise;
 use crate::ops::limits;
 use crate::ops::retention;
+use crate::ops::shared_move;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
@@ -77,4 +78,29 @@ fn context_limits(
 #[search_path(pg_catalog, pg_temp)]
 fn set_row_limit(schema_id: Option<pgrx::Uuid>, table_name: Option<&str>, max_rows: Option<i64>) -> String {
     limits::set_row_limit(schema_id, table_name, max_rows).or_raise()
+}
+
+/// Name the template table a shared table moves to, and the columns whose
+/// names differ; NULL and '{}' remove the mapping.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_column_mapping(
+    shared_table: Option<&str>,
+    table_name: default!(Option<&str>, "NULL"),
+    columns: default!(Option<pgrx::JsonB>, "'{}'"),
+) -> String {
+    shared_move::plan::set_mapping(shared_table, table_name, columns).or_raise()
+}
+
+/// Internal: one step of tenant.move_to_schema / tenant.move_to_shared.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn shared_move_step(
+    institution_id: Option<pgrx::Uuid>,
+    direction: Option<&str>,
+    batch_size: Option<i32>,
+    first: Option<bool>,
+) -> TableIterator<'static, (name!(finished, bool), name!(abandoned, bool), name!(message, String))> {
+    let step = shared_move::step(institution_id, direction, batch_size, first).or_raise();
+    TableIterator::once((step.finished, step.abandoned, step.message))
 }

@@ -63,3 +63,17 @@ pub fn tenant_data(schema_id: uuid::Uuid, shared_only: bool) -> TcResult<()> {
         exclusive(&key)
     }
 }
+
+/// Moves between shared tables and a schema (ops/shared_move): while one
+/// runs, readers in the institution's context hold this shared from choosing
+/// a side (shared tables or schema) to the end of their transaction; the
+/// move's last step takes it exclusively to change sides, so no reader ever
+/// chooses one side and then reads the other.
+pub fn shared_move(institution: &uuid::Uuid, shared_only: bool) -> TcResult<()> {
+    let key = format!("shared-move:{institution}");
+    if shared_only {
+        shared(&key)
+    } else {
+        exclusive(&key)
+    }
+}

@@ -32,52 +32,92 @@ fn enter_context(
     TableIterator::once(errors::at_boundary(|| enter(institution_id)))
 }
 
+/// An institution's registry row as `enter` reads it.
+struct Registered {
+    schema: String,
+    role: String,
+    status: String,
+    location: Option<String>,
+    quota: (Option<String>, Option<i64>, Option<i64>),
+    limited: bool,
+    /// A move between shared tables and this schema: `TO_SCHEMA:RUNNING`,
+    /// `TO_SHARED:DONE`, ... (ops/shared_move).
+    shared_move: Option<String>,
+}
+
 // The live row through the partial unique index (tenant_schemas_institution_live);
 // only an institution without one (an error) reads further, for the message.
-fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
-    let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
+fn registered(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
     let found = db::rows_kept(
         "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
                 EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
                 CASE WHEN t.status = 'MOVED' THEN
-                     (SELECT m.location FROM tenant.institution_moves m WHERE m.schema_id = t.id AND m.step = 'MOVED') END AS location
+                     (SELECT m.location FROM tenant.institution_moves m WHERE m.schema_id = t.id AND m.step = 'MOVED') END AS location,
+                (SELECT s.direction || CASE WHEN s.finished_at IS NULL THEN ':RUNNING' ELSE ':DONE' END
+                   FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = t.id) AS shared_move
            FROM tenant.tenant_schemas t WHERE t.institution_id = $1 AND t.status <> 'DROPPED'
          UNION ALL
-         (SELECT schema_name, owner_role, status, quota_state, storage_used, quota_limit, false, NULL
-            FROM tenant.tenant_schemas WHERE institution_id = $1 AND status = 'DROPPED' ORDER BY created_at DESC LIMIT 1)
+         (SELECT d.schema_name, d.owner_role, d.status, d.quota_state, d.storage_used, d.quota_limit, false, NULL,
+                 (SELECT s.direction || CASE WHEN s.finished_at IS NULL THEN ':RUNNING' ELSE ':DONE' END
+                    FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = d.id)
+            FROM tenant.tenant_schemas d WHERE d.institution_id = $1 AND d.status = 'DROPPED' ORDER BY d.created_at DESC LIMIT 1)
          LIMIT 1",
         &[pg_sys::UUIDOID.into()],
         &[db::to_pg_uuid(institution).into()],
         |row| {
-            Ok((
-                db::col::<String>(row, "schema_name")?.unwrap_or_default(),
-                db::col::<String>(row, "owner_role")?.unwrap_or_default(),
-                db::col::<String>(row, "status")?.unwrap_or_default(),
-                db::col::<String>(row, "location")?,
-                (
+            Ok(Registered {
+                schema: db::col::<String>(row, "schema_name")?.unwrap_or_default(),
+                role: db::col::<String>(row, "owner_role")?.unwrap_or_default(),
+                status: db::col::<String>(row, "status")?.unwrap_or_default(),
+                location: db::col::<String>(row, "location")?,
+                quota: (
                     db::col::<String>(row, "quota_state")?,
                     db::col::<i64>(row, "storage_used")?,
                     db::col::<i64>(row, "quota_limit")?,
                 ),
-                db::col::<bool>(row, "limited")?.unwrap_or(false),
-            ))
+                limited: db::col::<bool>(row, "limited")?.unwrap_or(false),
+                shared_move: db::col::<String>(row, "shared_move")?,
+            })
         },
     )?;
-    let context = match found.into_iter().next() {
-        Some((schema, _, _, Some(location), _, _)) => {
+    Ok(found.into_iter().next())
+}
+
+fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option<String>)> {
+    let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
+    let running = |found: &Option<Registered>| {
+        found.as_ref().and_then(|r| r.shared_move.as_deref()).is_some_and(|m| m.ends_with(":RUNNING"))
+    };
+    let mut found = registered(institution)?;
+    if running(&found) {
+        // A move between shared tables and a schema is under way: hold its
+        // last step off until this transaction ends, then look again (a new
+        // snapshot in READ COMMITTED: that step may just have committed).
+        crate::core::locks::shared_move(&institution, true)?;
+        found = registered(institution)?;
+    }
+    let context = match found {
+        Some(row)
+            if (row.status == "MAINTENANCE"
+                && matches!(row.shared_move.as_deref(), Some("TO_SCHEMA:RUNNING" | "TO_SHARED:RUNNING")))
+                || (row.status == "DROPPED" && row.shared_move.as_deref() == Some("TO_SHARED:DONE")) =>
+        {
+            shared_move_context(row)?
+        }
+        Some(Registered { schema, location: Some(location), .. }) => {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("institution {institution} has moved to {location}: its schema \"{schema}\" here is a locked-out copy"),
             )
             .hint("Connect to the new location; tenant.locate_institution(...) tells applications where an institution lives."));
         }
-        Some((schema, _, status, _, _, _)) if status != "ACTIVE" => {
+        Some(Registered { schema, status, .. }) if status != "ACTIVE" => {
             return Err(TcError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
             ));
         }
-        Some((schema, role, _, _, quota, limited)) => {
+        Some(Registered { schema, role, quota, limited, .. }) => {
             if let (Some(state), Some(used), Some(limit)) = quota {
                 if state != "OK" {
                     quota::warn_near_limit(institution, &schema, used, limit);
@@ -103,6 +143,26 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
     context_role::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
     crate::ops::last_access::touch(institution);
     Ok(context)
+}
+
+/// The context of an institution a move concerns (one another operation
+/// changed meanwhile is treated by its status). While the move runs the
+/// institution's rows are read where they were (the shared tables, or the
+/// schema), in a read-only transaction: writes wait for the move to end.
+/// After a move to the shared tables the schema is a backup, and the
+/// institution has shared-table rows only.
+fn shared_move_context(row: Registered) -> TcResult<(Option<String>, Option<String>)> {
+    match row.shared_move.as_deref() {
+        Some("TO_SCHEMA:RUNNING") => {
+            context_role::set_local("transaction_read_only", "on", false)?;
+            Ok((None, None))
+        }
+        Some("TO_SHARED:RUNNING") => {
+            context_role::set_local("transaction_read_only", "on", false)?;
+            Ok((Some(row.schema), Some(row.role)))
+        }
+        _ => Ok((None, None)),
+    }
 }
 
 /// Set the tenant for the rest of the transaction: the institution

@@ -18,3 +18,4 @@ pub mod quota;
 pub mod reference;
 pub mod restore;
 pub mod retention;
+pub mod shared_move;

@@ -415,4 +415,36 @@ pub(crate) mod tests {
         assert_eq!(count_of("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'rl_one.rl_users'::regclass"), 0);
         assert_eq!(count_of("SELECT count(*) FROM tenant.row_limits"), 0);
     }
+
+    #[pg_test]
+    fn a_column_mapping_names_existing_tables_and_columns_and_can_be_removed() {
+        Spi::run(
+            "CREATE TABLE tenant_template.cm_notes (id int PRIMARY KEY, body text);
+             CREATE TABLE public.cm_shared (id int PRIMARY KEY, institution_id uuid NOT NULL, content text);
+             CREATE TABLE public.cm_plain (id int PRIMARY KEY, institution_id uuid NOT NULL);",
+        )
+        .unwrap();
+        Spi::run("SELECT tenant.enable_shared_table_isolation('public.cm_shared')").unwrap();
+        let map = |args: &str| retention_error(&format!("SELECT tenant.set_column_mapping({args})"));
+        assert_eq!(map("NULL"), Some("22004".into()));
+        assert_eq!(map("'public.cm_nowhere'"), Some("42P01".into()));
+        assert_eq!(map("'public.cm_plain', 'cm_notes'"), Some("55000".into()));
+        assert_eq!(map("'public.cm_shared', 'cm_nowhere'"), Some("42P01".into()));
+        assert_eq!(map("'public.cm_shared', 'cm_notes', '{\"body\": \"nope\"}'"), Some("42703".into()));
+        assert_eq!(map("'public.cm_shared', 'cm_notes', '{\"nope\": \"content\"}'"), Some("42703".into()));
+        assert_eq!(map("'public.cm_shared', 'cm_notes', '{\"body\": 1}'"), Some("22023".into()));
+        assert_eq!(count_of("SELECT count(*) FROM tenant.shared_table_mappings"), 0);
+        assert_eq!(
+            one::<String>(
+                "SELECT tenant.set_column_mapping('public.cm_shared', 'cm_notes', '{\"body\": \"content\"}')"
+            ),
+            Some("shared table \"public.cm_shared\" maps to tenant_template.cm_notes (body <- content)".into())
+        );
+        assert_eq!(count_of("SELECT count(*) FROM tenant.shared_table_mappings WHERE table_name = 'cm_notes'"), 1);
+        assert_eq!(
+            one::<String>("SELECT tenant.set_column_mapping('public.cm_shared')"),
+            Some("shared table \"public.cm_shared\" maps to the template by names".into())
+        );
+        assert_eq!(count_of("SELECT count(*) FROM tenant.shared_table_mappings"), 0);
+    }
 }
