@@ -2438,7 +2438,8 @@ $$;
 -- What a copy or a move brings along besides the schema's objects and rows
 -- (issue 14): the registry's config (retention overrides included) and
 -- quota, the limits of tenant.set_limits, the row limits of
--- tenant.set_row_limit with their counts, and the institution's
+-- tenant.set_row_limit with their counts, the archive tables retention made
+-- in the schema (tenant.retention_archives), and the institution's
 -- administrators (tenant.grant_institution_admin). One jsonb document, read
 -- on the source in the copy's snapshot and applied on the target.
 CREATE FUNCTION tenant.institution_settings(schema_id uuid) RETURNS jsonb
@@ -2459,6 +2460,9 @@ BEGIN
         'row_limits', COALESCE((SELECT jsonb_agg(jsonb_build_object('table_name', r.table_name, 'max_rows', r.max_rows,
                                                                     'row_count', r.row_count) ORDER BY r.table_name)
                                   FROM tenant.row_limits r WHERE r.schema_id = t.id), '[]'::jsonb),
+        'archives', COALESCE((SELECT jsonb_agg(jsonb_build_object('table_name', a.table_name, 'archive_table', a.archive_table)
+                                               ORDER BY a.archive_table)
+                                FROM tenant.retention_archives a WHERE a.schema_id = t.id), '[]'::jsonb),
         'admins', COALESCE((SELECT jsonb_agg(a.role_name ORDER BY a.role_name) FROM tenant.institution_admins a
                              WHERE a.institution_id = t.institution_id), '[]'::jsonb));
 END
@@ -2466,8 +2470,9 @@ $$;
 
 -- Apply such a document to an institution here: its config and quota are
 -- replaced, its limits and row limits become the document's (through
--- tenant.set_limits and tenant.set_row_limit, which validate them), and its
--- administrators are granted where their role exists here (the others are
+-- tenant.set_limits and tenant.set_row_limit, which validate them), the
+-- archive tables of the document found in its schema are recorded as its
+-- retention archives (and no others), and its administrators are granted where their role exists here (the others are
 -- returned in admins_skipped). counted: the rows are already in and the
 -- document's row counts are exact (a move's cut-over): a row limit that is
 -- already in place takes the count instead of counting the table again.
@@ -2485,6 +2490,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF jsonb_typeof(settings) <> 'object' OR jsonb_typeof(COALESCE(settings->'row_limits', '[]')) <> 'array'
+       OR jsonb_typeof(COALESCE(settings->'archives', '[]')) <> 'array'
        OR jsonb_typeof(COALESCE(settings->'admins', '[]')) <> 'array' THEN
         RAISE EXCEPTION 'settings must be a json object as tenant.institution_settings returns it'
             USING ERRCODE = 'invalid_parameter_value';
@@ -2517,6 +2523,13 @@ BEGIN
             PERFORM tenant.set_row_limit(t.id, r.table_name, r.max_rows);
         END IF;
     END LOOP;
+    DELETE FROM tenant.retention_archives a WHERE a.schema_id = t.id;
+    INSERT INTO tenant.retention_archives (schema_id, table_name, archive_table)
+    SELECT t.id, e->>'table_name', e->>'archive_table'
+      FROM jsonb_array_elements(COALESCE(settings->'archives', '[]')) e
+     WHERE EXISTS (SELECT 1 FROM pg_class c
+                    WHERE c.relnamespace = to_regnamespace(t.schema_name) AND c.relname = e->>'archive_table'
+                      AND c.relkind = 'r');
     FOR r IN SELECT jsonb_array_elements_text(COALESCE(settings->'admins', '[]')) AS role_name LOOP
         IF EXISTS (SELECT 1 FROM pg_roles x WHERE x.rolname = r.role_name AND NOT x.rolsuper)
            AND r.role_name NOT LIKE 'tenant\_control\_%' THEN
@@ -2988,9 +3001,9 @@ REVOKE ALL ON FUNCTION tenant.institution_settings(uuid), tenant.receive_institu
 GRANT EXECUTE ON FUNCTION tenant.institution_settings(uuid), tenant.receive_institution_settings(uuid, jsonb, boolean)
     TO tenant_control_admin;
 COMMENT ON FUNCTION tenant.institution_settings(uuid) IS
-    'An institution''s settings as one jsonb document: config, quota_limit, limits (tenant.set_limits), row_limits (tenant.set_row_limit, with counts) and admins (tenant.grant_institution_admin). Read on the source by tenant.copy_institution_from and tenant.move_institution.';
+    'An institution''s settings as one jsonb document: config, quota_limit, limits (tenant.set_limits), row_limits (tenant.set_row_limit, with counts), archives (tenant.retention_archives) and admins (tenant.grant_institution_admin). Read on the source by tenant.copy_institution_from and tenant.move_institution.';
 COMMENT ON FUNCTION tenant.receive_institution_settings(uuid, jsonb, boolean) IS
-    'Apply a document of tenant.institution_settings to an institution here (config and quota replaced, limits and row limits validated and set, administrators granted where their role exists; returns admins_skipped). counted => true takes the document''s row counts for row limits already in place.';
+    'Apply a document of tenant.institution_settings to an institution here (config and quota replaced, limits and row limits validated and set, archive tables present in its schema recorded, administrators granted where their role exists; returns admins_skipped). counted => true takes the document''s row counts for row limits already in place.';
 REVOKE ALL ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) FROM PUBLIC;
 REVOKE ALL ON tenant.institution_moves, tenant.move_signals FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.locate_institution(uuid) TO tenant_control_app, tenant_control_admin;

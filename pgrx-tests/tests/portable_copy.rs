@@ -349,6 +349,20 @@ fn settings_of(
     (row.get(0), row.get(1), row.get(2), limits)
 }
 
+fn archives_of(client: &mut Client, institution: Uuid) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT a.table_name, a.archive_table FROM tenant.retention_archives a
+               JOIN tenant.tenant_schemas t ON t.id = a.schema_id
+              WHERE t.institution_id = $1 AND t.status <> 'DROPPED' ORDER BY 2",
+            &[&institution],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 fn admins_of(client: &mut Client, institution: Uuid) -> Vec<String> {
     client
         .query("SELECT role_name FROM tenant.institution_admins WHERE institution_id = $1 ORDER BY 1", &[&institution])
@@ -377,7 +391,10 @@ fn copy_brings_the_institution_settings_along_as_new_and_in_place() {
              SELECT tenant.set_limits('{schema_id}', '{{\"statement_timeout\": \"5s\", \"max_transactions\": 7}}');
              SELECT tenant.set_row_limit('{schema_id}', 'parents', 100);
              SELECT tenant.grant_institution_admin('{institution}', 'wayne_it');
-             SELECT tenant.grant_institution_admin('{institution}', 'wayne_auditor');"
+             SELECT tenant.grant_institution_admin('{institution}', 'wayne_auditor');
+             CREATE TABLE wayne.children_archive (id bigint, note text);
+             INSERT INTO tenant.retention_archives (schema_id, table_name, archive_table)
+             VALUES ('{schema_id}', 'children', 'children_archive');"
         ))
         .unwrap();
 
@@ -396,6 +413,8 @@ fn copy_brings_the_institution_settings_along_as_new_and_in_place() {
     );
     target.batch_execute("INSERT INTO wayne.parents (name) SELECT 'x' FROM generate_series(1, 80)").unwrap();
     assert_eq!(settings_of(&mut target, institution).3, vec![("parents".to_string(), 100, 100)]);
+    // The archive table that retention made is known as such here too.
+    assert_eq!(archives_of(&mut target, institution), vec![("children".to_string(), "children_archive".to_string())]);
     // The administrator whose role exists here was granted; the other is named in the log.
     assert_eq!(admins_of(&mut target, institution), vec!["wayne_it".to_string()]);
     assert_eq!(
@@ -423,6 +442,7 @@ fn copy_brings_the_institution_settings_along_as_new_and_in_place() {
     let limits: serde_json::Value = serde_json::from_str(limits.as_deref().expect("limits arrived")).unwrap();
     assert_eq!(limits, serde_json::json!({"work_mem": "8MB"}));
     assert_eq!(row_limits, vec![("children".to_string(), 500, children)]);
+    assert_eq!(archives_of(&mut target, institution), vec![("children".to_string(), "children_archive".to_string())]);
     // The old limit is gone with its triggers: parents takes any number of rows.
     target.batch_execute("INSERT INTO wayne.parents (name) SELECT 'y' FROM generate_series(1, 200)").unwrap();
 }
