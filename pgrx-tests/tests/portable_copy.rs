@@ -323,11 +323,11 @@ fn ensure_role(client: &mut Client, role: &str) {
         .unwrap();
 }
 
+/// config, quota_limit, limits, and row limits (table, max_rows, row_count).
+type Settings = (String, Option<i64>, Option<String>, Vec<(String, i64, i64)>);
+
 /// The settings of an institution as the target must receive them.
-fn settings_of(
-    client: &mut Client,
-    institution: Uuid,
-) -> (String, Option<i64>, Option<String>, Vec<(String, i64, i64)>) {
+fn settings_of(client: &mut Client, institution: Uuid) -> Settings {
     let row = client
         .query_one(
             "SELECT t.config::text, t.quota_limit, (SELECT l.limits::text FROM tenant.institution_limits l WHERE l.schema_id = t.id)

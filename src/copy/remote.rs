@@ -23,7 +23,6 @@ use crate::core::errors::{TcError, TcResult};
 use crate::core::subxact;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
-use std::cell::RefCell;
 
 /// An open dblink connection to the source, in a REPEATABLE READ transaction.
 pub struct Remote {
@@ -31,16 +30,6 @@ pub struct Remote {
     name: String,
     /// The schema dblink is installed in, quoted.
     dblink: String,
-    /// What the connection was opened with, for the connections beside it.
-    source: String,
-    /// Connections beside this one, in its snapshot, each running one query
-    /// in the background (`in_background`); closed with it.
-    beside: RefCell<Vec<String>>,
-}
-
-/// A query running on the source on a connection of its own.
-pub struct Background {
-    name: String,
 }
 
 /// The schema the dblink extension lives in, or a clear refusal.
@@ -66,120 +55,35 @@ fn dblink_schema() -> TcResult<String> {
 /// whatever happens. The source's transaction commits only when `work`
 /// succeeds (its operation log row with it).
 pub fn with_source<T>(source: &str, work: impl FnOnce(&Remote) -> TcResult<T>) -> TcResult<T> {
-    let remote = Remote {
-        name: format!("tc_copy_{}", uuid::Uuid::new_v4().simple()),
-        dblink: dblink_schema()?,
-        source: source.to_string(),
-        beside: RefCell::new(Vec::new()),
-    };
-    remote.connect(&remote.name)?;
+    let remote = Remote { name: format!("tc_copy_{}", uuid::Uuid::new_v4().simple()), dblink: dblink_schema()? };
+    let connect = format!("SELECT {}.dblink_connect($1, $2)", remote.dblink);
+    subxact::atomically(|| db::run(&connect, &[remote.name.as_str().into(), source.into()])).map_err(|error| {
+        TcError::new(
+            PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            "could not connect to the source database",
+        )
+        .detail(error.summary())
+        .hint("Pass a libpq connection string or the name of a foreign server with a user mapping for you.")
+    })?;
     // dblink's named connections outlive a rolled-back subtransaction: the
-    // work runs in one, and the connections are closed after it either way,
-    // a cancel included (closing them rolls back what did not commit there).
+    // work runs in one, and the connection is closed after it either way,
+    // a cancel included (closing it rolls back what did not commit there).
+    let disconnect = format!("SELECT {}.dblink_disconnect($1)", remote.dblink);
     subxact::atomically_then(
         || {
-            remote.begin()?;
+            remote.exec("SET search_path = pg_catalog, pg_temp")?;
+            // Named in the source's pg_stat_activity, for its DBA.
+            remote.exec("SET application_name = 'tenant_control copy'")?;
+            remote.exec("BEGIN ISOLATION LEVEL REPEATABLE READ")?;
             let result = work(&remote)?;
-            // The queries beside it wrote their part of the source's log.
-            for name in remote.beside.borrow().iter() {
-                remote.on(name).exec("COMMIT")?;
-            }
             remote.exec("COMMIT")?;
             Ok(result)
         },
-        || remote.close(),
+        || db::run(&disconnect, &[remote.name.as_str().into()]),
     )
 }
 
 impl Remote {
-    /// Open the connection `name` to the source.
-    fn connect(&self, name: &str) -> TcResult<()> {
-        let connect = format!("SELECT {}.dblink_connect($1, $2)", self.dblink);
-        subxact::atomically(|| db::run(&connect, &[name.into(), self.source.as_str().into()])).map_err(|error| {
-            TcError::new(
-                PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-                "could not connect to the source database",
-            )
-            .detail(error.summary())
-            .hint("Pass a libpq connection string or the name of a foreign server with a user mapping for you.")
-        })
-    }
-
-    /// The same source through the connection `name`.
-    fn on(&self, name: &str) -> Remote {
-        Remote {
-            name: name.to_string(),
-            dblink: self.dblink.clone(),
-            source: self.source.clone(),
-            beside: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// Open the copy's REPEATABLE READ transaction on this connection.
-    fn begin(&self) -> TcResult<()> {
-        self.exec("SET search_path = pg_catalog, pg_temp")?;
-        // Named in the source's pg_stat_activity, for its DBA.
-        self.exec("SET application_name = 'tenant_control copy'")?;
-        self.exec("BEGIN ISOLATION LEVEL REPEATABLE READ")
-    }
-
-    /// Close this connection and those beside it; a query still running
-    /// beside it is cancelled first.
-    fn close(&self) -> TcResult<()> {
-        for name in self.beside.borrow().iter() {
-            db::run(
-                &format!(
-                    "SELECT {0}.dblink_cancel_query($1), {0}.dblink_disconnect($1)
-                      WHERE $1 OPERATOR(pg_catalog.=) ANY ({0}.dblink_get_connections())",
-                    self.dblink
-                ),
-                &[name.as_str().into()],
-            )?;
-        }
-        db::run(&format!("SELECT {}.dblink_disconnect($1)", self.dblink), &[self.name.as_str().into()])
-    }
-
-    /// Start `query` on another connection to the source, in this one's
-    /// snapshot (exported here, imported there), and return at once: the
-    /// source works on it while this session goes on. Its transaction
-    /// commits with this one's.
-    pub fn in_background(&self, query: &str) -> TcResult<Background> {
-        let snapshot = self
-            .rows("SELECT pg_catalog.pg_export_snapshot()", &["snapshot"], |row| db::col::<String>(row, "snapshot"))?
-            .into_iter()
-            .flatten()
-            .next()
-            .unwrap_or_default();
-        let name = format!("{}_{}", self.name, self.beside.borrow().len() + 1);
-        self.connect(&name)?;
-        self.beside.borrow_mut().push(name.clone());
-        let beside = self.on(&name);
-        beside.begin()?;
-        beside.exec(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(&snapshot)))?;
-        db::run(&format!("SELECT {}.dblink_send_query($1, $2)", self.dblink), &[name.as_str().into(), query.into()])?;
-        Ok(Background { name })
-    }
-
-    /// The rows of a query started with `in_background` (all columns as
-    /// text), waiting for them if the source is not done yet.
-    pub fn collect<T>(
-        &self,
-        query: &Background,
-        columns: &[&str],
-        map: impl FnMut(&pgrx::spi::SpiHeapTupleData) -> TcResult<T>,
-    ) -> TcResult<Vec<T>> {
-        let local = format!(
-            "SELECT * FROM {}.dblink_get_result({}) AS r({})",
-            self.dblink,
-            quote_literal(&query.name),
-            text_columns(columns)
-        );
-        let rows = db::rows(&local, &[], map)?;
-        // The empty result that ends the query frees the connection for its COMMIT.
-        db::run(&local.replace("SELECT *", "SELECT pg_catalog.count(*)"), &[])?;
-        Ok(rows)
-    }
-
     /// Run a statement on the source for its effect.
     pub fn exec(&self, statement: &str) -> TcResult<()> {
         db::run(&format!("SELECT {}.dblink_exec($1, $2)", self.dblink), &[self.name.as_str().into(), statement.into()])
@@ -199,12 +103,9 @@ impl Remote {
         columns: &[&str],
         map: impl FnMut(&pgrx::spi::SpiHeapTupleData) -> TcResult<T>,
     ) -> TcResult<Vec<T>> {
-        let local = format!("SELECT * FROM {}", self.query_item(query, &text_columns(columns)));
+        let definitions =
+            columns.iter().map(|c| format!("{} pg_catalog.text", quote_identifier(c))).collect::<Vec<_>>().join(", ");
+        let local = format!("SELECT * FROM {}", self.query_item(query, &definitions));
         db::rows(&local, &[], map)
     }
-}
-
-/// A column definition list of text columns.
-fn text_columns(columns: &[&str]) -> String {
-    columns.iter().map(|c| format!("{} pg_catalog.text", quote_identifier(c))).collect::<Vec<_>>().join(", ")
 }

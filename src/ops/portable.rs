@@ -417,18 +417,6 @@ fn build(
     prelude: Vec<String>,
 ) -> TcResult<Vec<TableCopy>> {
     let started = Instant::now();
-    // The source counts and hashes its tables on a connection of its own,
-    // in the same snapshot, while the rows are read and loaded here.
-    let destination = db::scalar::<String>(
-        "SELECT pg_catalog.format('database %s of cluster %s', pg_catalog.current_database(),
-                                  (SELECT system_identifier FROM pg_catalog.pg_control_system()))",
-        &[],
-    )?;
-    let hashing = remote.in_background(&format!(
-        "SELECT table_name, row_count::text, content_hash FROM tenant.institution_manifest({}, {})",
-        found.arguments(),
-        quote_literal(&destination)
-    ))?;
     let structure = remote.rows(
         &format!("SELECT kind, statement::text FROM tenant.institution_structure({})", found.arguments()),
         &["kind", "statement"],
@@ -457,6 +445,26 @@ fn build(
     schema_copy::ddl(target, creation.collect(), "while creating the copy's staging tables")?;
     op.note("direct_tables", direct.len());
 
+    let destination = db::scalar::<String>(
+        "SELECT pg_catalog.format('database %s of cluster %s', pg_catalog.current_database(),
+                                  (SELECT system_identifier FROM pg_catalog.pg_control_system()))",
+        &[],
+    )?;
+    let manifest = remote.rows(
+        &format!(
+            "SELECT table_name, row_count::text, content_hash FROM tenant.institution_manifest({}, {})",
+            found.arguments(),
+            quote_literal(&destination)
+        ),
+        &["table_name", "row_count", "content_hash"],
+        |row| {
+            Ok(TableCopy {
+                name: db::col::<String>(row, "table_name")?.unwrap_or_default(),
+                rows: db::col::<String>(row, "row_count")?.and_then(|r| r.parse().ok()).unwrap_or(-1),
+                hash: db::col::<String>(row, "content_hash")?,
+            })
+        },
+    )?;
     let source_schema = read_schema(remote, found)?;
     let into_staging = staged.iter().enumerate().map(|(n, t)| (t, schema_copy::staging(target, n), None));
     let into_tables = direct.iter().map(|t| {
@@ -481,13 +489,6 @@ fn build(
         staged.iter().filter_map(|s| tables.iter().position(|t| t.name == s.name)).map(|i| tables[i].clone()).collect();
     schema_copy::fill(target, role, loader, &loaded, &views, after)?;
     let copied = schema_copy::count_and_hash(target)?;
-    let manifest = remote.collect(&hashing, &["table_name", "row_count", "content_hash"], |row| {
-        Ok(TableCopy {
-            name: db::col::<String>(row, "table_name")?.unwrap_or_default(),
-            rows: db::col::<String>(row, "row_count")?.and_then(|r| r.parse().ok()).unwrap_or(-1),
-            hash: db::col::<String>(row, "content_hash")?,
-        })
-    })?;
     require_same(&manifest, &copied)?;
     op.note("tables", copied.len());
     op.note("rows", rows(&copied));
