@@ -2423,7 +2423,7 @@ BEGIN
     IF answer::integer <> t.version THEN
         RAISE EXCEPTION 'the target''s template is at version %, institution schema "%" at version %', answer, t.schema_name, t.version
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Bring both templates to the same version (tenant.register_migration, tenant.apply_migrations) first.';
+                  HINT = 'A move builds the schema from the target''s template and cannot migrate on arrival: bring both to the same version first (tenant.register_migration here or there, then tenant.migrate_institution_schema), or copy it with tenant.copy_institution_from(..., migrate => true).';
     END IF;
     there := tenant.move_remote(conn, 'SELECT tenant.move_table_list(''tenant_template'')');
     IF there <> tenant.move_table_list(t.schema_name) THEN
@@ -2432,6 +2432,115 @@ BEGIN
                   DETAIL = format('here: %s; target template: %s', tenant.move_table_list(t.schema_name), there),
                   HINT = 'The target builds the schema from its own template: a tenant whose tables drifted cannot move.';
     END IF;
+END
+$$;
+
+-- What a copy or a move brings along besides the schema's objects and rows
+-- (issue 14): the registry's config (retention overrides included) and
+-- quota, the limits of tenant.set_limits, the row limits of
+-- tenant.set_row_limit with their counts, the archive tables retention made
+-- in the schema (tenant.retention_archives), and the institution's
+-- administrators (tenant.grant_institution_admin). One jsonb document, read
+-- on the source in the copy's snapshot and applied on the target.
+CREATE FUNCTION tenant.institution_settings(schema_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tenant.tenant_schemas;
+BEGIN
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = institution_settings.schema_id AND s.status <> 'SPARE';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no institution schema with id % in tenant.tenant_schemas', institution_settings.schema_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN jsonb_build_object(
+        'config', t.config,
+        'quota_limit', t.quota_limit,
+        'limits', (SELECT l.limits FROM tenant.institution_limits l WHERE l.schema_id = t.id),
+        'row_limits', COALESCE((SELECT jsonb_agg(jsonb_build_object('table_name', r.table_name, 'max_rows', r.max_rows,
+                                                                    'row_count', r.row_count) ORDER BY r.table_name)
+                                  FROM tenant.row_limits r WHERE r.schema_id = t.id), '[]'::jsonb),
+        'archives', COALESCE((SELECT jsonb_agg(jsonb_build_object('table_name', a.table_name, 'archive_table', a.archive_table)
+                                               ORDER BY a.archive_table)
+                                FROM tenant.retention_archives a WHERE a.schema_id = t.id), '[]'::jsonb),
+        'admins', COALESCE((SELECT jsonb_agg(a.role_name ORDER BY a.role_name) FROM tenant.institution_admins a
+                             WHERE a.institution_id = t.institution_id), '[]'::jsonb));
+END
+$$;
+
+-- Apply such a document to an institution here: its config and quota are
+-- replaced, its limits and row limits become the document's (through
+-- tenant.set_limits and tenant.set_row_limit, which validate them), the
+-- archive tables of the document found in its schema are recorded as its
+-- retention archives (and no others), and its administrators are granted where their role exists here (the others are
+-- returned in admins_skipped). counted: the rows are already in and the
+-- document's row counts are exact (a move's cut-over): a row limit that is
+-- already in place takes the count instead of counting the table again.
+CREATE FUNCTION tenant.receive_institution_settings(schema_id uuid, settings jsonb, counted boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- set_row_limit's DROP TRIGGER IF EXISTS would say "does not exist, skipping" thrice a limit.
+SET client_min_messages = warning
+AS $$
+DECLARE
+    t tenant.tenant_schemas;
+    r record;
+    skipped text[] := '{}';
+BEGIN
+    IF schema_id IS NULL OR settings IS NULL THEN
+        RAISE EXCEPTION 'argument "%" must not be NULL', CASE WHEN schema_id IS NULL THEN 'schema_id' ELSE 'settings' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF jsonb_typeof(settings) <> 'object' OR jsonb_typeof(COALESCE(settings->'row_limits', '[]')) <> 'array'
+       OR jsonb_typeof(COALESCE(settings->'archives', '[]')) <> 'array'
+       OR jsonb_typeof(COALESCE(settings->'admins', '[]')) <> 'array' THEN
+        RAISE EXCEPTION 'settings must be a json object as tenant.institution_settings returns it'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO t FROM tenant.tenant_schemas s
+     WHERE s.id = receive_institution_settings.schema_id AND s.status NOT IN ('DROPPED', 'SPARE', 'MOVED') FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no live institution schema with id % in tenant.tenant_schemas', receive_institution_settings.schema_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE tenant.tenant_schemas s
+       SET config = COALESCE(settings->'config', '{}'::jsonb), quota_limit = (settings->>'quota_limit')::bigint,
+           updated_at = now()
+     WHERE s.id = t.id;
+    PERFORM tenant.set_limits(t.id, NULLIF(settings->'limits', 'null'::jsonb));
+    FOR r IN SELECT l.table_name FROM tenant.row_limits l
+              WHERE l.schema_id = t.id
+                AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(settings->'row_limits') e WHERE e->>'table_name' = l.table_name)
+    LOOP
+        PERFORM tenant.set_row_limit(t.id, r.table_name, NULL);
+    END LOOP;
+    FOR r IN SELECT e->>'table_name' AS table_name, (e->>'max_rows')::bigint AS max_rows, (e->>'row_count')::bigint AS row_count
+               FROM jsonb_array_elements(COALESCE(settings->'row_limits', '[]')) e
+    LOOP
+        IF counted AND r.row_count IS NOT NULL AND EXISTS (
+               SELECT 1 FROM tenant.row_limits l
+                WHERE l.schema_id = t.id AND l.table_name = r.table_name AND l.max_rows = r.max_rows) THEN
+            UPDATE tenant.row_limits l SET row_count = r.row_count WHERE l.schema_id = t.id AND l.table_name = r.table_name;
+        ELSE
+            PERFORM tenant.set_row_limit(t.id, r.table_name, r.max_rows);
+        END IF;
+    END LOOP;
+    DELETE FROM tenant.retention_archives a WHERE a.schema_id = t.id;
+    INSERT INTO tenant.retention_archives (schema_id, table_name, archive_table)
+    SELECT t.id, e->>'table_name', e->>'archive_table'
+      FROM jsonb_array_elements(COALESCE(settings->'archives', '[]')) e
+     WHERE EXISTS (SELECT 1 FROM pg_class c
+                    WHERE c.relnamespace = to_regnamespace(t.schema_name) AND c.relname = e->>'archive_table'
+                      AND c.relkind = 'r');
+    FOR r IN SELECT jsonb_array_elements_text(COALESCE(settings->'admins', '[]')) AS role_name LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles x WHERE x.rolname = r.role_name AND NOT x.rolsuper)
+           AND r.role_name NOT LIKE 'tenant\_control\_%' THEN
+            PERFORM tenant.grant_institution_admin(t.institution_id, r.role_name);
+        ELSE
+            skipped := skipped || r.role_name;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('admins_skipped', to_jsonb(skipped));
 END
 $$;
 
@@ -2477,6 +2586,13 @@ BEGIN
                                           FROM pg_class c WHERE c.relnamespace = %L::regnamespace AND c.relkind IN (''r'', ''p'')),
                                         ''SELECT 1''); END $m$', t.schema_name));
     PERFORM tenant.move_remote(conn, format('INSERT INTO tenant.move_signals VALUES (%L, ''ARRIVING'')', target_id));
+    -- The institution's settings come along now (a refused one stops the
+    -- move before anything streams) and again at the cut-over.
+    answer := tenant.move_remote(conn, format('SELECT tenant.receive_institution_settings(%L, %L)::text',
+                                              target_id, tenant.institution_settings(t.id)));
+    IF answer::jsonb->'admins_skipped' <> '[]'::jsonb THEN
+        RAISE NOTICE 'not granted on the target (no such role there): institution administrator(s) %', answer::jsonb->'admins_skipped';
+    END IF;
     PERFORM tenant.move_remote(conn, 'COMMIT');
     RETURN target_id;
 END
@@ -2650,6 +2766,11 @@ BEGIN
         PERFORM tenant.move_remote(conn, setvals);
     END IF;
     PERFORM tenant.move_remote(conn, format('DELETE FROM tenant.move_signals WHERE schema_id IN (%L, %L)', t.id, m.target_schema_id));
+    -- Settings changed here during the move, and the row limits' counts as
+    -- writes stopped them (the rows arrived under replication, which fires
+    -- no counting trigger): exact, and no table is counted during the pause.
+    PERFORM tenant.move_remote(conn, format('SELECT tenant.receive_institution_settings(%L, %L, counted => true)::text',
+                                            m.target_schema_id, tenant.institution_settings(t.id)));
     answer := tenant.move_remote(conn, format(
         'SELECT concat_ws(''|'', status, sqlstate, message) FROM tenant.set_institution_status(%L, ''ACTIVE'', ''moved here'')',
         m.target_schema_id));
@@ -2878,6 +2999,13 @@ REVOKE ALL ON FUNCTION tenant.move_object_name(uuid), tenant.move_remote(text, t
     tenant.move_ensure_slot(uuid), tenant.move_step(uuid, text, text, text),
     tenant.move_activate_target(text, tenant.tenant_schemas, tenant.institution_moves),
     tenant.locate_institution(uuid), tenant.cancel_move(uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.institution_settings(uuid), tenant.receive_institution_settings(uuid, jsonb, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.institution_settings(uuid), tenant.receive_institution_settings(uuid, jsonb, boolean)
+    TO tenant_control_admin;
+COMMENT ON FUNCTION tenant.institution_settings(uuid) IS
+    'An institution''s settings as one jsonb document: config, quota_limit, limits (tenant.set_limits), row_limits (tenant.set_row_limit, with counts), archives (tenant.retention_archives) and admins (tenant.grant_institution_admin). Read on the source by tenant.copy_institution_from and tenant.move_institution.';
+COMMENT ON FUNCTION tenant.receive_institution_settings(uuid, jsonb, boolean) IS
+    'Apply a document of tenant.institution_settings to an institution here (config and quota replaced, limits and row limits validated and set, archive tables present in its schema recorded, administrators granted where their role exists; returns admins_skipped). counted => true takes the document''s row counts for row limits already in place.';
 REVOKE ALL ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) FROM PUBLIC;
 REVOKE ALL ON tenant.institution_moves, tenant.move_signals FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.locate_institution(uuid) TO tenant_control_app, tenant_control_admin;

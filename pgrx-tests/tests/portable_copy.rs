@@ -313,3 +313,205 @@ fn copy_refusals_name_what_is_missing() {
     drop(admin);
     target.batch_execute("DROP ROLE copy_admin").unwrap();
 }
+
+/// A role of the cluster, created unless it exists (roles outlive a test's databases).
+fn ensure_role(client: &mut Client, role: &str) {
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ))
+        .unwrap();
+}
+
+/// config, quota_limit, limits, and row limits (table, max_rows, row_count).
+type Settings = (String, Option<i64>, Option<String>, Vec<(String, i64, i64)>);
+
+/// The settings of an institution as the target must receive them.
+fn settings_of(client: &mut Client, institution: Uuid) -> Settings {
+    let row = client
+        .query_one(
+            "SELECT t.config::text, t.quota_limit, (SELECT l.limits::text FROM tenant.institution_limits l WHERE l.schema_id = t.id)
+               FROM tenant.tenant_schemas t WHERE t.institution_id = $1 AND t.status <> 'DROPPED'",
+            &[&institution],
+        )
+        .unwrap();
+    let limits = client
+        .query(
+            "SELECT r.table_name, r.max_rows, r.row_count FROM tenant.row_limits r
+               JOIN tenant.tenant_schemas t ON t.id = r.schema_id
+              WHERE t.institution_id = $1 AND t.status <> 'DROPPED' ORDER BY 1",
+            &[&institution],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    (row.get(0), row.get(1), row.get(2), limits)
+}
+
+fn archives_of(client: &mut Client, institution: Uuid) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT a.table_name, a.archive_table FROM tenant.retention_archives a
+               JOIN tenant.tenant_schemas t ON t.id = a.schema_id
+              WHERE t.institution_id = $1 AND t.status <> 'DROPPED' ORDER BY 2",
+            &[&institution],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn admins_of(client: &mut Client, institution: Uuid) -> Vec<String> {
+    client
+        .query("SELECT role_name FROM tenant.institution_admins WHERE institution_id = $1 ORDER BY 1", &[&institution])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn copy_brings_the_institution_settings_along_as_new_and_in_place() {
+    let (target_cluster, mut target) = second_cluster("copy-settings", "it_copy_target");
+    let _keep = &target_cluster;
+    let mut source = source_database("it_copy_source_s");
+    let (institution, schema_id) = populated(&mut source, "wayne", 20);
+    // Everything per institution the source holds: config with a retention
+    // override, quota, limits, a row limit, two administrators (one of them a
+    // role the target's cluster does not have).
+    ensure_role(&mut source, "wayne_it");
+    ensure_role(&mut source, "wayne_auditor");
+    ensure_role(&mut target, "wayne_it");
+    source
+        .batch_execute(&format!(
+            "UPDATE tenant.tenant_schemas SET config = '{{\"plan\": \"gold\", \"retention\": {{\"children\": {{\"keep\": \"30 days\"}}}}}}'
+              WHERE id = '{schema_id}';
+             SELECT tenant.set_limits('{schema_id}', '{{\"statement_timeout\": \"5s\", \"max_transactions\": 7}}');
+             SELECT tenant.set_row_limit('{schema_id}', 'parents', 100);
+             SELECT tenant.grant_institution_admin('{institution}', 'wayne_it');
+             SELECT tenant.grant_institution_admin('{institution}', 'wayne_auditor');
+             CREATE TABLE wayne.children_archive (id bigint, note text);
+             INSERT INTO tenant.retention_archives (schema_id, table_name, archive_table)
+             VALUES ('{schema_id}', 'children', 'children_archive');"
+        ))
+        .unwrap();
+
+    let done = copy(&mut target, &connection_string("it_copy_source_s"), institution, None, false);
+    assert!(done.ok(), "copy: {} ({:?})", done.message, done.sqlstate);
+    let (config, quota, limits, row_limits) = settings_of(&mut target, institution);
+    assert_eq!(config, r#"{"plan": "gold", "retention": {"children": {"keep": "30 days"}}}"#);
+    assert_eq!(quota, Some(123456789));
+    let limits: serde_json::Value = serde_json::from_str(limits.as_deref().expect("limits arrived")).unwrap();
+    assert_eq!(limits, serde_json::json!({"statement_timeout": "5s", "max_transactions": 7}));
+    assert_eq!(row_limits, vec![("parents".to_string(), 100, 20)]);
+    // The row limit is enforced on the copy: its counting triggers are there.
+    assert_eq!(
+        sqlstate_of_failure(&mut target, "INSERT INTO wayne.parents (name) SELECT 'x' FROM generate_series(1, 81)"),
+        "53400"
+    );
+    target.batch_execute("INSERT INTO wayne.parents (name) SELECT 'x' FROM generate_series(1, 80)").unwrap();
+    assert_eq!(settings_of(&mut target, institution).3, vec![("parents".to_string(), 100, 100)]);
+    // The archive table that retention made is known as such here too.
+    assert_eq!(archives_of(&mut target, institution), vec![("children".to_string(), "children_archive".to_string())]);
+    // The administrator whose role exists here was granted; the other is named in the log.
+    assert_eq!(admins_of(&mut target, institution), vec!["wayne_it".to_string()]);
+    assert_eq!(
+        count(
+            &mut target,
+            "SELECT count(*) FROM tenant.schema_operations WHERE metadata->'admins_skipped' = '[\"wayne_auditor\"]'"
+        ),
+        1
+    );
+
+    // In place: the settings become the source's again, and no other.
+    source
+        .batch_execute(&format!(
+            "UPDATE tenant.tenant_schemas SET config = '{{\"plan\": \"silver\"}}', quota_limit = NULL WHERE id = '{schema_id}';
+             SELECT tenant.set_limits('{schema_id}', '{{\"work_mem\": \"8MB\"}}');
+             SELECT tenant.set_row_limit('{schema_id}', 'parents', NULL);
+             SELECT tenant.set_row_limit('{schema_id}', 'children', 500);"
+        ))
+        .unwrap();
+    let children: i64 = count(&mut source, "SELECT count(*) FROM wayne.children");
+    let again = copy(&mut target, &connection_string("it_copy_source_s"), institution, None, true);
+    assert!(again.ok(), "copy in place: {} ({:?})", again.message, again.sqlstate);
+    let (config, quota, limits, row_limits) = settings_of(&mut target, institution);
+    assert_eq!((config.as_str(), quota), (r#"{"plan": "silver"}"#, None));
+    let limits: serde_json::Value = serde_json::from_str(limits.as_deref().expect("limits arrived")).unwrap();
+    assert_eq!(limits, serde_json::json!({"work_mem": "8MB"}));
+    assert_eq!(row_limits, vec![("children".to_string(), 500, children)]);
+    assert_eq!(archives_of(&mut target, institution), vec![("children".to_string(), "children_archive".to_string())]);
+    // The old limit is gone with its triggers: parents takes any number of rows.
+    target.batch_execute("INSERT INTO wayne.parents (name) SELECT 'y' FROM generate_series(1, 200)").unwrap();
+}
+
+/// The copy's connections to the source: none left on either side.
+fn assert_no_copy_connection(source: &mut Client, target: &mut Client) {
+    let open: Option<Vec<String>> = target.query_one("SELECT dblink_get_connections()", &[]).unwrap().get(0);
+    assert_eq!(open, None, "dblink connections left open on the target");
+    // A closed connection's backend on the source ends a moment later.
+    let mut left = 0;
+    for _ in 0..100 {
+        left = count(source, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenant_control copy'");
+        if left == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{left} session(s) of the copy left on the source");
+}
+
+#[test]
+fn a_refused_failed_or_cancelled_copy_leaves_no_connection_or_transaction_behind() {
+    let (target_cluster, mut target) = second_cluster("copy-cleanup", "it_copy_target");
+    let _keep = &target_cluster;
+    let mut source = source_database("it_copy_source_e");
+    let (institution, _) = populated(&mut source, "cyberdyne", 200);
+    let from = connection_string("it_copy_source_e");
+
+    // Not enough free space (as a backup estimates it): refused up front,
+    // naming the institution and the sizes.
+    target.batch_execute("SET tenant_control.backup_reserve = 2147483647").unwrap();
+    let short = copy(&mut target, &from, institution, None, false);
+    assert_eq!(short.sqlstate.as_deref(), Some("53100"), "{}", short.message);
+    assert!(short.message.contains(&institution.to_string()), "{}", short.message);
+    assert!(short.message.contains("bytes on the source") && short.message.contains("bytes free"), "{}", short.message);
+    target.batch_execute("RESET tenant_control.backup_reserve").unwrap();
+    assert_eq!(count(&mut target, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cyberdyne'"), 0);
+    assert_no_copy_connection(&mut source, &mut target);
+
+    // A copy that fails after reading from the source (the name is taken here).
+    target.batch_execute("CREATE SCHEMA cyberdyne").unwrap();
+    let taken = copy(&mut target, &from, institution, None, false);
+    assert_eq!(taken.sqlstate.as_deref(), Some("42P06"), "{}", taken.message);
+    target.batch_execute("DROP SCHEMA cyberdyne").unwrap();
+    assert_no_copy_connection(&mut source, &mut target);
+
+    // A cancelled copy: the source's table is locked, so the copy waits there
+    // until its statement_timeout has passed; the lock then goes and the copy
+    // ends cancelled (57014).
+    let mut locker = superuser("it_copy_source_e");
+    locker.batch_execute("BEGIN; LOCK TABLE cyberdyne.children IN ACCESS EXCLUSIVE MODE").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        locker.batch_execute("COMMIT").unwrap();
+    });
+    target.batch_execute("SET statement_timeout = '1s'").unwrap();
+    let cancelled = target.query_one("SELECT * FROM tenant.copy_institution_from($1, $2)", &[&from, &institution]);
+    target.batch_execute("RESET statement_timeout").unwrap();
+    release.join().unwrap();
+    let state = match cancelled {
+        Ok(row) => outcome(row).sqlstate,
+        Err(error) => error.code().map(|c| c.code().to_string()),
+    };
+    assert_eq!(state.as_deref(), Some("57014"));
+    assert_eq!(count(&mut target, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cyberdyne'"), 0);
+    assert_no_copy_connection(&mut source, &mut target);
+
+    // Still copies afterwards.
+    let done = copy(&mut target, &from, institution, None, false);
+    assert!(done.ok(), "{} ({:?})", done.message, done.sqlstate);
+    assert_no_copy_connection(&mut source, &mut target);
+}

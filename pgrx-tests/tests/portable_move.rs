@@ -218,6 +218,19 @@ fn a_busy_institution_moves_without_losing_or_repeating_a_write() {
     let target = server("move_busy_target", LOGICAL);
     let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
     let (institution, schema_id, schema) = institution(&mut src, 5000);
+    // The institution's settings, which must come along: config, quota,
+    // limits, a row limit (its count kept exact through the writes of the
+    // move), and administrators (one role exists on the target only).
+    dst.batch_execute("CREATE ROLE busy_it NOLOGIN").unwrap();
+    src.batch_execute(&format!(
+        "CREATE ROLE busy_it NOLOGIN; CREATE ROLE busy_auditor NOLOGIN;
+         UPDATE tenant.tenant_schemas SET config = '{{\"plan\": \"gold\"}}', quota_limit = 987654321 WHERE id = '{schema_id}';
+         SELECT tenant.set_limits('{schema_id}', '{{\"lock_timeout\": \"2s\", \"max_transactions\": 9}}');
+         SELECT tenant.set_row_limit('{schema_id}', 'items', 1000000);
+         SELECT tenant.grant_institution_admin('{institution}', 'busy_it');
+         SELECT tenant.grant_institution_admin('{institution}', 'busy_auditor');"
+    ))
+    .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
@@ -249,6 +262,38 @@ fn a_busy_institution_moves_without_losing_or_repeating_a_write() {
     assert_eq!(scalar::<i64>(&mut dst, &format!("SELECT count(*) FROM {schema}.tags")), 5000);
     let pause = moved.pause_ms.expect("pause_ms");
     assert!(pause > 0.0);
+
+    // The settings arrived, the row count as the writes left it.
+    let settings = dst
+        .query_one(
+            "SELECT t.config::text, t.quota_limit, l.limits, r.max_rows, r.row_count
+               FROM tenant.tenant_schemas t JOIN tenant.institution_limits l ON l.schema_id = t.id
+               JOIN tenant.row_limits r ON r.schema_id = t.id AND r.table_name = 'items'
+              WHERE t.institution_id = $1 AND t.status = 'ACTIVE'",
+            &[&institution],
+        )
+        .unwrap();
+    assert_eq!(settings.get::<_, String>(0), r#"{"plan": "gold"}"#);
+    assert_eq!(settings.get::<_, Option<i64>>(1), Some(987654321));
+    assert_eq!(
+        settings.get::<_, serde_json::Value>(2),
+        serde_json::json!({"lock_timeout": "2s", "max_transactions": 9})
+    );
+    assert_eq!(settings.get::<_, i64>(3), 1000000);
+    assert_eq!(settings.get::<_, i64>(4), rows.len() as i64, "row limit count on the target");
+    let admins: Vec<String> = dst
+        .query("SELECT role_name FROM tenant.institution_admins WHERE institution_id = $1", &[&institution])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(admins, vec!["busy_it".to_string()]);
+    // The counting triggers work there: a new row is counted.
+    dst.batch_execute(&format!("INSERT INTO {schema}.items (note) VALUES ('after the move')")).unwrap();
+    assert_eq!(
+        scalar::<i64>(&mut dst, "SELECT row_count FROM tenant.row_limits WHERE table_name = 'items'"),
+        rows.len() as i64 + 1
+    );
 
     // The registry on both sides says where the institution is.
     assert_eq!(status_of(&mut src, institution).as_deref(), Some("MOVED"));

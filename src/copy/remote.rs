@@ -66,17 +66,21 @@ pub fn with_source<T>(source: &str, work: impl FnOnce(&Remote) -> TcResult<T>) -
         .hint("Pass a libpq connection string or the name of a foreign server with a user mapping for you.")
     })?;
     // dblink's named connections outlive a rolled-back subtransaction: the
-    // work runs in one, and the connection is closed after it either way.
-    let outcome = subxact::atomically(|| {
-        remote.exec("SET search_path = pg_catalog, pg_temp")?;
-        remote.exec("BEGIN ISOLATION LEVEL REPEATABLE READ")?;
-        let result = work(&remote)?;
-        remote.exec("COMMIT")?;
-        Ok(result)
-    });
-    // Closing the connection rolls back what did not commit on the source.
-    db::run(&format!("SELECT {}.dblink_disconnect($1)", remote.dblink), &[remote.name.as_str().into()])?;
-    outcome
+    // work runs in one, and the connection is closed after it either way,
+    // a cancel included (closing it rolls back what did not commit there).
+    let disconnect = format!("SELECT {}.dblink_disconnect($1)", remote.dblink);
+    subxact::atomically_then(
+        || {
+            remote.exec("SET search_path = pg_catalog, pg_temp")?;
+            // Named in the source's pg_stat_activity, for its DBA.
+            remote.exec("SET application_name = 'tenant_control copy'")?;
+            remote.exec("BEGIN ISOLATION LEVEL REPEATABLE READ")?;
+            let result = work(&remote)?;
+            remote.exec("COMMIT")?;
+            Ok(result)
+        },
+        || db::run(&disconnect, &[remote.name.as_str().into()]),
+    )
 }
 
 impl Remote {

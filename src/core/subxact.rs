@@ -20,9 +20,24 @@ pub fn rolled_back<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     in_subtransaction(work, |_| false)
 }
 
+/// `atomically`, then `cleanup` whatever the outcome, before a cancel is
+/// raised again: what must be let go of even when the caller is cancelled
+/// (connections to another server, whose open transaction would otherwise
+/// stay idle there for as long as this session lives).
+pub fn atomically_then<T>(work: impl FnOnce() -> TcResult<T>, cleanup: impl FnOnce() -> TcResult<()>) -> TcResult<T> {
+    let outcome = subtransaction(work, |outcome| outcome.is_ok());
+    let cleaned = cleanup();
+    let done = stop_when_cancelled(outcome)?;
+    cleaned.map(|_| done)
+}
+
+fn in_subtransaction<T>(work: impl FnOnce() -> TcResult<T>, keep: impl FnOnce(&TcResult<T>) -> bool) -> TcResult<T> {
+    stop_when_cancelled(subtransaction(work, keep))
+}
+
 /// `keep` decides, from the outcome, whether the subtransaction is released
 /// (its effects kept) or rolled back.
-fn in_subtransaction<T>(work: impl FnOnce() -> TcResult<T>, keep: impl FnOnce(&TcResult<T>) -> bool) -> TcResult<T> {
+fn subtransaction<T>(work: impl FnOnce() -> TcResult<T>, keep: impl FnOnce(&TcResult<T>) -> bool) -> TcResult<T> {
     // SAFETY: the same sequence as PL/pgSQL's exec_stmt_block: remember the
     // memory context and resource owner, open the subtransaction, and put both
     // back once it is released or rolled back.
@@ -43,6 +58,10 @@ fn in_subtransaction<T>(work: impl FnOnce() -> TcResult<T>, keep: impl FnOnce(&T
         pg_sys::MemoryContextSwitchTo(caller_context);
         pg_sys::CurrentResourceOwner = caller_owner;
     }
+    outcome
+}
+
+fn stop_when_cancelled<T>(outcome: TcResult<T>) -> TcResult<T> {
     match outcome {
         // A cancel or statement timeout means "stop", not "record and go on".
         Err(error) if error.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED => error.raise(),

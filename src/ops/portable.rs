@@ -5,7 +5,10 @@
 //! local one as a drill (a backup no tenant role reaches).
 //!
 //! Everything is read from the source in ONE REPEATABLE READ transaction
-//! (`remote::with_source`): its registry row, its structure from its own
+//! (`remote::with_source`): its registry row, its settings
+//! (`tenant.institution_settings`: config, quota, limits, row limits,
+//! archives, administrators, applied here by
+//! `tenant.receive_institution_settings`), its structure from its own
 //! generators (`tenant.institution_structure`), the row counts and hashes of
 //! its tables (`tenant.institution_manifest`, which logs the read there),
 //! the rows, the sequence positions. The rows land in bare staging tables
@@ -64,8 +67,8 @@ struct Found {
     schema: TenantName,
     status: String,
     version: i32,
-    config: String,
-    quota_limit: Option<i64>,
+    /// Bytes of the schema the copy reads, for the free-space check here.
+    size: i64,
     backup_id: Option<uuid::Uuid>,
     template_version: i32,
     database: String,
@@ -109,6 +112,11 @@ pub fn copy_from(op: &mut Operation, request: &Request) -> TcResult<Copied> {
         locks::template_shared()?;
         let version = found.copy_version(backup_version);
         let migrate_to = check_versions(request, &found, version, &target)?;
+        // As a backup does: refuse up front what the disk cannot hold.
+        backup::require_space(
+            found.size,
+            &format!("copy institution {} ({} bytes on the source)", request.institution, found.size),
+        )?;
         match target {
             Target::New(name) => as_new(op, remote, request, &found, version, name, migrate_to),
             Target::InPlace(tenant) => in_place(op, remote, &found, version, tenant, migrate_to),
@@ -136,10 +144,9 @@ fn find(remote: &Remote, institution: uuid::Uuid) -> TcResult<(Found, Option<i32
         "schema_name",
         "status",
         "version",
-        "config",
-        "quota_limit",
         "backup_id",
         "backup_version",
+        "size",
         "template_version",
         "database",
     ];
@@ -151,8 +158,7 @@ fn find(remote: &Remote, institution: uuid::Uuid) -> TcResult<(Found, Option<i32
             schema: TenantName::from_registry(text(row, "schema_name")?.unwrap_or_default()),
             status: text(row, "status")?.unwrap_or_default(),
             version: number(text(row, "version")?).unwrap_or(0) as i32,
-            config: text(row, "config")?.unwrap_or_else(|| "{}".into()),
-            quota_limit: number(text(row, "quota_limit")?),
+            size: number(text(row, "size")?).unwrap_or(0),
             backup_id: text(row, "backup_id")?.and_then(|v| v.parse().ok()),
             template_version: number(text(row, "template_version")?).unwrap_or(0) as i32,
             database: text(row, "database")?.unwrap_or_default(),
@@ -275,6 +281,7 @@ fn as_new(
         format!("GRANT {} TO tenant_control_app", role.quoted()),
         format!("CREATE SCHEMA {}", temporary.quoted()),
     ];
+    let settings = source_settings(remote, found)?;
     let copied = build(op, remote, found, &temporary, &role, &role, prelude)?;
     let status = match found.status.as_str() {
         "SUSPENDED" => Status::Suspended,
@@ -286,7 +293,7 @@ fn as_new(
     let id = registry::insert(Some(request.institution), &name, &Built { version, tables }, status)?;
     op.schema_id = Some(id);
     let tenant = Tenant { id, institution_id: Some(request.institution), schema: name, role, status, version };
-    arrive(op, &tenant, found, version, migrate_to)?;
+    arrive(op, &tenant, &settings, version, migrate_to)?;
     Ok(Copied { schema_id: id, schema: tenant.schema, replaced: None, drill: None, rows: rows(&copied) })
 }
 
@@ -303,6 +310,7 @@ fn in_place(
     op.note("in_place", true);
     let temporary = TenantName::restoring(&uuid::Uuid::new_v4());
     let prelude = vec![format!("CREATE SCHEMA {}", temporary.quoted())];
+    let settings = source_settings(remote, found)?;
     let copied = build(op, remote, found, &temporary, &tenant.role, &tenant.role, prelude)?;
     let clock = Instant::now();
     let replaced = internal_ddl(|| {
@@ -312,7 +320,7 @@ fn in_place(
     })?;
     op.note("swap_ms", clock.elapsed().as_secs_f64() * 1000.0);
     registry::set_version(&tenant, version)?;
-    arrive(op, &tenant, found, version, migrate_to)?;
+    arrive(op, &tenant, &settings, version, migrate_to)?;
     Ok(Copied {
         schema_id: tenant.id,
         schema: tenant.schema,
@@ -362,21 +370,37 @@ fn rows(copied: &[TableCopy]) -> i64 {
     copied.iter().map(|t| t.rows).sum()
 }
 
-/// The registry row takes the source's config and quota (and the copy's
-/// version), is recounted, and migrated when asked.
-fn arrive(op: &mut Operation, tenant: &Tenant, found: &Found, version: i32, migrate_to: Option<i32>) -> TcResult<()> {
-    db::run(
-        "UPDATE tenant.tenant_schemas SET config = $2::jsonb, quota_limit = $3, updated_at = pg_catalog.now()
-          WHERE id = $1",
-        &[db::to_pg_uuid(tenant.id).into(), found.config.as_str().into(), found.quota_limit.into()],
-    )?;
-    registry::refresh_counters(tenant)?;
-    backup::account(tenant.id, false)?;
+/// The institution's settings on the source (`tenant.institution_settings`),
+/// read in the copy's snapshot.
+fn source_settings(remote: &Remote, found: &Found) -> TcResult<String> {
+    let query = format!("SELECT tenant.institution_settings('{}'::uuid)::text", found.schema_id);
+    let rows = remote.rows(&query, &["settings"], |row| db::col::<String>(row, "settings"))?;
+    Ok(rows.into_iter().flatten().next().unwrap_or_else(|| "{}".into()))
+}
+
+/// The copy's version is recorded and migrated when asked; then the registry
+/// row takes the source's settings (config, quota, limits, row limits,
+/// administrators: `tenant.receive_institution_settings`) and is recounted.
+fn arrive(op: &mut Operation, tenant: &Tenant, settings: &str, version: i32, migrate_to: Option<i32>) -> TcResult<()> {
     op.note("version", version);
     if let Some(to) = migrate_to {
         migrate::migrate(op, Some(db::to_pg_uuid(tenant.id)))?;
         op.note("migrated_to", to);
     }
+    let applied = db::scalar::<String>(
+        "SELECT tenant.receive_institution_settings($1, $2::jsonb)::text",
+        &[db::to_pg_uuid(tenant.id).into(), settings.into()],
+    )?;
+    let skipped = serde_json::from_str::<serde_json::Value>(&applied)
+        .ok()
+        .and_then(|v| v.get("admins_skipped").cloned())
+        .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()));
+    if let Some(skipped) = skipped {
+        pgrx::notice!("not granted here (no such role): institution administrator(s) {skipped}");
+        op.note("admins_skipped", skipped);
+    }
+    registry::refresh_counters(tenant)?;
+    backup::account(tenant.id, false)?;
     Ok(())
 }
 
