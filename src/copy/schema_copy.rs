@@ -31,7 +31,9 @@
 //! runs as that role. Triggers, row-level security and policies come last:
 //! the load does not fire triggers.
 
+use crate::copy::bulk::{self, CopySnapshot};
 use crate::copy::template;
+use crate::copy::trusted_keys::TrustedKeys;
 use crate::core::db;
 use crate::core::errors;
 use crate::core::errors::TcResult;
@@ -98,14 +100,76 @@ pub fn copy_schema(
     hash: bool,
 ) -> TcResult<Vec<TableCopy>> {
     template::refuse_unsupported_in(source.as_str(), "the", "nothing was copied")?;
-    let statements = template::generate_for_load(source.as_str(), source_role.as_str())?;
+    let keys = TrustedKeys::of(source)?;
+    let statements = keys.unscanned(template::generate_for_load(source.as_str(), source_role.as_str())?);
     let (before, after) = split(&statements, target, target_role);
     let tables = tables(source, target)?;
-    let creation = prelude.iter().cloned().chain(before).chain(staging_tables(source, target, &tables));
+    let staged: Vec<Table> = tables.iter().filter(|t| !t.direct()).cloned().collect();
+    let creation = prelude.iter().cloned().chain(before).chain(staging_tables(source, target, &staged));
     ddl(target, creation.collect(), "while creating the copy's tables")?;
-    let copied = raw_copy(source, target, &tables, hash, sequences(source, target)?)?;
-    fill(target, target_role, loader, &tables, &populated_views(source)?, after)?;
+    let copied = bulk_copy(source, target, &tables, hash, sequences(source, target)?)?;
+    fill(target, target_role, loader, &staged, &populated_views(source)?, after)?;
+    keys.mark_validated(target)?;
     Ok(copied)
+}
+
+/// Step 1 of a whole copy, in one snapshot: the rows of each source table
+/// into the copy's own table when its columns take the source's values as
+/// they are (`Table::direct`: nothing to evaluate, so no role to load them
+/// as; see `bulk`), else into its staging table (loaded by `fill` as the
+/// tenant's role). Then, in the same snapshot, each table's row count and,
+/// with `hash`, the hash of its rows; and the positions of `sequences`.
+fn bulk_copy(
+    source: &TenantName,
+    target: &TenantName,
+    tables: &[Table],
+    hash: bool,
+    sequences: Vec<(String, String)>,
+) -> TcResult<Vec<TableCopy>> {
+    let mut staged = 0;
+    let mut into = Vec::new();
+    for table in tables {
+        into.push(match table.direct() {
+            true => quote_qualified_identifier(target.as_str(), &table.name),
+            false => staging(target, staged),
+        });
+        staged += usize::from(!table.direct());
+    }
+    let into: Vec<pg_sys::Oid> = db::scalar(
+        "SELECT COALESCE(pg_catalog.array_agg(u.name::regclass::oid ORDER BY u.n), '{}')
+           FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(name, n)",
+        &[into.into()],
+    )?;
+    let mut results = Vec::new();
+    for table in tables.iter().filter(|_| hash) {
+        results.push(summary(&quote_qualified_identifier(source.as_str(), &table.name), Some(row_hash(table.oid)?)));
+    }
+    results.extend(sequences.iter().map(|(from, into)| set_sequence(from, into)));
+    let statement = format!("SELECT pg_catalog.jsonb_build_array({})", results.join(", "));
+
+    let snapshot = CopySnapshot::take();
+    let counts: Vec<i64> = tables.iter().zip(into).map(|(t, into)| bulk::copy_table(t.oid, into, &snapshot)).collect();
+    // SAFETY: makes the rows just written visible to the statements that follow.
+    unsafe { pg_sys::CommandCounterIncrement() };
+    let answer = if results.is_empty() { Ok(Vec::new()) } else { summaries_in(&statement, &snapshot) };
+    snapshot.release();
+    let hashes = answer?.into_iter().take(if hash { tables.len() } else { 0 });
+    let hashes = hashes.map(|summary| summary.get(1).and_then(|v| v.as_str()).map(str::to_string));
+    let hashes: Vec<Option<String>> = hashes.chain(std::iter::repeat(None)).take(tables.len()).collect();
+    Ok(tables
+        .iter()
+        .zip(counts)
+        .zip(hashes)
+        .map(|((table, rows), hash)| TableCopy { name: table.name.clone(), rows, hash })
+        .collect())
+}
+
+/// The expression that sets the sequence `into` to the position of `from`.
+fn set_sequence(from: &str, into: &str) -> String {
+    format!(
+        "(SELECT pg_catalog.jsonb_build_array(pg_catalog.setval({}::regclass, q.last_value, q.is_called)) FROM {from} q)",
+        quote_literal(into)
+    )
 }
 
 /// The statements of a copy rendered for `target`, in two batches: what
@@ -210,6 +274,13 @@ pub struct Table {
 }
 
 impl Table {
+    /// Whether the copy's table takes the source's values as they are: no
+    /// column of a type of the schema itself (those go through their text
+    /// form into the copy's own type, which may run a domain's CHECKs).
+    pub fn direct(&self) -> bool {
+        self.columns == self.values
+    }
+
     /// The columns a copy inserts, quoted and comma-separated (None: no column).
     pub fn column_list(&self) -> Option<String> {
         self.columns.clone()
@@ -337,6 +408,15 @@ fn summaries(statement: &str, context: &str) -> TcResult<Vec<serde_json::Value>>
     Ok(answer.0.as_array().cloned().unwrap_or_default())
 }
 
+/// `summaries`, run in the copy's snapshot.
+fn summaries_in(statement: &str, snapshot: &CopySnapshot) -> TcResult<Vec<serde_json::Value>> {
+    let answer = db::with_settings(HASH_SETTINGS, || {
+        errors::caught(|| bulk::json_in_snapshot(statement, snapshot))
+            .map_err(|e| e.detail("while hashing the copied tables".to_string()))
+    })?;
+    Ok(answer.as_array().cloned().unwrap_or_default())
+}
+
 /// Pair each table with its [count, hash] summary.
 fn table_copies(tables: &[Table], answer: Vec<serde_json::Value>) -> Vec<TableCopy> {
     tables
@@ -389,12 +469,7 @@ fn raw_copy(
         let expression = if hash { Some(row_hash(table.oid)?) } else { None };
         results.push(summary(&from, expression));
     }
-    for (from, into) in sequences {
-        results.push(format!(
-            "(SELECT pg_catalog.jsonb_build_array(pg_catalog.setval({}::regclass, q.last_value, q.is_called)) FROM {from} q)",
-            quote_literal(&into)
-        ));
-    }
+    results.extend(sequences.iter().map(|(from, into)| set_sequence(from, into)));
     if results.is_empty() {
         return Ok(Vec::new());
     }

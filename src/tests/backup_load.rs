@@ -1,0 +1,129 @@
+//! `#[pg_test]` unit tests: how a backup or a restore moves the rows (copy/bulk.rs)
+//! and creates the foreign keys (copy/trusted_keys.rs).
+
+#[pgrx::pg_schema]
+#[allow(unused_imports)]
+pub(crate) mod tests {
+    use crate::tests::*;
+    use pgrx::prelude::*;
+
+    /// A tenant whose tables have a dropped column, out-of-line values, a
+    /// stored generated column, identity, a validated key, a key added NOT
+    /// VALID over rows that break it, and a key on a partitioned table.
+    fn raw_tenant(institution: &str, schema: &str) -> String {
+        let (status, message, id, _) = create(institution, Some(schema));
+        assert_eq!(status, "SUCCESS", "{message}");
+        Spi::run(&format!(
+            "SET LOCAL ROLE {schema}_owner;
+             SET LOCAL search_path = {schema};
+             CREATE TABLE kinds (id int PRIMARY KEY);
+             CREATE TABLE items (gone int, id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                 kind int NOT NULL REFERENCES kinds, loose int, blob text,
+                                 doubled bigint GENERATED ALWAYS AS (id * 2) STORED);
+             ALTER TABLE items ALTER blob SET STORAGE EXTERNAL;
+             ALTER TABLE items DROP COLUMN gone;
+             INSERT INTO kinds SELECT g FROM generate_series(1, 3) g;
+             INSERT INTO items (kind, loose, blob)
+             SELECT 1 + g % 3, g, CASE WHEN g % 100 = 0 THEN repeat(md5(g::text), 200) END
+               FROM generate_series(1, 5000) g;
+             ALTER TABLE items ADD CONSTRAINT items_loose FOREIGN KEY (loose) REFERENCES kinds NOT VALID;
+             CREATE TABLE events (kind int REFERENCES kinds, at int) PARTITION BY RANGE (at);
+             CREATE TABLE events_low PARTITION OF events FOR VALUES FROM (0) TO (100);
+             INSERT INTO events SELECT 1, g FROM generate_series(0, 99) g;
+             RESET ROLE"
+        ))
+        .unwrap();
+        id.unwrap()
+    }
+
+    /// Each foreign key of `schema` with whether it is validated, by table and name.
+    fn keys(schema: &str) -> Vec<(String, bool)> {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &format!(
+                        "SELECT t.relname || '.' || c.conname, c.convalidated FROM pg_constraint c
+                           JOIN pg_class t ON t.oid = c.conrelid
+                          WHERE t.relnamespace = '{schema}'::regnamespace AND c.contype = 'f' ORDER BY 1"
+                    ),
+                    None,
+                    &[],
+                )
+                .unwrap()
+                .map(|row| (row.get::<String>(1).unwrap().unwrap(), row.get::<bool>(2).unwrap().unwrap()))
+                .collect()
+        })
+    }
+
+    /// What the rows of `schema` hold, in one string.
+    fn contents(schema: &str) -> Option<String> {
+        one(&format!(
+            "SELECT concat_ws(' ', count(*), sum(id), sum(doubled), sum(loose), count(blob), sum(length(blob)),
+                    (SELECT count(*) FROM {schema}.events_low), (SELECT count(*) FROM {schema}.kinds))
+               FROM {schema}.items"
+        ))
+    }
+
+    #[pg_test]
+    fn a_backup_copies_the_rows_as_they_are_and_keeps_each_key_validated_or_not() {
+        let id = raw_tenant("b0000000-0000-4000-8000-000000000031", "bk_raw");
+        let (status, message, backup_id, _) = take_backup(&id, true);
+        assert_eq!(status, "SUCCESS", "{message}");
+        let backup: String = one(&format!(
+            "SELECT backup_schema FROM tenant.backups WHERE backup_id = '{}' AND verified",
+            backup_id.unwrap()
+        ))
+        .unwrap();
+        let source = keys("bk_raw");
+        assert_eq!(
+            source,
+            vec![
+                ("events.events_kind_fkey".to_string(), true),
+                ("events_low.events_kind_fkey".to_string(), true),
+                ("items.items_kind_fkey".to_string(), true),
+                ("items.items_loose".to_string(), false),
+            ]
+        );
+        assert_eq!(keys(&backup), source);
+        assert_eq!(contents(&backup), contents("bk_raw"));
+        assert_eq!(contents(&backup).as_deref(), Some("5000 12502500 25005000 12502500 50 320000 100 3"));
+        // Each key of the copy has its triggers, as in the source.
+        let triggers = |schema: &str| {
+            one::<i64>(&format!(
+                "SELECT count(*) FROM pg_trigger g JOIN pg_constraint c ON c.oid = g.tgconstraint
+                  WHERE c.connamespace = '{schema}'::regnamespace AND c.contype = 'f'"
+            ))
+        };
+        assert_eq!(triggers(&backup), triggers("bk_raw"));
+    }
+
+    #[pg_test]
+    fn a_restore_copies_the_rows_as_they_are_and_keeps_each_key_validated_or_not() {
+        let id = raw_tenant("b0000000-0000-4000-8000-000000000032", "bk_raw_back");
+        let before = (keys("bk_raw_back"), contents("bk_raw_back"));
+        let (status, message, backup_id, _) = take_backup(&id, false);
+        assert_eq!(status, "SUCCESS", "{message}");
+        let backup_id = backup_id.unwrap();
+        Spi::run("DELETE FROM bk_raw_back.items WHERE id > 10").unwrap();
+        let (status, message): (Option<String>, Option<String>) =
+            Spi::get_two(&format!("SELECT status, message FROM tenant.restore_institution_schema('{backup_id}')"))
+                .unwrap();
+        assert_eq!(status.as_deref(), Some("SUCCESS"), "{message:?}");
+        assert_eq!((keys("bk_raw_back"), contents("bk_raw_back")), before);
+        assert_eq!(
+            one::<bool>(&format!("SELECT bool_and(matches) FROM tenant.verify_backup('{backup_id}', true)")),
+            Some(true)
+        );
+        // Identity continues after the restored rows; the generated column is computed again.
+        assert_eq!(
+            one::<String>("INSERT INTO bk_raw_back.items (kind) VALUES (2) RETURNING id || ' ' || doubled"),
+            Some("5001 10002".into())
+        );
+        // The restored key is enforced.
+        Spi::run(
+            "DO $$ BEGIN INSERT INTO bk_raw_back.items (kind) VALUES (42); RAISE EXCEPTION 'key not enforced';
+                  EXCEPTION WHEN foreign_key_violation THEN NULL; END $$",
+        )
+        .unwrap();
+    }
+}
