@@ -13,6 +13,7 @@
 //!   schema has no member role and no USAGE; a restore's is built under a
 //!   temporary name in this uncommitted transaction), so nothing changes its
 //!   rows between the load and the end of the copy.
+//!
 //! So the key is added NOT VALID (no scan) and then marked validated the way
 //! `ALTER TABLE ... VALIDATE CONSTRAINT` marks it once its scan passed: one
 //! catalog update of `pg_constraint.convalidated`, whose relcache
