@@ -9,10 +9,15 @@
 //!   alike, and in any snapshot a validated key holds: each change that
 //!   committed was checked by the key's triggers, and the rows present when
 //!   the key was added were checked then;
-//! - the copy is not reachable by any tenant before it commits (a backup's
-//!   schema has no member role and no USAGE; a restore's is built under a
-//!   temporary name in this uncommitted transaction), so nothing changes its
-//!   rows between the load and the end of the copy.
+//! - the copy is not reachable by any other session before it commits (a
+//!   backup's schema has no member role and no USAGE; a restore's is built
+//!   under a temporary name in this uncommitted transaction), and when keys
+//!   are trusted no tenant code runs in this one before they are added: every
+//!   table is copied as it is (`bulk`), and there is no materialized view to
+//!   refresh (`schema_copy::copy_schema` trusts no key otherwise, since a
+//!   staged table's CHECKs and domains, or a view's query, may call a
+//!   function that writes into the copy). Nothing changes the copy's rows
+//!   between the load and the keys.
 //!
 //! So the key is added NOT VALID (no scan) and then marked validated the way
 //! `ALTER TABLE ... VALIDATE CONSTRAINT` marks it once its scan passed: one
@@ -51,6 +56,11 @@ impl TrustedKeys {
             |row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default())),
         )?;
         Ok(TrustedKeys(keys))
+    }
+
+    /// No key trusted: every key is validated as PostgreSQL adds it.
+    pub fn none() -> Self {
+        TrustedKeys(Vec::new())
     }
 
     /// The statements with every trusted key added NOT VALID.

@@ -147,4 +147,35 @@ pub(crate) mod tests {
         )
         .unwrap();
     }
+
+    /// Tenant code that runs during a copy (here a CHECK of a table with a
+    /// column of the tenant's own enum, loaded as the tenant's role) could
+    /// break a key in the copy: then the copy trusts no key, and the
+    /// validation it runs refuses the copy.
+    #[pg_test]
+    fn a_key_broken_by_tenant_code_during_the_load_fails_the_backup() {
+        let (status, message, id, _) = create("b0000000-0000-4000-8000-000000000033", Some("bk_raw_trap"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        Spi::run(
+            "SET LOCAL ROLE bk_raw_trap_owner;
+             SET LOCAL search_path = bk_raw_trap;
+             CREATE TYPE mood AS ENUM ('ok');
+             CREATE TABLE armed (on_ boolean);
+             CREATE TABLE kinds (id int PRIMARY KEY);
+             CREATE TABLE items (kind int REFERENCES kinds);
+             CREATE FUNCTION zap() RETURNS boolean LANGUAGE plpgsql AS $f$
+                 BEGIN DELETE FROM kinds WHERE EXISTS (SELECT FROM armed); RETURN true; END $f$;
+             CREATE TABLE moods (m mood CHECK (zap()));
+             INSERT INTO kinds VALUES (1);
+             INSERT INTO items VALUES (1);
+             INSERT INTO moods VALUES ('ok');
+             INSERT INTO armed VALUES (true);
+             RESET ROLE",
+        )
+        .unwrap();
+        let id = id.unwrap();
+        let (status, message, _, sqlstate) = take_backup(&id, false);
+        assert_eq!((status.as_str(), sqlstate.as_deref()), ("ERROR", Some("23503")), "{message}");
+        assert_eq!(one::<i64>("SELECT count(*) FROM bk_raw_trap.kinds"), Some(1));
+    }
 }
