@@ -7,22 +7,29 @@
 //! The privilege boundary shapes the order. Tenant code (CHECK constraints,
 //! domain CHECKs, generated columns, casts of its own types, index
 //! expressions, materialized-view queries) must never run as the extension
-//! owner, so the data moves in two steps:
-//! 1. raw: ONE statement, run by the extension owner, copies every source
-//!    table into a bare UNLOGGED staging table of the very same column types
-//!    (no constraint, no default, no index, no trigger, no conversion: nothing
-//!    a tenant wrote is evaluated) and sets the sequences. One statement sees
-//!    one snapshot, so the copy is consistent (no child row without its
-//!    parent) without locking writers; it reads every row whatever the
-//!    tables' row-level security says, and hashes them without anything a
-//!    tenant can define.
-//! 2. load: as the tenant's own role in a security-restricted operation
-//!    (`restricted::as_role`), each staging table is inserted into the real
-//!    table, so CHECKs, domains, generated columns and casts run with the
-//!    tenant's rights only. The rights it needs on the other side (USAGE on
-//!    the copy's schema, SELECT on the staging tables, INSERT on the copy's
-//!    tables, membership of a backup's role) are granted just before and
-//!    revoked right after, in this transaction.
+//! owner. In a whole copy (`copy_schema`) every source table is read in ONE
+//! registered snapshot, so the copy is consistent (no child row without its
+//! parent) without locking writers, whatever the tables' row-level security
+//! says; the sequences are set and, when asked, the rows hashed (without
+//! anything a tenant can define) in that snapshot too. Each table's rows
+//! then take one of two paths:
+//! - direct (`Table::direct`: no column of a type of the schema itself): the
+//!   extension owner copies them as they are into the copy's table by
+//!   multi-insert (`bulk`). Nothing a tenant wrote is evaluated, so no role
+//!   needs switching to.
+//! - staged: the extension owner copies them into a bare UNLOGGED staging
+//!   table of the very same column types (no constraint, no default, no
+//!   index, no trigger, no conversion), then, as the tenant's own role in a
+//!   security-restricted operation (`restricted::as_role`), the staging table
+//!   is inserted into the real table, so CHECKs, domains, generated columns
+//!   and casts run with the tenant's rights only. The rights it needs on the
+//!   other side (USAGE on the copy's schema, SELECT on the staging tables,
+//!   INSERT on the copy's tables, membership of a backup's role) are granted
+//!   just before and revoked right after, in this transaction.
+//!
+//! `copy_rows` (a template's reference rows) and portable copies stage every table.
+//! Foreign keys the source holds validated are not scanned again when no
+//! tenant code runs in the copy before them (`trusted_keys`).
 //!
 //! The copy's objects are owned by their non-superuser owner (the backup's
 //! role, or the tenant's role for a restore) before the load, so what
@@ -456,9 +463,9 @@ fn staging_tables<'a>(
     })
 }
 
-/// Step 1: every source table into its staging table and the positions of
-/// `sequences` (source, target), in one statement. The columns keep their
-/// types: no cast, no constraint, nothing of the tenant's runs.
+/// For `copy_rows`: every source table into its staging table and the
+/// positions of `sequences` (source, target), in one statement. The columns
+/// keep their types: no cast, no constraint, nothing of the tenant's runs.
 fn raw_copy(
     source: &TenantName,
     target: &TenantName,
