@@ -282,15 +282,18 @@ pub struct Table {
     pub name: String,
     columns: Option<String>,
     values: Option<String>,
+    /// Whether a column (generated ones included) is of a type of the schema itself.
+    own_types: bool,
     pub oid: pg_sys::Oid,
 }
 
 impl Table {
     /// Whether the copy's table takes the source's values as they are: no
-    /// column of a type of the schema itself (those go through their text
-    /// form into the copy's own type, which may run a domain's CHECKs).
+    /// column, generated or not, of a type of the schema itself (the copy has
+    /// its own such type: values go through their text form into it, which
+    /// may run a domain's CHECKs, or are generated again).
     pub fn direct(&self) -> bool {
-        self.columns == self.values
+        !self.own_types
     }
 
     /// The columns a copy inserts, quoted and comma-separated (None: no column).
@@ -313,7 +316,9 @@ pub fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> 
                     WHEN e.typnamespace = c.relnamespace
                         THEN pg_catalog.format('%I::pg_catalog.text::%I.%I[]', a.attname, $2::text, e.typname)
                     ELSE pg_catalog.quote_ident(a.attname) END, ', ' ORDER BY a.attnum)
-                    FILTER (WHERE a.attgenerated = '') AS values
+                    FILTER (WHERE a.attgenerated = '') AS values,
+                COALESCE(pg_catalog.bool_or(t.typnamespace = c.relnamespace OR e.typnamespace = c.relnamespace), false)
+                    AS own_types
            FROM pg_catalog.pg_class c
            LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
            LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -326,6 +331,7 @@ pub fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> 
                 name: db::col::<String>(row, "name")?.unwrap_or_default(),
                 columns: db::col::<String>(row, "columns")?,
                 values: db::col::<String>(row, "values")?,
+                own_types: db::col::<bool>(row, "own_types")?.unwrap_or(true),
                 oid: db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or(pg_sys::InvalidOid),
             })
         },

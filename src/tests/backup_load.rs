@@ -178,4 +178,34 @@ pub(crate) mod tests {
         assert_eq!((status.as_str(), sqlstate.as_deref()), ("ERROR", Some("23503")), "{message}");
         assert_eq!(one::<i64>("SELECT count(*) FROM bk_raw_trap.kinds"), Some(1));
     }
+
+    /// A table whose only column of the tenant's own type is generated goes
+    /// the staged way too: its values must be of the copy's own type.
+    #[pg_test]
+    fn a_generated_column_of_the_tenants_own_type_is_backed_up_and_restored() {
+        let (status, message, id, _) = create("b0000000-0000-4000-8000-000000000034", Some("bk_raw_gen"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        Spi::run(
+            "SET LOCAL ROLE bk_raw_gen_owner;
+             SET LOCAL search_path = bk_raw_gen;
+             CREATE TYPE mood AS ENUM ('sad', 'ok');
+             CREATE TABLE tagged (n int, m mood GENERATED ALWAYS AS (CASE WHEN n > 1 THEN 'ok'::mood ELSE 'sad'::mood END) STORED);
+             INSERT INTO tagged (n) SELECT g FROM generate_series(1, 3) g;
+             RESET ROLE",
+        )
+        .unwrap();
+        let id = id.unwrap();
+        let (status, message, backup_id, _) = take_backup(&id, true);
+        assert_eq!(status, "SUCCESS", "{message}");
+        let (status, message): (Option<String>, Option<String>) = Spi::get_two(&format!(
+            "SELECT status, message FROM tenant.restore_institution_schema('{}')",
+            backup_id.unwrap()
+        ))
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("SUCCESS"), "{message:?}");
+        assert_eq!(
+            one::<String>("SELECT string_agg(n || ' ' || m, ', ' ORDER BY n) FROM bk_raw_gen.tagged"),
+            Some("1 sad, 2 ok, 3 ok".into())
+        );
+    }
 }
