@@ -1,5 +1,6 @@
 //! Copies of schemas: the template's DDL generators and the copy of a whole schema with its data.
 
+pub mod bulk;
 pub mod catalog;
 pub mod order;
 pub mod remote;
@@ -8,3 +9,4 @@ pub mod statements;
 pub mod structure;
 pub mod template;
 pub mod template_rows;
+pub mod trusted_keys;

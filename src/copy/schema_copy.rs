@@ -7,22 +7,29 @@
 //! The privilege boundary shapes the order. Tenant code (CHECK constraints,
 //! domain CHECKs, generated columns, casts of its own types, index
 //! expressions, materialized-view queries) must never run as the extension
-//! owner, so the data moves in two steps:
-//! 1. raw: ONE statement, run by the extension owner, copies every source
-//!    table into a bare UNLOGGED staging table of the very same column types
-//!    (no constraint, no default, no index, no trigger, no conversion: nothing
-//!    a tenant wrote is evaluated) and sets the sequences. One statement sees
-//!    one snapshot, so the copy is consistent (no child row without its
-//!    parent) without locking writers; it reads every row whatever the
-//!    tables' row-level security says, and hashes them without anything a
-//!    tenant can define.
-//! 2. load: as the tenant's own role in a security-restricted operation
-//!    (`restricted::as_role`), each staging table is inserted into the real
-//!    table, so CHECKs, domains, generated columns and casts run with the
-//!    tenant's rights only. The rights it needs on the other side (USAGE on
-//!    the copy's schema, SELECT on the staging tables, INSERT on the copy's
-//!    tables, membership of a backup's role) are granted just before and
-//!    revoked right after, in this transaction.
+//! owner. In a whole copy (`copy_schema`) every source table is read in ONE
+//! registered snapshot, so the copy is consistent (no child row without its
+//! parent) without locking writers, whatever the tables' row-level security
+//! says; the sequences are set and, when asked, the rows hashed (without
+//! anything a tenant can define) in that snapshot too. Each table's rows
+//! then take one of two paths:
+//! - direct (`Table::direct`: no column of a type of the schema itself): the
+//!   extension owner copies them as they are into the copy's table by
+//!   multi-insert (`bulk`). Nothing a tenant wrote is evaluated, so no role
+//!   needs switching to.
+//! - staged: the extension owner copies them into a bare UNLOGGED staging
+//!   table of the very same column types (no constraint, no default, no
+//!   index, no trigger, no conversion), then, as the tenant's own role in a
+//!   security-restricted operation (`restricted::as_role`), the staging table
+//!   is inserted into the real table, so CHECKs, domains, generated columns
+//!   and casts run with the tenant's rights only. The rights it needs on the
+//!   other side (USAGE on the copy's schema, SELECT on the staging tables,
+//!   INSERT on the copy's tables, membership of a backup's role) are granted
+//!   just before and revoked right after, in this transaction.
+//!
+//! `copy_rows` (a template's reference rows) and portable copies stage every table.
+//! Foreign keys the source holds validated are not scanned again when no
+//! tenant code runs in the copy before them (`trusted_keys`).
 //!
 //! The copy's objects are owned by their non-superuser owner (the backup's
 //! role, or the tenant's role for a restore) before the load, so what
@@ -31,7 +38,9 @@
 //! runs as that role. Triggers, row-level security and policies come last:
 //! the load does not fire triggers.
 
+use crate::copy::bulk::{self, CopySnapshot};
 use crate::copy::template;
+use crate::copy::trusted_keys::TrustedKeys;
 use crate::core::db;
 use crate::core::errors;
 use crate::core::errors::TcResult;
@@ -98,14 +107,81 @@ pub fn copy_schema(
     hash: bool,
 ) -> TcResult<Vec<TableCopy>> {
     template::refuse_unsupported_in(source.as_str(), "the", "nothing was copied")?;
-    let statements = template::generate_for_load(source.as_str(), source_role.as_str())?;
-    let (before, after) = split(&statements, target, target_role);
     let tables = tables(source, target)?;
-    let creation = prelude.iter().cloned().chain(before).chain(staging_tables(source, target, &tables));
+    let staged: Vec<Table> = tables.iter().filter(|t| !t.direct()).cloned().collect();
+    let views = populated_views(source)?;
+    // The source's validated foreign keys hold in the copy only if nothing
+    // changes its rows before the keys are added: no tenant code may run in
+    // between (a staged load's CHECKs and domains, a materialized view's
+    // query: either may call a function that writes). See trusted_keys.rs.
+    let keys = if staged.is_empty() && views.is_empty() { TrustedKeys::of(source)? } else { TrustedKeys::none() };
+    let statements = keys.unscanned(template::generate_for_load(source.as_str(), source_role.as_str())?);
+    let (before, after) = split(&statements, target, target_role);
+    let creation = prelude.iter().cloned().chain(before).chain(staging_tables(source, target, &staged));
     ddl(target, creation.collect(), "while creating the copy's tables")?;
-    let copied = raw_copy(source, target, &tables, hash, sequences(source, target)?)?;
-    fill(target, target_role, loader, &tables, &populated_views(source)?, after)?;
+    let copied = bulk_copy(source, target, &tables, hash, sequences(source, target)?)?;
+    fill(target, target_role, loader, &staged, &views, after)?;
+    keys.mark_validated(target)?;
     Ok(copied)
+}
+
+/// Step 1 of a whole copy, in one snapshot: the rows of each source table
+/// into the copy's own table when its columns take the source's values as
+/// they are (`Table::direct`: nothing to evaluate, so no role to load them
+/// as; see `bulk`), else into its staging table (loaded by `fill` as the
+/// tenant's role). Then, in the same snapshot, each table's row count and,
+/// with `hash`, the hash of its rows; and the positions of `sequences`.
+fn bulk_copy(
+    source: &TenantName,
+    target: &TenantName,
+    tables: &[Table],
+    hash: bool,
+    sequences: Vec<(String, String)>,
+) -> TcResult<Vec<TableCopy>> {
+    let mut staged = 0;
+    let mut into = Vec::new();
+    for table in tables {
+        into.push(match table.direct() {
+            true => quote_qualified_identifier(target.as_str(), &table.name),
+            false => staging(target, staged),
+        });
+        staged += usize::from(!table.direct());
+    }
+    let into: Vec<pg_sys::Oid> = db::scalar(
+        "SELECT COALESCE(pg_catalog.array_agg(u.name::regclass::oid ORDER BY u.n), '{}')
+           FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(name, n)",
+        &[into.into()],
+    )?;
+    let mut results = Vec::new();
+    for table in tables.iter().filter(|_| hash) {
+        results.push(summary(&quote_qualified_identifier(source.as_str(), &table.name), Some(row_hash(table.oid)?)));
+    }
+    results.extend(sequences.iter().map(|(from, into)| set_sequence(from, into)));
+    let statement = format!("SELECT pg_catalog.jsonb_build_array({})", results.join(", "));
+
+    let snapshot = CopySnapshot::take();
+    let counts: Vec<i64> = tables.iter().zip(into).map(|(t, into)| bulk::copy_table(t.oid, into, &snapshot)).collect();
+    // SAFETY: makes the rows just written visible to the statements that follow.
+    unsafe { pg_sys::CommandCounterIncrement() };
+    let answer = if results.is_empty() { Ok(Vec::new()) } else { summaries_in(&statement, &snapshot) };
+    snapshot.release();
+    let hashes = answer?.into_iter().take(if hash { tables.len() } else { 0 });
+    let hashes = hashes.map(|summary| summary.get(1).and_then(|v| v.as_str()).map(str::to_string));
+    let hashes: Vec<Option<String>> = hashes.chain(std::iter::repeat(None)).take(tables.len()).collect();
+    Ok(tables
+        .iter()
+        .zip(counts)
+        .zip(hashes)
+        .map(|((table, rows), hash)| TableCopy { name: table.name.clone(), rows, hash })
+        .collect())
+}
+
+/// The expression that sets the sequence `into` to the position of `from`.
+fn set_sequence(from: &str, into: &str) -> String {
+    format!(
+        "(SELECT pg_catalog.jsonb_build_array(pg_catalog.setval({}::regclass, q.last_value, q.is_called)) FROM {from} q)",
+        quote_literal(into)
+    )
 }
 
 /// The statements of a copy rendered for `target`, in two batches: what
@@ -206,10 +282,20 @@ pub struct Table {
     pub name: String,
     columns: Option<String>,
     values: Option<String>,
+    /// Whether a column (generated ones included) is of a type of the schema itself.
+    own_types: bool,
     pub oid: pg_sys::Oid,
 }
 
 impl Table {
+    /// Whether the copy's table takes the source's values as they are: no
+    /// column, generated or not, of a type of the schema itself (the copy has
+    /// its own such type: values go through their text form into it, which
+    /// may run a domain's CHECKs, or are generated again).
+    pub fn direct(&self) -> bool {
+        !self.own_types
+    }
+
     /// The columns a copy inserts, quoted and comma-separated (None: no column).
     pub fn column_list(&self) -> Option<String> {
         self.columns.clone()
@@ -230,7 +316,9 @@ pub fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> 
                     WHEN e.typnamespace = c.relnamespace
                         THEN pg_catalog.format('%I::pg_catalog.text::%I.%I[]', a.attname, $2::text, e.typname)
                     ELSE pg_catalog.quote_ident(a.attname) END, ', ' ORDER BY a.attnum)
-                    FILTER (WHERE a.attgenerated = '') AS values
+                    FILTER (WHERE a.attgenerated = '') AS values,
+                COALESCE(pg_catalog.bool_or(t.typnamespace = c.relnamespace OR e.typnamespace = c.relnamespace), false)
+                    AS own_types
            FROM pg_catalog.pg_class c
            LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
            LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -243,6 +331,7 @@ pub fn tables(schema: &TenantName, target: &TenantName) -> TcResult<Vec<Table>> 
                 name: db::col::<String>(row, "name")?.unwrap_or_default(),
                 columns: db::col::<String>(row, "columns")?,
                 values: db::col::<String>(row, "values")?,
+                own_types: db::col::<bool>(row, "own_types")?.unwrap_or(true),
                 oid: db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or(pg_sys::InvalidOid),
             })
         },
@@ -337,6 +426,15 @@ fn summaries(statement: &str, context: &str) -> TcResult<Vec<serde_json::Value>>
     Ok(answer.0.as_array().cloned().unwrap_or_default())
 }
 
+/// `summaries`, run in the copy's snapshot.
+fn summaries_in(statement: &str, snapshot: &CopySnapshot) -> TcResult<Vec<serde_json::Value>> {
+    let answer = db::with_settings(HASH_SETTINGS, || {
+        errors::caught(|| bulk::json_in_snapshot(statement, snapshot))
+            .map_err(|e| e.detail("while hashing the copied tables".to_string()))
+    })?;
+    Ok(answer.as_array().cloned().unwrap_or_default())
+}
+
 /// Pair each table with its [count, hash] summary.
 fn table_copies(tables: &[Table], answer: Vec<serde_json::Value>) -> Vec<TableCopy> {
     tables
@@ -371,9 +469,9 @@ fn staging_tables<'a>(
     })
 }
 
-/// Step 1: every source table into its staging table and the positions of
-/// `sequences` (source, target), in one statement. The columns keep their
-/// types: no cast, no constraint, nothing of the tenant's runs.
+/// For `copy_rows`: every source table into its staging table and the
+/// positions of `sequences` (source, target), in one statement. The columns
+/// keep their types: no cast, no constraint, nothing of the tenant's runs.
 fn raw_copy(
     source: &TenantName,
     target: &TenantName,
@@ -389,12 +487,7 @@ fn raw_copy(
         let expression = if hash { Some(row_hash(table.oid)?) } else { None };
         results.push(summary(&from, expression));
     }
-    for (from, into) in sequences {
-        results.push(format!(
-            "(SELECT pg_catalog.jsonb_build_array(pg_catalog.setval({}::regclass, q.last_value, q.is_called)) FROM {from} q)",
-            quote_literal(&into)
-        ));
-    }
+    results.extend(sequences.iter().map(|(from, into)| set_sequence(from, into)));
     if results.is_empty() {
         return Ok(Vec::new());
     }

@@ -5,6 +5,7 @@
 //! re-exported here.
 
 mod backup;
+mod backup_load;
 mod fidelity;
 mod fleet;
 mod integrity;
