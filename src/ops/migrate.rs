@@ -20,6 +20,8 @@ use crate::core::errors;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use crate::core::restricted;
+use crate::core::subxact;
+use crate::ops::migrate_targets;
 use crate::ops::quota;
 use crate::registry::oplog::Operation;
 use crate::registry::{self, Status};
@@ -101,9 +103,9 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     op.note("target_version", to);
     let size_before = registry::files_and_writes(tenant.schema.as_str())?;
     restricted::internal_ddl(|| {
-        run_scripts(tenant.schema.as_str(), tenant.role.as_str(), &pending)?;
+        let rebind = run_scripts(tenant.schema.as_str(), tenant.role.as_str(), &pending)?;
         // What a migration adds gets the privileges and owners the template gives it.
-        if !pending.is_empty() {
+        if !pending.is_empty() && rebind == Rebind::Needed {
             rebind_to_tenant(tenant.schema.as_str(), tenant.role.as_str())?;
             template::grant_like_template(&tenant.schema, &tenant.role)?;
         }
@@ -171,34 +173,79 @@ fn pending_since(version: i32) -> TcResult<Vec<Migration>> {
     )
 }
 
+/// Whether a tenant's new objects must be rebound and granted like the
+/// template's after its scripts ran.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rebind {
+    Needed,
+    /// The scripts only altered tables named in them (see migrate_targets)
+    /// and the schema holds the very objects it held before: they can have
+    /// created no function setting, policy or grant naming the template,
+    /// and nothing lacks the template's privileges.
+    NotNeeded,
+}
+
+/// What the tenant's role is lent for the length of its scripts.
+enum Lending {
+    /// Every object of the schema it does not own.
+    Everything,
+    /// The tables the scripts name (and, so that rows are seen as with
+    /// everything lent, the tables under row-level security).
+    Tables(BTreeSet<String>),
+}
+
 /// Run migration scripts in `schema` as `role` (see the module comment). A
 /// failure leaves the lent ownership and privileges to the rollback of the
 /// caller's (sub)transaction, which undoes the scripts too.
-fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<()> {
+fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<Rebind> {
     if migrations.is_empty() {
-        return Ok(());
+        return Ok(Rebind::NotNeeded);
     }
+    let scripts = || migrations.iter().try_for_each(|migration| execute(schema, migration));
     if schema == TEMPLATE_SCHEMA {
-        return as_schema_role(
-            schema,
-            role,
-            || migrations.iter().try_for_each(|migration| execute(schema, migration)),
-            || Ok(()),
-        );
+        as_schema_role(schema, role, scripts, || Ok(()))?;
+        return Ok(Rebind::Needed);
     }
     let before = bound_to_tenant_code(schema)?;
     // Function bodies were checked when the script ran on the template. In a
     // tenant, a function whose SET search_path names the template (rebound
     // right after, see rebind_to_tenant) would be checked with that path,
     // where the tenant's role may look up nothing.
-    db::with_setting("check_function_bodies", "off", || {
-        as_schema_role(
-            schema,
-            role,
-            || migrations.iter().try_for_each(|migration| execute(schema, migration)),
-            || refuse_new_bindings(schema, migrations, &before),
-        )
-    })
+    let run = |lending: Lending| {
+        db::with_setting("check_function_bodies", "off", || {
+            lent_to_schema_role(schema, role, lending, scripts, || refuse_new_bindings(schema, migrations, &before))
+        })
+    };
+    if let Some(tables) = migrate_targets::tables_altered(migrations.iter().map(|m| m.script.as_str())) {
+        let objects = schema_objects(schema)?;
+        // A statement that needed more than the named tables fails with
+        // 42501: its work is rolled back and all of it runs again with
+        // everything lent.
+        match subxact::atomically(|| run(Lending::Tables(tables))) {
+            Ok(()) if schema_objects(schema)? == objects => return Ok(Rebind::NotNeeded),
+            Ok(()) => return Ok(Rebind::Needed),
+            Err(error) if error.code == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE => {}
+            Err(error) => return Err(error),
+        }
+    }
+    run(Lending::Everything)?;
+    Ok(Rebind::Needed)
+}
+
+/// The objects that live in a schema (tables, sequences, views, routines,
+/// types, ...: everything with a namespace dependency), as one string to
+/// compare before and after a migration's scripts.
+fn schema_objects(schema: &str) -> TcResult<String> {
+    let found = db::rows_kept(
+        "SELECT COALESCE(pg_catalog.string_agg(d.classid::text || ':' || d.objid::text, ',' ORDER BY d.classid, d.objid), '')
+           FROM pg_catalog.pg_depend d
+          WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+            AND d.refobjid OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace($1) AND d.refobjsubid OPERATOR(pg_catalog.=) 0",
+        &[pg_sys::TEXTOID.into()],
+        &[schema.into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    Ok(found.into_iter().next().unwrap_or_default())
 }
 
 /// What depends on a function or operator of schema $1 that the template
@@ -222,9 +269,12 @@ SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' uses '
 
 fn bound_to_tenant_code(schema: &str) -> TcResult<BTreeSet<String>> {
     let rows = template::catalog_read(|| {
-        db::rows(BOUND_TO_TENANT_CODE, &[schema.into(), TEMPLATE_SCHEMA.into()], |row| {
-            Ok(db::col::<String>(row, "binding")?.unwrap_or_default())
-        })
+        db::rows_kept(
+            BOUND_TO_TENANT_CODE,
+            &[pg_sys::TEXTOID.into(); 2],
+            &[schema.into(), TEMPLATE_SCHEMA.into()],
+            |row| Ok(db::col::<String>(row, "binding")?.unwrap_or_default()),
+        )
     })?;
     Ok(rows.into_iter().collect())
 }
@@ -270,9 +320,22 @@ pub fn as_schema_role<T>(
     work: impl FnOnce() -> TcResult<T>,
     verify: impl FnOnce() -> TcResult<()>,
 ) -> TcResult<T> {
-    let lent = Lent::lend(schema, role)?;
+    lent_to_schema_role(schema, role, Lending::Everything, work, verify)
+}
+
+/// as_schema_role, lending what `lending` says. When only tables are lent,
+/// only they (with their columns, keys, indexes, triggers, policies and
+/// rules) are compared: the role can change nothing else it does not own.
+fn lent_to_schema_role<T>(
+    schema: &str,
+    role: &str,
+    lending: Lending,
+    work: impl FnOnce() -> TcResult<T>,
+    verify: impl FnOnce() -> TcResult<()>,
+) -> TcResult<T> {
+    let lent = Lent::lend(schema, role, &lending)?;
     let guarded = schema != TEMPLATE_SCHEMA && !lent.objects.is_empty();
-    let before = if guarded { structure::read(schema, role)? } else { BTreeMap::new() };
+    let before = if guarded { lent.structure()? } else { BTreeMap::new() };
     // The schema alone: PostgreSQL then searches pg_catalog before it (a
     // built-in wins over a function of the same signature), and unqualified
     // CREATE statements create in the schema (with pg_catalog named first,
@@ -313,7 +376,7 @@ fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
     })
 }
 
-/// The objects of a schema that are not owned by a role, as ALTER ... OWNER
+/// The objects of a schema, whether a role owns them, as ALTER ... OWNER
 /// statement heads (fully qualified), with their catalog, oid, owner and
 /// name as tenant.check_integrity names them. Indexes, a table's row type
 /// and the sequences of its columns follow their table. Run with the catalog
@@ -322,9 +385,10 @@ fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
 /// `(integer ORDER BY integer)`, are no syntax ALTER/GRANT ... ROUTINE takes.
 const NOT_OWNED: &str = r#"
 SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.identity) AS head,
-       o.owner::pg_catalog.regrole::text AS owner, o.name, o.kind, o.identity
+       o.owner::pg_catalog.regrole::text AS owner, o.name, o.kind, o.identity, o.rls,
+       o.owner = $2::pg_catalog.regrole AS owned
   FROM (
-    SELECT 'pg_class' AS catalog, c.oid, c.relowner AS owner,
+    SELECT 'pg_class' AS catalog, c.oid, c.relowner AS owner, c.relrowsecurity AS rls,
            CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
                           WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
            pg_catalog.format('%I.%I', $1::text, c.relname) AS identity, c.relname::text AS name
@@ -333,18 +397,17 @@ SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.id
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                           AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
     UNION ALL
-    SELECT 'pg_proc', p.oid, p.proowner, 'ROUTINE',
+    SELECT 'pg_proc', p.oid, p.proowner, false, 'ROUTINE',
            pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),
            pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
       FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS o(oid))
     UNION ALL
-    SELECT 'pg_type', t.oid, t.typowner, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+    SELECT 'pg_type', t.oid, t.typowner, false, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
            pg_catalog.format('%I.%I', $1::text, t.typname), t.typname::text
       FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS o(oid))
        AND (t.typtype IN ('e', 'd', 'r')
             OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
   ) o
- WHERE o.owner <> $2::pg_catalog.regrole
  ORDER BY o.oid
 "#;
 
@@ -356,25 +419,45 @@ struct Owned {
     name: String,
     kind: String,
     identity: String,
+    /// A table under row-level security.
+    rls: bool,
 }
 
+/// The objects of a schema (not) owned by a role.
 fn not_owned(schema: &str, role: &str, owned_by_role: bool) -> TcResult<Vec<Owned>> {
-    let sql = if owned_by_role { NOT_OWNED.replace("o.owner <> $2", "o.owner = $2") } else { NOT_OWNED.to_string() };
-    template::catalog_read(|| {
-        db::rows(&sql, &[schema.into(), quote_identifier(role).as_str().into()], |row| {
-            Ok(Owned {
-                key: (
-                    db::col::<String>(row, "catalog")?.unwrap_or_default(),
-                    db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default(),
-                ),
-                head: db::col::<String>(row, "head")?.unwrap_or_default(),
-                owner: db::col::<String>(row, "owner")?.unwrap_or_default(),
-                name: db::col::<String>(row, "name")?.unwrap_or_default(),
-                kind: db::col::<String>(row, "kind")?.unwrap_or_default(),
-                identity: db::col::<String>(row, "identity")?.unwrap_or_default(),
-            })
-        })
-    })
+    let (owned, not_owned) = owned_and_not(schema, role)?;
+    Ok(if owned_by_role { owned } else { not_owned })
+}
+
+/// The objects of a schema owned by a role, and the others.
+fn owned_and_not(schema: &str, role: &str) -> TcResult<(Vec<Owned>, Vec<Owned>)> {
+    let rows = template::catalog_read(|| {
+        db::rows_kept(
+            NOT_OWNED,
+            &[pg_sys::TEXTOID.into(); 2],
+            &[schema.into(), quote_identifier(role).as_str().into()],
+            |row| {
+                let owned = db::col::<bool>(row, "owned")?.unwrap_or_default();
+                Ok((
+                    owned,
+                    Owned {
+                        key: (
+                            db::col::<String>(row, "catalog")?.unwrap_or_default(),
+                            db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default(),
+                        ),
+                        head: db::col::<String>(row, "head")?.unwrap_or_default(),
+                        owner: db::col::<String>(row, "owner")?.unwrap_or_default(),
+                        name: db::col::<String>(row, "name")?.unwrap_or_default(),
+                        kind: db::col::<String>(row, "kind")?.unwrap_or_default(),
+                        identity: db::col::<String>(row, "identity")?.unwrap_or_default(),
+                        rls: db::col::<bool>(row, "rls")?.unwrap_or_default(),
+                    },
+                ))
+            },
+        )
+    })?;
+    let (owned, not): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(owned, _)| *owned);
+    Ok((owned.into_iter().map(|(_, o)| o).collect(), not.into_iter().map(|(_, o)| o).collect()))
 }
 
 /// The default privileges the current user has in the template (ALTER
@@ -465,8 +548,9 @@ fn role_grants<'a>(objects: impl IntoIterator<Item = &'a Owned>, role: &str) -> 
     }
     let array = |catalog: &str| format!("{{{}}}", oids.get(catalog).map(|o| o.join(",")).unwrap_or_default());
     let rows = template::catalog_read(|| {
-        db::rows(
+        db::rows_kept(
             ROLE_GRANTS,
+            &[pg_sys::TEXTOID.into(); 4],
             &[
                 array("pg_class").as_str().into(),
                 array("pg_proc").as_str().into(),
@@ -546,10 +630,12 @@ struct Lent {
     owned_before: Vec<(String, pg_sys::Oid)>,
     /// Schema privileges the role did not hold.
     privileges: Vec<&'static str>,
+    /// When only tables were lent: their oids (the structure compared).
+    tables: Option<Vec<pg_sys::Oid>>,
 }
 
 impl Lent {
-    fn lend(schema: &str, role: &str) -> TcResult<Lent> {
+    fn lend(schema: &str, role: &str, lending: &Lending) -> TcResult<Lent> {
         let (schema_q, role_q) = (quote_identifier(schema), quote_identifier(role));
         let mut privileges = Vec::new();
         for privilege in ["USAGE", "CREATE"] {
@@ -562,13 +648,39 @@ impl Lent {
                 privileges.push(privilege);
             }
         }
-        let owned_before = not_owned(schema, role, true)?.into_iter().map(|o| o.key).collect();
-        let objects = not_owned(schema, role, false)?;
+        let (owned, mut objects) = owned_and_not(schema, role)?;
+        let owned_before = owned.into_iter().map(|o| o.key).collect();
+        let tables = match lending {
+            Lending::Everything => None,
+            Lending::Tables(names) => {
+                objects.retain(|o| o.key.0 == "pg_class" && (o.rls || names.contains(&o.name)));
+                Some(objects.iter().map(|o| o.key.1).collect())
+            }
+        };
         let grants = role_grants(&objects, role)?;
-        for object in &objects {
-            db::run(&format!("{}{role_q}", object.head), &[])?;
+        // One batch: one round through SPI for all of them.
+        let lend = objects.iter().map(|object| format!("{}{role_q}", object.head)).collect::<Vec<_>>();
+        if !lend.is_empty() {
+            db::run(&lend.join(";\n"), &[])?;
         }
-        Ok(Lent { schema: schema.to_string(), role: role.to_string(), objects, grants, owned_before, privileges })
+        Ok(Lent {
+            schema: schema.to_string(),
+            role: role.to_string(),
+            objects,
+            grants,
+            owned_before,
+            privileges,
+            tables,
+        })
+    }
+
+    /// The structure compared before and after the work: the schema's, or
+    /// the lent tables' alone.
+    fn structure(&self) -> TcResult<BTreeMap<Key, String>> {
+        match &self.tables {
+            None => structure::read(&self.schema, &self.role),
+            Some(tables) => structure::read_tables(&self.schema, &self.role, tables),
+        }
     }
 
     /// Objects are found again by oid: a script may have renamed them.
@@ -585,9 +697,10 @@ impl Lent {
         let template_role_owns: BTreeSet<String> =
             if self.schema == TEMPLATE_SCHEMA { BTreeSet::new() } else { template_role_owns()? };
         let owned_now = not_owned(&self.schema, &self.role, true)?;
+        let mut back = Vec::new();
         for now in &owned_now {
             if let Some(lent) = self.objects.iter().find(|lent| lent.key == now.key) {
-                db::run(&format!("{}{}", now.head, lent.owner), &[])?;
+                back.push(format!("{}{}", now.head, lent.owner));
             } else if !self.owned_before.contains(&now.key)
                 && (self.schema == TEMPLATE_SCHEMA || !template_role_owns.contains(&now.name))
             {
@@ -596,6 +709,9 @@ impl Lent {
                     apply_default_privileges(now)?;
                 }
             }
+        }
+        if !back.is_empty() {
+            db::run(&back.join(";\n"), &[])?;
         }
         // The lent objects, under the names the work left them with.
         let lent_now: Vec<&Owned> =
@@ -615,7 +731,7 @@ impl Lent {
     /// policies, rules) that the work left different both from what they
     /// were and from the template.
     fn refuse_tampering(&self, before: &BTreeMap<Key, String>) -> TcResult<()> {
-        let after = structure::read(&self.schema, &self.role)?;
+        let after = self.structure()?;
         let template = template_structure()?;
         let names: BTreeSet<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
         let keys: BTreeSet<&Key> = before.keys().chain(after.keys()).collect();
