@@ -389,7 +389,7 @@ pub(crate) mod tests {
         for (schema, role) in [("tenant_template", "tenant_template_owner"), ("mig_lend", "mig_lend_owner")] {
             let owners = one::<String>(&format!(
                 "SELECT string_agg(c.relname || '=' || pg_get_userbyid(c.relowner), ',' ORDER BY c.relname)
-                   FROM pg_class c WHERE c.relnamespace = '{schema}'::regnamespace AND c.relname LIKE 'lend%'"
+                   FROM pg_class c WHERE c.relnamespace = '{schema}'::regnamespace AND c.relname LIKE 'lend%' AND c.relkind IN ('r', 'S')"
             ));
             assert_eq!(
                 owners,
