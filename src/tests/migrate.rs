@@ -408,4 +408,52 @@ pub(crate) mod tests {
         );
         assert_eq!(tenant_check(&id, false), Vec::<Found>::new(), "no drift from the template");
     }
+
+    /// Tenant code that a one-table migration runs (here the tenant's
+    /// `lower(varchar)`, a better match than the built-in for the script's
+    /// `USING lower(code)`) runs as the tenant's role: it may not touch a
+    /// table the script does not name (not lent: 42501), and when the
+    /// migration is run again with everything lent, what it changed there
+    /// is refused and rolled back.
+    #[pg_test]
+    fn tenant_code_run_by_a_one_table_migration_keeps_nothing() {
+        serialize_template_changes();
+        Spi::run(
+            "CREATE TABLE tenant_template.tamper_a (id int PRIMARY KEY, code varchar(10));
+             CREATE TABLE tenant_template.tamper_b (id int PRIMARY KEY)",
+        )
+        .unwrap();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000c1", "mig_tamper");
+        Spi::run(
+            "INSERT INTO mig_tamper.tamper_a VALUES (1, 'A');
+             CREATE FUNCTION mig_tamper.lower(varchar) RETURNS text LANGUAGE plpgsql AS $$
+                 BEGIN EXECUTE 'ALTER TABLE tamper_b ADD COLUMN planted int'; RETURN pg_catalog.lower($1::text); END $$;
+             ALTER FUNCTION mig_tamper.lower(varchar) OWNER TO mig_tamper_owner",
+        )
+        .unwrap();
+        assert_eq!(
+            register(1, "ALTER TABLE tamper_a ALTER COLUMN code TYPE text USING lower(code)"),
+            ("SUCCESS".into(), None)
+        );
+        let message = one::<String>(&format!(
+            "SELECT status || ' ' || sqlstate || ' ' || message FROM tenant.migrate_institution_schema('{id}')"
+        ))
+        .unwrap();
+        assert!(message.starts_with("ERROR 42501"), "{message}");
+        assert!(message.contains("changed unlike the template") && message.contains("tamper_b"), "{message}");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'mig_tamper.tamper_b'::regclass AND attname = 'planted'"),
+            Some(0)
+        );
+        assert_eq!(
+            one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'mig_tamper.tamper_a'::regclass AND attname = 'code'"),
+            Some("character varying(10)".into())
+        );
+        assert_eq!(version_of("mig_tamper"), 0);
+        let superuser = one::<String>("SELECT current_user::text").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class WHERE relname IN ('tamper_a', 'tamper_b') AND relnamespace = 'mig_tamper'::regnamespace"),
+            Some(superuser)
+        );
+    }
 }
