@@ -211,7 +211,10 @@ fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<R
     // tenant, a function whose SET search_path names the template (rebound
     // right after, see rebind_to_tenant) would be checked with that path,
     // where the tenant's role may look up nothing.
+    // Whether the scripts themselves failed (rather than a check after them).
+    let scripts_failed = std::cell::Cell::new(false);
     let run = |lending: Lending| {
+        let scripts = || scripts().inspect_err(|_| scripts_failed.set(true));
         db::with_setting("check_function_bodies", "off", || {
             lent_to_schema_role(schema, role, lending, scripts, || refuse_new_bindings(schema, migrations, &before))
         })
@@ -220,11 +223,11 @@ fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<R
         let objects = schema_objects(schema)?;
         // A statement that needed more than the named tables fails with
         // 42501: its work is rolled back and all of it runs again with
-        // everything lent.
+        // everything lent. A refusal by the checks after the scripts stands.
         match subxact::atomically(|| run(Lending::Tables(tables))) {
             Ok(()) if schema_objects(schema)? == objects => return Ok(Rebind::NotNeeded),
             Ok(()) => return Ok(Rebind::Needed),
-            Err(error) if error.code == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE => {}
+            Err(error) if error.code == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE && scripts_failed.get() => {}
             Err(error) => return Err(error),
         }
     }
@@ -345,8 +348,51 @@ fn lent_to_schema_role<T>(
     if guarded {
         lent.refuse_tampering(&before)?;
     }
+    let granted_before = lent.tables.clone().zip(lent.granted_to_others.clone());
     lent.give_back()?;
+    if let Some((tables, before)) = granted_before {
+        refuse_new_grants(schema, &tables, &before)?;
+    }
     Ok(outcome)
+}
+
+/// The privileges the tables and their columns grant to roles other than
+/// their owners: "table column grantee privilege grantable".
+const GRANTED_TO_OTHERS: &str = r#"
+SELECT pg_catalog.format('%s %s %s %s %s', c.relname, 0, x.grantee, x.privilege_type, x.is_grantable) AS entry
+  FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) x
+ WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND x.grantee OPERATOR(pg_catalog.<>) c.relowner
+UNION ALL
+SELECT pg_catalog.format('%s %s %s %s %s', c.relname, a.attname, x.grantee, x.privilege_type, x.is_grantable)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid,
+       LATERAL pg_catalog.aclexplode(a.attacl) x
+ WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND a.attnum OPERATOR(pg_catalog.>) 0
+   AND a.attacl IS NOT NULL AND x.grantee OPERATOR(pg_catalog.<>) c.relowner
+"#;
+
+fn granted_to_others(tables: &[pg_sys::Oid]) -> TcResult<BTreeSet<String>> {
+    let rows = db::rows_kept(GRANTED_TO_OTHERS, &[pg_sys::OIDARRAYOID.into()], &[tables.to_vec().into()], |row| {
+        Ok(row.get::<String>(1)?.unwrap_or_default())
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// While it owned a lent table, the tenant's role (through its code that the
+/// scripts set off) could grant privileges on it to other roles, and such
+/// grants would outlive the lending. The statements that take the
+/// named-tables path grant nothing, so the tables must grant no more after
+/// the scripts than before.
+fn refuse_new_grants(schema: &str, tables: &[pg_sys::Oid], before: &BTreeSet<String>) -> TcResult<()> {
+    let after = granted_to_others(tables)?;
+    let new: Vec<&str> = after.difference(before).map(String::as_str).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    Err(TcError::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("tables of schema {schema} not owned by its role were granted privileges while it was migrated: {}", new.join("; ")),
+    )
+    .hint("Code of the tenant that ran during the migration granted them; nothing was kept. Run tenant.check_integrity on the tenant."))
 }
 
 /// One script, through SPI. SPI refuses transaction control (COMMIT,
@@ -632,6 +678,8 @@ struct Lent {
     privileges: Vec<&'static str>,
     /// When only tables were lent: their oids (the structure compared).
     tables: Option<Vec<pg_sys::Oid>>,
+    /// When only tables were lent: what they granted other roles before.
+    granted_to_others: Option<BTreeSet<String>>,
 }
 
 impl Lent {
@@ -657,6 +705,7 @@ impl Lent {
                 Some(objects.iter().map(|o| o.key.1).collect())
             }
         };
+        let granted_to_others = tables.as_deref().map(granted_to_others).transpose()?;
         let grants = role_grants(&objects, role)?;
         // One batch: one round through SPI for all of them.
         let lend = objects.iter().map(|object| format!("{}{role_q}", object.head)).collect::<Vec<_>>();
@@ -671,6 +720,7 @@ impl Lent {
             owned_before,
             privileges,
             tables,
+            granted_to_others,
         })
     }
 

@@ -456,4 +456,39 @@ pub(crate) mod tests {
             Some(superuser)
         );
     }
+
+    /// Tenant code that a one-table migration runs may not grant privileges
+    /// on a table lent to the tenant's role: such a grant would outlive the
+    /// lending. The migration is refused, not rerun with everything lent.
+    #[pg_test]
+    fn tenant_code_cannot_grant_on_a_table_lent_to_a_migration() {
+        serialize_template_changes();
+        Spi::run(
+            "CREATE TABLE tenant_template.grant_a (id int PRIMARY KEY, code varchar(10));
+             CREATE TABLE tenant_template.grant_c (id int PRIMARY KEY)",
+        )
+        .unwrap();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000c2", "mig_granted");
+        Spi::run(
+            "INSERT INTO mig_granted.grant_a VALUES (1, 'A');
+             CREATE FUNCTION mig_granted.lower(varchar) RETURNS text LANGUAGE plpgsql AS $$
+                 BEGIN EXECUTE 'GRANT DELETE ON grant_c TO PUBLIC'; RETURN pg_catalog.lower($1::text); END $$;
+             ALTER FUNCTION mig_granted.lower(varchar) OWNER TO mig_granted_owner",
+        )
+        .unwrap();
+        let script =
+            "ALTER TABLE grant_c ADD COLUMN n int; ALTER TABLE grant_a ALTER COLUMN code TYPE text USING lower(code)";
+        assert_eq!(register(1, script), ("SUCCESS".into(), None));
+        let message = one::<String>(&format!(
+            "SELECT status || ' ' || sqlstate || ' ' || message FROM tenant.migrate_institution_schema('{id}')"
+        ))
+        .unwrap();
+        assert!(message.starts_with("ERROR 42501"), "{message}");
+        assert!(message.contains("were granted privileges while it was migrated"), "{message}");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_class c, aclexplode(c.relacl) x WHERE c.oid = 'mig_granted.grant_c'::regclass AND x.grantee = 0"),
+            Some(0)
+        );
+        assert_eq!(version_of("mig_granted"), 0);
+    }
 }
