@@ -11,7 +11,9 @@
 //! tenant put on a table) runs with the tenant's own rights. For the length
 //! of the script (inside the same transaction) that role is lent the
 //! ownership of the schema's objects it does not own and USAGE, CREATE on
-//! the schema; both are taken back before the transaction ends.
+//! the schema; both are taken back before the transaction ends. In a
+//! tenant, scripts made only of `ALTER TABLE t` / `CREATE INDEX ... ON t`
+//! are lent the tables they name alone (see migrate_targets).
 
 use crate::copy::structure::{self, Key};
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
