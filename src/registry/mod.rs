@@ -152,13 +152,14 @@ pub struct Taken {
 }
 
 pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken> {
-    let found = db::rows(
+    let found = db::rows_kept(
         "SELECT (SELECT t.schema_name FROM tenant.tenant_schemas t
                   WHERE t.institution_id = $1 AND t.status <> 'DROPPED') AS schema_of_institution,
                 (SELECT t.institution_id FROM tenant.tenant_schemas t
                   WHERE t.schema_name = $2 AND t.status <> 'DROPPED') AS institution_of_schema,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $2) AS schema_exists,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $3) AS role_exists",
+        &[pgrx::pg_sys::UUIDOID.into(), pgrx::pg_sys::TEXTOID.into(), pgrx::pg_sys::TEXTOID.into()],
         &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
         |row| {
             Ok(Taken {
