@@ -58,6 +58,11 @@ pub fn rows_kept<T>(
     })
 }
 
+/// `run` with a kept plan (see `rows_kept`), for statements every operation runs.
+pub fn run_kept(sql: &'static str, types: &[PgOid], args: &[DatumWithOid]) -> TcResult<()> {
+    rows_kept(sql, types, args, |_| Ok(())).map(|_| ())
+}
+
 /// Run a statement; a PostgreSQL error it raises comes back as a `TcError`
 /// that names the statement (see `caught`).
 pub fn run_explained(sql: &str, context: &str) -> TcResult<()> {
@@ -97,17 +102,24 @@ pub fn scalar<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcR
 pub fn with_settings<T>(settings: &[(&str, &str)], work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
     let names: Vec<&str> = settings.iter().map(|(name, _)| *name).collect();
     let values: Vec<&str> = settings.iter().map(|(_, value)| *value).collect();
-    let previous: Vec<String> = scalar::<Vec<String>>(
+    let arrays = [pg_sys::TEXTARRAYOID.into(), pg_sys::TEXTARRAYOID.into()];
+    let previous = rows_kept(
         "WITH previous AS MATERIALIZED (
              SELECT s.n, s.name, s.wanted, pg_catalog.current_setting(s.name) AS value
                FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS s(name, wanted, n))
          SELECT pg_catalog.array_agg(p.value ORDER BY p.n)
            FROM previous p, LATERAL pg_catalog.set_config(p.name, p.wanted, true) AS changed",
+        &arrays,
         &[names.clone().into(), values.into()],
-    )?;
+        |row| Ok(row.get::<Vec<String>>(1)?.unwrap_or_default()),
+    )?
+    .into_iter()
+    .next()
+    .unwrap_or_default();
     let outcome = work()?;
-    run(
+    run_kept(
         "SELECT pg_catalog.set_config(name, value, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(name, value)",
+        &arrays,
         &[names.into(), previous.into()],
     )?;
     Ok(outcome)

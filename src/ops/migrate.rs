@@ -1,6 +1,6 @@
 //! Versioned migrations: numbered scripts applied to the template when they
-//! are registered, and to each tenant (one tenant per transaction) by the
-//! procedure tenant.apply_migrations.
+//! are registered, and to each tenant (each atomically, in a subtransaction
+//! of its own; committed in batches) by the procedure tenant.apply_migrations.
 //!
 //! A script never runs as the extension's owner. It runs as the role that
 //! stands for the tenant in the schema it changes (`tenant_template_owner` in
@@ -11,15 +11,19 @@
 //! tenant put on a table) runs with the tenant's own rights. For the length
 //! of the script (inside the same transaction) that role is lent the
 //! ownership of the schema's objects it does not own and USAGE, CREATE on
-//! the schema; both are taken back before the transaction ends.
+//! the schema; both are taken back before the transaction ends. In a
+//! tenant, scripts made only of `ALTER TABLE t` / `CREATE INDEX ... ON t`
+//! are lent the tables they name alone (see migrate_targets).
 
-use crate::copy::structure::{self, Key};
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use crate::core::db;
 use crate::core::errors;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use crate::core::restricted;
+use crate::core::subxact;
+use crate::ops::migrate_lend::{refuse_new_grants, Lending, Lent};
+use crate::ops::migrate_targets;
 use crate::ops::quota;
 use crate::registry::oplog::Operation;
 use crate::registry::{self, Status};
@@ -101,9 +105,9 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     op.note("target_version", to);
     let size_before = registry::files_and_writes(tenant.schema.as_str())?;
     restricted::internal_ddl(|| {
-        run_scripts(tenant.schema.as_str(), tenant.role.as_str(), &pending)?;
+        let rebind = run_scripts(tenant.schema.as_str(), tenant.role.as_str(), &pending)?;
         // What a migration adds gets the privileges and owners the template gives it.
-        if !pending.is_empty() {
+        if !pending.is_empty() && rebind == Rebind::Needed {
             rebind_to_tenant(tenant.schema.as_str(), tenant.role.as_str())?;
             template::grant_like_template(&tenant.schema, &tenant.role)?;
         }
@@ -171,34 +175,73 @@ fn pending_since(version: i32) -> TcResult<Vec<Migration>> {
     )
 }
 
+/// Whether a tenant's new objects must be rebound and granted like the
+/// template's after its scripts ran.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rebind {
+    Needed,
+    /// The scripts only altered tables named in them (see migrate_targets)
+    /// and the schema holds the very objects it held before: they can have
+    /// created no function setting, policy or grant naming the template,
+    /// and nothing lacks the template's privileges.
+    NotNeeded,
+}
+
 /// Run migration scripts in `schema` as `role` (see the module comment). A
 /// failure leaves the lent ownership and privileges to the rollback of the
 /// caller's (sub)transaction, which undoes the scripts too.
-fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<()> {
+fn run_scripts(schema: &str, role: &str, migrations: &[Migration]) -> TcResult<Rebind> {
     if migrations.is_empty() {
-        return Ok(());
+        return Ok(Rebind::NotNeeded);
     }
+    let scripts = || migrations.iter().try_for_each(|migration| execute(schema, migration));
     if schema == TEMPLATE_SCHEMA {
-        return as_schema_role(
-            schema,
-            role,
-            || migrations.iter().try_for_each(|migration| execute(schema, migration)),
-            || Ok(()),
-        );
+        as_schema_role(schema, role, scripts, || Ok(()))?;
+        return Ok(Rebind::Needed);
     }
     let before = bound_to_tenant_code(schema)?;
     // Function bodies were checked when the script ran on the template. In a
     // tenant, a function whose SET search_path names the template (rebound
     // right after, see rebind_to_tenant) would be checked with that path,
     // where the tenant's role may look up nothing.
-    db::with_setting("check_function_bodies", "off", || {
-        as_schema_role(
-            schema,
-            role,
-            || migrations.iter().try_for_each(|migration| execute(schema, migration)),
-            || refuse_new_bindings(schema, migrations, &before),
-        )
-    })
+    // Whether the scripts themselves failed (rather than a check after them).
+    let scripts_failed = std::cell::Cell::new(false);
+    let run = |lending: Lending| {
+        let scripts = || scripts().inspect_err(|_| scripts_failed.set(true));
+        db::with_setting("check_function_bodies", "off", || {
+            lent_to_schema_role(schema, role, lending, scripts, || refuse_new_bindings(schema, migrations, &before))
+        })
+    };
+    if let Some(tables) = migrate_targets::tables_altered(migrations.iter().map(|m| m.script.as_str())) {
+        let objects = schema_objects(schema)?;
+        // A statement that needed more than the named tables fails with
+        // 42501: its work is rolled back and all of it runs again with
+        // everything lent. A refusal by the checks after the scripts stands.
+        match subxact::atomically(|| run(Lending::Tables(tables))) {
+            Ok(()) if schema_objects(schema)? == objects => return Ok(Rebind::NotNeeded),
+            Ok(()) => return Ok(Rebind::Needed),
+            Err(error) if error.code == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE && scripts_failed.get() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    run(Lending::Everything)?;
+    Ok(Rebind::Needed)
+}
+
+/// The objects that live in a schema (tables, sequences, views, routines,
+/// types, ...: everything with a namespace dependency), as one string to
+/// compare before and after a migration's scripts.
+fn schema_objects(schema: &str) -> TcResult<String> {
+    let found = db::rows_kept(
+        "SELECT COALESCE(pg_catalog.string_agg(d.classid::text || ':' || d.objid::text, ',' ORDER BY d.classid, d.objid), '')
+           FROM pg_catalog.pg_depend d
+          WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+            AND d.refobjid OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace($1) AND d.refobjsubid OPERATOR(pg_catalog.=) 0",
+        &[pg_sys::TEXTOID.into()],
+        &[schema.into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )?;
+    Ok(found.into_iter().next().unwrap_or_default())
 }
 
 /// What depends on a function or operator of schema $1 that the template
@@ -222,9 +265,12 @@ SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) || ' uses '
 
 fn bound_to_tenant_code(schema: &str) -> TcResult<BTreeSet<String>> {
     let rows = template::catalog_read(|| {
-        db::rows(BOUND_TO_TENANT_CODE, &[schema.into(), TEMPLATE_SCHEMA.into()], |row| {
-            Ok(db::col::<String>(row, "binding")?.unwrap_or_default())
-        })
+        db::rows_kept(
+            BOUND_TO_TENANT_CODE,
+            &[pg_sys::TEXTOID.into(); 2],
+            &[schema.into(), TEMPLATE_SCHEMA.into()],
+            |row| Ok(db::col::<String>(row, "binding")?.unwrap_or_default()),
+        )
     })?;
     Ok(rows.into_iter().collect())
 }
@@ -270,9 +316,22 @@ pub fn as_schema_role<T>(
     work: impl FnOnce() -> TcResult<T>,
     verify: impl FnOnce() -> TcResult<()>,
 ) -> TcResult<T> {
-    let lent = Lent::lend(schema, role)?;
-    let guarded = schema != TEMPLATE_SCHEMA && !lent.objects.is_empty();
-    let before = if guarded { structure::read(schema, role)? } else { BTreeMap::new() };
+    lent_to_schema_role(schema, role, Lending::Everything, work, verify)
+}
+
+/// as_schema_role, lending what `lending` says. When only tables are lent,
+/// only they (with their columns, keys, indexes, triggers, policies and
+/// rules) are compared: the role can change nothing else it does not own.
+fn lent_to_schema_role<T>(
+    schema: &str,
+    role: &str,
+    lending: Lending,
+    work: impl FnOnce() -> TcResult<T>,
+    verify: impl FnOnce() -> TcResult<()>,
+) -> TcResult<T> {
+    let lent = Lent::lend(schema, role, &lending)?;
+    let guarded = schema != TEMPLATE_SCHEMA && lent.lends_anything();
+    let before = if guarded { lent.structure()? } else { BTreeMap::new() };
     // The schema alone: PostgreSQL then searches pg_catalog before it (a
     // built-in wins over a function of the same signature), and unqualified
     // CREATE statements create in the schema (with pg_catalog named first,
@@ -282,7 +341,11 @@ pub fn as_schema_role<T>(
     if guarded {
         lent.refuse_tampering(&before)?;
     }
+    let granted_before = lent.granted_before();
     lent.give_back()?;
+    if let Some((tables, before)) = granted_before {
+        refuse_new_grants(schema, &tables, &before)?;
+    }
     Ok(outcome)
 }
 
@@ -311,342 +374,6 @@ fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
         };
         error.detail(detail)
     })
-}
-
-/// The objects of a schema that are not owned by a role, as ALTER ... OWNER
-/// statement heads (fully qualified), with their catalog, oid, owner and
-/// name as tenant.check_integrity names them. Indexes, a table's row type
-/// and the sequences of its columns follow their table. Run with the catalog
-/// search_path. A routine is named by its argument types alone
-/// (oidvectortypes): the identity arguments of an ordered-set aggregate,
-/// `(integer ORDER BY integer)`, are no syntax ALTER/GRANT ... ROUTINE takes.
-const NOT_OWNED: &str = r#"
-SELECT o.catalog, o.oid, pg_catalog.format('ALTER %s %s OWNER TO ', o.kind, o.identity) AS head,
-       o.owner::pg_catalog.regrole::text AS owner, o.name, o.kind, o.identity
-  FROM (
-    SELECT 'pg_class' AS catalog, c.oid, c.relowner AS owner,
-           CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
-                          WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
-           pg_catalog.format('%I.%I', $1::text, c.relname) AS identity, c.relname::text AS name
-      FROM pg_catalog.pg_class c
-     WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                          AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
-    UNION ALL
-    SELECT 'pg_proc', p.oid, p.proowner, 'ROUTINE',
-           pg_catalog.format('%I.%I(%s)', $1::text, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),
-           pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($1::text, 'identity arguments', p.oid))
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS o(oid))
-    UNION ALL
-    SELECT 'pg_type', t.oid, t.typowner, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
-           pg_catalog.format('%I.%I', $1::text, t.typname), t.typname::text
-      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT o.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS o(oid))
-       AND (t.typtype IN ('e', 'd', 'r')
-            OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
-  ) o
- WHERE o.owner <> $2::pg_catalog.regrole
- ORDER BY o.oid
-"#;
-
-/// One object of NOT_OWNED.
-struct Owned {
-    key: (String, pg_sys::Oid),
-    head: String,
-    owner: String,
-    name: String,
-    kind: String,
-    identity: String,
-}
-
-fn not_owned(schema: &str, role: &str, owned_by_role: bool) -> TcResult<Vec<Owned>> {
-    let sql = if owned_by_role { NOT_OWNED.replace("o.owner <> $2", "o.owner = $2") } else { NOT_OWNED.to_string() };
-    template::catalog_read(|| {
-        db::rows(&sql, &[schema.into(), quote_identifier(role).as_str().into()], |row| {
-            Ok(Owned {
-                key: (
-                    db::col::<String>(row, "catalog")?.unwrap_or_default(),
-                    db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default(),
-                ),
-                head: db::col::<String>(row, "head")?.unwrap_or_default(),
-                owner: db::col::<String>(row, "owner")?.unwrap_or_default(),
-                name: db::col::<String>(row, "name")?.unwrap_or_default(),
-                kind: db::col::<String>(row, "kind")?.unwrap_or_default(),
-                identity: db::col::<String>(row, "identity")?.unwrap_or_default(),
-            })
-        })
-    })
-}
-
-/// The default privileges the current user has in the template (ALTER
-/// DEFAULT PRIVILEGES, as the extension sets them for tables and sequences),
-/// granted on an object given to it after it was created.
-const DEFAULT_PRIVILEGES: &str = r#"
-SELECT pg_catalog.format('GRANT %s ON %s TO %s%s', x.privilege_type, $2::text,
-                         CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END,
-                         CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-  FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) x
- WHERE d.defaclrole = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
-   AND d.defaclnamespace IN (0, $3::pg_catalog.regnamespace) AND d.defaclobjtype = $1::"char"
-   AND x.grantee <> d.defaclrole
-"#;
-
-fn apply_default_privileges(object: &Owned) -> TcResult<()> {
-    let target = &object.identity;
-    let (objtype, on) = match object.kind.as_str() {
-        "SEQUENCE" => ("S", format!("SEQUENCE {target}")),
-        "ROUTINE" => ("f", format!("ROUTINE {target}")),
-        "TYPE" | "DOMAIN" => ("T", format!("TYPE {target}")),
-        _ => ("r", format!("TABLE {target}")),
-    };
-    let grants = template::catalog_read(|| {
-        db::rows(
-            DEFAULT_PRIVILEGES,
-            &[objtype.into(), on.as_str().into(), quote_identifier(TEMPLATE_SCHEMA).as_str().into()],
-            |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
-        )
-    })?;
-    grants.iter().try_for_each(|grant| db::run(grant, &[]))
-}
-
-/// The template's structure, the same for every tenant a fleet migration
-/// checks (kept until the template changes).
-fn template_structure() -> TcResult<BTreeMap<Key, String>> {
-    thread_local! {
-        static KEPT: template::TemplateCell<BTreeMap<Key, String>> = const { std::cell::RefCell::new(None) };
-    }
-    template::per_template(&KEPT, || structure::read(TEMPLATE_SCHEMA, TEMPLATE_ROLE))
-}
-
-/// The names of what the template's role owns in the template (kept until
-/// the template changes).
-fn template_role_owns() -> TcResult<BTreeSet<String>> {
-    thread_local! {
-        static KEPT: template::TemplateCell<BTreeSet<String>> = const { std::cell::RefCell::new(None) };
-    }
-    template::per_template(&KEPT, || {
-        Ok(not_owned(TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?.into_iter().map(|o| o.name).collect())
-    })
-}
-
-/// One privilege an object (or a column of it: `column` > 0) grants a role.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct RoleGrant {
-    /// Catalog and oid.
-    object: (String, u32),
-    column: i16,
-    privilege: String,
-    grantable: bool,
-}
-
-/// The privileges the objects grant the role ($4), from their ACLs.
-const ROLE_GRANTS: &str = r#"
-SELECT o.catalog, o.oid, o.attnum, x.privilege_type AS privilege, x.is_grantable AS grantable
-  FROM (SELECT 'pg_class' AS catalog, c.oid, 0::pg_catalog.int2 AS attnum, c.relacl AS acl
-          FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
-        UNION ALL
-        SELECT 'pg_class', a.attrelid, a.attnum, a.attacl FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND a.attnum OPERATOR(pg_catalog.>) 0
-           AND NOT a.attisdropped AND a.attacl IS NOT NULL
-        UNION ALL
-        SELECT 'pg_proc', p.oid, 0::pg_catalog.int2, p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[])
-        UNION ALL
-        SELECT 'pg_type', t.oid, 0::pg_catalog.int2, t.typacl FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.oid[])) o,
-       LATERAL pg_catalog.aclexplode(o.acl) x
- WHERE x.grantee OPERATOR(pg_catalog.=) $4::pg_catalog.regrole
-"#;
-
-fn role_grants<'a>(objects: impl IntoIterator<Item = &'a Owned>, role: &str) -> TcResult<BTreeSet<RoleGrant>> {
-    let mut oids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for object in objects {
-        oids.entry(object.key.0.as_str()).or_default().push(object.key.1.to_u32().to_string());
-    }
-    if oids.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let array = |catalog: &str| format!("{{{}}}", oids.get(catalog).map(|o| o.join(",")).unwrap_or_default());
-    let rows = template::catalog_read(|| {
-        db::rows(
-            ROLE_GRANTS,
-            &[
-                array("pg_class").as_str().into(),
-                array("pg_proc").as_str().into(),
-                array("pg_type").as_str().into(),
-                quote_identifier(role).as_str().into(),
-            ],
-            |row| {
-                Ok(RoleGrant {
-                    object: (
-                        db::col::<String>(row, "catalog")?.unwrap_or_default(),
-                        db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default().to_u32(),
-                    ),
-                    column: db::col::<i16>(row, "attnum")?.unwrap_or_default(),
-                    privilege: db::col::<String>(row, "privilege")?.unwrap_or_default(),
-                    grantable: db::col::<bool>(row, "grantable")?.unwrap_or_default(),
-                })
-            },
-        )
-    })?;
-    Ok(rows.into_iter().collect())
-}
-
-/// GRANT statements that give the role (`role_q`, quoted) the `lost`
-/// privileges again on the objects (under their names in `objects`): one
-/// statement per kind of object, privileges and grant option (granting takes
-/// locks, and event triggers fire once per statement), one per column grant.
-fn grant_statements(lost: &[&RoleGrant], objects: &[&Owned], role_q: &str) -> TcResult<Vec<String>> {
-    let mut privileges: BTreeMap<(&(String, u32), i16, bool), Vec<&str>> = BTreeMap::new();
-    for grant in lost {
-        privileges.entry((&grant.object, grant.column, grant.grantable)).or_default().push(&grant.privilege);
-    }
-    let mut tables: BTreeMap<(&str, String, bool), Vec<&str>> = BTreeMap::new();
-    let mut statements = Vec::new();
-    for ((key, column, grantable), privileges) in privileges {
-        let Some(object) = objects.iter().find(|o| o.key.0 == key.0 && o.key.1.to_u32() == key.1) else { continue };
-        let on = match object.kind.as_str() {
-            "SEQUENCE" => "SEQUENCE",
-            "ROUTINE" => "ROUTINE",
-            "TYPE" => "TYPE",
-            "DOMAIN" => "DOMAIN",
-            _ => "TABLE",
-        };
-        if column > 0 {
-            let Some(name) = db::value::<String>(
-                "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2 AND NOT attisdropped",
-                &[pg_sys::Oid::from(key.1).into(), column.into()],
-            )?
-            else {
-                continue;
-            };
-            let name = quote_identifier(&name);
-            let list = privileges.iter().map(|p| format!("{p} ({name})")).collect::<Vec<_>>().join(", ");
-            let option = if grantable { " WITH GRANT OPTION" } else { "" };
-            statements.push(format!("GRANT {list} ON TABLE {} TO {role_q}{option}", object.identity));
-        } else {
-            tables.entry((on, privileges.join(", "), grantable)).or_default().push(&object.identity);
-        }
-    }
-    for ((on, privileges, grantable), targets) in tables {
-        let option = if grantable { " WITH GRANT OPTION" } else { "" };
-        statements.push(format!("GRANT {privileges} ON {on} {} TO {role_q}{option}", targets.join(", ")));
-    }
-    Ok(statements)
-}
-
-/// What a migration's role was lent for the length of its scripts.
-struct Lent {
-    schema: String,
-    role: String,
-    /// The objects lent, with the owners to give them back to.
-    objects: Vec<Owned>,
-    /// What the lent objects granted the role before: lending folds the
-    /// grants naming the role into the owner's, and giving back does not
-    /// unfold them.
-    grants: BTreeSet<RoleGrant>,
-    /// What the role owned before: anything else it owns afterwards is new.
-    owned_before: Vec<(String, pg_sys::Oid)>,
-    /// Schema privileges the role did not hold.
-    privileges: Vec<&'static str>,
-}
-
-impl Lent {
-    fn lend(schema: &str, role: &str) -> TcResult<Lent> {
-        let (schema_q, role_q) = (quote_identifier(schema), quote_identifier(role));
-        let mut privileges = Vec::new();
-        for privilege in ["USAGE", "CREATE"] {
-            let held: bool = db::scalar(
-                "SELECT pg_catalog.has_schema_privilege($1::pg_catalog.regrole, $2::pg_catalog.regnamespace, $3)",
-                &[role_q.as_str().into(), schema_q.as_str().into(), privilege.into()],
-            )?;
-            if !held {
-                db::run(&format!("GRANT {privilege} ON SCHEMA {schema_q} TO {role_q}"), &[])?;
-                privileges.push(privilege);
-            }
-        }
-        let owned_before = not_owned(schema, role, true)?.into_iter().map(|o| o.key).collect();
-        let objects = not_owned(schema, role, false)?;
-        let grants = role_grants(&objects, role)?;
-        for object in &objects {
-            db::run(&format!("{}{role_q}", object.head), &[])?;
-        }
-        Ok(Lent { schema: schema.to_string(), role: role.to_string(), objects, grants, owned_before, privileges })
-    }
-
-    /// Objects are found again by oid: a script may have renamed them.
-    /// What the work created gets the owner it had before migrations ran as
-    /// the tenant's role: in the template, the extension's owner (the role
-    /// that runs the migration's statements as superuser did), with the
-    /// default privileges it has in the template; in a tenant, the owner the
-    /// template gives it (grant_like_template then copies the privileges).
-    /// So a function a migration creates is never the tenant's to replace
-    /// while an index of the superuser's table calls it (ANALYZE runs such
-    /// expressions as the table's owner).
-    fn give_back(self) -> TcResult<()> {
-        let (schema_q, role_q) = (quote_identifier(&self.schema), quote_identifier(&self.role));
-        let template_role_owns: BTreeSet<String> =
-            if self.schema == TEMPLATE_SCHEMA { BTreeSet::new() } else { template_role_owns()? };
-        let owned_now = not_owned(&self.schema, &self.role, true)?;
-        for now in &owned_now {
-            if let Some(lent) = self.objects.iter().find(|lent| lent.key == now.key) {
-                db::run(&format!("{}{}", now.head, lent.owner), &[])?;
-            } else if !self.owned_before.contains(&now.key)
-                && (self.schema == TEMPLATE_SCHEMA || !template_role_owns.contains(&now.name))
-            {
-                db::run(&format!("{}CURRENT_USER", now.head), &[])?;
-                if self.schema == TEMPLATE_SCHEMA {
-                    apply_default_privileges(now)?;
-                }
-            }
-        }
-        // The lent objects, under the names the work left them with.
-        let lent_now: Vec<&Owned> =
-            owned_now.iter().filter(|now| self.objects.iter().any(|lent| lent.key == now.key)).collect();
-        let after = role_grants(lent_now.iter().copied(), &self.role)?;
-        let lost: Vec<&RoleGrant> = self.grants.difference(&after).collect();
-        for statement in grant_statements(&lost, &lent_now, &role_q)? {
-            db::run(&statement, &[])?;
-        }
-        for privilege in self.privileges {
-            db::run(&format!("REVOKE {privilege} ON SCHEMA {schema_q} FROM {role_q}"), &[])?;
-        }
-        Ok(())
-    }
-
-    /// The lent objects (and their columns, keys, indexes, triggers,
-    /// policies, rules) that the work left different both from what they
-    /// were and from the template.
-    fn refuse_tampering(&self, before: &BTreeMap<Key, String>) -> TcResult<()> {
-        let after = structure::read(&self.schema, &self.role)?;
-        let template = template_structure()?;
-        let names: BTreeSet<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
-        let keys: BTreeSet<&Key> = before.keys().chain(after.keys()).collect();
-        let tampered: Vec<String> = keys
-            .into_iter()
-            .filter(|(_, parent, name)| names.contains(parent.as_str()) || names.contains(name.as_str()))
-            .filter(|key| after.get(*key) != before.get(*key) && after.get(*key) != template.get(*key))
-            .map(
-                |(kind, parent, name)| {
-                    if parent.is_empty() {
-                        format!("{kind} {name}")
-                    } else {
-                        format!("{kind} {parent}.{name}")
-                    }
-                },
-            )
-            .collect();
-        if tampered.is_empty() {
-            return Ok(());
-        }
-        Err(TcError::new(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!(
-                "objects of schema {} not owned by its role were changed unlike the template while it was migrated: {}",
-                self.schema,
-                tampered.join(", ")
-            ),
-        )
-        .hint("Code of the tenant that ran during the migration (a trigger, an overload) changed them; nothing was kept. \
-               Run tenant.check_integrity on the tenant."))
-    }
 }
 
 /// What the template's role owns, is granted or has set outside the

@@ -28,10 +28,12 @@ pub fn add_spare(op: &mut Operation) -> TcResult<uuid::Uuid> {
 /// named the spare now name the institution's schema.
 /// The caller holds the template lock (shared).
 pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uuid::Uuid>> {
-    let spare = db::rows(
+    // Kept plans here and below: planning cost more than running (issue 13's claim figure).
+    let spare = db::rows_kept(
         "SELECT id, schema_name FROM tenant.tenant_schemas
           WHERE status = 'SPARE' AND version = (SELECT COALESCE(max(version), 0) FROM tenant.migrations)
           ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+        &[],
         &[],
         |row| Ok((db::col::<pgrx::Uuid>(row, "id")?, db::col::<String>(row, "schema_name")?)),
     )?;
@@ -44,7 +46,7 @@ pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uu
         // (a spare holds only the template's objects, but nothing here
         // depends on that).
         template::catalog_read(|| {
-            let rebinds = db::rows(
+            let rebinds = db::rows_kept(
                 "SELECT pg_catalog.jsonb_build_array(pg_catalog.format('ALTER %s %I.%I(%s)',
                             CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, $2::text, p.proname,
                             pg_catalog.pg_get_function_identity_arguments(p.oid)))
@@ -52,6 +54,7 @@ pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uu
                    FROM pg_catalog.pg_proc p, pg_catalog.unnest(p.proconfig) setting
                   WHERE p.oid OPERATOR(pg_catalog.=) ANY (SELECT so.oid FROM tenant.schema_objects($2, 'pg_catalog.pg_proc') AS so(oid))
                     AND pg_catalog.starts_with(setting, 'search_path=')",
+                &[pgrx::pg_sys::TEXTOID.into(), pgrx::pg_sys::TEXTOID.into()],
                 &[spare.as_str().into(), schema.as_str().into()],
                 |row| Ok(row.get::<pgrx::JsonB>(1)?.map(|parts| parts.0).unwrap_or_default()),
             )?;

@@ -152,13 +152,14 @@ pub struct Taken {
 }
 
 pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken> {
-    let found = db::rows(
+    let found = db::rows_kept(
         "SELECT (SELECT t.schema_name FROM tenant.tenant_schemas t
                   WHERE t.institution_id = $1 AND t.status <> 'DROPPED') AS schema_of_institution,
                 (SELECT t.institution_id FROM tenant.tenant_schemas t
                   WHERE t.schema_name = $2 AND t.status <> 'DROPPED') AS institution_of_schema,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $2) AS schema_exists,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $3) AS role_exists",
+        &[pgrx::pg_sys::UUIDOID.into(), pgrx::pg_sys::TEXTOID.into(), pgrx::pg_sys::TEXTOID.into()],
         &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
         |row| {
             Ok(Taken {
@@ -240,7 +241,11 @@ SELECT COALESCE(pg_catalog.string_agg(c.oid::text || ':' || c.relfilenode::text,
   FROM files f JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) f.oid";
 
 pub fn files_and_writes(schema: &str) -> TcResult<String> {
-    db::scalar(FILES_AND_WRITES, &[schema.into()])
+    // A kept plan: read twice per tenant by a fleet migration.
+    let found = db::rows_kept(FILES_AND_WRITES, &[pgrx::pg_sys::TEXTOID.into()], &[schema.into()], |row| {
+        Ok(row.get::<String>(1)?.unwrap_or_default())
+    })?;
+    Ok(found.into_iter().next().unwrap_or_default())
 }
 
 /// The bytes a schema's relations occupy now, without touching the registry.

@@ -10,6 +10,7 @@ use crate::core::db;
 use crate::core::errors::TcResult;
 use crate::core::settings;
 use crate::core::subxact;
+use pgrx::pg_sys::{FLOAT8OID, JSONBOID, TEXTOID, UUIDOID};
 use serde_json::{Map, Value};
 use std::time::Instant;
 
@@ -109,13 +110,16 @@ fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<
         failure: outcome.as_ref().err().map(|error| (error.sqlstate(), error.summary())),
     });
     // A failed operation may have rolled back the very registry row it named.
-    db::run(
+    // A kept plan: every operation writes one row.
+    let types = [UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, FLOAT8OID].map(Into::into);
+    db::run_kept(
         "INSERT INTO tenant.schema_operations
              (schema_id, operation_type, status, description, metadata, error_sqlstate, error_message,
               started_at, completed_at, duration_ms, requested_by)
          VALUES ((SELECT id FROM tenant.tenant_schemas WHERE id = $1), $2, $3, $4, $5, $6, $7,
                  pg_catalog.clock_timestamp() - $8 * interval '1 millisecond', pg_catalog.clock_timestamp(),
                  $8, session_user)",
+        &types,
         &[
             op.schema_id.map(db::to_pg_uuid).into(),
             op.kind.as_str().into(),

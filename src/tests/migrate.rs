@@ -330,4 +330,165 @@ pub(crate) mod tests {
         let (tables, bytes) = measured("mig_free");
         assert_eq!(registered("mig_free"), format!("{tables}/{bytes}/OK"));
     }
+
+    /// Who owns the tables of the schema a function runs in, as the
+    /// migration's own statements see it: `lend_a=<owner>,lend_b=<owner>`.
+    const OWNERS: &str = "CREATE FUNCTION tenant_template.lend_owners() RETURNS text LANGUAGE sql VOLATILE AS $$
+        SELECT string_agg(c.relname || '=' || pg_get_userbyid(c.relowner), ',' ORDER BY c.relname)
+          FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN ('lend_a', 'lend_b') $$";
+
+    /// A script made of `ALTER TABLE t ...` alone lends the tenant's role
+    /// that table only (the template, registered, lends everything); one
+    /// that needs more (a foreign key to a table whose REFERENCES the role
+    /// lacks) is run again with everything lent; either way everything
+    /// goes back to its owner and the tenant matches the template.
+    #[pg_test]
+    fn a_one_table_migration_lends_that_table_alone() {
+        serialize_template_changes();
+        Spi::run(&format!(
+            "CREATE TABLE tenant_template.lend_a (id int PRIMARY KEY);
+             CREATE TABLE tenant_template.lend_b (id int PRIMARY KEY);
+             REVOKE ALL ON tenant_template.lend_a, tenant_template.lend_b FROM tenant_template_owner;
+             GRANT SELECT ON tenant_template.lend_a, tenant_template.lend_b TO tenant_template_owner;
+             {OWNERS}"
+        ))
+        .unwrap();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000b1", "mig_lend");
+        Spi::run("INSERT INTO mig_lend.lend_a VALUES (1); INSERT INTO tenant_template.lend_a VALUES (1)").unwrap();
+        // A volatile default: the table is rewritten and the default evaluated
+        // for the existing row, by the migration's role.
+        assert_eq!(
+            register(1, "ALTER TABLE lend_a ADD COLUMN owners text DEFAULT lend_owners()"),
+            ("SUCCESS".into(), None)
+        );
+        assert_eq!(
+            one::<String>("SELECT owners FROM tenant_template.lend_a"),
+            Some("lend_a=tenant_template_owner,lend_b=tenant_template_owner".into())
+        );
+        let migrated = format!("SELECT * FROM tenant.migrate_institution_schema('{id}')");
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        let superuser = one::<String>("SELECT current_user::text").unwrap();
+        assert_eq!(
+            one::<String>("SELECT owners FROM mig_lend.lend_a"),
+            Some(format!("lend_a=mig_lend_owner,lend_b={superuser}")),
+            "only the altered table was lent"
+        );
+        // A foreign key to lend_b needs REFERENCES on it, which the role
+        // lacks: run again with everything lent.
+        assert_eq!(register(2, "ALTER TABLE lend_a ADD COLUMN b_id int REFERENCES lend_b"), ("SUCCESS".into(), None));
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'mig_lend.lend_a'::regclass AND contype = 'f'"
+            ),
+            Some(1)
+        );
+        // A column whose sequence is a new object: granted like the template's.
+        assert_eq!(register(3, "ALTER TABLE lend_b ADD COLUMN n serial"), ("SUCCESS".into(), None));
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        for (schema, role) in [("tenant_template", "tenant_template_owner"), ("mig_lend", "mig_lend_owner")] {
+            let owners = one::<String>(&format!(
+                "SELECT string_agg(c.relname || '=' || pg_get_userbyid(c.relowner), ',' ORDER BY c.relname)
+                   FROM pg_class c WHERE c.relnamespace = '{schema}'::regnamespace AND c.relname LIKE 'lend%' AND c.relkind IN ('r', 'S')"
+            ));
+            assert_eq!(
+                owners,
+                Some(format!("lend_a={superuser},lend_b={superuser},lend_b_n_seq={superuser}")),
+                "{schema}: everything went back"
+            );
+            assert_eq!(
+                one::<bool>(&format!("SELECT has_table_privilege('{role}', '{schema}.lend_a', 'UPDATE')")),
+                Some(false)
+            );
+        }
+        assert_eq!(
+            one::<String>("SELECT relacl::text FROM pg_class WHERE oid = 'mig_lend.lend_b_n_seq'::regclass")
+                .map(|acl| acl.replace("mig_lend_owner", "tenant_template_owner")),
+            one::<String>("SELECT relacl::text FROM pg_class WHERE oid = 'tenant_template.lend_b_n_seq'::regclass"),
+        );
+        assert_eq!(tenant_check(&id, false), Vec::<Found>::new(), "no drift from the template");
+    }
+
+    /// Tenant code that a one-table migration runs (here the tenant's
+    /// `lower(varchar)`, a better match than the built-in for the script's
+    /// `USING lower(code)`) runs as the tenant's role: it may not touch a
+    /// table the script does not name (not lent: 42501), and when the
+    /// migration is run again with everything lent, what it changed there
+    /// is refused and rolled back.
+    #[pg_test]
+    fn tenant_code_run_by_a_one_table_migration_keeps_nothing() {
+        serialize_template_changes();
+        Spi::run(
+            "CREATE TABLE tenant_template.tamper_a (id int PRIMARY KEY, code varchar(10));
+             CREATE TABLE tenant_template.tamper_b (id int PRIMARY KEY)",
+        )
+        .unwrap();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000c1", "mig_tamper");
+        Spi::run(
+            "INSERT INTO mig_tamper.tamper_a VALUES (1, 'A');
+             CREATE FUNCTION mig_tamper.lower(varchar) RETURNS text LANGUAGE plpgsql AS $$
+                 BEGIN EXECUTE 'ALTER TABLE tamper_b ADD COLUMN planted int'; RETURN pg_catalog.lower($1::text); END $$;
+             ALTER FUNCTION mig_tamper.lower(varchar) OWNER TO mig_tamper_owner",
+        )
+        .unwrap();
+        assert_eq!(
+            register(1, "ALTER TABLE tamper_a ALTER COLUMN code TYPE text USING lower(code)"),
+            ("SUCCESS".into(), None)
+        );
+        let message = one::<String>(&format!(
+            "SELECT status || ' ' || sqlstate || ' ' || message FROM tenant.migrate_institution_schema('{id}')"
+        ))
+        .unwrap();
+        assert!(message.starts_with("ERROR 42501"), "{message}");
+        assert!(message.contains("changed unlike the template") && message.contains("tamper_b"), "{message}");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'mig_tamper.tamper_b'::regclass AND attname = 'planted'"),
+            Some(0)
+        );
+        assert_eq!(
+            one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'mig_tamper.tamper_a'::regclass AND attname = 'code'"),
+            Some("character varying(10)".into())
+        );
+        assert_eq!(version_of("mig_tamper"), 0);
+        let superuser = one::<String>("SELECT current_user::text").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class WHERE relname IN ('tamper_a', 'tamper_b') AND relnamespace = 'mig_tamper'::regnamespace"),
+            Some(superuser)
+        );
+    }
+
+    /// Tenant code that a one-table migration runs may not grant privileges
+    /// on a table lent to the tenant's role: such a grant would outlive the
+    /// lending. The migration is refused, not rerun with everything lent.
+    #[pg_test]
+    fn tenant_code_cannot_grant_on_a_table_lent_to_a_migration() {
+        serialize_template_changes();
+        Spi::run(
+            "CREATE TABLE tenant_template.grant_a (id int PRIMARY KEY, code varchar(10));
+             CREATE TABLE tenant_template.grant_c (id int PRIMARY KEY)",
+        )
+        .unwrap();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000c2", "mig_granted");
+        Spi::run(
+            "INSERT INTO mig_granted.grant_a VALUES (1, 'A');
+             CREATE FUNCTION mig_granted.lower(varchar) RETURNS text LANGUAGE plpgsql AS $$
+                 BEGIN EXECUTE 'GRANT DELETE ON grant_c TO PUBLIC'; RETURN pg_catalog.lower($1::text); END $$;
+             ALTER FUNCTION mig_granted.lower(varchar) OWNER TO mig_granted_owner",
+        )
+        .unwrap();
+        let script =
+            "ALTER TABLE grant_c ADD COLUMN n int; ALTER TABLE grant_a ALTER COLUMN code TYPE text USING lower(code)";
+        assert_eq!(register(1, script), ("SUCCESS".into(), None));
+        let message = one::<String>(&format!(
+            "SELECT status || ' ' || sqlstate || ' ' || message FROM tenant.migrate_institution_schema('{id}')"
+        ))
+        .unwrap();
+        assert!(message.starts_with("ERROR 42501"), "{message}");
+        assert!(message.contains("were granted privileges while it was migrated"), "{message}");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_class c, aclexplode(c.relacl) x WHERE c.oid = 'mig_granted.grant_c'::regclass AND x.grantee = 0"),
+            Some(0)
+        );
+        assert_eq!(version_of("mig_granted"), 0);
+    }
 }

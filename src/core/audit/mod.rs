@@ -266,5 +266,9 @@ fn write_here(events: &[Event]) -> TcResult<()> {
 
 fn write_events(events: &[Event], committed: bool) -> TcResult<()> {
     let payload = serde_json::to_value(events).unwrap_or(Value::Null);
-    db::run(WRITE, &[pgrx::JsonB(payload).into(), committed.into()])
+    db::run_kept(
+        WRITE,
+        &[pgrx::pg_sys::JSONBOID.into(), pgrx::pg_sys::BOOLOID.into()],
+        &[pgrx::JsonB(payload).into(), committed.into()],
+    )
 }
