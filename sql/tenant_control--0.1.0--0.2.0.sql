@@ -3662,3 +3662,8 @@ ALTER EVENT TRIGGER tenant_control_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER tenant_control_drop ENABLE ALWAYS;
 GRANT EXECUTE ON FUNCTION tenant.ddl_event_dispatch(), tenant.note_template_change(text, text),
     tenant.quota_ddl_guard(text, text), tenant.reserved_names_guard(text, text) TO tenant_control_admin;
+
+-- template speed and limits (issue 12) ----------------------------------------
+-- tenant.schema_objects called in a select list is planned with ROWS as its
+-- estimate (see sql/bootstrap.sql): 50, not the default 1000.
+ALTER FUNCTION tenant.schema_objects(text, regclass) ROWS 50;

@@ -190,4 +190,48 @@ RESET search_path;
             Some("{}")
         );
     }
+
+    /// The integrity check's repair recreates a missing collation, text
+    /// search dictionary and configuration (with its mappings), aggregate,
+    /// rule (disabled as in the template) and statistics object from the
+    /// template's statements, and what they took along (an index, a column).
+    #[pg_test]
+    fn the_integrity_repair_recreates_collations_text_search_aggregates_rules_and_statistics() {
+        Spi::run(KINDS_TEMPLATE).unwrap();
+        let id = created("0f0f0f0f-0000-4000-8000-000000000006", "kinds_r");
+        Spi::run(
+            "DROP RULE docs_no_delete ON kinds_r.docs;
+             DROP RULE docs_log_insert ON kinds_r.docs;
+             DROP STATISTICS kinds_r.docs_stats;
+             DROP AGGREGATE kinds_r.my_max(int);
+             DROP TEXT SEARCH CONFIGURATION kinds_r.docs CASCADE;
+             DROP TEXT SEARCH DICTIONARY kinds_r.simple_en;
+             DROP COLLATION kinds_r.c_like CASCADE",
+        )
+        .unwrap();
+        let missing = [
+            "collation c_like",
+            "text search dictionary simple_en",
+            "text search configuration docs",
+            "aggregate my_max(integer)",
+            "rule docs.docs_no_delete",
+            "rule docs.docs_log_insert",
+            "statistics object docs_stats",
+            "index docs.docs_fts",
+            "column docs.code",
+        ];
+        let before = tenant_check(&id, false);
+        for object in missing {
+            assert!(!found(&before, "missing_object", object).3, "{object}");
+        }
+        let fixed = tenant_check(&id, true);
+        for object in missing {
+            assert!(found(&fixed, "missing_object", object).3, "{object} not fixed: {fixed:#?}");
+        }
+        same_as_template("kinds_r");
+        fill("kinds_r");
+        behaves("kinds_r");
+        Spi::run(&format!("SELECT tenant.refresh_storage('{id}')")).unwrap();
+        assert_eq!(tenant_check(&id, false), Vec::<Found>::new());
+    }
 }
