@@ -282,7 +282,10 @@ fn creation(reference: &mut Reference, tenant: &Tenant, key: &Key, wanted: &str)
         }
         "rule" => {
             // The rule, then its state when the template's is not the default (ENABLE REPLICA, DISABLE).
-            let mut rule = from_template(reference, &[format!("CREATE RULE {object} AS")], Some(format!(" TO {table} ")))?;
+            // (pg_get_ruledef breaks the line after the table when the rule has a WHERE.)
+            let creates = [format!("CREATE RULE {object} AS")];
+            let mut rule = from_template(reference, &creates, Some(format!(" TO {table} ")))?;
+            rule.extend(from_template(reference, &creates, Some(format!(" TO {table}\n")))?);
             rule.extend(from_template(reference, &[format!("ALTER TABLE {table} ")], Some(format!(" RULE {object}")))?);
             rule
         }
