@@ -147,7 +147,10 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
         "new connections: create_institution_schema {o:.2} ms vs the hand-written DDL script {h:.2} ms, each the first in its connection ({samples} of each): ratio {:.3}",
         o / h
     );
-    println!("new connections, library already loaded (as with shared_preload_libraries): {l:.2} ms: ratio {:.3}", l / h);
+    println!(
+        "new connections, library already loaded (as with shared_preload_libraries): {l:.2} ms: ratio {:.3}",
+        l / h
+    );
     goals.check("create_institution_schema / hand-written DDL, new connection", o / h, "x", Goal::AtMost(1.1));
 }
 

@@ -115,7 +115,10 @@ pub fn with_settings<T>(settings: &[(&str, &str)], work: impl FnOnce() -> TcResu
 
 fn guc_name(text: &str) -> TcResult<std::ffi::CString> {
     std::ffi::CString::new(text).map_err(|_| {
-        TcError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("setting text contains a NUL byte: {text:?}"))
+        TcError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("setting text contains a NUL byte: {text:?}"),
+        )
     })
 }
 

@@ -137,8 +137,10 @@ pub(crate) mod tests {
         assert_eq!(rows("SELECT label FROM rows_late_a.grades ORDER BY id"), vec!["one", "two"]);
 
         let script = "INSERT INTO grades (label) VALUES ('three') ON CONFLICT (label) DO NOTHING";
-        let registered =
-            format!("SELECT status FROM tenant.register_migration(1, {}, 'grade three')", pgrx::spi::quote_literal(script));
+        let registered = format!(
+            "SELECT status FROM tenant.register_migration(1, {}, 'grade three')",
+            pgrx::spi::quote_literal(script)
+        );
         assert_eq!(one::<String>(&registered), Some("SUCCESS".into()));
         let id = one::<String>("SELECT id::text FROM tenant.find_institution('rows_late_a')").unwrap();
         assert_eq!(
