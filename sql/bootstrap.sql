@@ -220,8 +220,13 @@ COMMENT ON COLUMN tenant.migrations.registered_by IS 'session_user that register
 -- thousands of tenant schemas a scan of pg_class costs tens of milliseconds.
 -- Indexes, and the row and array types of relations, depend on their relation
 -- instead. Written to be inlined: no SET clause, every name qualified.
+-- Inlined only when called in FROM; called in a select list (`c.oid IN
+-- (SELECT tenant.schema_objects(...))`) it is planned as a function whose
+-- row estimate is ROWS: a schema's objects of one catalog are tens, and the
+-- default of 1000 made the planner hash-join catalogs that grow with every
+-- tenant (pg_enum, pg_attribute) instead of probing their indexes.
 CREATE FUNCTION tenant.schema_objects(schema_name text, catalog regclass)
-RETURNS SETOF oid LANGUAGE sql STABLE
+RETURNS SETOF oid LANGUAGE sql STABLE ROWS 50
 AS $$
     SELECT d.objid FROM pg_catalog.pg_depend d
      WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass

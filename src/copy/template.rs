@@ -360,14 +360,18 @@ pub fn per_template<T: Clone>(
     Ok(value)
 }
 
+/// The generators of the template's ownership and privileges, the
+/// privileges its owner role revoked from itself included (what a copy gets).
+const TEMPLATE_PRIVILEGES: [(&str, &str); 3] =
+    [("ownership", OWNERSHIP), ("grants", GRANTS), ("owner privileges", OWNER_PRIVILEGES)];
+
 /// The template's ownership and privileges as statements.
 fn template_grants() -> TcResult<Vec<Statement>> {
     thread_local! {
         static KEPT: TemplateCell<Vec<Statement>> = const { std::cell::RefCell::new(None) };
     }
     per_template(&KEPT, || {
-        let generated =
-            generate_with(&[("ownership", OWNERSHIP), ("grants", GRANTS)], TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?;
+        let generated = generate_with(&TEMPLATE_PRIVILEGES, TEMPLATE_SCHEMA, TEMPLATE_ROLE, true)?;
         Ok(generated.into_iter().map(|(_, statement)| statement).collect())
     })
 }

@@ -98,31 +98,70 @@ pub fn scalar<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> TcR
 
 /// Run `work` with settings changed for the transaction, then put the
 /// previous values back. (On an error the enclosing subtransaction's
-/// rollback restores them.) One query to change them all, one to restore.
+/// rollback restores them.) The settings are read and set through the GUC
+/// functions `current_setting` and `set_config(name, value, true)` call,
+/// without a query: a create makes several of these switches, and in a new
+/// connection each query would first be parsed and planned with cold caches.
 pub fn with_settings<T>(settings: &[(&str, &str)], work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    let names: Vec<&str> = settings.iter().map(|(name, _)| *name).collect();
-    let values: Vec<&str> = settings.iter().map(|(_, value)| *value).collect();
-    let arrays = [pg_sys::TEXTARRAYOID.into(), pg_sys::TEXTARRAYOID.into()];
-    let previous = rows_kept(
-        "WITH previous AS MATERIALIZED (
-             SELECT s.n, s.name, s.wanted, pg_catalog.current_setting(s.name) AS value
-               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS s(name, wanted, n))
-         SELECT pg_catalog.array_agg(p.value ORDER BY p.n)
-           FROM previous p, LATERAL pg_catalog.set_config(p.name, p.wanted, true) AS changed",
-        &arrays,
-        &[names.clone().into(), values.into()],
-        |row| Ok(row.get::<Vec<String>>(1)?.unwrap_or_default()),
-    )?
-    .into_iter()
-    .next()
-    .unwrap_or_default();
+    let previous = settings
+        .iter()
+        .map(|(name, value)| {
+            let before = current_setting(name)?;
+            set_local(name, value)?;
+            Ok(before)
+        })
+        .collect::<TcResult<Vec<String>>>()?;
     let outcome = work()?;
-    run_kept(
-        "SELECT pg_catalog.set_config(name, value, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS s(name, value)",
-        &arrays,
-        &[names.into(), previous.into()],
-    )?;
+    for ((name, _), before) in settings.iter().zip(&previous).rev() {
+        set_local(name, before)?;
+    }
     Ok(outcome)
+}
+
+fn guc_name(text: &str) -> TcResult<std::ffi::CString> {
+    std::ffi::CString::new(text).map_err(|_| {
+        TcError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("setting text contains a NUL byte: {text:?}"),
+        )
+    })
+}
+
+/// `pg_catalog.current_setting(name)`.
+fn current_setting(name: &str) -> TcResult<String> {
+    let name = guc_name(name)?;
+    caught(|| {
+        // SAFETY: a NUL-terminated name; missing_ok false raises an ERROR
+        // (caught) for an unknown setting, so the result is never NULL.
+        let value = unsafe { pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), false) };
+        // SAFETY: a palloc'd NUL-terminated string.
+        Ok(unsafe { std::ffi::CStr::from_ptr(value) }.to_string_lossy().into_owned())
+    })
+}
+
+/// `pg_catalog.set_config(name, value, true)`: the same context (the
+/// current user's rights decide), source and transaction-local action.
+fn set_local(name: &str, value: &str) -> TcResult<()> {
+    let (name, value) = (guc_name(name)?, guc_name(value)?);
+    caught(|| {
+        // SAFETY: what set_config_by_name does for is_local = true; an
+        // invalid value raises an ERROR (caught).
+        unsafe {
+            let context =
+                if pg_sys::superuser() { pg_sys::GucContext::PGC_SUSET } else { pg_sys::GucContext::PGC_USERSET };
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                context,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_LOCAL,
+                true,
+                0,
+                false,
+            );
+        }
+        Ok(())
+    })
 }
 
 /// `with_settings` for a single setting.

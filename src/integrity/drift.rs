@@ -276,6 +276,36 @@ fn creation(reference: &mut Reference, tenant: &Tenant, key: &Key, wanted: &str)
         "type" => {
             from_template(reference, &[format!("CREATE TYPE {object} "), format!("CREATE DOMAIN {object} ")], None)?
         }
+        "aggregate" => {
+            let proname = quote_identifier(name.split('(').next().unwrap_or_default());
+            from_template(reference, &[format!("CREATE AGGREGATE {proname}(")], None)?
+        }
+        "rule" => {
+            // The rule, then its state when the template's is not the default (ENABLE REPLICA, DISABLE).
+            // (pg_get_ruledef breaks the line after the table when the rule has a WHERE.)
+            let creates = [format!("CREATE RULE {object} AS")];
+            let mut rule = from_template(reference, &creates, Some(format!(" TO {table} ")))?;
+            rule.extend(from_template(reference, &creates, Some(format!(" TO {table}\n")))?);
+            rule.extend(from_template(reference, &[format!("ALTER TABLE {table} ")], Some(format!(" RULE {object}")))?);
+            rule
+        }
+        "statistics object" => from_template(
+            reference,
+            &[format!("CREATE STATISTICS {object} "), format!("ALTER STATISTICS {object} SET STATISTICS ")],
+            None,
+        )?,
+        "collation" => from_template(reference, &[format!("CREATE COLLATION {object} (")], None)?,
+        "text search dictionary" => {
+            from_template(reference, &[format!("CREATE TEXT SEARCH DICTIONARY {object} (")], None)?
+        }
+        "text search configuration" => from_template(
+            reference,
+            &[
+                format!("CREATE TEXT SEARCH CONFIGURATION {object} ("),
+                format!("ALTER TEXT SEARCH CONFIGURATION {object} ADD MAPPING "),
+            ],
+            None,
+        )?,
         "function" | "procedure" => {
             let proname = quote_identifier(name.split('(').next().unwrap_or_default());
             from_template(

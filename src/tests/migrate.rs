@@ -491,4 +491,30 @@ pub(crate) mod tests {
         );
         assert_eq!(version_of("mig_granted"), 0);
     }
+    /// A privilege the template's owner role revokes from itself in a
+    /// migration, on an object it owns, is revoked from each migrated
+    /// tenant's role too, as a new copy has it.
+    #[pg_test]
+    fn a_privilege_the_owner_revokes_from_itself_in_a_migration_reaches_every_tenant() {
+        serialize_template_changes();
+        Spi::run("CREATE TABLE tenant_template.ledger (id int); ALTER TABLE tenant_template.ledger OWNER TO tenant_template_owner")
+            .unwrap();
+        let id = created("d0d0d0d0-0000-4000-8000-000000000041", "mig_acl");
+        let script = "REVOKE DELETE, TRUNCATE ON ledger FROM tenant_template_owner";
+        assert_eq!(register(1, script), ("SUCCESS".into(), None));
+        let migrated = format!("SELECT * FROM tenant.migrate_institution_schema('{id}')");
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        created("d0d0d0d0-0000-4000-8000-000000000042", "mig_acl_new");
+        let acls = |schema: &str| {
+            one::<String>(&format!(
+                "SELECT replace(array_to_string(relacl, ','), '{schema}_owner', 'ROLE')
+                   FROM pg_class WHERE oid = '{schema}.ledger'::regclass"
+            ))
+        };
+        assert_eq!(acls("mig_acl_new").as_deref(), Some("ROLE=arwxt/ROLE"));
+        assert_eq!(acls("mig_acl"), acls("mig_acl_new"));
+        assert_eq!(one::<bool>("SELECT has_table_privilege('mig_acl_owner', 'mig_acl.ledger', 'DELETE')"), Some(false));
+        Spi::run(&format!("SELECT tenant.refresh_storage('{id}')")).unwrap();
+        assert_eq!(tenant_check(&id, false), Vec::<Found>::new(), "no drift from the template");
+    }
 }

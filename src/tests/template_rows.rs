@@ -117,4 +117,43 @@ pub(crate) mod tests {
         );
         assert_eq!(rows("SELECT label FROM rows_pool.levels ORDER BY id"), vec!["one", "two"]);
     }
+
+    /// Rows added to a marked table of the template by hand, after tenants
+    /// were made, reach them through a migration that inserts the same rows
+    /// unless present (ON CONFLICT DO NOTHING): the template, which has them,
+    /// keeps one of each; every existing tenant gets them; later tenants copy
+    /// them once.
+    #[pg_test]
+    fn rows_added_to_the_template_by_hand_reach_existing_tenants_through_an_idempotent_migration() {
+        serialize_template_changes();
+        Spi::run(
+            "CREATE TABLE tenant_template.grades (id serial PRIMARY KEY, label text NOT NULL UNIQUE);
+             INSERT INTO tenant_template.grades (label) VALUES ('one'), ('two');
+             SELECT tenant.set_template_rows('grades');",
+        )
+        .unwrap();
+        assert_eq!(create("e1e1e1e1-0000-4000-8000-000000000005", Some("rows_late_a")).0, "SUCCESS");
+        Spi::run("INSERT INTO tenant_template.grades (label) VALUES ('three')").unwrap();
+        assert_eq!(rows("SELECT label FROM rows_late_a.grades ORDER BY id"), vec!["one", "two"]);
+
+        let script = "INSERT INTO grades (label) VALUES ('three') ON CONFLICT (label) DO NOTHING";
+        let registered = format!(
+            "SELECT status FROM tenant.register_migration(1, {}, 'grade three')",
+            pgrx::spi::quote_literal(script)
+        );
+        assert_eq!(one::<String>(&registered), Some("SUCCESS".into()));
+        let id = one::<String>("SELECT id::text FROM tenant.find_institution('rows_late_a')").unwrap();
+        assert_eq!(
+            one::<String>(&format!("SELECT status FROM tenant.migrate_institution_schema('{id}')")),
+            Some("SUCCESS".into())
+        );
+        assert_eq!(create("e1e1e1e1-0000-4000-8000-000000000006", Some("rows_late_b")).0, "SUCCESS");
+        for schema in ["tenant_template", "rows_late_a", "rows_late_b"] {
+            assert_eq!(
+                rows(&format!("SELECT label FROM {schema}.grades ORDER BY id")),
+                vec!["one", "two", "three"],
+                "{schema}"
+            );
+        }
+    }
 }
