@@ -89,7 +89,12 @@ fn main() {
     println!("usage snapshot of {full} tenants: {snapshot:.2} s");
     let mut goals = Goals::default();
     // Flat per tenant: ten times the tenants, at most eleven times the time.
-    goals.check(&format!("check_integrity time, {full} tenants / {tenth} tenants"), large / small, "x", Goal::AtMost(11.0));
+    goals.check(
+        &format!("check_integrity time, {full} tenants / {tenth} tenants"),
+        large / small,
+        "x",
+        Goal::AtMost(11.0),
+    );
     // 10,000 tenants in under 60 s means at most 6 ms a tenant.
     let per_tenant = large * 1000.0 / full as f64;
     goals.check(&format!("check_integrity per tenant at {full}"), per_tenant, " ms", Goal::AtMost(6.0));

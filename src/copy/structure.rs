@@ -7,7 +7,8 @@ use crate::core::db::{self, col};
 use crate::core::errors::TcResult;
 use std::collections::BTreeMap;
 
-const STRUCTURE: &str = include_str!("../../sql/queries/structure.sql");
+/// $1 the schema, $2 the role that stands for the tenant's role in it.
+pub const STRUCTURE: &str = include_str!("../../sql/queries/structure.sql");
 
 /// (kind, parent, name): a table's column has the table as parent.
 pub type Key = (&'static str, String, String);
@@ -68,18 +69,17 @@ pub fn read(schema: &str, role: &str) -> TcResult<BTreeMap<Key, String>> {
     db::with_settings(
         &[("search_path", CATALOG_PATH), INDEX_PROBES[0], INDEX_PROBES[1], INDEX_PROBES[2], INDEX_PROBES[3]],
         || {
-            let rows = db::rows(STRUCTURE, &[schema.into(), role.into()], |row| {
-                let kind: String = col(row, "kind")?.unwrap_or_default();
-                Ok((
-                    (
-                        kind_of(&kind),
-                        col::<String>(row, "parent")?.unwrap_or_default(),
-                        col(row, "name")?.unwrap_or_default(),
-                    ),
-                    col::<String>(row, "definition")?.unwrap_or_default(),
-                ))
-            })?;
+            let rows = db::rows(STRUCTURE, &[schema.into(), role.into()], entry)?;
             Ok(rows.into_iter().collect())
         },
     )
+}
+
+/// One row of STRUCTURE as an entry of a schema's structure.
+pub fn entry(row: &pgrx::spi::SpiHeapTupleData) -> TcResult<(Key, String)> {
+    let kind: String = col(row, "kind")?.unwrap_or_default();
+    Ok((
+        (kind_of(&kind), col::<String>(row, "parent")?.unwrap_or_default(), col(row, "name")?.unwrap_or_default()),
+        col::<String>(row, "definition")?.unwrap_or_default(),
+    ))
 }

@@ -14,6 +14,7 @@ use crate::core::errors::TcResult;
 use crate::core::restricted;
 use crate::core::subxact;
 use crate::integrity::findings::{Finding, Severity};
+use crate::integrity::plans;
 use crate::ops::migrate;
 use crate::registry::Tenant;
 use pgrx::prelude::*;
@@ -79,10 +80,18 @@ pub fn drift(reference: &BTreeMap<Key, String>, actual: &BTreeMap<Key, String>) 
     drifts
 }
 
+/// A tenant's structure, read with the check's kept plan (structure::read plans it anew).
+fn read_tenant(tenant: &Tenant) -> TcResult<BTreeMap<Key, String>> {
+    let args = [tenant.schema.as_str().into(), tenant.role.as_str().into()];
+    Ok(plans::rows(plans::Query::Structure, &args, structure::entry)?.into_iter().collect())
+}
+
 pub fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
-    let actual = structure::read(tenant.schema.as_str(), tenant.role.as_str())?;
+    let actual = read_tenant(tenant)?;
     // Retention's archive tables belong to the tenant's schema by design, not by drift.
-    let archives = crate::ops::retention::archive_tables(tenant.id)?;
+    let archives = plans::rows(plans::Query::Archives, &[db::to_pg_uuid(tenant.id).into()], |row| {
+        Ok(db::col::<String>(row, "archive_table")?.unwrap_or_default())
+    })?;
     let drifts: Vec<Drift> = drift(&reference.structure, &actual)
         .into_iter()
         .filter(
@@ -94,11 +103,7 @@ pub fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool)
     }
     let repairs = if fix { repair(reference, tenant, &drifts)? } else { HashMap::new() };
     // A repair is proved by reading the schema again.
-    let remaining = if fix {
-        drift(&reference.structure, &structure::read(tenant.schema.as_str(), tenant.role.as_str())?)
-    } else {
-        drifts.clone()
-    };
+    let remaining = if fix { drift(&reference.structure, &read_tenant(tenant)?) } else { drifts.clone() };
     let missing_tables: Vec<&String> = drifts
         .iter()
         .filter_map(|d| match d {

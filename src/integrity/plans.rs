@@ -16,10 +16,25 @@ pub enum Query {
     ForeignKeys,
     Privileges,
     Counters,
+    Structure,
+    RunAsOwner,
+    Presence,
+    Archives,
+    PlainRelations,
 }
 
 impl Query {
-    const ALL: [Query; 4] = [Query::CrossTenant, Query::ForeignKeys, Query::Privileges, Query::Counters];
+    const ALL: [Query; 9] = [
+        Query::CrossTenant,
+        Query::ForeignKeys,
+        Query::Privileges,
+        Query::Counters,
+        Query::Structure,
+        Query::RunAsOwner,
+        Query::Presence,
+        Query::Archives,
+        Query::PlainRelations,
+    ];
 
     fn sql(self) -> &'static str {
         match self {
@@ -27,6 +42,23 @@ impl Query {
             Query::ForeignKeys => include_str!("../../sql/queries/integrity_foreign_keys.sql"),
             Query::Privileges => include_str!("../../sql/queries/integrity_privileges.sql"),
             Query::Counters => include_str!("../../sql/queries/integrity_counters.sql"),
+            Query::Structure => crate::copy::structure::STRUCTURE,
+            Query::RunAsOwner => include_str!("../../sql/queries/integrity_run_as_owner.sql"),
+            // Whether schema $1 and role $2 exist.
+            Query::Presence => {
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1) AS schema_exists,
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $2) AS role_exists"
+            }
+            // The archive tables retention created in tenant $1's schema: not in the template, not drift.
+            Query::Archives => {
+                "SELECT archive_table FROM tenant.retention_archives WHERE schema_id OPERATOR(pg_catalog.=) $1 ORDER BY 1"
+            }
+            // Which of the qualified names $1 are ordinary or partitioned tables.
+            Query::PlainRelations => {
+                "SELECT x.name FROM pg_catalog.unnest($1::text[]) AS x(name)
+                  WHERE (SELECT c.relkind FROM pg_catalog.pg_class c
+                          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.name)) OPERATOR(pg_catalog.=) ANY ('{r,p}'::\"char\"[])"
+            }
         }
     }
 
@@ -34,6 +66,9 @@ impl Query {
         const TEXT: PgBuiltInOids = PgBuiltInOids::TEXTOID;
         match self {
             Query::ForeignKeys => &[TEXT, TEXT, PgBuiltInOids::BOOLOID],
+            Query::Structure | Query::RunAsOwner | Query::Presence => &[TEXT, TEXT],
+            Query::Archives => &[PgBuiltInOids::UUIDOID],
+            Query::PlainRelations => &[PgBuiltInOids::TEXTARRAYOID],
             Query::CrossTenant | Query::Privileges | Query::Counters => &[TEXT],
         }
     }
