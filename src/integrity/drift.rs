@@ -89,9 +89,7 @@ fn read_tenant(tenant: &Tenant) -> TcResult<BTreeMap<Key, String>> {
 pub fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
     let actual = read_tenant(tenant)?;
     // Retention's archive tables belong to the tenant's schema by design, not by drift.
-    let archives = plans::rows(plans::Query::Archives, &[db::to_pg_uuid(tenant.id).into()], |row| {
-        Ok(db::col::<String>(row, "archive_table")?.unwrap_or_default())
-    })?;
+    let archives = crate::ops::retention::archive_tables(tenant.id)?;
     let drifts: Vec<Drift> = drift(&reference.structure, &actual)
         .into_iter()
         .filter(

@@ -19,12 +19,11 @@ pub enum Query {
     Structure,
     RunAsOwner,
     Presence,
-    Archives,
     PlainRelations,
 }
 
 impl Query {
-    const ALL: [Query; 9] = [
+    const ALL: [Query; 8] = [
         Query::CrossTenant,
         Query::ForeignKeys,
         Query::Privileges,
@@ -32,7 +31,6 @@ impl Query {
         Query::Structure,
         Query::RunAsOwner,
         Query::Presence,
-        Query::Archives,
         Query::PlainRelations,
     ];
 
@@ -49,10 +47,6 @@ impl Query {
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1) AS schema_exists,
                         EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $2) AS role_exists"
             }
-            // The archive tables retention created in tenant $1's schema: not in the template, not drift.
-            Query::Archives => {
-                "SELECT archive_table FROM tenant.retention_archives WHERE schema_id OPERATOR(pg_catalog.=) $1 ORDER BY 1"
-            }
             // Which of the qualified names $1 are ordinary or partitioned tables.
             Query::PlainRelations => {
                 "SELECT x.name FROM pg_catalog.unnest($1::text[]) AS x(name)
@@ -67,7 +61,6 @@ impl Query {
         match self {
             Query::ForeignKeys => &[TEXT, TEXT, PgBuiltInOids::BOOLOID],
             Query::Structure | Query::RunAsOwner | Query::Presence => &[TEXT, TEXT],
-            Query::Archives => &[PgBuiltInOids::UUIDOID],
             Query::PlainRelations => &[PgBuiltInOids::TEXTARRAYOID],
             Query::CrossTenant | Query::Privileges | Query::Counters => &[TEXT],
         }

@@ -45,6 +45,16 @@ pub fn archive_table_name(table: &str) -> TcResult<String> {
     Ok(archive)
 }
 
+/// The archive tables the extension created in a tenant's schema (for the
+/// integrity check: they are not in the template, and are not drift).
+pub fn archive_tables(schema_id: uuid::Uuid) -> TcResult<Vec<String>> {
+    db::rows(
+        "SELECT archive_table FROM tenant.retention_archives WHERE schema_id = $1 ORDER BY 1",
+        &[db::to_pg_uuid(schema_id).into()],
+        |row| Ok(col::<String>(row, "archive_table")?.unwrap_or_default()),
+    )
+}
+
 /// `tenant.set_retention`: set, replace or (with a NULL `keep`) remove the
 /// rule of a template table.
 pub fn set_rule(
