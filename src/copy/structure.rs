@@ -7,6 +7,8 @@ use crate::core::db::{self, col};
 use crate::core::errors::TcResult;
 use std::collections::BTreeMap;
 
+/// $1 the schema, $2 the role that stands for the tenant's role in it, $3
+/// the relations to read (NULL: all).
 const STRUCTURE: &str = include_str!("../../sql/queries/structure.sql");
 
 /// (kind, parent, name): a table's column has the table as parent.
@@ -81,18 +83,17 @@ fn read_some(schema: &str, role: &str, tables: Option<Vec<pgrx::pg_sys::Oid>>) -
             // A kept plan: planning this query costs more than running it
             // on a few tables (a fleet migration reads two per tenant).
             let types = [pgrx::pg_sys::TEXTOID.into(), pgrx::pg_sys::TEXTOID.into(), pgrx::pg_sys::OIDARRAYOID.into()];
-            let rows = db::rows_kept(STRUCTURE, &types, &[schema.into(), role.into(), tables.into()], |row| {
-                let kind: String = col(row, "kind")?.unwrap_or_default();
-                Ok((
-                    (
-                        kind_of(&kind),
-                        col::<String>(row, "parent")?.unwrap_or_default(),
-                        col(row, "name")?.unwrap_or_default(),
-                    ),
-                    col::<String>(row, "definition")?.unwrap_or_default(),
-                ))
-            })?;
+            let rows = db::rows_kept(STRUCTURE, &types, &[schema.into(), role.into(), tables.into()], entry)?;
             Ok(rows.into_iter().collect())
         },
     )
+}
+
+/// One row of STRUCTURE as an entry of a schema's structure.
+fn entry(row: &pgrx::spi::SpiHeapTupleData) -> TcResult<(Key, String)> {
+    let kind: String = col(row, "kind")?.unwrap_or_default();
+    Ok((
+        (kind_of(&kind), col::<String>(row, "parent")?.unwrap_or_default(), col(row, "name")?.unwrap_or_default()),
+        col::<String>(row, "definition")?.unwrap_or_default(),
+    ))
 }

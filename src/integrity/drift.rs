@@ -79,8 +79,13 @@ pub fn drift(reference: &BTreeMap<Key, String>, actual: &BTreeMap<Key, String>) 
     drifts
 }
 
+/// A tenant's structure (structure::read keeps its plan for the backend).
+fn read_tenant(tenant: &Tenant) -> TcResult<BTreeMap<Key, String>> {
+    structure::read(tenant.schema.as_str(), tenant.role.as_str())
+}
+
 pub fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
-    let actual = structure::read(tenant.schema.as_str(), tenant.role.as_str())?;
+    let actual = read_tenant(tenant)?;
     // Retention's archive tables belong to the tenant's schema by design, not by drift.
     let archives = crate::ops::retention::archive_tables(tenant.id)?;
     let drifts: Vec<Drift> = drift(&reference.structure, &actual)
@@ -94,11 +99,7 @@ pub fn structure_findings(reference: &mut Reference, tenant: &Tenant, fix: bool)
     }
     let repairs = if fix { repair(reference, tenant, &drifts)? } else { HashMap::new() };
     // A repair is proved by reading the schema again.
-    let remaining = if fix {
-        drift(&reference.structure, &structure::read(tenant.schema.as_str(), tenant.role.as_str())?)
-    } else {
-        drifts.clone()
-    };
+    let remaining = if fix { drift(&reference.structure, &read_tenant(tenant)?) } else { drifts.clone() };
     let missing_tables: Vec<&String> = drifts
         .iter()
         .filter_map(|d| match d {

@@ -46,22 +46,8 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
             registry::require_live(&found.tenant)?;
         }
     }
-    let mut findings = Vec::new();
-    // Each tenant leaves a few hundred kilobytes of catalog cache entries
-    // behind: released every so many tenants (see db::release_catalog_caches).
-    for (n, registered) in (1u32..).zip(tenants.iter().filter(|r| r.tenant.status != Status::Dropped)) {
-        if n.is_multiple_of(db::TENANTS_PER_CACHE_RELEASE) {
-            db::release_catalog_caches();
-        }
-        let tenant = &registered.tenant;
-        match check_releasing_locks(&mut reference, registered, fix) {
-            Ok(mut found) => findings.append(&mut found),
-            Err(error) => findings.push(
-                Finding::about(tenant, "check_failed", Severity::Error, tenant.schema.as_str())
-                    .detail(format!("the check of this schema failed: {}", error.summary())),
-            ),
-        }
-    }
+    // The settings of the catalog queries, set once for all the tenants.
+    let mut findings = db::with_settings(&INDEX_PROBES, || Ok(check_tenants(&mut reference, &tenants, fix)))?;
     if schema_id.is_none() {
         findings.extend(fleet::fleet_checks(&reference, fix)?);
     }
@@ -76,6 +62,26 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
     op.note("fixed", findings.iter().filter(|f| f.fixed).count());
     op.note_shape("findings", &findings.iter().take(200).map(Finding::summary).collect::<Vec<_>>());
     Ok(findings)
+}
+
+fn check_tenants(reference: &mut Reference, tenants: &[Registered], fix: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    // Each tenant leaves a few hundred kilobytes of catalog cache entries
+    // behind: released every so many tenants (see db::release_catalog_caches).
+    for (n, registered) in (1u32..).zip(tenants.iter().filter(|r| r.tenant.status != Status::Dropped)) {
+        if n.is_multiple_of(db::TENANTS_PER_CACHE_RELEASE) {
+            db::release_catalog_caches();
+        }
+        let tenant = &registered.tenant;
+        match check_releasing_locks(reference, registered, fix) {
+            Ok(mut found) => findings.append(&mut found),
+            Err(error) => findings.push(
+                Finding::about(tenant, "check_failed", Severity::Error, tenant.schema.as_str())
+                    .detail(format!("the check of this schema failed: {}", error.summary())),
+            ),
+        }
+    }
+    findings
 }
 
 /// Check one tenant in a subtransaction that is rolled back, so that the
@@ -117,18 +123,25 @@ fn registered(schema_id: Option<pgrx::Uuid>) -> TcResult<Vec<Registered>> {
     )
 }
 
+/// Runs with INDEX_PROBES (set by check) and the check's pinned search_path.
 fn check_tenant(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
-    db::with_settings(&INDEX_PROBES, || check_tenant_probing(reference, registered, fix))
-}
-
-fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
     let tenant =
         if fix { registry::lock(Some(db::to_pg_uuid(registered.tenant.id)))? } else { registered.tenant.clone() };
     if tenant.status == Status::Dropped {
         return Ok(Vec::new());
     }
     let mut findings = Vec::new();
-    if !registry::schema_exists(tenant.schema.as_str())? {
+    let (schema_exists, role_exists) =
+        plans::rows(plans::Query::Presence, &[tenant.schema.as_str().into(), tenant.role.as_str().into()], |row| {
+            Ok((
+                col::<bool>(row, "schema_exists")?.unwrap_or_default(),
+                col::<bool>(row, "role_exists")?.unwrap_or_default(),
+            ))
+        })?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    if !schema_exists {
         let mut finding =
             Finding::about(&tenant, "schema_missing", Severity::Error, tenant.schema.as_str()).detail(format!(
                 "the registry lists schema \"{}\" ({}), but it does not exist",
@@ -141,7 +154,7 @@ fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix:
         findings.push(finding);
         return Ok(findings);
     }
-    if !registry::role_exists(&tenant.role)? {
+    if !role_exists {
         let mut finding = Finding::about(&tenant, "role_missing", Severity::Error, tenant.role.as_str())
             .detail(format!("the tenant role \"{}\" does not exist", tenant.role));
         if fix {
@@ -185,19 +198,14 @@ fn check_tenant_probing(reference: &mut Reference, registered: &Registered, fix:
 
 /// Tenant code that maintenance would run with another role's rights.
 fn run_as_owner(tenant: &Tenant) -> TcResult<Vec<Finding>> {
-    let found = template::catalog_read(|| {
-        db::rows(
-            include_str!("../../sql/queries/integrity_run_as_owner.sql"),
-            &[tenant.schema.as_str().into(), tenant.role.as_str().into()],
-            |row| {
-                Ok((
-                    col::<String>(row, "object")?.unwrap_or_default(),
-                    col::<String>(row, "code")?.unwrap_or_default(),
-                    col::<String>(row, "owner")?.unwrap_or_default(),
-                ))
-            },
-        )
-    })?;
+    let found =
+        plans::rows(plans::Query::RunAsOwner, &[tenant.schema.as_str().into(), tenant.role.as_str().into()], |row| {
+            Ok((
+                col::<String>(row, "object")?.unwrap_or_default(),
+                col::<String>(row, "code")?.unwrap_or_default(),
+                col::<String>(row, "owner")?.unwrap_or_default(),
+            ))
+        })?;
     Ok(found
         .into_iter()
         .map(|(object, code, owner)| {

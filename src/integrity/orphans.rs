@@ -68,13 +68,9 @@ fn only_between_tables(schema: &TenantName, keys: Vec<ForeignKey>) -> TcResult<V
     relations.sort();
     relations.dedup();
     db::run(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", relations.join(", ")), &[])?;
-    let plain: Vec<String> = db::rows(
-        "SELECT x.name FROM pg_catalog.unnest($1::text[]) AS x(name)
-          WHERE (SELECT c.relkind FROM pg_catalog.pg_class c
-                  WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.name)) OPERATOR(pg_catalog.=) ANY ('{r,p}'::\"char\"[])",
-        &[relations.into()],
-        |row| Ok(col::<String>(row, "name")?.unwrap_or_default()),
-    )?;
+    let plain: Vec<String> = plans::rows(plans::Query::PlainRelations, &[relations.into()], |row| {
+        Ok(col::<String>(row, "name")?.unwrap_or_default())
+    })?;
     Ok(keys
         .into_iter()
         .filter(|k| {

@@ -16,10 +16,21 @@ pub enum Query {
     ForeignKeys,
     Privileges,
     Counters,
+    RunAsOwner,
+    Presence,
+    PlainRelations,
 }
 
 impl Query {
-    const ALL: [Query; 4] = [Query::CrossTenant, Query::ForeignKeys, Query::Privileges, Query::Counters];
+    const ALL: [Query; 7] = [
+        Query::CrossTenant,
+        Query::ForeignKeys,
+        Query::Privileges,
+        Query::Counters,
+        Query::RunAsOwner,
+        Query::Presence,
+        Query::PlainRelations,
+    ];
 
     fn sql(self) -> &'static str {
         match self {
@@ -27,6 +38,18 @@ impl Query {
             Query::ForeignKeys => include_str!("../../sql/queries/integrity_foreign_keys.sql"),
             Query::Privileges => include_str!("../../sql/queries/integrity_privileges.sql"),
             Query::Counters => include_str!("../../sql/queries/integrity_counters.sql"),
+            Query::RunAsOwner => include_str!("../../sql/queries/integrity_run_as_owner.sql"),
+            // Whether schema $1 and role $2 exist.
+            Query::Presence => {
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1) AS schema_exists,
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $2) AS role_exists"
+            }
+            // Which of the qualified names $1 are ordinary or partitioned tables.
+            Query::PlainRelations => {
+                "SELECT x.name FROM pg_catalog.unnest($1::text[]) AS x(name)
+                  WHERE (SELECT c.relkind FROM pg_catalog.pg_class c
+                          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.name)) OPERATOR(pg_catalog.=) ANY ('{r,p}'::\"char\"[])"
+            }
         }
     }
 
@@ -34,6 +57,8 @@ impl Query {
         const TEXT: PgBuiltInOids = PgBuiltInOids::TEXTOID;
         match self {
             Query::ForeignKeys => &[TEXT, TEXT, PgBuiltInOids::BOOLOID],
+            Query::RunAsOwner | Query::Presence => &[TEXT, TEXT],
+            Query::PlainRelations => &[PgBuiltInOids::TEXTARRAYOID],
             Query::CrossTenant | Query::Privileges | Query::Counters => &[TEXT],
         }
     }
