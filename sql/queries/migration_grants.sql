@@ -1,8 +1,9 @@
--- The privileges objects of schema $4 grant roles other than their owners:
--- $1 the pg_class oids (with the sequences their columns own, which follow
--- their table's owner), $2 the pg_proc oids, $3 the pg_type oids. One row
--- per privilege of an object or of a column, the object named as the
--- template's same object is (name, column) and described for messages.
+-- The privileges objects grant roles other than their owners: $1 the
+-- pg_class oids (with the sequences their columns own, which follow their
+-- table's owner), $2 the pg_proc oids, $3 the pg_type oids. One row per
+-- privilege of an object or of a column, with the relation's and column's
+-- names (the caller names routines and types: deparsing a routine's
+-- arguments costs more than this query) and a description for messages.
 -- Run with search_path = pg_catalog, pg_temp.
 WITH classes AS (
     SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
@@ -22,11 +23,10 @@ WITH classes AS (
      WHERE c.oid IN (SELECT oid FROM classes) AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
        AND a.attacl IS NOT NULL
     UNION ALL
-    SELECT 'pg_proc', p.oid, 0::pg_catalog.int2,
-           pg_catalog.format('%I(%s)', p.proname, tenant.deparse_in($4::text, 'identity arguments', p.oid)), '', p.proacl, p.proowner
+    SELECT 'pg_proc', p.oid, 0::pg_catalog.int2, '', '', p.proacl, p.proowner
       FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[])
     UNION ALL
-    SELECT 'pg_type', t.oid, 0::pg_catalog.int2, t.typname::text, '', t.typacl, t.typowner
+    SELECT 'pg_type', t.oid, 0::pg_catalog.int2, '', '', t.typacl, t.typowner
       FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.oid[])
 )
 SELECT o.catalog, o.oid, o.attnum, o.name, o.column_name,

@@ -13,7 +13,7 @@ use crate::copy::template::{self, TEMPLATE_ROLE};
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use pgrx::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One privilege an object (or a column of it: `column` > 0) grants a role
 /// other than its owner.
@@ -33,14 +33,16 @@ pub(super) struct Grant {
     pub grantable: bool,
 }
 
-/// The privileges the objects (catalog, oid) of `schema` grant roles other
-/// than their owners (and the sequences the tables' columns own).
+/// The privileges the objects ((catalog, oid), name as NOT_OWNED of
+/// migrate_lend names it) grant roles other than their owners (and the
+/// sequences the tables' columns own).
 pub(super) fn grants<'a>(
-    schema: &str,
-    objects: impl IntoIterator<Item = &'a (String, pg_sys::Oid)>,
+    objects: impl IntoIterator<Item = (&'a (String, pg_sys::Oid), &'a str)>,
 ) -> TcResult<Vec<Grant>> {
     let mut oids: [Vec<String>; 3] = Default::default();
-    for (catalog, oid) in objects {
+    let mut names: BTreeMap<(&str, u32), &str> = BTreeMap::new();
+    for ((catalog, oid), name) in objects {
+        names.insert((catalog.as_str(), oid.to_u32()), name);
         let slot = match catalog.as_str() {
             "pg_class" => 0,
             "pg_proc" => 1,
@@ -55,14 +57,19 @@ pub(super) fn grants<'a>(
     template::catalog_read(|| {
         db::rows_kept(
             include_str!("../../sql/queries/migration_grants.sql"),
-            &[pg_sys::TEXTOID.into(); 4],
-            &[arrays[0].as_str().into(), arrays[1].as_str().into(), arrays[2].as_str().into(), schema.into()],
+            &[pg_sys::TEXTOID.into(); 3],
+            &[arrays[0].as_str().into(), arrays[1].as_str().into(), arrays[2].as_str().into()],
             |row| {
                 let text = |name: &str| Ok::<_, TcError>(db::col::<String>(row, name)?.unwrap_or_default());
+                let object = (text("catalog")?, db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default().to_u32());
+                let name = match names.get(&(object.0.as_str(), object.1)) {
+                    Some(name) if object.0 != "pg_class" => name.to_string(),
+                    _ => text("name")?,
+                };
                 Ok(Grant {
-                    object: (text("catalog")?, db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default().to_u32()),
+                    object,
                     column: db::col::<i16>(row, "attnum")?.unwrap_or_default(),
-                    name: text("name")?,
+                    name,
                     column_name: text("column_name")?,
                     described: text("described")?,
                     grantee: text("grantee")?,

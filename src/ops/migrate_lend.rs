@@ -189,8 +189,10 @@ fn template_grants() -> TcResult<BTreeSet<Like>> {
     }
     template::per_template(&KEPT, || {
         let (owned, not) = owned_and_not(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
-        let keys: Vec<&(String, pg_sys::Oid)> = owned.iter().chain(&not).map(|o| &o.key).collect();
-        Ok(grants(TEMPLATE_SCHEMA, keys)?.iter().map(|g| like_template(g, TEMPLATE_ROLE)).collect())
+        Ok(grants(owned.iter().chain(&not).map(|o| (&o.key, o.name.as_str())))?
+            .iter()
+            .map(|g| like_template(g, TEMPLATE_ROLE))
+            .collect())
     })
 }
 
@@ -279,7 +281,7 @@ impl Lent {
                 Some(objects.iter().map(|o| o.key.1).collect())
             }
         };
-        let granted = grants(schema, objects.iter().map(|o| &o.key))?;
+        let granted = grants(objects.iter().map(|o| (&o.key, o.name.as_str())))?;
         // One batch: one round through SPI for all of them.
         let lend = objects.iter().map(|object| format!("{}{role_q}", object.head)).collect::<Vec<_>>();
         if !lend.is_empty() {
@@ -338,7 +340,7 @@ impl Lent {
                 && (self.schema == TEMPLATE_SCHEMA || !template_role_owns.contains(&now.name))
             {
                 db::run(&format!("{}CURRENT_USER", now.head), &[])?;
-                given.push(&now.key);
+                given.push(now);
                 if self.schema == TEMPLATE_SCHEMA {
                     apply_default_privileges(now)?;
                 }
@@ -350,7 +352,7 @@ impl Lent {
         // The lent objects, under the names the work left them with.
         let lent_now: Vec<&Owned> =
             owned_now.iter().filter(|now| self.objects.iter().any(|lent| lent.key == now.key)).collect();
-        let granted = grants(&self.schema, lent_now.iter().map(|o| &o.key).chain(given))?;
+        let granted = grants(lent_now.iter().copied().chain(given).map(|o| (&o.key, o.name.as_str())))?;
         if self.schema != TEMPLATE_SCHEMA {
             // With everything lent, the migration rebinds the schema's objects
             // to the tenant afterwards (see migrate::rebind_to_tenant).

@@ -494,14 +494,16 @@ pub(crate) mod tests {
 
     /// The template's objects for the lent-grants tests: `lent_ro`, a table
     /// of the extension's owner that the tenant may only read, `lent_fn`, a
-    /// function of its that PUBLIC may not execute, and `lent_own`, a table
+    /// function of its that PUBLIC may not execute (its argument of a domain
+    /// of the template's, so that it is named as the template's), and `lent_own`, a table
     /// of the tenant's role with one row.
     fn lent_grant_template() {
         Spi::run(
             "CREATE TABLE tenant_template.lent_ro (id int PRIMARY KEY);
              REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON tenant_template.lent_ro FROM tenant_template_owner;
-             CREATE FUNCTION tenant_template.lent_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
-             REVOKE EXECUTE ON FUNCTION tenant_template.lent_fn() FROM PUBLIC;
+             CREATE DOMAIN tenant_template.lent_code AS text;
+             CREATE FUNCTION tenant_template.lent_fn(tenant_template.lent_code) RETURNS int LANGUAGE sql AS 'SELECT 1';
+             REVOKE EXECUTE ON FUNCTION tenant_template.lent_fn(tenant_template.lent_code) FROM PUBLIC;
              CREATE TABLE tenant_template.lent_own (id int PRIMARY KEY, n int);
              ALTER TABLE tenant_template.lent_own OWNER TO tenant_template_owner;
              INSERT INTO tenant_template.lent_own VALUES (1, 0)",
@@ -515,7 +517,8 @@ pub(crate) mod tests {
 
     /// Tenant code that a migration (not a one-table ALTER: everything is
     /// lent) sets off may not grant privileges on the extension's objects
-    /// lent to the tenant's role: the grants would outlive the lending.
+    /// lent to the tenant's role, nor on what the script creates for the
+    /// extension's owner: the grants would outlive the hand-over.
     #[pg_test]
     fn tenant_code_cannot_grant_on_objects_lent_to_a_migration() {
         serialize_template_changes();
@@ -525,14 +528,15 @@ pub(crate) mod tests {
             "INSERT INTO mig_lentgrant.lent_own VALUES (1, 0);
              CREATE FUNCTION mig_lentgrant.grab() RETURNS trigger LANGUAGE plpgsql AS $$
                  BEGIN EXECUTE 'GRANT UPDATE ON lent_ro TO PUBLIC';
-                       EXECUTE 'GRANT EXECUTE ON FUNCTION lent_fn() TO PUBLIC';
+                       EXECUTE 'GRANT EXECUTE ON FUNCTION lent_fn(lent_code) TO PUBLIC';
+                       EXECUTE 'GRANT INSERT ON lent_new TO PUBLIC';
                        RETURN NEW; END $$;
              ALTER FUNCTION mig_lentgrant.grab() OWNER TO mig_lentgrant_owner;
              CREATE TRIGGER grab BEFORE UPDATE ON mig_lentgrant.lent_own FOR EACH ROW EXECUTE FUNCTION mig_lentgrant.grab()",
         )
         .unwrap();
         assert_eq!(
-            register(1, "UPDATE lent_own SET n = n + 1; CREATE TABLE lent_new (id int)"),
+            register(1, "CREATE TABLE lent_new (id int); UPDATE lent_own SET n = n + 1"),
             ("SUCCESS".into(), None)
         );
         let message = one::<String>(&format!(
@@ -545,9 +549,14 @@ pub(crate) mod tests {
             "{message}"
         );
         assert!(message.contains("UPDATE to PUBLIC on table mig_lentgrant.lent_ro"), "{message}");
-        assert!(message.contains("EXECUTE to PUBLIC on function mig_lentgrant.lent_fn()"), "{message}");
+        assert!(
+            message.contains("EXECUTE to PUBLIC on function mig_lentgrant.lent_fn(mig_lentgrant.lent_code)"),
+            "{message}"
+        );
+        // A table the script created, given to the extension's owner afterwards.
+        assert!(message.contains("INSERT to PUBLIC on table mig_lentgrant.lent_new"), "{message}");
         assert!(!privilege("mig_lentgrant_owner", "table", "mig_lentgrant.lent_ro", "UPDATE"));
-        assert!(!privilege("public", "function", "mig_lentgrant.lent_fn()", "EXECUTE"));
+        assert!(!privilege("public", "function", "mig_lentgrant.lent_fn(mig_lentgrant.lent_code)", "EXECUTE"));
         assert_eq!(
             one::<String>("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'mig_lentgrant.lent_ro'::regclass"),
             one::<String>("SELECT current_user::text")
@@ -582,7 +591,7 @@ pub(crate) mod tests {
         let script = "UPDATE lent_own SET n = n + 1;
                       GRANT SELECT ON lent_ro TO lent_reader;
                       GRANT UPDATE ON lent_ro TO tenant_template_owner;
-                      GRANT EXECUTE ON FUNCTION lent_fn() TO PUBLIC";
+                      GRANT EXECUTE ON FUNCTION lent_fn(lent_code) TO PUBLIC";
         assert_eq!(register(1, script), ("SUCCESS".into(), None));
         assert!(!privilege("tenant_template_owner", "table", "tenant_template.lent_ro", "UPDATE"));
         let message = one::<String>(&format!(
@@ -591,7 +600,7 @@ pub(crate) mod tests {
         .unwrap();
         assert!(message.starts_with("SUCCESS"), "{message}");
         assert!(privilege("lent_reader", "table", "mig_owngrant.lent_ro", "SELECT"));
-        assert!(privilege("public", "function", "mig_owngrant.lent_fn()", "EXECUTE"));
+        assert!(privilege("public", "function", "mig_owngrant.lent_fn(mig_owngrant.lent_code)", "EXECUTE"));
         assert!(privilege("mig_owngrant_owner", "table", "mig_owngrant.lent_ro", "SELECT"));
         assert!(!privilege("mig_owngrant_owner", "table", "mig_owngrant.lent_ro", "UPDATE"));
         assert!(!privilege("tenant_template_owner", "table", "mig_owngrant.lent_ro", "UPDATE"));
