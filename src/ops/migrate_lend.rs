@@ -196,19 +196,33 @@ fn template_grants() -> TcResult<BTreeSet<Like>> {
     })
 }
 
+/// The sequence a lent table's column owns (it follows the table's owner
+/// and lends its grants with it), fully qualified.
+const OWNED_SEQUENCE: &str = "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) $1 AND c.relkind OPERATOR(pg_catalog.=) 'S'";
+
 /// GRANT statements that give the role (`role_q`, quoted) the `lost`
-/// privileges again on the objects (under their names in `objects`): one
-/// statement per kind of object, privileges and grant option (granting takes
-/// locks, and event triggers fire once per statement), one per column grant.
+/// privileges again on the objects (under their names in `objects`, or, for
+/// the sequences their columns own, in the catalog): one statement per kind
+/// of object, privileges and grant option (granting takes locks, and event
+/// triggers fire once per statement), one per column grant.
 fn grant_statements(lost: &[&RoleGrant], objects: &[&Owned], role_q: &str) -> TcResult<Vec<String>> {
     let mut privileges: BTreeMap<(&(String, u32), i16, bool), Vec<&str>> = BTreeMap::new();
     for grant in lost {
         privileges.entry((&grant.object, grant.column, grant.grantable)).or_default().push(&grant.privilege);
     }
-    let mut tables: BTreeMap<(&str, String, bool), Vec<&str>> = BTreeMap::new();
+    let mut tables: BTreeMap<(&str, String, bool), Vec<String>> = BTreeMap::new();
     let mut statements = Vec::new();
     for ((key, column, grantable), privileges) in privileges {
-        let Some(object) = objects.iter().find(|o| o.key.0 == key.0 && o.key.1.to_u32() == key.1) else { continue };
+        let Some(object) = objects.iter().find(|o| o.key.0 == key.0 && o.key.1.to_u32() == key.1) else {
+            if key.0 == "pg_class" && column == 0 {
+                if let Some(sequence) = db::value::<String>(OWNED_SEQUENCE, &[pg_sys::Oid::from(key.1).into()])? {
+                    tables.entry(("SEQUENCE", privileges.join(", "), grantable)).or_default().push(sequence);
+                }
+            }
+            continue;
+        };
         let on = match object.kind.as_str() {
             "SEQUENCE" => "SEQUENCE",
             "ROUTINE" => "ROUTINE",
@@ -229,7 +243,7 @@ fn grant_statements(lost: &[&RoleGrant], objects: &[&Owned], role_q: &str) -> Tc
             let option = if grantable { " WITH GRANT OPTION" } else { "" };
             statements.push(format!("GRANT {list} ON TABLE {} TO {role_q}{option}", object.identity));
         } else {
-            tables.entry((on, privileges.join(", "), grantable)).or_default().push(&object.identity);
+            tables.entry((on, privileges.join(", "), grantable)).or_default().push(object.identity.clone());
         }
     }
     for ((on, privileges, grantable), targets) in tables {
