@@ -1235,3 +1235,66 @@ fn a_tenant_trigger_runs_as_the_tenant_while_rows_move_into_its_schema() {
     assert!(!superuser);
     assert_eq!(count(&mut su, "SELECT count(*) FROM atk_mover.items"), 5);
 }
+
+/// A migration lends the tenant's role the extension's tables for the length
+/// of its script. A trigger of the tenant's that the script sets off must not
+/// be able to keep a grant on such a table (ALTER OWNER would make the
+/// extension's owner its grantor): the tenant's migration is refused, and its
+/// member still may only read the table afterwards.
+#[test]
+fn a_tenant_trigger_cannot_keep_a_grant_on_a_table_lent_to_its_migration() {
+    const LEND_DB: &str = "it_attacks_lent_grant";
+    const MEMBER: &str = "atg_member";
+    clean_cluster(LEND_DB, "atg_");
+    let mut su = superuser(LEND_DB);
+    su.batch_execute(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{MEMBER}') THEN CREATE ROLE {MEMBER} LOGIN; END IF; END $$;
+         CREATE EXTENSION tenant_control;
+         CREATE TABLE tenant_template.prices (id integer PRIMARY KEY, price numeric NOT NULL);
+         REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON tenant_template.prices FROM tenant_template_owner;
+         CREATE TABLE tenant_template.notes (id integer PRIMARY KEY, seen integer NOT NULL DEFAULT 0);
+         ALTER TABLE tenant_template.notes OWNER TO tenant_template_owner;"
+    ))
+    .unwrap();
+    let id = create_ok(&mut su, "atg_school");
+    su.batch_execute(&format!("GRANT atg_school_owner TO {MEMBER}; INSERT INTO atg_school.prices VALUES (1, 10)"))
+        .unwrap();
+    let mut member = connect_as(MEMBER, LEND_DB);
+    member
+        .batch_execute(&format!(
+            "SET ROLE atg_school_owner;
+             INSERT INTO atg_school.notes VALUES (1);
+             CREATE FUNCTION atg_school.keep() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 BEGIN
+                     EXECUTE 'GRANT UPDATE ON atg_school.prices TO {MEMBER}, PUBLIC';
+                 EXCEPTION WHEN insufficient_privilege THEN NULL;
+                 END;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER keep BEFORE UPDATE ON atg_school.notes FOR EACH ROW EXECUTE FUNCTION atg_school.keep();
+             RESET ROLE;"
+        ))
+        .unwrap();
+    let update = "UPDATE atg_school.prices SET price = 0";
+    assert_eq!(attempt(&mut member, update).as_deref(), Some("42501"), "before the migration");
+    let registered = outcome(
+        su.query_one(
+            "SELECT * FROM tenant.register_migration(1, 'UPDATE notes SET seen = seen + 1; CREATE TABLE extras (id integer)', 'lent')",
+            &[],
+        )
+        .unwrap(),
+    );
+    assert!(registered.ok(), "{}", registered.message);
+    let migrated = call(&mut su, "migrate_institution_schema", id);
+    assert_eq!(migrated.sqlstate.as_deref(), Some("42501"), "{}", migrated.message);
+    assert!(
+        migrated.message.contains(&format!("UPDATE to {MEMBER} on table atg_school.prices")),
+        "{}",
+        migrated.message
+    );
+    assert_eq!(attempt(&mut member, update).as_deref(), Some("42501"), "after the migration");
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) x WHERE c.oid = 'atg_school.prices'::regclass AND x.privilege_type = 'UPDATE' AND x.grantee <> c.relowner"), 0);
+    assert_eq!(count(&mut su, "SELECT sum(price)::bigint FROM atg_school.prices"), 10);
+    assert_eq!(count(&mut su, "SELECT seen::bigint FROM atg_school.notes"), 0);
+}

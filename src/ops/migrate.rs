@@ -22,7 +22,7 @@ use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use crate::core::restricted;
 use crate::core::subxact;
-use crate::ops::migrate_lend::{refuse_new_grants, Lending, Lent};
+use crate::ops::migrate_lend::{Lending, Lent};
 use crate::ops::migrate_targets;
 use crate::ops::quota;
 use crate::registry::oplog::Operation;
@@ -341,11 +341,7 @@ fn lent_to_schema_role<T>(
     if guarded {
         lent.refuse_tampering(&before)?;
     }
-    let granted_before = lent.granted_before();
     lent.give_back()?;
-    if let Some((tables, before)) = granted_before {
-        refuse_new_grants(schema, &tables, &before)?;
-    }
     Ok(outcome)
 }
 

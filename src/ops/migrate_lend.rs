@@ -8,6 +8,7 @@ use crate::copy::structure::{self, Key};
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
+use crate::ops::migrate_grants::{grants, like_template, refuse_new_grants, Grant, Like};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,45 +20,6 @@ pub(super) enum Lending {
     /// The tables the scripts name (and, so that rows are seen as with
     /// everything lent, the tables under row-level security).
     Tables(BTreeSet<String>),
-}
-
-/// The privileges the tables and their columns grant to roles other than
-/// their owners: "table column grantee privilege grantable".
-const GRANTED_TO_OTHERS: &str = r#"
-SELECT pg_catalog.format('%s %s %s %s %s', c.relname, 0, x.grantee, x.privilege_type, x.is_grantable) AS entry
-  FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) x
- WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND x.grantee OPERATOR(pg_catalog.<>) c.relowner
-UNION ALL
-SELECT pg_catalog.format('%s %s %s %s %s', c.relname, a.attname, x.grantee, x.privilege_type, x.is_grantable)
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid,
-       LATERAL pg_catalog.aclexplode(a.attacl) x
- WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND a.attnum OPERATOR(pg_catalog.>) 0
-   AND a.attacl IS NOT NULL AND x.grantee OPERATOR(pg_catalog.<>) c.relowner
-"#;
-
-fn granted_to_others(tables: &[pg_sys::Oid]) -> TcResult<BTreeSet<String>> {
-    let rows = db::rows_kept(GRANTED_TO_OTHERS, &[pg_sys::OIDARRAYOID.into()], &[tables.to_vec().into()], |row| {
-        Ok(row.get::<String>(1)?.unwrap_or_default())
-    })?;
-    Ok(rows.into_iter().collect())
-}
-
-/// While it owned a lent table, the tenant's role (through its code that the
-/// scripts set off) could grant privileges on it to other roles, and such
-/// grants would outlive the lending. The statements that take the
-/// named-tables path grant nothing, so the tables must grant no more after
-/// the scripts than before.
-pub(super) fn refuse_new_grants(schema: &str, tables: &[pg_sys::Oid], before: &BTreeSet<String>) -> TcResult<()> {
-    let after = granted_to_others(tables)?;
-    let new: Vec<&str> = after.difference(before).map(String::as_str).collect();
-    if new.is_empty() {
-        return Ok(());
-    }
-    Err(TcError::new(
-        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        format!("tables of schema {schema} not owned by its role were granted privileges while it was migrated: {}", new.join("; ")),
-    )
-    .hint("Code of the tenant that ran during the migration granted them; nothing was kept. Run tenant.check_integrity on the tenant."))
 }
 
 /// The objects of a schema, whether a role owns them, as ALTER ... OWNER
@@ -205,71 +167,62 @@ struct RoleGrant {
     grantable: bool,
 }
 
-/// The privileges the objects grant the role ($4), from their ACLs.
-const ROLE_GRANTS: &str = r#"
-SELECT o.catalog, o.oid, o.attnum, x.privilege_type AS privilege, x.is_grantable AS grantable
-  FROM (SELECT 'pg_class' AS catalog, c.oid, 0::pg_catalog.int2 AS attnum, c.relacl AS acl
-          FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
-        UNION ALL
-        SELECT 'pg_class', a.attrelid, a.attnum, a.attacl FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND a.attnum OPERATOR(pg_catalog.>) 0
-           AND NOT a.attisdropped AND a.attacl IS NOT NULL
-        UNION ALL
-        SELECT 'pg_proc', p.oid, 0::pg_catalog.int2, p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[])
-        UNION ALL
-        SELECT 'pg_type', t.oid, 0::pg_catalog.int2, t.typacl FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.oid[])) o,
-       LATERAL pg_catalog.aclexplode(o.acl) x
- WHERE x.grantee OPERATOR(pg_catalog.=) $4::pg_catalog.regrole
-"#;
-
-fn role_grants<'a>(objects: impl IntoIterator<Item = &'a Owned>, role: &str) -> TcResult<BTreeSet<RoleGrant>> {
-    let mut oids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for object in objects {
-        oids.entry(object.key.0.as_str()).or_default().push(object.key.1.to_u32().to_string());
-    }
-    if oids.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let array = |catalog: &str| format!("{{{}}}", oids.get(catalog).map(|o| o.join(",")).unwrap_or_default());
-    let rows = template::catalog_read(|| {
-        db::rows_kept(
-            ROLE_GRANTS,
-            &[pg_sys::TEXTOID.into(); 4],
-            &[
-                array("pg_class").as_str().into(),
-                array("pg_proc").as_str().into(),
-                array("pg_type").as_str().into(),
-                quote_identifier(role).as_str().into(),
-            ],
-            |row| {
-                Ok(RoleGrant {
-                    object: (
-                        db::col::<String>(row, "catalog")?.unwrap_or_default(),
-                        db::col::<pg_sys::Oid>(row, "oid")?.unwrap_or_default().to_u32(),
-                    ),
-                    column: db::col::<i16>(row, "attnum")?.unwrap_or_default(),
-                    privilege: db::col::<String>(row, "privilege")?.unwrap_or_default(),
-                    grantable: db::col::<bool>(row, "grantable")?.unwrap_or_default(),
-                })
-            },
-        )
-    })?;
-    Ok(rows.into_iter().collect())
+/// The privileges of `grants` given to the role.
+fn role_grants(grants: &[Grant], role: &str) -> BTreeSet<RoleGrant> {
+    grants
+        .iter()
+        .filter(|g| g.grantee == role)
+        .map(|g| RoleGrant {
+            object: g.object.clone(),
+            column: g.column,
+            privilege: g.privilege.clone(),
+            grantable: g.grantable,
+        })
+        .collect()
 }
 
+/// What the template's objects grant roles other than their owners (kept
+/// until the template changes, as a migration's registration does).
+fn template_grants() -> TcResult<BTreeSet<Like>> {
+    thread_local! {
+        static KEPT: template::TemplateCell<BTreeSet<Like>> = const { std::cell::RefCell::new(None) };
+    }
+    template::per_template(&KEPT, || {
+        let (owned, not) = owned_and_not(TEMPLATE_SCHEMA, TEMPLATE_ROLE)?;
+        Ok(grants(owned.iter().chain(&not).map(|o| (&o.key, o.name.as_str())))?
+            .iter()
+            .map(|g| like_template(g, TEMPLATE_ROLE))
+            .collect())
+    })
+}
+
+/// The sequence a lent table's column owns (it follows the table's owner
+/// and lends its grants with it), fully qualified.
+const OWNED_SEQUENCE: &str = "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) $1 AND c.relkind OPERATOR(pg_catalog.=) 'S'";
+
 /// GRANT statements that give the role (`role_q`, quoted) the `lost`
-/// privileges again on the objects (under their names in `objects`): one
-/// statement per kind of object, privileges and grant option (granting takes
-/// locks, and event triggers fire once per statement), one per column grant.
+/// privileges again on the objects (under their names in `objects`, or, for
+/// the sequences their columns own, in the catalog): one statement per kind
+/// of object, privileges and grant option (granting takes locks, and event
+/// triggers fire once per statement), one per column grant.
 fn grant_statements(lost: &[&RoleGrant], objects: &[&Owned], role_q: &str) -> TcResult<Vec<String>> {
     let mut privileges: BTreeMap<(&(String, u32), i16, bool), Vec<&str>> = BTreeMap::new();
     for grant in lost {
         privileges.entry((&grant.object, grant.column, grant.grantable)).or_default().push(&grant.privilege);
     }
-    let mut tables: BTreeMap<(&str, String, bool), Vec<&str>> = BTreeMap::new();
+    let mut tables: BTreeMap<(&str, String, bool), Vec<String>> = BTreeMap::new();
     let mut statements = Vec::new();
     for ((key, column, grantable), privileges) in privileges {
-        let Some(object) = objects.iter().find(|o| o.key.0 == key.0 && o.key.1.to_u32() == key.1) else { continue };
+        let Some(object) = objects.iter().find(|o| o.key.0 == key.0 && o.key.1.to_u32() == key.1) else {
+            if key.0 == "pg_class" && column == 0 {
+                if let Some(sequence) = db::value::<String>(OWNED_SEQUENCE, &[pg_sys::Oid::from(key.1).into()])? {
+                    tables.entry(("SEQUENCE", privileges.join(", "), grantable)).or_default().push(sequence);
+                }
+            }
+            continue;
+        };
         let on = match object.kind.as_str() {
             "SEQUENCE" => "SEQUENCE",
             "ROUTINE" => "ROUTINE",
@@ -290,7 +243,7 @@ fn grant_statements(lost: &[&RoleGrant], objects: &[&Owned], role_q: &str) -> Tc
             let option = if grantable { " WITH GRANT OPTION" } else { "" };
             statements.push(format!("GRANT {list} ON TABLE {} TO {role_q}{option}", object.identity));
         } else {
-            tables.entry((on, privileges.join(", "), grantable)).or_default().push(&object.identity);
+            tables.entry((on, privileges.join(", "), grantable)).or_default().push(object.identity.clone());
         }
     }
     for ((on, privileges, grantable), targets) in tables {
@@ -306,18 +259,17 @@ pub(super) struct Lent {
     role: String,
     /// The objects lent, with the owners to give them back to.
     objects: Vec<Owned>,
-    /// What the lent objects granted the role before: lending folds the
-    /// grants naming the role into the owner's, and giving back does not
-    /// unfold them.
-    grants: BTreeSet<RoleGrant>,
+    /// What the lent objects granted roles other than their owners before.
+    /// Lending folds the grants naming the role into the owner's, and giving
+    /// back does not unfold them; grants to others must come back as they
+    /// went (see migrate_grants).
+    granted: Vec<Grant>,
     /// What the role owned before: anything else it owns afterwards is new.
     owned_before: Vec<(String, pg_sys::Oid)>,
     /// Schema privileges the role did not hold.
     privileges: Vec<&'static str>,
     /// When only tables were lent: their oids (the structure compared).
     tables: Option<Vec<pg_sys::Oid>>,
-    /// When only tables were lent: what they granted other roles before.
-    granted_to_others: Option<BTreeSet<String>>,
 }
 
 impl Lent {
@@ -343,8 +295,7 @@ impl Lent {
                 Some(objects.iter().map(|o| o.key.1).collect())
             }
         };
-        let granted_to_others = tables.as_deref().map(granted_to_others).transpose()?;
-        let grants = role_grants(&objects, role)?;
+        let granted = grants(objects.iter().map(|o| (&o.key, o.name.as_str())))?;
         // One batch: one round through SPI for all of them.
         let lend = objects.iter().map(|object| format!("{}{role_q}", object.head)).collect::<Vec<_>>();
         if !lend.is_empty() {
@@ -354,23 +305,16 @@ impl Lent {
             schema: schema.to_string(),
             role: role.to_string(),
             objects,
-            grants,
+            granted,
             owned_before,
             privileges,
             tables,
-            granted_to_others,
         })
     }
 
     /// Whether anything was lent.
     pub(super) fn lends_anything(&self) -> bool {
         !self.objects.is_empty()
-    }
-
-    /// When only tables were lent: them, and what they granted other roles
-    /// before (see refuse_new_grants).
-    pub(super) fn granted_before(&self) -> Option<(Vec<pg_sys::Oid>, BTreeSet<String>)> {
-        self.tables.clone().zip(self.granted_to_others.clone())
     }
 
     /// The structure compared before and after the work: the schema's, or
@@ -391,12 +335,18 @@ impl Lent {
     /// So a function a migration creates is never the tenant's to replace
     /// while an index of the superuser's table calls it (ANALYZE runs such
     /// expressions as the table's owner).
+    ///
+    /// In a tenant's schema, the lent objects and those given to the
+    /// extension's owner may then grant no privilege to another role that
+    /// they did not grant before and the template does not grant either
+    /// (see migrate_grants): 42501 otherwise.
     pub(super) fn give_back(self) -> TcResult<()> {
         let (schema_q, role_q) = (quote_identifier(&self.schema), quote_identifier(&self.role));
         let template_role_owns: BTreeSet<String> =
             if self.schema == TEMPLATE_SCHEMA { BTreeSet::new() } else { template_role_owns()? };
         let owned_now = not_owned(&self.schema, &self.role, true)?;
         let mut back = Vec::new();
+        let mut given = Vec::new();
         for now in &owned_now {
             if let Some(lent) = self.objects.iter().find(|lent| lent.key == now.key) {
                 back.push(format!("{}{}", now.head, lent.owner));
@@ -404,6 +354,7 @@ impl Lent {
                 && (self.schema == TEMPLATE_SCHEMA || !template_role_owns.contains(&now.name))
             {
                 db::run(&format!("{}CURRENT_USER", now.head), &[])?;
+                given.push(now);
                 if self.schema == TEMPLATE_SCHEMA {
                     apply_default_privileges(now)?;
                 }
@@ -415,8 +366,16 @@ impl Lent {
         // The lent objects, under the names the work left them with.
         let lent_now: Vec<&Owned> =
             owned_now.iter().filter(|now| self.objects.iter().any(|lent| lent.key == now.key)).collect();
-        let after = role_grants(lent_now.iter().copied(), &self.role)?;
-        let lost: Vec<&RoleGrant> = self.grants.difference(&after).collect();
+        let granted = grants(lent_now.iter().copied().chain(given).map(|o| (&o.key, o.name.as_str())))?;
+        if self.schema != TEMPLATE_SCHEMA {
+            // With everything lent, the migration rebinds the schema's objects
+            // to the tenant afterwards (see migrate::rebind_to_tenant).
+            let rebound = self.tables.is_none();
+            refuse_new_grants(&self.schema, &self.role, (&self.granted, &granted), &template_grants()?, rebound)?;
+        }
+        let before = role_grants(&self.granted, &self.role);
+        let after = role_grants(&granted, &self.role);
+        let lost: Vec<&RoleGrant> = before.difference(&after).collect();
         for statement in grant_statements(&lost, &lent_now, &role_q)? {
             db::run(&statement, &[])?;
         }

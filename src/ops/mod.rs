@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod maintenance;
 pub mod migrate;
+pub mod migrate_grants;
 pub mod migrate_lend;
 pub mod migrate_targets;
 pub mod pool;

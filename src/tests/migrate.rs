@@ -517,4 +517,119 @@ pub(crate) mod tests {
         Spi::run(&format!("SELECT tenant.refresh_storage('{id}')")).unwrap();
         assert_eq!(tenant_check(&id, false), Vec::<Found>::new(), "no drift from the template");
     }
+
+    /// The template's objects for the lent-grants tests: `lent_ro`, a table
+    /// of the extension's owner that the tenant may only read, `lent_fn`, a
+    /// function of its that PUBLIC may not execute (its argument of a domain
+    /// of the template's, so that it is named as the template's), and `lent_own`, a table
+    /// of the tenant's role with one row.
+    fn lent_grant_template() {
+        Spi::run(
+            "CREATE TABLE tenant_template.lent_ro (id int PRIMARY KEY);
+             REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON tenant_template.lent_ro FROM tenant_template_owner;
+             CREATE DOMAIN tenant_template.lent_code AS text;
+             CREATE FUNCTION tenant_template.lent_fn(tenant_template.lent_code) RETURNS int LANGUAGE sql AS 'SELECT 1';
+             REVOKE EXECUTE ON FUNCTION tenant_template.lent_fn(tenant_template.lent_code) FROM PUBLIC;
+             CREATE TABLE tenant_template.lent_own (id int PRIMARY KEY, n int);
+             ALTER TABLE tenant_template.lent_own OWNER TO tenant_template_owner;
+             INSERT INTO tenant_template.lent_own VALUES (1, 0)",
+        )
+        .unwrap();
+    }
+
+    fn privilege(role: &str, check: &str, object: &str, privilege: &str) -> bool {
+        one::<bool>(&format!("SELECT has_{check}_privilege('{role}', '{object}', '{privilege}')")).unwrap()
+    }
+
+    /// Tenant code that a migration (not a one-table ALTER: everything is
+    /// lent) sets off may not grant privileges on the extension's objects
+    /// lent to the tenant's role, nor on what the script creates for the
+    /// extension's owner: the grants would outlive the hand-over.
+    #[pg_test]
+    fn tenant_code_cannot_grant_on_objects_lent_to_a_migration() {
+        serialize_template_changes();
+        lent_grant_template();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000c3", "mig_lentgrant");
+        Spi::run(
+            "INSERT INTO mig_lentgrant.lent_own VALUES (1, 0);
+             CREATE FUNCTION mig_lentgrant.grab() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN EXECUTE 'GRANT UPDATE ON lent_ro TO PUBLIC';
+                       EXECUTE 'GRANT EXECUTE ON FUNCTION lent_fn(lent_code) TO PUBLIC';
+                       EXECUTE 'GRANT INSERT ON lent_new TO PUBLIC';
+                       RETURN NEW; END $$;
+             ALTER FUNCTION mig_lentgrant.grab() OWNER TO mig_lentgrant_owner;
+             CREATE TRIGGER grab BEFORE UPDATE ON mig_lentgrant.lent_own FOR EACH ROW EXECUTE FUNCTION mig_lentgrant.grab()",
+        )
+        .unwrap();
+        assert_eq!(
+            register(1, "CREATE TABLE lent_new (id int); UPDATE lent_own SET n = n + 1"),
+            ("SUCCESS".into(), None)
+        );
+        let message = one::<String>(&format!(
+            "SELECT status || ' ' || sqlstate || ' ' || message FROM tenant.migrate_institution_schema('{id}')"
+        ))
+        .unwrap();
+        assert!(message.starts_with("ERROR 42501"), "{message}");
+        assert!(
+            message.contains("objects of schema mig_lentgrant not owned by its role were granted privileges"),
+            "{message}"
+        );
+        assert!(message.contains("UPDATE to PUBLIC on table mig_lentgrant.lent_ro"), "{message}");
+        assert!(
+            message.contains("EXECUTE to PUBLIC on function mig_lentgrant.lent_fn(mig_lentgrant.lent_code)"),
+            "{message}"
+        );
+        // A table the script created, given to the extension's owner afterwards.
+        assert!(message.contains("INSERT to PUBLIC on table mig_lentgrant.lent_new"), "{message}");
+        assert!(!privilege("mig_lentgrant_owner", "table", "mig_lentgrant.lent_ro", "UPDATE"));
+        assert!(!privilege("public", "function", "mig_lentgrant.lent_fn(mig_lentgrant.lent_code)", "EXECUTE"));
+        assert_eq!(
+            one::<String>("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'mig_lentgrant.lent_ro'::regclass"),
+            one::<String>("SELECT current_user::text")
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_tables WHERE schemaname = 'mig_lentgrant' AND tablename = 'lent_new'"),
+            Some(0)
+        );
+        assert_eq!(one::<i32>("SELECT n FROM mig_lentgrant.lent_own"), Some(0));
+        assert_eq!(version_of("mig_lentgrant"), 0);
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT status || ' ' || error_sqlstate FROM tenant.schema_operations
+                  WHERE operation_type = 'MIGRATE' AND schema_id = '{id}' ORDER BY id DESC LIMIT 1"
+            )),
+            Some("FAILED 42501".into())
+        );
+    }
+
+    /// A registered script's own GRANT on the extension's objects (which ran
+    /// on the template first) still applies to each tenant, to another role
+    /// as to PUBLIC. A grant to the template's role on an object lent to it
+    /// folds into the lent ownership and is gone with it in the template:
+    /// the tenants' migrations pass and their roles get no more either.
+    #[pg_test]
+    fn a_migrations_own_grants_on_lent_objects_apply_to_tenants() {
+        serialize_template_changes();
+        lent_grant_template();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000c4", "mig_owngrant");
+        assert!(!privilege("mig_owngrant_owner", "table", "mig_owngrant.lent_ro", "UPDATE"));
+        Spi::run("CREATE ROLE lent_reader NOLOGIN").unwrap();
+        let script = "UPDATE lent_own SET n = n + 1;
+                      GRANT SELECT ON lent_ro TO lent_reader;
+                      GRANT UPDATE ON lent_ro TO tenant_template_owner;
+                      GRANT EXECUTE ON FUNCTION lent_fn(lent_code) TO PUBLIC";
+        assert_eq!(register(1, script), ("SUCCESS".into(), None));
+        assert!(!privilege("tenant_template_owner", "table", "tenant_template.lent_ro", "UPDATE"));
+        let message = one::<String>(&format!(
+            "SELECT status || ' ' || coalesce(message, '') FROM tenant.migrate_institution_schema('{id}')"
+        ))
+        .unwrap();
+        assert!(message.starts_with("SUCCESS"), "{message}");
+        assert!(privilege("lent_reader", "table", "mig_owngrant.lent_ro", "SELECT"));
+        assert!(privilege("public", "function", "mig_owngrant.lent_fn(mig_owngrant.lent_code)", "EXECUTE"));
+        assert!(privilege("mig_owngrant_owner", "table", "mig_owngrant.lent_ro", "SELECT"));
+        assert!(!privilege("mig_owngrant_owner", "table", "mig_owngrant.lent_ro", "UPDATE"));
+        assert!(!privilege("tenant_template_owner", "table", "mig_owngrant.lent_ro", "UPDATE"));
+        assert_eq!(version_of("mig_owngrant"), 1);
+    }
 }
