@@ -80,8 +80,8 @@ fn dump(db: &str, schema: &str, role: &str) -> Vec<String> {
                 })
                 .filter(|l| !l.starts_with("-- PostgreSQL database dump complete"))
                 .collect::<Vec<_>>()
-                .join("\n")
         })
+        .map(sort_acl_lines)
         .filter(|block| {
             let header = block.lines().next().unwrap_or_default();
             !(header.starts_with("SCHEMA;")
@@ -91,6 +91,20 @@ fn dump(db: &str, schema: &str, role: &str) -> Vec<String> {
         .collect();
     blocks.sort();
     blocks
+}
+
+/// pg_dump prints an object's GRANTs in the order of the entries of its ACL,
+/// an order PostgreSQL gives no meaning to (a GRANT to a role that has no
+/// entry appends one). A migration that lends a template object to the
+/// tenant's role and gives it back re-grants that role's privileges, so its
+/// entry moves to the end in the template while an untouched tenant keeps
+/// it in place: the lines of an ACL block are compared as a set, every line
+/// still counted.
+fn sort_acl_lines(mut lines: Vec<&str>) -> String {
+    if lines.first().is_some_and(|header| header.contains("; Type: ACL;")) {
+        lines[1..].sort_unstable();
+    }
+    lines.join("\n")
 }
 
 /// pg_dump lists a policy's roles in the order of pg_roles, where the
