@@ -6,24 +6,9 @@
 mod common;
 use common::*;
 use postgres::Client;
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const DB: &str = "it_audit";
-
-/// Events of a rolled-back transaction are written by the audit worker a
-/// moment later: wait (at most thirty seconds) for `sql` to count `expected`.
-fn eventually(client: &mut Client, sql: &str, expected: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen = count(client, sql);
-        if seen == expected {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: {seen} rows, expected {expected}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn operations_are_audited_whether_the_caller_commits_rolls_back_or_is_terminated() {

@@ -337,6 +337,22 @@ fn a_mismatch_is_refused_before_anything_moves_and_a_mapping_is_honoured() {
     let (rows, first, last): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
     assert_eq!((rows, first.as_str(), last.as_str()), (30, "note 1", "2026-01-31"));
     assert_eq!(count(&mut su, "SELECT count(*) FROM public.shared_notes"), 0);
+
+    // The audit trail holds every attempt: each refusal (its transaction
+    // rolled back, so the audit worker writes it), the attempt from a
+    // function (its first step done, then rolled back) and the move's start
+    // and end, with who ran them.
+    let events = |condition: &str| {
+        format!(
+            "SELECT count(*) FROM tenant.audit_events
+              WHERE action = 'MOVE_TO_SCHEMA' AND institution_id = '{institution}' AND {condition}"
+        )
+    };
+    for sqlstate in ["42P01", "42703", "42804"] {
+        eventually(&mut su, &events(&format!("outcome = 'FAILED' AND error_sqlstate = '{sqlstate}'")), 1);
+    }
+    eventually(&mut su, &events("outcome = 'COMPLETED' AND NOT caller_committed AND session_role = 'postgres'"), 1);
+    eventually(&mut su, &events("outcome = 'COMPLETED' AND caller_committed AND session_role = 'it_moves_admin'"), 2);
 }
 
 #[test]

@@ -108,3 +108,17 @@ pub fn sqlstate_of_failure(client: &mut Client, sql: &str) -> String {
 pub fn count(client: &mut Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap().get(0)
 }
+
+/// Events of a rolled-back transaction are written by the audit worker a
+/// moment later: wait (at most thirty seconds) for `sql` to count `expected`.
+pub fn eventually(client: &mut Client, sql: &str, expected: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let seen = count(client, sql);
+        if seen == expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sql}: {seen} rows, expected {expected}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

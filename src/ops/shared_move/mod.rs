@@ -28,6 +28,7 @@ pub mod plan;
 mod rows;
 mod switch;
 
+use crate::core::audit;
 use crate::core::db::{self, col};
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
@@ -66,6 +67,14 @@ impl Direction {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 "direction must be TO_SCHEMA or TO_SHARED",
             )),
+        }
+    }
+
+    /// The action of its events in tenant.audit_events.
+    fn audit_action(self) -> &'static str {
+        match self {
+            Direction::ToSchema => "MOVE_TO_SCHEMA",
+            Direction::ToShared => "MOVE_TO_SHARED",
         }
     }
 
@@ -120,7 +129,32 @@ pub fn step(
             format!("batch_size must be at least 1, not {batch_size}"),
         ));
     }
-    refuse_transaction_block(direction)?;
+    let first = first.unwrap_or(false);
+    let outcome =
+        refuse_transaction_block(direction).and_then(|()| run_step(institution, direction, batch_size, first));
+    audit_step(institution, direction, first, &outcome);
+    outcome
+}
+
+/// The audit trail gets a move's start or resumption, its end (finished or
+/// given up) and every failure, refusals before anything moves included;
+/// not each batch in between (the progress view shows those).
+fn audit_step(institution: uuid::Uuid, direction: Direction, first: bool, outcome: &TcResult<Step>) {
+    let (description, failure) = match outcome {
+        Err(error) => (String::new(), Some((error.sqlstate(), error.summary()))),
+        Ok(step) if first || step.finished || step.abandoned => (step.message.clone(), None),
+        Ok(_) => return,
+    };
+    audit::note_operation(audit::OperationEvent {
+        kind: direction.audit_action(),
+        schema_id: None,
+        institution_id: Some(institution),
+        description: &description,
+        failure,
+    });
+}
+
+fn run_step(institution: uuid::Uuid, direction: Direction, batch_size: i32, first: bool) -> TcResult<Step> {
     oplog::with_lock_timeout(|| {
         // One step of one institution at a time, serialized with its creation.
         locks::institution(&institution)?;
@@ -131,7 +165,7 @@ pub fn step(
             )
             .hint(format!("CALL {}(...) to finish that move first.", running.direction.procedure()))),
             Some(running) if !running.finished => {
-                if first.unwrap_or(false) {
+                if first {
                     resume(&running)
                 } else {
                     next(&running, batch_size)
