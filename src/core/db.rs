@@ -107,15 +107,23 @@ pub fn with_settings<T>(settings: &[(&str, &str)], work: impl FnOnce() -> TcResu
         .iter()
         .map(|(name, value)| {
             let before = current_setting(name)?;
-            set_local(name, value)?;
+            set_local_as_caller(name, value)?;
             Ok(before)
         })
         .collect::<TcResult<Vec<String>>>()?;
     let outcome = work()?;
     for ((name, _), before) in settings.iter().zip(&previous).rev() {
-        set_local(name, before)?;
+        set_local_as_caller(name, before)?;
     }
     Ok(outcome)
+}
+
+/// A setting changed with the rights of the current user, its error (an
+/// invalid value) caught as a TcError.
+fn set_local_as_caller(name: &str, value: &str) -> TcResult<()> {
+    // SAFETY: a plain query of the current user's attributes.
+    let superuser = unsafe { pg_sys::superuser() };
+    caught(|| set_local(name, value, superuser))
 }
 
 fn guc_name(text: &str) -> TcResult<std::ffi::CString> {
@@ -139,29 +147,27 @@ fn current_setting(name: &str) -> TcResult<String> {
     })
 }
 
-/// `pg_catalog.set_config(name, value, true)`: the same context (the
-/// current user's rights decide), source and transaction-local action.
-fn set_local(name: &str, value: &str) -> TcResult<()> {
+/// `SET LOCAL name = value` through PostgreSQL's own GUC machinery (what
+/// `set_config(name, value, true)` does), without a round trip through SPI.
+/// `superuser_setting`: the setting is one only a superuser may change (the
+/// caller is then the extension's owner). An invalid value raises an ERROR.
+pub fn set_local(name: &str, value: &str, superuser_setting: bool) -> TcResult<()> {
     let (name, value) = (guc_name(name)?, guc_name(value)?);
-    caught(|| {
-        // SAFETY: what set_config_by_name does for is_local = true; an
-        // invalid value raises an ERROR (caught).
-        unsafe {
-            let context =
-                if pg_sys::superuser() { pg_sys::GucContext::PGC_SUSET } else { pg_sys::GucContext::PGC_USERSET };
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                context,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_LOCAL,
-                true,
-                0,
-                false,
-            );
-        }
-        Ok(())
-    })
+    let context = if superuser_setting { pg_sys::GucContext::PGC_SUSET } else { pg_sys::GucContext::PGC_USERSET };
+    // SAFETY: NUL-terminated strings; a transaction-local setting.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+    Ok(())
 }
 
 /// `with_settings` for a single setting.

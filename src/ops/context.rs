@@ -140,7 +140,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
             .hint("An institution with shared-table rows only must be listed in tenant_control.institutions_table."));
         }
     };
-    context_role::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
+    db::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
     crate::ops::last_access::touch(institution);
     Ok(context)
 }
@@ -154,11 +154,11 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
 fn shared_move_context(row: Registered) -> TcResult<(Option<String>, Option<String>)> {
     match row.shared_move.as_deref() {
         Some("TO_SCHEMA:RUNNING") => {
-            context_role::set_local("transaction_read_only", "on", false)?;
+            db::set_local("transaction_read_only", "on", false)?;
             Ok((None, None))
         }
         Some("TO_SHARED:RUNNING") => {
-            context_role::set_local("transaction_read_only", "on", false)?;
+            db::set_local("transaction_read_only", "on", false)?;
             Ok((Some(row.schema), Some(row.role)))
         }
         _ => Ok((None, None)),
@@ -197,7 +197,7 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
     let Some((Some(schema), Some(role))) = found.into_iter().next() else {
         return Ok(None);
     };
-    context_role::set_local("search_path", &format!("{}, public", quote_identifier(&schema)), false)?;
+    db::set_local("search_path", &format!("{}, public", quote_identifier(&schema)), false)?;
     // The role is switched without making anyone a member of it: see context_role.
     if context_role::may_assume_tenant_roles() {
         context_role::assume_for_transaction(&role)?;

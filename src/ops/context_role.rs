@@ -105,26 +105,3 @@ fn set_role_setting(name: &CString, oid: pg_sys::Oid) {
     .finally(|| unsafe { pg_sys::InitializingParallelWorker = before })
     .execute();
 }
-
-/// `SET LOCAL name = value` without a round trip through SPI (what
-/// `set_config(name, value, true)` does). `superuser_setting`: the setting is
-/// one only a superuser may change (the caller is then the extension's owner).
-pub fn set_local(name: &str, value: &str, superuser_setting: bool) -> TcResult<()> {
-    let nul = |_| TcError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "a setting cannot contain a NUL byte");
-    let (name, value) = (CString::new(name).map_err(nul)?, CString::new(value).map_err(nul)?);
-    let context = if superuser_setting { pg_sys::GucContext::PGC_SUSET } else { pg_sys::GucContext::PGC_USERSET };
-    // SAFETY: a transaction-local setting; an invalid value raises an ERROR.
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            context,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
-            true,
-            PgLogLevel::ERROR as i32,
-            false,
-        );
-    }
-    Ok(())
-}

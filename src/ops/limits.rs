@@ -124,7 +124,7 @@ fn within_bounds(name: &str, value: i64, given: &str) -> TcResult<()> {
 /// search_path, nothing else). 53300 when all its slots are taken.
 pub fn apply_in_context(institution_id: Option<pgrx::Uuid>) -> TcResult<()> {
     for (name, value) in context_limits(institution_id)? {
-        crate::ops::context_role::set_local(&name, &value, false)?;
+        crate::core::db::set_local(&name, &value, false)?;
     }
     Ok(())
 }
