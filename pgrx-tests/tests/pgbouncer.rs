@@ -140,9 +140,52 @@ fn tenants_never_see_each_other_behind_transaction_pooling() {
         assert_eq!(rows as usize, CLIENTS_PER_TENANT * ROUNDS);
         assert_eq!(count(&mut su, &format!("SELECT count(*) FROM {schema}.notes WHERE owner <> '{schema}'")), 0);
     }
+    per_institution_limits_hold_behind_the_pool(&bouncer, &mut su, institutions[0].0, institutions[1].0);
     // Without the grant, an application role cannot even ask for a context.
     su.batch_execute("DROP ROLE IF EXISTS it_stranger; CREATE ROLE it_stranger LOGIN").unwrap();
     let mut stranger = connect_as("it_stranger", DB);
     let attempt = format!("BEGIN; SELECT tenant.set_context('{}'); COMMIT;", institutions[0].0);
     assert_eq!(sqlstate_of_failure(&mut stranger, &attempt), "42501");
+}
+
+/// Per-institution limits (tenant.set_limits) are set by set_context for its
+/// transaction alone: behind the pool, the next transaction on the same
+/// server connection has none of them, and the cap on concurrent
+/// transactions counts transactions in the context, whichever client and
+/// server connection they use.
+fn per_institution_limits_hold_behind_the_pool(
+    bouncer: &Bouncer,
+    su: &mut Client,
+    capped: uuid::Uuid,
+    free: uuid::Uuid,
+) {
+    let mut first = bouncer.connect();
+    let mut second = bouncer.connect();
+    let default = column(&mut first, "SHOW statement_timeout").unwrap();
+    su.execute(
+        "SELECT tenant.set_limits(id, '{\"statement_timeout\": \"300ms\", \"max_transactions\": 1}')
+           FROM tenant.tenant_schemas WHERE institution_id = $1 AND status = 'ACTIVE'",
+        &[&capped],
+    )
+    .unwrap();
+    first.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{capped}')")).unwrap();
+    assert_eq!(column(&mut first, "SHOW statement_timeout").unwrap(), vec!["300ms"]);
+    let slow = first.batch_execute("SELECT pg_sleep(2)").unwrap_err();
+    assert_eq!(slow.code().map(|c| c.code()), Some("57014"), "{slow}");
+    first.batch_execute("ROLLBACK").unwrap();
+    for client in [&mut first, &mut second] {
+        client.batch_execute("BEGIN").unwrap();
+        assert_eq!(column(client, "SHOW statement_timeout").unwrap(), default, "a limit outlived its transaction");
+        client.batch_execute(&format!("SELECT tenant.set_context('{free}')")).unwrap();
+        assert_eq!(column(client, "SHOW statement_timeout").unwrap(), default, "another institution's limit applied");
+        client.batch_execute("SELECT pg_sleep(0.5); COMMIT").unwrap();
+    }
+    // One transaction in the capped institution's context at a time.
+    first.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{capped}')")).unwrap();
+    second.batch_execute("BEGIN").unwrap();
+    let refused = second.batch_execute(&format!("SELECT tenant.set_context('{capped}')")).unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("53300"), "{refused}");
+    second.batch_execute("ROLLBACK").unwrap();
+    first.batch_execute("COMMIT").unwrap();
+    second.batch_execute(&format!("BEGIN; SELECT tenant.set_context('{capped}'); COMMIT")).unwrap();
 }
