@@ -369,7 +369,7 @@ fn refuse_key_collisions(tenant: &Tenant, plan: &TablePlan) -> TcResult<()> {
     let theirs = plan.key.iter().map(|&i| format!("x.{}", pgrx::spi::quote_identifier(&plan.columns[i].1)));
     let clashes: i64 = db::scalar(
         &format!(
-            "SELECT pg_catalog.count(*) FROM {} o WHERE EXISTS (SELECT 1 FROM {} x WHERE ({}) = ({}))",
+            "SELECT pg_catalog.count(*) FROM {} o WHERE EXISTS (SELECT 1 FROM {} x WHERE ({}) OPERATOR(pg_catalog.=) ({}))",
             quote_qualified_identifier(tenant.schema.as_str(), &plan.table),
             plan.shared(),
             theirs.collect::<Vec<_>>().join(", "),

@@ -23,7 +23,7 @@ pub(super) fn table_of(plan: &TablePlan, shared_side: bool, tenant: &Tenant) -> 
 pub(super) fn rows_of(plan: &TablePlan, shared_side: bool, tenant: &Tenant) -> String {
     let table = table_of(plan, shared_side, tenant);
     if shared_side {
-        format!("{table} s WHERE s.{} = $1", quote_identifier(&plan.tenant_column))
+        format!("{table} s WHERE s.{} OPERATOR(pg_catalog.=) $1", quote_identifier(&plan.tenant_column))
     } else {
         format!("{table} s WHERE $1::uuid IS NOT NULL")
     }
@@ -79,7 +79,7 @@ fn copy_pinned(
             .enumerate()
             .map(|(n, type_name)| format!("($2::text[])[{}]::{type_name}", n + 1))
             .collect();
-        format!(" AND ({keys}) > ({})", bound.join(", "))
+        format!(" AND ({keys}) OPERATOR(pg_catalog.>) ({})", bound.join(", "))
     } else {
         String::new()
     };
