@@ -271,14 +271,14 @@ fn with_pg_cron_in_the_same_database_the_jobs_are_scheduled_directly_and_updated
     for schedule in ["0 4 * * *", "0 5 * * *"] {
         let rows =
             su.query("SELECT scheduled FROM tenant.schedule_maintenance(maintenance => $1)", &[&schedule]).unwrap();
-        assert_eq!(rows.len(), 8);
+        assert_eq!(rows.len(), 9);
         assert!(rows.iter().all(|r| r.get::<_, bool>(0)));
     }
     let scheduled = jobs(&mut su);
     su.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'tenant_control postgres: %'")
         .unwrap();
     su.batch_execute("DROP EXTENSION tenant_control CASCADE").unwrap();
-    assert_eq!(scheduled.len(), 8, "a second call updates the jobs instead of adding some: {scheduled:?}");
+    assert_eq!(scheduled.len(), 9, "a second call updates the jobs instead of adding some: {scheduled:?}");
     let maintenance = scheduled.iter().find(|(name, _, _)| name.ends_with("maintenance")).unwrap();
     assert_eq!((maintenance.1.as_str(), maintenance.2.as_str()), ("0 5 * * *", "CALL tenant.run_maintenance()"));
 }
