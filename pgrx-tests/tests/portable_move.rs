@@ -560,6 +560,58 @@ fn a_cut_over_that_fails_before_its_decision_rolls_back_by_itself() {
     target.discard();
 }
 
+/// The target killed while a running move waits in its cut-over (FROZEN):
+/// meanwhile writers here get a clear 55006 naming the target; the
+/// coordinator's next look at the target fails, and it rolls the cut-over
+/// back at once, so the institution is usable here (and only here) without
+/// waiting for the target; a later run finishes the move.
+#[test]
+fn a_target_killed_during_a_running_cut_over_leaves_the_source_usable() {
+    let source = server("move_live_kill_source", LOGICAL);
+    let mut target = server("move_live_kill_target", LOGICAL);
+    let to = conninfo(&target);
+    let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
+    let (institution, schema_id, schema) = institution(&mut src, 50);
+    assert_eq!(call_move(&mut src, schema_id, &to, Some("SYNCED")).status, "STOPPED");
+    // The target stops applying: the freeze's marker cannot arrive, so the
+    // move stays in its cut-over, polling the target.
+    let subscription = format!("tc_move_{}", schema_id.simple());
+    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} DISABLE")).unwrap();
+    drop(dst);
+    let (from, into) = (conninfo(&source), to.clone());
+    let running = thread::spawn(move || {
+        let mut coordinator = postgres::Client::connect(&from, postgres::NoTls).unwrap();
+        call_move(&mut coordinator, schema_id, &into, None)
+    });
+    let started = std::time::Instant::now();
+    while move_step(&mut src, schema_id) != "FROZEN" {
+        assert!(started.elapsed() < Duration::from_secs(60), "the move did not reach its cut-over");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (code, message) = write(&mut src, institution, "during the cut-over").unwrap_err();
+    assert_eq!(code, "55006", "{message}");
+    assert!(message.contains(&format!("institution {institution} is moving to {to}")), "{message}");
+
+    target.crash();
+    let failed = running.join().unwrap();
+    assert_eq!(failed.status, "ERROR");
+    assert!(failed.message.contains("rolled back"), "{}", failed.message);
+    assert_eq!(move_step(&mut src, schema_id), "SYNCED");
+    assert!(write(&mut src, institution, "while the target is down").is_ok());
+
+    restart(&mut target);
+    let mut dst = target.connect(DB);
+    assert!(write(&mut dst, institution, "while the target is down").is_err());
+    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} ENABLE")).unwrap();
+    move_ok(&mut src, schema_id, &to);
+    assert!(!usable(&mut src, institution) && usable(&mut dst, institution));
+    assert_eq!(items(&mut dst, &schema), items(&mut src, &schema));
+    assert_eq!(items(&mut dst, &schema).len(), 51);
+    assert_no_leftovers(&mut src, &mut dst);
+    source.discard();
+    target.discard();
+}
+
 /// tenant.resolve_moves (the pg_cron job) resolves abandoned cut-overs: one
 /// not decided rolls back, one decided rolls forward; a move whose
 /// coordinator is alive is left alone, and meanwhile set_context says what
