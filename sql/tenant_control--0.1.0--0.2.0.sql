@@ -4396,13 +4396,16 @@ DECLARE
     m tenant.institution_moves;
     t tenant.tenant_schemas;
 BEGIN
+    -- The coordinator's key first: while a move runs, a caller (an
+    -- application's set_context) takes no lock that could hold its next step.
+    IF NOT pg_try_advisory_xact_lock(29795, tenant.move_lock_key(sid)) THEN
+        RETURN 'BUSY';
+    END IF;
     SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = sid FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN CASE WHEN EXISTS (SELECT 1 FROM tenant.institution_moves x WHERE x.schema_id = sid) THEN 'BUSY' ELSE 'NONE' END;
     ELSIF m.step NOT IN ('FROZEN', 'ACTIVATING', 'MOVED') THEN
         RETURN 'NONE';
-    ELSIF NOT pg_try_advisory_xact_lock(29795, tenant.move_lock_key(sid)) THEN
-        RETURN 'BUSY';
     END IF;
     SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = sid FOR NO KEY UPDATE;
     IF m.step = 'FROZEN' THEN
