@@ -1053,7 +1053,8 @@ CREATE FUNCTION tenant.schedule_maintenance(
     fleet_backup text DEFAULT '0 1 * * *',
     data_retention text DEFAULT '15 4 * * *',
     history text DEFAULT '45 4 * * *',
-    history_keep interval DEFAULT '13 months')
+    history_keep interval DEFAULT '13 months',
+    move_resolver text DEFAULT '* * * * *')
 RETURNS TABLE (job_name text, schedule text, command text, scheduled boolean, statement text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1071,7 +1072,8 @@ BEGIN
             (6, 'fleet_backup', fleet_backup, 'CALL tenant.backup_all()'),
             (7, 'data_retention', data_retention, 'CALL tenant.apply_retention()'),
             (8, 'history', history,
-             format('CALL tenant.maintain_history(%L)', history_keep))) AS j(n, name, cron, sql)
+             format('CALL tenant.maintain_history(%L)', history_keep)),
+            (9, 'move_resolver', move_resolver, 'SELECT count(*) FROM tenant.resolve_moves()')) AS j(n, name, cron, sql)
          WHERE j.cron IS NOT NULL ORDER BY j.n
     LOOP
         job_name := format('tenant_control %s: %s', current_database(), job.name);
@@ -1086,8 +1088,8 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval) IS
-    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention, history retention keeping history_keep); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) IS
+    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention, history retention keeping history_keep, the resolver of interrupted moves); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
 COMMENT ON FUNCTION tenant.check_integrity(uuid, boolean) IS
     'Integrity check of one tenant or (NULL) the fleet: registry vs catalogs, drift from the template, orphaned rows, counters; fix => true repairs what is safe. Logs INTEGRITY_CHECK.';
 COMMENT ON FUNCTION tenant.record_usage_snapshot() IS 'Record one usage row per tenant (tenant.usage_snapshots); logs USAGE_SNAPSHOT. Called by tenant.take_usage_snapshot.';
@@ -2264,7 +2266,7 @@ CREATE TABLE tenant.institution_moves (
     institution_id   uuid        NOT NULL,
     location         text        NOT NULL,
     step             text        NOT NULL
-                     CHECK (step IN ('PREPARED', 'SYNCING', 'CATCHING_UP', 'SYNCED', 'FROZEN', 'MOVED')),
+                     CHECK (step IN ('PREPARED', 'SYNCING', 'CATCHING_UP', 'SYNCED', 'FROZEN', 'ACTIVATING', 'MOVED')),
     target_schema_id uuid        NOT NULL,
     frozen_at        timestamptz,
     pause_ms         numeric(14, 3),
@@ -2274,7 +2276,7 @@ CREATE TABLE tenant.institution_moves (
 COMMENT ON TABLE tenant.institution_moves IS
     'Moves of institutions to other servers (tenant.move_institution): one row per moved schema, kept once MOVED as the record of where the institution lives.';
 COMMENT ON COLUMN tenant.institution_moves.location IS 'The target''s connection string without its password: where the institution lives once MOVED.';
-COMMENT ON COLUMN tenant.institution_moves.step IS 'PREPARED (target schema and publication ready), SYNCING (initial copy), CATCHING_UP, SYNCED (target caught up; source still ACTIVE), FROZEN (source writes stopped, cut-over in progress) or MOVED.';
+COMMENT ON COLUMN tenant.institution_moves.step IS 'PREPARED (target schema and publication ready), SYNCING (initial copy), CATCHING_UP, SYNCED (target caught up; source still ACTIVE), FROZEN (source writes stopped, not decided: an interruption rolls back here), ACTIVATING (decided: the institution belongs to the target, which is being activated) or MOVED.';
 COMMENT ON COLUMN tenant.institution_moves.target_schema_id IS 'Registry id of the institution''s schema on the target.';
 COMMENT ON COLUMN tenant.institution_moves.frozen_at IS 'When writes stopped on the source.';
 COMMENT ON COLUMN tenant.institution_moves.pause_ms IS 'Milliseconds from the source''s freeze to the target''s activation.';
@@ -2715,27 +2717,31 @@ BEGIN
         IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
             RAISE EXCEPTION 'could not stop writes: %', split_part(answer, '|', 3) USING ERRCODE = split_part(answer, '|', 2);
         END IF;
-        INSERT INTO tenant.move_signals VALUES (sid, 'FROZEN') ON CONFLICT DO NOTHING;
-        m.step := 'FROZEN';
+        -- The marker names this freeze: a freeze rolled back and done again
+        -- must not be taken for caught up by the first one's marker.
         m.frozen_at := clock_timestamp();
+        INSERT INTO tenant.move_signals VALUES (sid, tenant.move_freeze_marker(m.frozen_at)) ON CONFLICT DO NOTHING;
+        m.step := 'FROZEN';
     WHEN 'FROZEN' THEN
-        answer := tenant.move_remote(conn, format('SELECT status FROM tenant.tenant_schemas WHERE id = %L', m.target_schema_id));
-        IF answer = 'ACTIVE' THEN
-            -- The target took over (perhaps before an interruption): the
-            -- source keeps its schema, locked out, as a backup.
-            UPDATE tenant.tenant_schemas s SET status = 'MOVED', updated_at = now() WHERE s.id = sid;
-            m.step := 'MOVED';
-            m.pause_ms := COALESCE(m.pause_ms, round((extract(epoch FROM clock_timestamp() - m.frozen_at) * 1000)::numeric, 3));
-        ELSIF NOT tenant.move_remote(conn, format(
-                'SELECT EXISTS (SELECT 1 FROM tenant.move_signals WHERE schema_id = %L AND step = ''FROZEN'')::text', sid))::boolean THEN
+        -- Not decided yet: the target is never activated before this side
+        -- has committed ACTIVATING, so an interruption here rolls back.
+        IF NOT tenant.move_remote(conn, format(
+                'SELECT EXISTS (SELECT 1 FROM tenant.move_signals WHERE schema_id = %L AND step = %L)::text',
+                sid, tenant.move_freeze_marker(m.frozen_at)))::boolean THEN
             RETURN 'WAIT';
-        ELSE
-            PERFORM tenant.move_activate_target(conn, t, m);
+        END IF;
+        m.step := 'ACTIVATING';
+    WHEN 'ACTIVATING' THEN
+        -- Decided: the institution belongs to the target. Activate it there
+        -- (unless it already took over before an interruption), then record it.
+        IF tenant.move_take_over(conn, t, m) THEN
             UPDATE tenant.institution_moves x
                SET pause_ms = round((extract(epoch FROM clock_timestamp() - m.frozen_at) * 1000)::numeric, 3), updated_at = now()
              WHERE x.schema_id = sid;
             RETURN 'ACTIVATED';
         END IF;
+        PERFORM tenant.move_mark_moved(sid);
+        RETURN 'MOVED';
     WHEN 'MOVED' THEN
         IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj)
            AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj) THEN
@@ -2748,7 +2754,9 @@ BEGIN
         END IF;
         PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
         DELETE FROM tenant.move_signals g WHERE g.schema_id = sid;
-        RETURN 'DONE';
+        -- Not DONE yet: a call that only removed what a resolved move left
+        -- reports the move's success, not "already moved".
+        RETURN 'MOVED';
     END CASE;
     UPDATE tenant.institution_moves x
        SET step = m.step, frozen_at = m.frozen_at, pause_ms = m.pause_ms, updated_at = now()
@@ -2799,24 +2807,237 @@ BEGIN
 END
 $$;
 
+-- The marker of one freeze (a freeze rolled back and done again writes another).
+CREATE FUNCTION tenant.move_freeze_marker(frozen_at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 'FROZEN ' OPERATOR(pg_catalog.||) pg_catalog.date_part('epoch', frozen_at)::text $$;
+
+-- The second key of the advisory lock a running move_institution holds for
+-- its whole run (a session lock, first key 0x7463 like the extension's other
+-- locks): while it is held the move has a live coordinator; a crash or a
+-- restart of this server releases it.
+CREATE FUNCTION tenant.move_lock_key(schema_id uuid) RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.hashtext('move:' OPERATOR(pg_catalog.||) schema_id::text) $$;
+
+-- The recorded location, as a connection string that gives up on an
+-- unreachable target after 2 s (the resolver may run inside set_context).
+CREATE FUNCTION tenant.move_reach(location text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN location ~* 'connect_timeout' THEN location
+            WHEN location ~* '^[a-z]+://' THEN location || CASE WHEN strpos(location, '?') > 0 THEN '&' ELSE '?' END || 'connect_timeout=2'
+            ELSE location || ' connect_timeout=2' END
+$$;
+
+-- The decided half of a cut-over: activate the institution on the target
+-- unless it already took over. True when it was activated now.
+CREATE FUNCTION tenant.move_take_over(conn text, t tenant.tenant_schemas, m tenant.institution_moves) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    answer text := tenant.move_remote(conn, format('SELECT status FROM tenant.tenant_schemas WHERE id = %L', m.target_schema_id));
+BEGIN
+    IF answer = 'ACTIVE' THEN
+        RETURN false;
+    ELSIF answer IS DISTINCT FROM 'MAINTENANCE' THEN
+        RAISE EXCEPTION 'the target has no arriving schema of institution schema "%" (status there: %)', t.schema_name, COALESCE(answer, 'none')
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM tenant.move_activate_target(conn, t, m);
+    RETURN true;
+END
+$$;
+
+-- The target took over: the schema here is the locked-out copy.
+CREATE FUNCTION tenant.move_mark_moved(schema_id uuid) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+UPDATE tenant.tenant_schemas s SET status = 'MOVED', updated_at = now() WHERE s.id = move_mark_moved.schema_id;
+UPDATE tenant.institution_moves x
+   SET step = 'MOVED', updated_at = now(),
+       pause_ms = COALESCE(x.pause_ms, round((extract(epoch FROM clock_timestamp() - x.frozen_at) * 1000)::numeric, 3))
+ WHERE x.schema_id = move_mark_moved.schema_id;
+$$;
+
+-- Roll back a cut-over that was not decided: ACTIVE here again, the move
+-- back at SYNCED (the target keeps streaming; running the move resumes).
+CREATE FUNCTION tenant.move_unfreeze(schema_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid constant uuid := move_unfreeze.schema_id;
+    answer text;
+BEGIN
+    -- The step first: a status change is refused while a move is FROZEN.
+    UPDATE tenant.institution_moves x SET step = 'SYNCED', frozen_at = NULL, updated_at = now() WHERE x.schema_id = sid;
+    DELETE FROM tenant.move_signals g WHERE g.schema_id = sid AND g.step LIKE 'FROZEN%';
+    SELECT concat_ws('|', r.status, r.sqlstate, r.message) INTO answer
+      FROM tenant.set_institution_status(sid, 'ACTIVE', 'cut-over of a move rolled back') r;
+    IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+        RAISE EXCEPTION 'could not reopen the institution: %', split_part(answer, '|', 3) USING ERRCODE = split_part(answer, '|', 2);
+    END IF;
+END
+$$;
+
+-- The resolver of one move whose coordinator is gone (its session lock is
+-- free): FROZEN (not decided) rolls back here, ACTIVATING (decided) rolls
+-- forward (the target activated, MOVED here), MOVED removes the publication
+-- and the slot left behind. Returns NONE, BUSY (a coordinator or another
+-- resolver has it), ROLLED_BACK, ROLLED_FORWARD or CLEANED; raises when the
+-- target cannot be reached to roll forward.
+CREATE FUNCTION tenant.move_resolve(schema_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid constant uuid := move_resolve.schema_id;
+    obj constant text := tenant.move_object_name(move_resolve.schema_id);
+    conn constant text := 'tenant_control_move_resolve';
+    m tenant.institution_moves;
+    t tenant.tenant_schemas;
+BEGIN
+    -- The coordinator's key first: while a move runs, a caller (an
+    -- application's set_context) takes no lock that could hold its next step.
+    IF NOT pg_try_advisory_xact_lock(29795, tenant.move_lock_key(sid)) THEN
+        RETURN 'BUSY';
+    END IF;
+    SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = sid FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN CASE WHEN EXISTS (SELECT 1 FROM tenant.institution_moves x WHERE x.schema_id = sid) THEN 'BUSY' ELSE 'NONE' END;
+    ELSIF m.step NOT IN ('FROZEN', 'ACTIVATING', 'MOVED') THEN
+        RETURN 'NONE';
+    END IF;
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = sid FOR NO KEY UPDATE;
+    IF m.step = 'FROZEN' THEN
+        PERFORM tenant.move_unfreeze(sid);
+        RETURN 'ROLLED_BACK';
+    ELSIF m.step = 'ACTIVATING' THEN
+        BEGIN
+            PERFORM tenant.move_connect(conn, tenant.move_reach(m.location));
+            PERFORM tenant.move_take_over(conn, t, m);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM tenant.move_disconnect(conn);
+            RAISE;
+        END;
+        PERFORM tenant.move_disconnect(conn);
+        PERFORM tenant.move_mark_moved(sid);
+        RETURN 'ROLLED_FORWARD';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj)
+       AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj) THEN
+        RETURN 'NONE';
+    END IF;
+    EXECUTE format('DROP PUBLICATION IF EXISTS %I', obj);
+    IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj AND s.active) THEN
+        RETURN 'BUSY';
+    END IF;
+    PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
+    DELETE FROM tenant.move_signals g WHERE g.schema_id = sid;
+    RETURN 'CLEANED';
+END
+$$;
+
+-- What set_context and locate_institution call for an institution that is
+-- MAINTENANCE here (never on their common path): resolve an interrupted
+-- cut-over of its move, then NULL when none remains, or the message of the
+-- one still running ("is moving to ..."). Never raises.
+CREATE FUNCTION tenant.move_settle(institution_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid;
+    location text;
+    step text;
+    failure text;
+BEGIN
+    SELECT t.id, m.location INTO sid, location
+      FROM tenant.tenant_schemas t JOIN tenant.institution_moves m ON m.schema_id = t.id
+     WHERE t.institution_id = move_settle.institution_id AND t.status = 'MAINTENANCE' AND m.step IN ('FROZEN', 'ACTIVATING');
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        PERFORM tenant.move_resolve(sid);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+    END;
+    step := (SELECT m.step FROM tenant.institution_moves m WHERE m.schema_id = sid);
+    IF step NOT IN ('FROZEN', 'ACTIVATING') THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('institution %s is moving to %s: %s', institution_id, location,
+                  CASE WHEN step = 'FROZEN' THEN 'its writes are paused for the cut-over (step FROZEN)'
+                       ELSE 'the cut-over is decided and the target is taking it over (step ACTIVATING)' END)
+           || COALESCE('; the target could not be reached to finish it: ' || failure, '');
+END
+$$;
+
+-- Resolve every move interrupted in its cut-over whose coordinator is gone
+-- (see tenant.move_resolve), and remove what finished moves left behind.
+-- One row per move looked at. tenant.schedule_maintenance runs it every minute.
+CREATE FUNCTION tenant.resolve_moves()
+RETURNS TABLE (schema_name text, step text, outcome text, message text, sqlstate text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pending record;
+    result text;
+    note text;
+    code text;
+BEGIN
+    FOR pending IN
+        SELECT m.schema_id, t.schema_name, m.step, m.location
+          FROM tenant.institution_moves m JOIN tenant.tenant_schemas t ON t.id = m.schema_id
+         WHERE m.step IN ('FROZEN', 'ACTIVATING')
+            OR (m.step = 'MOVED' AND (EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = tenant.move_object_name(m.schema_id))
+                                      OR EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tenant.move_object_name(m.schema_id))))
+         ORDER BY t.schema_name
+    LOOP
+        code := NULL;
+        BEGIN
+            result := tenant.move_resolve(pending.schema_id);
+            note := CASE result
+                WHEN 'ROLLED_BACK' THEN 'the cut-over was not decided: ACTIVE here again, the move is back at step SYNCED (run it again to resume)'
+                WHEN 'ROLLED_FORWARD' THEN format('the cut-over was decided: ACTIVE on %s, MOVED here', pending.location)
+                WHEN 'CLEANED' THEN 'the publication and the replication slot of the finished move are removed'
+                WHEN 'BUSY' THEN 'a running tenant.move_institution (or another resolver) has it'
+                ELSE 'nothing to do' END;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, note = MESSAGE_TEXT;
+            result := 'ERROR';
+            note := format('the cut-over was decided but %s could not finish it: %s', pending.location, note);
+        END;
+        RETURN QUERY SELECT pending.schema_name::text, pending.step, result, note, code;
+    END LOOP;
+END
+$$;
+
 -- Where an institution's schema is: NULL when here, the target's location
--- when it moved away. Applications call it (tenant_control_app).
+-- when it moved away. Applications call it (tenant_control_app). An
+-- institution in a move's cut-over whose coordinator is gone is resolved
+-- first (tenant.move_settle), so the answer is where it is usable.
 CREATE FUNCTION tenant.locate_institution(institution_id uuid) RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     hit record;
+    known boolean;
 BEGIN
     IF institution_id IS NULL THEN
         RAISE EXCEPTION 'argument "institution_id" must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT m.location INTO hit
-      FROM tenant.tenant_schemas t
-      LEFT JOIN tenant.institution_moves m ON m.schema_id = t.id AND m.step = 'MOVED'
-     WHERE t.institution_id = locate_institution.institution_id AND (t.status <> 'DROPPED' OR m.location IS NOT NULL)
-     ORDER BY t.status = 'DROPPED', t.created_at DESC
-     LIMIT 1;
-    IF NOT FOUND THEN
+    FOR attempt IN 1..2 LOOP
+        SELECT m.location, t.status INTO hit
+          FROM tenant.tenant_schemas t
+          LEFT JOIN tenant.institution_moves m ON m.schema_id = t.id AND m.step = 'MOVED'
+         WHERE t.institution_id = locate_institution.institution_id AND (t.status <> 'DROPPED' OR m.location IS NOT NULL)
+         ORDER BY t.status = 'DROPPED', t.created_at DESC
+         LIMIT 1;
+        known := FOUND;
+        EXIT WHEN NOT known OR attempt = 2 OR hit.status <> 'MAINTENANCE';
+        PERFORM tenant.move_settle(institution_id);
+    END LOOP;
+    IF NOT known THEN
         RAISE EXCEPTION 'institution % has no schema here and did not move from here', institution_id
             USING ERRCODE = 'undefined_object';
     END IF;
@@ -2851,15 +3072,17 @@ DECLARE
     detail text;
     hint text;
     done_row record;
+    -- The coordinator's session lock (see tenant.move_lock_key).
+    lock_key integer;
 BEGIN
     BEGIN
         IF move_institution.schema_id IS NULL OR move_institution.target IS NULL THEN
             RAISE EXCEPTION 'argument "%" must not be NULL', CASE WHEN move_institution.schema_id IS NULL THEN 'schema_id' ELSE 'target' END
                 USING ERRCODE = 'null_value_not_allowed';
         END IF;
-        IF stop_after IS NOT NULL AND pg_catalog.upper(stop_after) OPERATOR(pg_catalog.<>) ALL (ARRAY['PREPARED', 'SYNCED', 'FROZEN', 'ACTIVATED']) THEN
+        IF stop_after IS NOT NULL AND pg_catalog.upper(stop_after) OPERATOR(pg_catalog.<>) ALL (ARRAY['PREPARED', 'SYNCED', 'FROZEN', 'ACTIVATING', 'ACTIVATED']) THEN
             RAISE EXCEPTION 'unknown step "%" for stop_after', stop_after
-                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use PREPARED, SYNCED, FROZEN or ACTIVATED.';
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use PREPARED, SYNCED, FROZEN, ACTIVATING or ACTIVATED.';
         END IF;
         IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.id OPERATOR(pg_catalog.=) move_institution.schema_id
                                                                 AND t.status OPERATOR(pg_catalog.<>) ALL (ARRAY['DROPPED', 'SPARE'])) THEN
@@ -2875,8 +3098,16 @@ BEGIN
                           pg_catalog.current_setting('port'), pg_catalog.current_database(), session_user);
         END IF;
         PERFORM tenant.move_connect(conn, move_institution.target);
+        -- One coordinator per move; while it runs, the resolver leaves the
+        -- move alone. Taken last in this block: nothing after it can fail.
+        lock_key := tenant.move_lock_key(move_institution.schema_id);
+        IF NOT pg_catalog.pg_try_advisory_lock(29795, lock_key) THEN
+            RAISE EXCEPTION 'institution schema % is being moved or resolved by another session', move_institution.schema_id
+                USING ERRCODE = 'object_in_use', HINT = 'Wait for that call to end, then run the move again.';
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+        PERFORM tenant.move_disconnect(conn);
         move_institution.status := 'ERROR';
         move_institution.message := msg || COALESCE(' (' || NULLIF(detail, '') || ')', '');
         move_institution.sqlstate := code;
@@ -2896,13 +3127,27 @@ BEGIN
             ELSE
                 waiting_since := NULL;
             END IF;
-        EXCEPTION WHEN OTHERS THEN
+        -- query_canceled too (max_wait, a cancel): OTHERS does not include it.
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
             PERFORM tenant.move_disconnect(conn);
             SELECT m.step INTO step FROM tenant.institution_moves m WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id;
+            IF step OPERATOR(pg_catalog.=) 'FROZEN' THEN
+                -- Not decided: the coordinator rolls its cut-over back itself
+                -- rather than leave the institution frozen.
+                BEGIN
+                    PERFORM tenant.move_resolve(move_institution.schema_id);
+                    step := 'SYNCED (the cut-over was rolled back: the institution is ACTIVE here again)';
+                EXCEPTION WHEN OTHERS THEN
+                    NULL;  -- stays FROZEN: the resolver of set_context or resolve_moves retries
+                END;
+            END IF;
+            PERFORM pg_catalog.pg_advisory_unlock(29795, lock_key);
             move_institution.status := 'ERROR';
             move_institution.message := msg || COALESCE(' (' || NULLIF(detail, '') || ')', '')
-                                        || COALESCE('; the move stays at step ' || step || ': run it again to resume, or tenant.cancel_move', '');
+                                        || CASE WHEN step OPERATOR(pg_catalog.=) 'ACTIVATING'
+                                                THEN '; the cut-over is decided (step ACTIVATING): the target takes over when the move is run again or tenant.resolve_moves() reaches it'
+                                                ELSE COALESCE('; the move stays at step ' || step || ': run it again to resume, or tenant.cancel_move', '') END;
             move_institution.sqlstate := code;
             RETURN;
         END;
@@ -2917,12 +3162,14 @@ BEGIN
                                              THEN 0.002 ELSE 0.05 END);
         ELSIF step OPERATOR(pg_catalog.=) pg_catalog.upper(stop_after) THEN
             PERFORM tenant.move_disconnect(conn);
+            PERFORM pg_catalog.pg_advisory_unlock(29795, lock_key);
             move_institution.status := 'STOPPED';
             move_institution.message := pg_catalog.format('the move stopped after step %s as asked; run it again to go on', step);
             RETURN;
         END IF;
     END LOOP;
     PERFORM tenant.move_disconnect(conn);
+    PERFORM pg_catalog.pg_advisory_unlock(29795, lock_key);
     SELECT m.location AS where_to, m.pause_ms AS pause, t.schema_name INTO done_row
       FROM tenant.institution_moves m JOIN tenant.tenant_schemas t ON t.id OPERATOR(pg_catalog.=) m.schema_id
      WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id;
@@ -2962,6 +3209,13 @@ BEGIN
         RETURN;
     ELSIF m.step = 'MOVED' THEN
         RETURN QUERY SELECT 'ERROR', format('institution schema "%s" has already moved to %s', t.schema_name, m.location), '55000';
+        RETURN;
+    ELSIF m.step = 'ACTIVATING' THEN
+        RETURN QUERY SELECT 'ERROR', format('the cut-over of institution schema "%s" is decided: it belongs to %s now; finish the move with tenant.move_institution or tenant.resolve_moves()',
+                                            t.schema_name, m.location), '55000';
+        RETURN;
+    ELSIF NOT pg_try_advisory_xact_lock(29795, tenant.move_lock_key(t.id)) THEN
+        RETURN QUERY SELECT 'ERROR', format('institution schema "%s" is being moved by another session: cancel it when that call has ended', t.schema_name), '55006';
         RETURN;
     END IF;
     PERFORM tenant.move_connect(conn, target);
@@ -3015,7 +3269,10 @@ REVOKE ALL ON FUNCTION tenant.move_object_name(uuid), tenant.move_remote(text, t
     tenant.move_check_target(text, uuid), tenant.move_prepare_target(text, tenant.tenant_schemas),
     tenant.move_ensure_slot(uuid), tenant.move_step(uuid, text, text, text),
     tenant.move_activate_target(text, tenant.tenant_schemas, tenant.institution_moves),
-    tenant.locate_institution(uuid), tenant.cancel_move(uuid, text) FROM PUBLIC;
+    tenant.locate_institution(uuid), tenant.cancel_move(uuid, text),
+    tenant.move_freeze_marker(timestamptz), tenant.move_lock_key(uuid), tenant.move_reach(text),
+    tenant.move_take_over(text, tenant.tenant_schemas, tenant.institution_moves), tenant.move_mark_moved(uuid),
+    tenant.move_unfreeze(uuid), tenant.move_resolve(uuid), tenant.move_settle(uuid), tenant.resolve_moves() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenant.institution_settings(uuid), tenant.receive_institution_settings(uuid, jsonb, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.institution_settings(uuid), tenant.receive_institution_settings(uuid, jsonb, boolean)
     TO tenant_control_admin;
@@ -3039,6 +3296,16 @@ COMMENT ON FUNCTION tenant.move_ensure_slot(uuid) IS 'Internal (tenant.move_inst
 COMMENT ON FUNCTION tenant.move_step(uuid, text, text, text) IS 'Internal (tenant.move_institution): advance a move by one step.';
 COMMENT ON FUNCTION tenant.move_activate_target(text, tenant.tenant_schemas, tenant.institution_moves) IS 'Internal (tenant.move_institution): drop the subscription, set the sequences and activate the institution on the target.';
 COMMENT ON FUNCTION tenant.locate_institution(uuid) IS 'Where an institution lives: NULL when its schema is in this database, the target''s location (without password) when it moved away.';
+COMMENT ON FUNCTION tenant.move_freeze_marker(timestamptz) IS 'Internal (tenant.move_institution): the marker of one freeze of a cut-over.';
+COMMENT ON FUNCTION tenant.move_lock_key(uuid) IS 'Internal (tenant.move_institution): second key of the session advisory lock a running move holds (first key 29795).';
+COMMENT ON FUNCTION tenant.move_reach(text) IS 'Internal (tenant.move_resolve): a move''s location as a connection string with a 2 s connect_timeout.';
+COMMENT ON FUNCTION tenant.move_take_over(text, tenant.tenant_schemas, tenant.institution_moves) IS 'Internal (tenant.move_institution): activate the institution on the target unless it already took over; true when activated now.';
+COMMENT ON FUNCTION tenant.move_mark_moved(uuid) IS 'Internal (tenant.move_institution): record that the target took over (MOVED here).';
+COMMENT ON FUNCTION tenant.move_unfreeze(uuid) IS 'Internal (tenant.move_resolve): roll back an undecided cut-over (ACTIVE here again, step SYNCED).';
+COMMENT ON FUNCTION tenant.move_resolve(uuid) IS 'Internal (tenant.resolve_moves): resolve one move whose coordinator is gone: FROZEN rolls back, ACTIVATING rolls forward, MOVED leftovers are removed.';
+COMMENT ON FUNCTION tenant.move_settle(uuid) IS 'Internal (tenant.set_context, tenant.locate_institution): resolve an interrupted cut-over of an institution; NULL, or the message of the cut-over still running.';
+COMMENT ON FUNCTION tenant.resolve_moves() IS
+    'Resolve every move interrupted in its cut-over whose tenant.move_institution call is gone (FROZEN: rolled back here; ACTIVATING: the target activated, MOVED here) and remove what finished moves left; one row per move. Scheduled by tenant.schedule_maintenance.';
 COMMENT ON FUNCTION tenant.cancel_move(uuid, text) IS 'Roll back a move that has not cut over: the target''s subscription and arriving schema go, and the institution is ACTIVE here again.';
 COMMENT ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) IS
     'Move an institution to another server online: logical replication of its schema, then a sub-second cut-over; the source keeps its data locked out (MOVED). Resumes when run again.';

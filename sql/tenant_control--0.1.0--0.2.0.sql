@@ -4124,3 +4124,710 @@ COMMENT ON PROCEDURE tenant.apply_migrations(boolean) IS
 -- tenant.schema_objects called in a select list is planned with ROWS as its
 -- estimate (see sql/bootstrap.sql): 50, not the default 1000.
 ALTER FUNCTION tenant.schema_objects(text, regclass) ROWS 50;
+
+-- move cut-over resolver (issue 14, helper 1) ---------------------------------
+-- The source is the single decision point of a move's cut-over: ACTIVATING
+-- is committed here before the target is activated, a running move holds a
+-- session advisory lock, and a resolver (tenant.move_resolve, through
+-- set_context, locate_institution and tenant.resolve_moves) rolls an
+-- interrupted cut-over back (FROZEN) or forward (ACTIVATING).
+-- A cut-over frozen by the previous version has no decision recorded: finish
+-- or cancel that move before upgrading.
+DO $upgrade$
+BEGIN
+    IF EXISTS (SELECT 1 FROM tenant.institution_moves m WHERE m.step OPERATOR(pg_catalog.=) 'FROZEN') THEN
+        RAISE EXCEPTION 'a move is in its cut-over (tenant.institution_moves step FROZEN): run it again or cancel it before upgrading'
+            USING ERRCODE = 'object_in_use';
+    END IF;
+END
+$upgrade$;
+ALTER TABLE tenant.institution_moves DROP CONSTRAINT institution_moves_step_check,
+    ADD CONSTRAINT institution_moves_step_check
+    CHECK (step IN ('PREPARED', 'SYNCING', 'CATCHING_UP', 'SYNCED', 'FROZEN', 'ACTIVATING', 'MOVED'));
+COMMENT ON COLUMN tenant.institution_moves.step IS 'PREPARED (target schema and publication ready), SYNCING (initial copy), CATCHING_UP, SYNCED (target caught up; source still ACTIVE), FROZEN (source writes stopped, not decided: an interruption rolls back here), ACTIVATING (decided: the institution belongs to the target, which is being activated) or MOVED.';
+
+-- One step of a move; returns the step reached, WAIT (poll again), or DONE.
+-- Each step runs in its own transaction (the procedure commits after it).
+CREATE OR REPLACE FUNCTION tenant.move_step(schema_id uuid, conn text, source text, location text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid constant uuid := move_step.schema_id;
+    obj constant text := tenant.move_object_name(move_step.schema_id);
+    t tenant.tenant_schemas;
+    m tenant.institution_moves;
+    answer text;
+    statement text;
+BEGIN
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = sid FOR NO KEY UPDATE;
+    SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = sid FOR UPDATE;
+    IF NOT FOUND THEN
+        IF t.status <> 'ACTIVE' THEN
+            RAISE EXCEPTION 'institution schema "%" (%) is %: only an ACTIVE institution can move', t.schema_name, sid, t.status
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        PERFORM tenant.move_check_source(sid);
+        PERFORM tenant.move_check_target(conn, sid);
+        m.target_schema_id := tenant.move_prepare_target(conn, t);
+        IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj) THEN
+            EXECUTE format('CREATE PUBLICATION %I FOR TABLES IN SCHEMA %I, TABLE tenant.move_signals WHERE (schema_id = %L::uuid)',
+                           obj, t.schema_name, sid);
+        END IF;
+        INSERT INTO tenant.institution_moves (schema_id, institution_id, location, step, target_schema_id)
+        VALUES (sid, t.institution_id, location, 'PREPARED', m.target_schema_id);
+        RETURN 'PREPARED';
+    END IF;
+    IF m.location <> location THEN
+        RAISE EXCEPTION 'institution schema "%" is being moved to %, not %', t.schema_name, m.location, location
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run tenant.move_institution with that target to resume, or tenant.cancel_move to roll back.';
+    END IF;
+    CASE m.step
+    WHEN 'PREPARED' THEN
+        answer := tenant.move_remote(conn, format('SELECT count(*)::text FROM pg_subscription WHERE subname = %L', obj));
+        IF answer = '0' THEN
+            -- synchronous_commit on: the workers' own commits (a table's copy
+            -- done, before its temporary slot on the source is dropped) must
+            -- survive a crash of this server, or its restart waits for a slot
+            -- that no longer exists.
+            PERFORM tenant.move_remote(conn, format(
+                'CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (create_slot = false, slot_name = %L, copy_data = true, synchronous_commit = on)',
+                obj, source, obj, obj));
+        END IF;
+        m.step := 'SYNCING';
+    WHEN 'SYNCING' THEN
+        answer := tenant.move_remote(conn, format(
+            'SELECT concat_ws(''|'', count(*), count(*) FILTER (WHERE r.srsubstate <> ''r''))
+               FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid WHERE s.subname = %L', obj));
+        IF split_part(answer, '|', 1) = '0' OR split_part(answer, '|', 2) <> '0' THEN
+            RETURN 'WAIT';
+        END IF;
+        INSERT INTO tenant.move_signals VALUES (sid, 'SYNCED') ON CONFLICT DO NOTHING;
+        m.step := 'CATCHING_UP';
+    WHEN 'CATCHING_UP' THEN
+        IF NOT tenant.move_remote(conn, format(
+                'SELECT EXISTS (SELECT 1 FROM tenant.move_signals WHERE schema_id = %L AND step = ''SYNCED'')::text', sid))::boolean THEN
+            RETURN 'WAIT';
+        END IF;
+        m.step := 'SYNCED';
+    WHEN 'SYNCED' THEN
+        -- The cut-over: wait for writers in flight (EXCLUSIVE lets reads on),
+        -- then lock the tenant role out. Writers queued behind the locks meet
+        -- the revoked USAGE when this commits.
+        IF tenant.move_remote(conn, format('SELECT tenant.move_table_list(%L)', t.schema_name))
+           <> tenant.move_table_list(t.schema_name) THEN
+            RAISE EXCEPTION 'the tables of institution schema "%" changed during the move', t.schema_name
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'DDL is not replicated: run tenant.cancel_move, then move again.';
+        END IF;
+        SET LOCAL lock_timeout = '2s';
+        SELECT 'LOCK TABLE ' || string_agg(c.oid::regclass::text, ', ') || ' IN EXCLUSIVE MODE' INTO statement
+          FROM pg_class c WHERE c.relnamespace = t.schema_name::regnamespace AND c.relkind IN ('r', 'p');
+        IF statement IS NOT NULL THEN
+            EXECUTE statement;
+        END IF;
+        SELECT concat_ws('|', r.status, r.sqlstate, r.message) INTO answer
+          FROM tenant.set_institution_status(sid, 'MAINTENANCE', 'moving to ' || location) r;
+        IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+            RAISE EXCEPTION 'could not stop writes: %', split_part(answer, '|', 3) USING ERRCODE = split_part(answer, '|', 2);
+        END IF;
+        -- The marker names this freeze: a freeze rolled back and done again
+        -- must not be taken for caught up by the first one's marker.
+        m.frozen_at := clock_timestamp();
+        INSERT INTO tenant.move_signals VALUES (sid, tenant.move_freeze_marker(m.frozen_at)) ON CONFLICT DO NOTHING;
+        m.step := 'FROZEN';
+    WHEN 'FROZEN' THEN
+        -- Not decided yet: the target is never activated before this side
+        -- has committed ACTIVATING, so an interruption here rolls back.
+        IF NOT tenant.move_remote(conn, format(
+                'SELECT EXISTS (SELECT 1 FROM tenant.move_signals WHERE schema_id = %L AND step = %L)::text',
+                sid, tenant.move_freeze_marker(m.frozen_at)))::boolean THEN
+            RETURN 'WAIT';
+        END IF;
+        m.step := 'ACTIVATING';
+    WHEN 'ACTIVATING' THEN
+        -- Decided: the institution belongs to the target. Activate it there
+        -- (unless it already took over before an interruption), then record it.
+        IF tenant.move_take_over(conn, t, m) THEN
+            UPDATE tenant.institution_moves x
+               SET pause_ms = round((extract(epoch FROM clock_timestamp() - m.frozen_at) * 1000)::numeric, 3), updated_at = now()
+             WHERE x.schema_id = sid;
+            RETURN 'ACTIVATED';
+        END IF;
+        PERFORM tenant.move_mark_moved(sid);
+        RETURN 'MOVED';
+    WHEN 'MOVED' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj)
+           AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj) THEN
+            RETURN 'DONE';
+        END IF;
+        EXECUTE format('DROP PUBLICATION IF EXISTS %I', obj);
+        -- The walsender lets go of the slot once the target dropped its subscription.
+        IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj AND s.active) THEN
+            RETURN 'WAIT';
+        END IF;
+        PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
+        DELETE FROM tenant.move_signals g WHERE g.schema_id = sid;
+        -- Not DONE yet: a call that only removed what a resolved move left
+        -- reports the move's success, not "already moved".
+        RETURN 'MOVED';
+    END CASE;
+    UPDATE tenant.institution_moves x
+       SET step = m.step, frozen_at = m.frozen_at, pause_ms = m.pause_ms, updated_at = now()
+     WHERE x.schema_id = sid;
+    RETURN m.step;
+END
+$$;
+
+-- The marker of one freeze (a freeze rolled back and done again writes another).
+CREATE OR REPLACE FUNCTION tenant.move_freeze_marker(frozen_at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 'FROZEN ' OPERATOR(pg_catalog.||) pg_catalog.date_part('epoch', frozen_at)::text $$;
+
+-- The second key of the advisory lock a running move_institution holds for
+-- its whole run (a session lock, first key 0x7463 like the extension's other
+-- locks): while it is held the move has a live coordinator; a crash or a
+-- restart of this server releases it.
+CREATE OR REPLACE FUNCTION tenant.move_lock_key(schema_id uuid) RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.hashtext('move:' OPERATOR(pg_catalog.||) schema_id::text) $$;
+
+-- The recorded location, as a connection string that gives up on an
+-- unreachable target after 2 s (the resolver may run inside set_context).
+CREATE OR REPLACE FUNCTION tenant.move_reach(location text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN location ~* 'connect_timeout' THEN location
+            WHEN location ~* '^[a-z]+://' THEN location || CASE WHEN strpos(location, '?') > 0 THEN '&' ELSE '?' END || 'connect_timeout=2'
+            ELSE location || ' connect_timeout=2' END
+$$;
+
+-- The second key of the advisory lock a running move_institution holds for
+-- its whole run (a session lock, first key 0x7463 like the extension's other
+-- locks): while it is held the move has a live coordinator; a crash or a
+-- restart of this server releases it.
+CREATE OR REPLACE FUNCTION tenant.move_lock_key(schema_id uuid) RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.hashtext('move:' OPERATOR(pg_catalog.||) schema_id::text) $$;
+
+-- The recorded location, as a connection string that gives up on an
+-- unreachable target after 2 s (the resolver may run inside set_context).
+CREATE OR REPLACE FUNCTION tenant.move_reach(location text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN location ~* 'connect_timeout' THEN location
+            WHEN location ~* '^[a-z]+://' THEN location || CASE WHEN strpos(location, '?') > 0 THEN '&' ELSE '?' END || 'connect_timeout=2'
+            ELSE location || ' connect_timeout=2' END
+$$;
+
+-- The recorded location, as a connection string that gives up on an
+-- unreachable target after 2 s (the resolver may run inside set_context).
+CREATE OR REPLACE FUNCTION tenant.move_reach(location text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN location ~* 'connect_timeout' THEN location
+            WHEN location ~* '^[a-z]+://' THEN location || CASE WHEN strpos(location, '?') > 0 THEN '&' ELSE '?' END || 'connect_timeout=2'
+            ELSE location || ' connect_timeout=2' END
+$$;
+
+-- The decided half of a cut-over: activate the institution on the target
+-- unless it already took over. True when it was activated now.
+CREATE OR REPLACE FUNCTION tenant.move_take_over(conn text, t tenant.tenant_schemas, m tenant.institution_moves) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    answer text := tenant.move_remote(conn, format('SELECT status FROM tenant.tenant_schemas WHERE id = %L', m.target_schema_id));
+BEGIN
+    IF answer = 'ACTIVE' THEN
+        RETURN false;
+    ELSIF answer IS DISTINCT FROM 'MAINTENANCE' THEN
+        RAISE EXCEPTION 'the target has no arriving schema of institution schema "%" (status there: %)', t.schema_name, COALESCE(answer, 'none')
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM tenant.move_activate_target(conn, t, m);
+    RETURN true;
+END
+$$;
+
+-- The target took over: the schema here is the locked-out copy.
+CREATE OR REPLACE FUNCTION tenant.move_mark_moved(schema_id uuid) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$
+UPDATE tenant.tenant_schemas s SET status = 'MOVED', updated_at = now() WHERE s.id = move_mark_moved.schema_id;
+UPDATE tenant.institution_moves x
+   SET step = 'MOVED', updated_at = now(),
+       pause_ms = COALESCE(x.pause_ms, round((extract(epoch FROM clock_timestamp() - x.frozen_at) * 1000)::numeric, 3))
+ WHERE x.schema_id = move_mark_moved.schema_id;
+$$;
+
+-- Roll back a cut-over that was not decided: ACTIVE here again, the move
+-- back at SYNCED (the target keeps streaming; running the move resumes).
+CREATE OR REPLACE FUNCTION tenant.move_unfreeze(schema_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid constant uuid := move_unfreeze.schema_id;
+    answer text;
+BEGIN
+    -- The step first: a status change is refused while a move is FROZEN.
+    UPDATE tenant.institution_moves x SET step = 'SYNCED', frozen_at = NULL, updated_at = now() WHERE x.schema_id = sid;
+    DELETE FROM tenant.move_signals g WHERE g.schema_id = sid AND g.step LIKE 'FROZEN%';
+    SELECT concat_ws('|', r.status, r.sqlstate, r.message) INTO answer
+      FROM tenant.set_institution_status(sid, 'ACTIVE', 'cut-over of a move rolled back') r;
+    IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+        RAISE EXCEPTION 'could not reopen the institution: %', split_part(answer, '|', 3) USING ERRCODE = split_part(answer, '|', 2);
+    END IF;
+END
+$$;
+
+-- The resolver of one move whose coordinator is gone (its session lock is
+-- free): FROZEN (not decided) rolls back here, ACTIVATING (decided) rolls
+-- forward (the target activated, MOVED here), MOVED removes the publication
+-- and the slot left behind. Returns NONE, BUSY (a coordinator or another
+-- resolver has it), ROLLED_BACK, ROLLED_FORWARD or CLEANED; raises when the
+-- target cannot be reached to roll forward.
+CREATE OR REPLACE FUNCTION tenant.move_resolve(schema_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid constant uuid := move_resolve.schema_id;
+    obj constant text := tenant.move_object_name(move_resolve.schema_id);
+    conn constant text := 'tenant_control_move_resolve';
+    m tenant.institution_moves;
+    t tenant.tenant_schemas;
+BEGIN
+    -- The coordinator's key first: while a move runs, a caller (an
+    -- application's set_context) takes no lock that could hold its next step.
+    IF NOT pg_try_advisory_xact_lock(29795, tenant.move_lock_key(sid)) THEN
+        RETURN 'BUSY';
+    END IF;
+    SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = sid FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN CASE WHEN EXISTS (SELECT 1 FROM tenant.institution_moves x WHERE x.schema_id = sid) THEN 'BUSY' ELSE 'NONE' END;
+    ELSIF m.step NOT IN ('FROZEN', 'ACTIVATING', 'MOVED') THEN
+        RETURN 'NONE';
+    END IF;
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = sid FOR NO KEY UPDATE;
+    IF m.step = 'FROZEN' THEN
+        PERFORM tenant.move_unfreeze(sid);
+        RETURN 'ROLLED_BACK';
+    ELSIF m.step = 'ACTIVATING' THEN
+        BEGIN
+            PERFORM tenant.move_connect(conn, tenant.move_reach(m.location));
+            PERFORM tenant.move_take_over(conn, t, m);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM tenant.move_disconnect(conn);
+            RAISE;
+        END;
+        PERFORM tenant.move_disconnect(conn);
+        PERFORM tenant.move_mark_moved(sid);
+        RETURN 'ROLLED_FORWARD';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj)
+       AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj) THEN
+        RETURN 'NONE';
+    END IF;
+    EXECUTE format('DROP PUBLICATION IF EXISTS %I', obj);
+    IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj AND s.active) THEN
+        RETURN 'BUSY';
+    END IF;
+    PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
+    DELETE FROM tenant.move_signals g WHERE g.schema_id = sid;
+    RETURN 'CLEANED';
+END
+$$;
+
+-- What set_context and locate_institution call for an institution that is
+-- MAINTENANCE here (never on their common path): resolve an interrupted
+-- cut-over of its move, then NULL when none remains, or the message of the
+-- one still running ("is moving to ..."). Never raises.
+CREATE OR REPLACE FUNCTION tenant.move_settle(institution_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid uuid;
+    location text;
+    step text;
+    failure text;
+BEGIN
+    SELECT t.id, m.location INTO sid, location
+      FROM tenant.tenant_schemas t JOIN tenant.institution_moves m ON m.schema_id = t.id
+     WHERE t.institution_id = move_settle.institution_id AND t.status = 'MAINTENANCE' AND m.step IN ('FROZEN', 'ACTIVATING');
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        PERFORM tenant.move_resolve(sid);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+    END;
+    step := (SELECT m.step FROM tenant.institution_moves m WHERE m.schema_id = sid);
+    IF step NOT IN ('FROZEN', 'ACTIVATING') THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('institution %s is moving to %s: %s', institution_id, location,
+                  CASE WHEN step = 'FROZEN' THEN 'its writes are paused for the cut-over (step FROZEN)'
+                       ELSE 'the cut-over is decided and the target is taking it over (step ACTIVATING)' END)
+           || COALESCE('; the target could not be reached to finish it: ' || failure, '');
+END
+$$;
+
+-- Resolve every move interrupted in its cut-over whose coordinator is gone
+-- (see tenant.move_resolve), and remove what finished moves left behind.
+-- One row per move looked at. tenant.schedule_maintenance runs it every minute.
+CREATE OR REPLACE FUNCTION tenant.resolve_moves()
+RETURNS TABLE (schema_name text, step text, outcome text, message text, sqlstate text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pending record;
+    result text;
+    note text;
+    code text;
+BEGIN
+    FOR pending IN
+        SELECT m.schema_id, t.schema_name, m.step, m.location
+          FROM tenant.institution_moves m JOIN tenant.tenant_schemas t ON t.id = m.schema_id
+         WHERE m.step IN ('FROZEN', 'ACTIVATING')
+            OR (m.step = 'MOVED' AND (EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = tenant.move_object_name(m.schema_id))
+                                      OR EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tenant.move_object_name(m.schema_id))))
+         ORDER BY t.schema_name
+    LOOP
+        code := NULL;
+        BEGIN
+            result := tenant.move_resolve(pending.schema_id);
+            note := CASE result
+                WHEN 'ROLLED_BACK' THEN 'the cut-over was not decided: ACTIVE here again, the move is back at step SYNCED (run it again to resume)'
+                WHEN 'ROLLED_FORWARD' THEN format('the cut-over was decided: ACTIVE on %s, MOVED here', pending.location)
+                WHEN 'CLEANED' THEN 'the publication and the replication slot of the finished move are removed'
+                WHEN 'BUSY' THEN 'a running tenant.move_institution (or another resolver) has it'
+                ELSE 'nothing to do' END;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, note = MESSAGE_TEXT;
+            result := 'ERROR';
+            note := format('the cut-over was decided but %s could not finish it: %s', pending.location, note);
+        END;
+        RETURN QUERY SELECT pending.schema_name::text, pending.step, result, note, code;
+    END LOOP;
+END
+$$;
+
+-- Where an institution's schema is: NULL when here, the target's location
+-- when it moved away. Applications call it (tenant_control_app). An
+-- institution in a move's cut-over whose coordinator is gone is resolved
+-- first (tenant.move_settle), so the answer is where it is usable.
+CREATE OR REPLACE FUNCTION tenant.locate_institution(institution_id uuid) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hit record;
+    known boolean;
+BEGIN
+    IF institution_id IS NULL THEN
+        RAISE EXCEPTION 'argument "institution_id" must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    FOR attempt IN 1..2 LOOP
+        SELECT m.location, t.status INTO hit
+          FROM tenant.tenant_schemas t
+          LEFT JOIN tenant.institution_moves m ON m.schema_id = t.id AND m.step = 'MOVED'
+         WHERE t.institution_id = locate_institution.institution_id AND (t.status <> 'DROPPED' OR m.location IS NOT NULL)
+         ORDER BY t.status = 'DROPPED', t.created_at DESC
+         LIMIT 1;
+        known := FOUND;
+        EXIT WHEN NOT known OR attempt = 2 OR hit.status <> 'MAINTENANCE';
+        PERFORM tenant.move_settle(institution_id);
+    END LOOP;
+    IF NOT known THEN
+        RAISE EXCEPTION 'institution % has no schema here and did not move from here', institution_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN hit.location;
+END
+$$;
+
+-- The move itself. A procedure: it commits after each step, so it must be
+-- CALLed outside a transaction block, and it takes no SET clause (every name
+-- is qualified). Errors end it with an ERROR row; what the earlier steps
+-- committed stays, and running it again resumes from there.
+CREATE OR REPLACE PROCEDURE tenant.move_institution(
+    schema_id uuid,
+    target text,
+    source text DEFAULT NULL,
+    stop_after text DEFAULT NULL,
+    max_wait interval DEFAULT '1 hour',
+    INOUT status text DEFAULT NULL,
+    INOUT message text DEFAULT NULL,
+    INOUT sqlstate text DEFAULT NULL,
+    INOUT pause_ms numeric DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    conn constant text := 'tenant_control_move';
+    location text;
+    step text;
+    first_step text;
+    waiting_since timestamptz;
+    code text;
+    msg text;
+    detail text;
+    hint text;
+    done_row record;
+    -- The coordinator's session lock (see tenant.move_lock_key).
+    lock_key integer;
+BEGIN
+    BEGIN
+        IF move_institution.schema_id IS NULL OR move_institution.target IS NULL THEN
+            RAISE EXCEPTION 'argument "%" must not be NULL', CASE WHEN move_institution.schema_id IS NULL THEN 'schema_id' ELSE 'target' END
+                USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        IF stop_after IS NOT NULL AND pg_catalog.upper(stop_after) OPERATOR(pg_catalog.<>) ALL (ARRAY['PREPARED', 'SYNCED', 'FROZEN', 'ACTIVATING', 'ACTIVATED']) THEN
+            RAISE EXCEPTION 'unknown step "%" for stop_after', stop_after
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use PREPARED, SYNCED, FROZEN, ACTIVATING or ACTIVATED.';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.id OPERATOR(pg_catalog.=) move_institution.schema_id
+                                                                AND t.status OPERATOR(pg_catalog.<>) ALL (ARRAY['DROPPED', 'SPARE'])) THEN
+            RAISE EXCEPTION 'no institution schema with id % in tenant.tenant_schemas', move_institution.schema_id
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        -- Keep the password out of the registry: the location is for people and applications.
+        location := pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.regexp_replace(move_institution.target,
+                        '\s*password\s*=\s*(''([^''\\]|\\.)*''|\S+)', '', 'gi'), '(://[^:@/]*):[^@/]*@', '\1@'));
+        IF move_institution.source IS NULL THEN
+            source := pg_catalog.format('host=%s port=%s dbname=%s user=%s',
+                          COALESCE(NULLIF(pg_catalog.split_part(pg_catalog.current_setting('unix_socket_directories'), ',', 1), ''), 'localhost'),
+                          pg_catalog.current_setting('port'), pg_catalog.current_database(), session_user);
+        END IF;
+        PERFORM tenant.move_connect(conn, move_institution.target);
+        -- One coordinator per move; while it runs, the resolver leaves the
+        -- move alone. Taken last in this block: nothing after it can fail.
+        lock_key := tenant.move_lock_key(move_institution.schema_id);
+        IF NOT pg_catalog.pg_try_advisory_lock(29795, lock_key) THEN
+            RAISE EXCEPTION 'institution schema % is being moved or resolved by another session', move_institution.schema_id
+                USING ERRCODE = 'object_in_use', HINT = 'Wait for that call to end, then run the move again.';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+        PERFORM tenant.move_disconnect(conn);
+        move_institution.status := 'ERROR';
+        move_institution.message := msg || COALESCE(' (' || NULLIF(detail, '') || ')', '');
+        move_institution.sqlstate := code;
+        RETURN;
+    END;
+    LOOP
+        BEGIN
+            PERFORM tenant.move_ensure_slot(move_institution.schema_id);
+            step := tenant.move_step(move_institution.schema_id, conn, move_institution.source, location);
+            IF step OPERATOR(pg_catalog.=) 'WAIT' THEN
+                waiting_since := COALESCE(waiting_since, pg_catalog.clock_timestamp());
+                IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) waiting_since OPERATOR(pg_catalog.>) max_wait THEN
+                    RAISE EXCEPTION 'the target did not catch up within %', max_wait
+                        USING ERRCODE = 'query_canceled',
+                              HINT = 'Check the target''s server log (pg_stat_subscription); run the move again to resume, or tenant.cancel_move.';
+                END IF;
+            ELSE
+                waiting_since := NULL;
+            END IF;
+        -- query_canceled too (max_wait, a cancel): OTHERS does not include it.
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+            PERFORM tenant.move_disconnect(conn);
+            SELECT m.step INTO step FROM tenant.institution_moves m WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id;
+            IF step OPERATOR(pg_catalog.=) 'FROZEN' THEN
+                -- Not decided: the coordinator rolls its cut-over back itself
+                -- rather than leave the institution frozen.
+                BEGIN
+                    PERFORM tenant.move_resolve(move_institution.schema_id);
+                    step := 'SYNCED (the cut-over was rolled back: the institution is ACTIVE here again)';
+                EXCEPTION WHEN OTHERS THEN
+                    NULL;  -- stays FROZEN: the resolver of set_context or resolve_moves retries
+                END;
+            END IF;
+            PERFORM pg_catalog.pg_advisory_unlock(29795, lock_key);
+            move_institution.status := 'ERROR';
+            move_institution.message := msg || COALESCE(' (' || NULLIF(detail, '') || ')', '')
+                                        || CASE WHEN step OPERATOR(pg_catalog.=) 'ACTIVATING'
+                                                THEN '; the cut-over is decided (step ACTIVATING): the target takes over when the move is run again or tenant.resolve_moves() reaches it'
+                                                ELSE COALESCE('; the move stays at step ' || step || ': run it again to resume, or tenant.cancel_move', '') END;
+            move_institution.sqlstate := code;
+            RETURN;
+        END;
+        COMMIT;
+        first_step := COALESCE(first_step, step);
+        EXIT WHEN step OPERATOR(pg_catalog.=) 'DONE';
+        IF step OPERATOR(pg_catalog.=) 'WAIT' THEN
+            -- Writes are stopped while FROZEN: poll fast then, gently before.
+            PERFORM pg_catalog.pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM tenant.institution_moves m
+                                                          WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id
+                                                            AND m.step OPERATOR(pg_catalog.=) 'FROZEN')
+                                             THEN 0.002 ELSE 0.05 END);
+        ELSIF step OPERATOR(pg_catalog.=) pg_catalog.upper(stop_after) THEN
+            PERFORM tenant.move_disconnect(conn);
+            PERFORM pg_catalog.pg_advisory_unlock(29795, lock_key);
+            move_institution.status := 'STOPPED';
+            move_institution.message := pg_catalog.format('the move stopped after step %s as asked; run it again to go on', step);
+            RETURN;
+        END IF;
+    END LOOP;
+    PERFORM tenant.move_disconnect(conn);
+    PERFORM pg_catalog.pg_advisory_unlock(29795, lock_key);
+    SELECT m.location AS where_to, m.pause_ms AS pause, t.schema_name INTO done_row
+      FROM tenant.institution_moves m JOIN tenant.tenant_schemas t ON t.id OPERATOR(pg_catalog.=) m.schema_id
+     WHERE m.schema_id OPERATOR(pg_catalog.=) move_institution.schema_id;
+    IF first_step OPERATOR(pg_catalog.=) 'DONE' THEN
+        move_institution.status := 'ERROR';
+        move_institution.message := pg_catalog.format('institution schema "%s" has already moved to %s', done_row.schema_name, done_row.where_to);
+        move_institution.sqlstate := '55000';
+        RETURN;
+    END IF;
+    move_institution.status := 'SUCCESS';
+    move_institution.message := pg_catalog.format('institution schema "%s" moved to %s; its data here is kept, locked out, until dropped',
+                                                  done_row.schema_name, done_row.where_to);
+    move_institution.pause_ms := done_row.pause;
+END
+$$;
+
+-- Roll back a move that has not cut over: the target's subscription and
+-- schema go (the schema into a backup there), the publication and the slot
+-- here, and the institution is ACTIVE here again.
+CREATE OR REPLACE FUNCTION tenant.cancel_move(schema_id uuid, target text)
+RETURNS TABLE (status text, message text, sqlstate text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conn constant text := 'tenant_control_move_cancel';
+    obj constant text := tenant.move_object_name(cancel_move.schema_id);
+    m tenant.institution_moves;
+    t tenant.tenant_schemas;
+    answer text;
+    code text;
+    msg text;
+BEGIN
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = cancel_move.schema_id FOR NO KEY UPDATE;
+    SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = cancel_move.schema_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'ERROR', format('no move of institution schema %s is in progress', cancel_move.schema_id), '55000';
+        RETURN;
+    ELSIF m.step = 'MOVED' THEN
+        RETURN QUERY SELECT 'ERROR', format('institution schema "%s" has already moved to %s', t.schema_name, m.location), '55000';
+        RETURN;
+    ELSIF m.step = 'ACTIVATING' THEN
+        RETURN QUERY SELECT 'ERROR', format('the cut-over of institution schema "%s" is decided: it belongs to %s now; finish the move with tenant.move_institution or tenant.resolve_moves()',
+                                            t.schema_name, m.location), '55000';
+        RETURN;
+    ELSIF NOT pg_try_advisory_xact_lock(29795, tenant.move_lock_key(t.id)) THEN
+        RETURN QUERY SELECT 'ERROR', format('institution schema "%s" is being moved by another session: cancel it when that call has ended', t.schema_name), '55006';
+        RETURN;
+    END IF;
+    PERFORM tenant.move_connect(conn, target);
+    answer := tenant.move_remote(conn, format('SELECT status FROM tenant.tenant_schemas WHERE id = %L', m.target_schema_id));
+    IF answer = 'ACTIVE' THEN
+        PERFORM tenant.move_disconnect(conn);
+        RETURN QUERY SELECT 'ERROR', format('the target has taken over institution schema "%s": finish the move with tenant.move_institution', t.schema_name), '55000';
+        RETURN;
+    END IF;
+    IF tenant.move_remote(conn, format('SELECT count(*)::text FROM pg_subscription WHERE subname = %L', obj)) <> '0' THEN
+        PERFORM tenant.move_remote(conn, format('ALTER SUBSCRIPTION %I DISABLE', obj));
+        PERFORM tenant.move_remote(conn, format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', obj));
+        PERFORM tenant.move_remote(conn, format('DROP SUBSCRIPTION %I', obj));
+    END IF;
+    IF answer IS NOT NULL AND answer <> 'DROPPED' THEN
+        answer := tenant.move_remote(conn, format(
+            'SELECT concat_ws(''|'', status, sqlstate, message) FROM tenant.drop_institution_schema(%L)', m.target_schema_id));
+        IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+            RAISE EXCEPTION 'the target could not drop the arriving schema: %', split_part(answer, '|', 3)
+                USING ERRCODE = split_part(answer, '|', 2);
+        END IF;
+    END IF;
+    PERFORM tenant.move_remote(conn, format('DELETE FROM tenant.move_signals WHERE schema_id IN (%L, %L)', t.id, m.target_schema_id));
+    PERFORM tenant.move_disconnect(conn);
+    EXECUTE format('DROP PUBLICATION IF EXISTS %I', obj);
+    -- The walsender lets go of the slot moments after the subscription went.
+    FOR i IN 1..500 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj AND s.active);
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
+    DELETE FROM tenant.move_signals g WHERE g.schema_id = t.id;
+    DELETE FROM tenant.institution_moves x WHERE x.schema_id = t.id;
+    IF t.status = 'MAINTENANCE' THEN
+        SELECT concat_ws('|', r.status, r.sqlstate, r.message) INTO answer
+          FROM tenant.set_institution_status(t.id, 'ACTIVE', 'move cancelled') r;
+        IF split_part(answer, '|', 1) <> 'SUCCESS' THEN
+            RAISE EXCEPTION 'could not reopen the institution: %', split_part(answer, '|', 3) USING ERRCODE = split_part(answer, '|', 2);
+        END IF;
+    END IF;
+    RETURN QUERY SELECT 'SUCCESS', format('the move of institution schema "%s" to %s was cancelled; it is ACTIVE here', t.schema_name, m.location), NULL::text;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+    PERFORM tenant.move_disconnect(conn);
+    RETURN QUERY SELECT 'ERROR', msg, code;
+END
+$$;
+
+REVOKE ALL ON FUNCTION tenant.move_freeze_marker(timestamptz), tenant.move_lock_key(uuid), tenant.move_reach(text),
+    tenant.move_take_over(text, tenant.tenant_schemas, tenant.institution_moves), tenant.move_mark_moved(uuid),
+    tenant.move_unfreeze(uuid), tenant.move_resolve(uuid), tenant.move_settle(uuid), tenant.resolve_moves() FROM PUBLIC;
+COMMENT ON FUNCTION tenant.move_freeze_marker(timestamptz) IS 'Internal (tenant.move_institution): the marker of one freeze of a cut-over.';
+COMMENT ON FUNCTION tenant.move_lock_key(uuid) IS 'Internal (tenant.move_institution): second key of the session advisory lock a running move holds (first key 29795).';
+COMMENT ON FUNCTION tenant.move_reach(text) IS 'Internal (tenant.move_resolve): a move''s location as a connection string with a 2 s connect_timeout.';
+COMMENT ON FUNCTION tenant.move_take_over(text, tenant.tenant_schemas, tenant.institution_moves) IS 'Internal (tenant.move_institution): activate the institution on the target unless it already took over; true when activated now.';
+COMMENT ON FUNCTION tenant.move_mark_moved(uuid) IS 'Internal (tenant.move_institution): record that the target took over (MOVED here).';
+COMMENT ON FUNCTION tenant.move_unfreeze(uuid) IS 'Internal (tenant.move_resolve): roll back an undecided cut-over (ACTIVE here again, step SYNCED).';
+COMMENT ON FUNCTION tenant.move_resolve(uuid) IS 'Internal (tenant.resolve_moves): resolve one move whose coordinator is gone: FROZEN rolls back, ACTIVATING rolls forward, MOVED leftovers are removed.';
+COMMENT ON FUNCTION tenant.move_settle(uuid) IS 'Internal (tenant.set_context, tenant.locate_institution): resolve an interrupted cut-over of an institution; NULL, or the message of the cut-over still running.';
+COMMENT ON FUNCTION tenant.resolve_moves() IS
+    'Resolve every move interrupted in its cut-over whose tenant.move_institution call is gone (FROZEN: rolled back here; ACTIVATING: the target activated, MOVED here) and remove what finished moves left; one row per move. Scheduled by tenant.schedule_maintenance.';
+-- The resolver of interrupted moves becomes a job of schedule_maintenance
+-- (its signature gains move_resolver).
+DROP FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval);
+-- pg_cron: one call (re)schedules the recommended jobs. Job names carry the
+-- database, so several databases can share one pg_cron; pg_cron updates a
+-- job of the same name instead of adding one, so calling this again is safe.
+CREATE FUNCTION tenant.schedule_maintenance(
+    quota_refresh text DEFAULT '* * * * *',
+    usage_snapshot text DEFAULT '0 * * * *',
+    integrity_check text DEFAULT '30 2 * * *',
+    backup_retention text DEFAULT '0 3 * * *',
+    maintenance text DEFAULT '30 3 * * 0',
+    fleet_backup text DEFAULT '0 1 * * *',
+    data_retention text DEFAULT '15 4 * * *',
+    history text DEFAULT '45 4 * * *',
+    history_keep interval DEFAULT '13 months',
+    move_resolver text DEFAULT '* * * * *')
+RETURNS TABLE (job_name text, schedule text, command text, scheduled boolean, statement text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    here boolean := EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'pg_cron');
+    job record;
+BEGIN
+    FOR job IN
+        SELECT j.name, j.cron, j.sql FROM (VALUES
+            (1, 'quota_refresh', quota_refresh, 'CALL tenant.refresh_all_storage()'),
+            (2, 'usage_snapshot', usage_snapshot, 'CALL tenant.take_usage_snapshot()'),
+            (3, 'integrity_check', integrity_check, 'CALL tenant.run_integrity_check()'),
+            (4, 'backup_retention', backup_retention, 'CALL tenant.cleanup_backups()'),
+            (5, 'maintenance', maintenance, 'CALL tenant.run_maintenance()'),
+            (6, 'fleet_backup', fleet_backup, 'CALL tenant.backup_all()'),
+            (7, 'data_retention', data_retention, 'CALL tenant.apply_retention()'),
+            (8, 'history', history,
+             format('CALL tenant.maintain_history(%L)', history_keep)),
+            (9, 'move_resolver', move_resolver, 'SELECT count(*) FROM tenant.resolve_moves()')) AS j(n, name, cron, sql)
+         WHERE j.cron IS NOT NULL ORDER BY j.n
+    LOOP
+        job_name := format('tenant_control %s: %s', current_database(), job.name);
+        schedule := job.cron;
+        command := job.sql;
+        statement := format('SELECT cron.schedule_in_database(%L, %L, %L, %L)', job_name, job.cron, job.sql, current_database());
+        scheduled := here;
+        IF here THEN
+            EXECUTE statement;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) IS
+    'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention, history retention keeping history_keep, the resolver of interrupted moves); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
+REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) TO tenant_control_admin;

@@ -173,7 +173,7 @@ fn the_history_job_runs_on_pg_cron() {
         .query_one(
             "SELECT statement FROM tenant.schedule_maintenance(quota_refresh => NULL, usage_snapshot => NULL,
                     integrity_check => NULL, backup_retention => NULL, maintenance => NULL, fleet_backup => NULL,
-                    data_retention => NULL, history => '* * * * *', history_keep => '2 years')",
+                    data_retention => NULL, history => '* * * * *', history_keep => '2 years', move_resolver => NULL)",
             &[],
         )
         .unwrap()

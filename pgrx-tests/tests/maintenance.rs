@@ -32,9 +32,9 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
                             quota_refresh => '* * * * *', usage_snapshot => '* * * * *',
                             integrity_check => '* * * * *', maintenance => '* * * * *',
                             fleet_backup => '* * * * *', data_retention => '* * * * *',
-                            history => '* * * * *')";
+                            history => '* * * * *', move_resolver => '* * * * *')";
     let jobs = su.query(every_minute, &[]).unwrap();
-    assert_eq!(jobs.len(), 8);
+    assert_eq!(jobs.len(), 9);
     assert!(jobs.iter().all(|job| !job.get::<_, bool>("scheduled")));
     let mut cron = superuser("postgres");
     cron.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron").unwrap();
@@ -70,13 +70,14 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
             "history",
             "integrity_check",
             "maintenance",
+            "move_resolver",
             "quota_refresh",
             "usage_snapshot"
         ]
     );
     assert_eq!(listed[0].2, "0 3 * * *", "the retention job keeps its nightly schedule");
 
-    // The seven every-minute jobs run in the same minute: wait once.
+    // The eight every-minute jobs run in the same minute: wait once.
     let running: Vec<i64> =
         listed.iter().filter(|(_, _, schedule)| schedule == "* * * * *").map(|(id, _, _)| *id).collect();
     let started = Instant::now();
@@ -103,7 +104,7 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let outcome = |job: &str| {
         outcomes.iter().find(|(name, _, _)| name.ends_with(job)).map(|(_, s, m)| (s.clone(), m.clone())).unwrap()
     };
-    for job in ["quota_refresh", "usage_snapshot", "integrity_check", "history"] {
+    for job in ["quota_refresh", "usage_snapshot", "integrity_check", "history", "move_resolver"] {
         assert_eq!(outcome(job).0, "succeeded", "{job}: {}", outcome(job).1);
     }
     let (status, message) = outcome("maintenance");
@@ -270,14 +271,14 @@ fn with_pg_cron_in_the_same_database_the_jobs_are_scheduled_directly_and_updated
     for schedule in ["0 4 * * *", "0 5 * * *"] {
         let rows =
             su.query("SELECT scheduled FROM tenant.schedule_maintenance(maintenance => $1)", &[&schedule]).unwrap();
-        assert_eq!(rows.len(), 8);
+        assert_eq!(rows.len(), 9);
         assert!(rows.iter().all(|r| r.get::<_, bool>(0)));
     }
     let scheduled = jobs(&mut su);
     su.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'tenant_control postgres: %'")
         .unwrap();
     su.batch_execute("DROP EXTENSION tenant_control CASCADE").unwrap();
-    assert_eq!(scheduled.len(), 8, "a second call updates the jobs instead of adding some: {scheduled:?}");
+    assert_eq!(scheduled.len(), 9, "a second call updates the jobs instead of adding some: {scheduled:?}");
     let maintenance = scheduled.iter().find(|(name, _, _)| name.ends_with("maintenance")).unwrap();
     assert_eq!((maintenance.1.as_str(), maintenance.2.as_str()), ("0 5 * * *", "CALL tenant.run_maintenance()"));
 }

@@ -428,15 +428,37 @@ fn settings_and_prerequisites_are_checked_up_front() {
     target.discard();
 }
 
-/// Run a move up to `stop_after`, kill one server, start it again: the
-/// institution is usable on at most one side (on exactly one outside the
-/// cut-over), and running the move again finishes it with every row.
+/// One committed write through tenant.set_context, as an application makes
+/// it: the inserted row's id, or the error's (SQLSTATE, message).
+fn write(db: &mut Client, institution: Uuid, note: &str) -> Result<i64, (String, String)> {
+    let attempt = (|| -> Result<i64, postgres::Error> {
+        let mut tx = db.transaction()?;
+        tx.query_one("SELECT tenant.set_context($1)", &[&institution])?;
+        let id = tx.query_one("INSERT INTO items (note) VALUES ($1) RETURNING id", &[&note])?.get(0);
+        tx.commit()?;
+        Ok(id)
+    })();
+    attempt.map_err(|e| {
+        let db_error = e.as_db_error().expect("a server error");
+        (db_error.code().code().to_string(), db_error.message().to_string())
+    })
+}
+
+fn move_step(db: &mut Client, schema_id: Uuid) -> String {
+    db.query_one("SELECT step FROM tenant.institution_moves WHERE schema_id = $1", &[&schema_id]).unwrap().get(0)
+}
+
+/// Run a move up to `stop_after`, kill one server, start it again: without
+/// running the move again, a write through set_context succeeds on exactly
+/// one side (the source resolves the interrupted cut-over: back before the
+/// decision, forward after it) and is refused on the other; running the
+/// move again then finishes it with every row, the new one included.
 #[test]
 fn an_interrupted_move_resumes_after_either_server_was_killed() {
     let mut source = server("move_kill_source", LOGICAL);
     let mut target = server("move_kill_target", LOGICAL);
     let to = conninfo(&target);
-    for stop_after in ["PREPARED", "SYNCED", "FROZEN", "ACTIVATED"] {
+    for stop_after in ["PREPARED", "SYNCED", "FROZEN", "ACTIVATING", "ACTIVATED"] {
         for kill_target in [false, true] {
             let mut src = source.connect(DB);
             let (institution, schema_id, schema) = institution(&mut src, 300);
@@ -448,31 +470,209 @@ fn an_interrupted_move_resumes_after_either_server_was_killed() {
             restart(killed);
 
             let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
-            let (here, there) = (usable(&mut src, institution), usable(&mut dst, institution));
             let context =
                 format!("stopped after {stop_after}, killed the {}", if kill_target { "target" } else { "source" });
-            match stop_after {
-                "PREPARED" | "SYNCED" => assert!(here && !there, "{context}: must be usable on the source only"),
-                "FROZEN" => {
-                    // The cut-over: writable nowhere, and the registry says why.
-                    assert!(!here && !there, "{context}");
-                    assert_eq!(status_of(&mut src, institution).as_deref(), Some("MAINTENANCE"));
-                }
-                _ => assert!(!here && there, "{context}: must be usable on the target only"),
+            let decided = matches!(stop_after, "ACTIVATING" | "ACTIVATED");
+            // The application tries the source first, as it did before.
+            let here = write(&mut src, institution, "after the kill");
+            let there = write(&mut dst, institution, "after the kill");
+            if decided {
+                let (code, message) = here.expect_err(&format!("{context}: the source took a write"));
+                assert_eq!(code, "55000", "{context}: {message}");
+                assert!(message.contains(&format!("has moved to {to}")), "{context}: {message}");
+                assert!(there.is_ok(), "{context}: the target refused the write: {there:?}");
+                let location: Option<String> =
+                    scalar(&mut src, &format!("SELECT tenant.locate_institution('{institution}')"));
+                assert_eq!(location.as_deref(), Some(to.as_str()), "{context}");
+            } else {
+                assert!(here.is_ok(), "{context}: the source refused the write: {here:?}");
+                let (code, _) = there.expect_err(&format!("{context}: the target took a write"));
+                assert_eq!(code, "55000", "{context}");
+                let location: Option<String> =
+                    scalar(&mut src, &format!("SELECT tenant.locate_institution('{institution}')"));
+                assert_eq!(location, None, "{context}");
+                assert_eq!(status_of(&mut src, institution).as_deref(), Some("ACTIVE"), "{context}");
             }
-            let step: String = src
-                .query_one("SELECT step FROM tenant.institution_moves WHERE schema_id = $1", &[&schema_id])
-                .unwrap()
-                .get(0);
-            assert_eq!(step, if stop_after == "ACTIVATED" { "FROZEN" } else { stop_after }, "{context}");
+            // A cut-over rolled back is at SYNCED again; one rolled forward is done here.
+            let expected = match stop_after {
+                "FROZEN" => "SYNCED",
+                "ACTIVATING" | "ACTIVATED" => "MOVED",
+                other => other,
+            };
+            assert_eq!(move_step(&mut src, schema_id), expected, "{context}");
 
             move_ok(&mut src, schema_id, &to);
             assert!(!usable(&mut src, institution) && usable(&mut dst, institution), "{context}: after the rerun");
-            assert_eq!(items(&mut dst, &schema), items(&mut src, &schema), "{context}: rows differ");
-            assert_eq!(items(&mut dst, &schema).len(), 300);
+            let (mut arrived, mut left) = (items(&mut dst, &schema), items(&mut src, &schema));
+            assert_eq!(arrived.len(), 301, "{context}: a row lost or repeated");
+            if decided {
+                // The write landed on the target after the take-over.
+                arrived.retain(|(note, _)| note != "after the kill");
+                left.retain(|(note, _)| note != "after the kill");
+            }
+            assert_eq!(arrived, left, "{context}: rows differ");
             assert_no_leftovers(&mut src, &mut dst);
         }
     }
+    source.discard();
+    target.discard();
+}
+
+/// The coordinator itself fails in the cut-over before deciding (here the
+/// target stopped applying, so the freeze's marker never arrives within
+/// max_wait): it unfreezes the source rather than leave the institution
+/// writable nowhere, and a later run resumes.
+#[test]
+fn a_cut_over_that_fails_before_its_decision_rolls_back_by_itself() {
+    let source = server("move_undecided_source", LOGICAL);
+    let target = server("move_undecided_target", LOGICAL);
+    let to = conninfo(&target);
+    let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
+    let (institution, schema_id, schema) = institution(&mut src, 50);
+    assert_eq!(call_move(&mut src, schema_id, &to, Some("SYNCED")).status, "STOPPED");
+    let subscription = format!("tc_move_{}", schema_id.simple());
+    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} DISABLE")).unwrap();
+
+    let row = src
+        .simple_query(&format!("CALL tenant.move_institution('{schema_id}', '{to}', max_wait => '1 second')"))
+        .unwrap()
+        .into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(row.get("status"), Some("ERROR"));
+    assert_eq!(row.get("sqlstate"), Some("57014"));
+    assert!(row.get("message").unwrap().contains("rolled back"), "{:?}", row.get("message"));
+    assert_eq!(move_step(&mut src, schema_id), "SYNCED");
+    assert_eq!(status_of(&mut src, institution).as_deref(), Some("ACTIVE"));
+    assert!(write(&mut src, institution, "after the rollback").is_ok());
+    assert!(write(&mut dst, institution, "after the rollback").is_err());
+
+    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} ENABLE")).unwrap();
+    move_ok(&mut src, schema_id, &to);
+    assert!(!usable(&mut src, institution) && usable(&mut dst, institution));
+    assert_eq!(items(&mut dst, &schema), items(&mut src, &schema));
+    assert_eq!(items(&mut dst, &schema).len(), 51);
+    assert_no_leftovers(&mut src, &mut dst);
+    source.discard();
+    target.discard();
+}
+
+/// The target killed while a running move waits in its cut-over (FROZEN):
+/// meanwhile writers here get a clear 55006 naming the target; the
+/// coordinator's next look at the target fails, and it rolls the cut-over
+/// back at once, so the institution is usable here (and only here) without
+/// waiting for the target; a later run finishes the move.
+#[test]
+fn a_target_killed_during_a_running_cut_over_leaves_the_source_usable() {
+    let source = server("move_live_kill_source", LOGICAL);
+    let mut target = server("move_live_kill_target", LOGICAL);
+    let to = conninfo(&target);
+    let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
+    let (institution, schema_id, schema) = institution(&mut src, 50);
+    assert_eq!(call_move(&mut src, schema_id, &to, Some("SYNCED")).status, "STOPPED");
+    // The target stops applying: the freeze's marker cannot arrive, so the
+    // move stays in its cut-over, polling the target.
+    let subscription = format!("tc_move_{}", schema_id.simple());
+    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} DISABLE")).unwrap();
+    drop(dst);
+    let (from, into) = (conninfo(&source), to.clone());
+    let running = thread::spawn(move || {
+        let mut coordinator = postgres::Client::connect(&from, postgres::NoTls).unwrap();
+        call_move(&mut coordinator, schema_id, &into, None)
+    });
+    let started = std::time::Instant::now();
+    while move_step(&mut src, schema_id) != "FROZEN" {
+        assert!(started.elapsed() < Duration::from_secs(60), "the move did not reach its cut-over");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (code, message) = write(&mut src, institution, "during the cut-over").unwrap_err();
+    assert_eq!(code, "55006", "{message}");
+    assert!(message.contains(&format!("institution {institution} is moving to {to}")), "{message}");
+
+    target.crash();
+    let failed = running.join().unwrap();
+    assert_eq!(failed.status, "ERROR");
+    assert!(failed.message.contains("rolled back"), "{}", failed.message);
+    assert_eq!(move_step(&mut src, schema_id), "SYNCED");
+    assert!(write(&mut src, institution, "while the target is down").is_ok());
+
+    restart(&mut target);
+    let mut dst = target.connect(DB);
+    assert!(write(&mut dst, institution, "while the target is down").is_err());
+    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} ENABLE")).unwrap();
+    move_ok(&mut src, schema_id, &to);
+    assert!(!usable(&mut src, institution) && usable(&mut dst, institution));
+    assert_eq!(items(&mut dst, &schema), items(&mut src, &schema));
+    assert_eq!(items(&mut dst, &schema).len(), 51);
+    assert_no_leftovers(&mut src, &mut dst);
+    source.discard();
+    target.discard();
+}
+
+/// tenant.resolve_moves (the pg_cron job) resolves abandoned cut-overs: one
+/// not decided rolls back, one decided rolls forward; a move whose
+/// coordinator is alive is left alone, and meanwhile set_context says what
+/// is going on and the status cannot be changed by hand.
+#[test]
+fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
+    let source = server("move_resolve_source", LOGICAL);
+    let target = server("move_resolve_target", LOGICAL);
+    let to = conninfo(&target);
+    let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
+    let (undecided, undecided_id, undecided_schema) = institution(&mut src, 20);
+    let (decided, decided_id, _) = institution(&mut src, 20);
+    assert_eq!(call_move(&mut src, undecided_id, &to, Some("FROZEN")).status, "STOPPED");
+    assert_eq!(call_move(&mut src, decided_id, &to, Some("ACTIVATING")).status, "STOPPED");
+    let late = src.query_one("SELECT status, sqlstate FROM tenant.cancel_move($1, $2)", &[&decided_id, &to]).unwrap();
+    assert_eq!((late.get::<_, String>(0), late.get::<_, Option<String>>(1)), ("ERROR".into(), Some("55000".into())));
+
+    // A live coordinator of the undecided move: its lock held by another session.
+    let mut coordinator = source.connect(DB);
+    coordinator.execute("SELECT pg_advisory_lock(29795, tenant.move_lock_key($1))", &[&undecided_id]).unwrap();
+    let outcomes = |db: &mut Client| -> Vec<(String, String, String)> {
+        db.query("SELECT schema_name, step, outcome FROM tenant.resolve_moves()", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let first = outcomes(&mut src);
+    assert!(first.contains(&(undecided_schema.clone(), "FROZEN".into(), "BUSY".into())), "{first:?}");
+    assert!(first.iter().any(|(_, step, outcome)| step == "ACTIVATING" && outcome == "ROLLED_FORWARD"), "{first:?}");
+    let (code, message) = write(&mut src, undecided, "while frozen").unwrap_err();
+    assert_eq!(code, "55006", "{message}");
+    assert!(message.contains(&format!("institution {undecided} is moving to {to}")), "{message}");
+    let reopened = src
+        .query_one("SELECT status, sqlstate FROM tenant.set_institution_status($1, 'ACTIVE')", &[&undecided_id])
+        .unwrap();
+    assert_eq!(
+        (reopened.get::<_, String>(0), reopened.get::<_, Option<String>>(1)),
+        ("ERROR".into(), Some("55006".into()))
+    );
+
+    coordinator.execute("SELECT pg_advisory_unlock(29795, tenant.move_lock_key($1))", &[&undecided_id]).unwrap();
+    let second = outcomes(&mut src);
+    assert!(second.contains(&(undecided_schema.clone(), "FROZEN".into(), "ROLLED_BACK".into())), "{second:?}");
+    assert!(write(&mut src, undecided, "after the rollback").is_ok());
+    assert!(write(&mut dst, decided, "after the take-over").is_ok());
+    assert!(write(&mut src, decided, "after the take-over").is_err());
+    assert_eq!(move_step(&mut src, decided_id), "MOVED");
+
+    move_ok(&mut src, undecided_id, &to);
+    assert_eq!(items(&mut dst, &undecided_schema).len(), 21, "the write made after the rollback arrived");
+    // The decided move is finished: running it again removes what is left
+    // (SUCCESS) or, with nothing left, says it has moved already.
+    let again = call_move(&mut src, decided_id, &to, None);
+    assert!(
+        again.status == "SUCCESS" || again.message.contains("has already moved"),
+        "{} {}",
+        again.status,
+        again.message
+    );
+    assert_no_leftovers(&mut src, &mut dst);
     source.discard();
     target.discard();
 }

@@ -96,6 +96,16 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         crate::core::locks::shared_move(&institution, true)?;
         found = registered(institution)?;
     }
+    if found.as_ref().is_some_and(|r| r.status == "MAINTENANCE") {
+        // Rare: perhaps a move to another server whose cut-over was
+        // interrupted; resolve it (tenant.move_settle) and look again.
+        if let Some(message) = db::value::<String>("SELECT tenant.move_settle($1)", &[institution_id.into()])? {
+            return Err(TcError::new(PgSqlErrorCode::ERRCODE_OBJECT_IN_USE, message).hint(
+                "Retry in a moment; tenant.locate_institution(...) answers the new location once the target has taken over.",
+            ));
+        }
+        found = registered(institution)?;
+    }
     let context = match found {
         Some(row)
             if (row.status == "MAINTENANCE"

@@ -362,6 +362,24 @@ pub struct StatusChanged {
     pub to: Status,
 }
 
+/// During a move's cut-over (FROZEN, ACTIVATING) the status here is the
+/// move's: reopening the institution by hand could make it writable on two
+/// servers. The move's resolver changes the step before the status.
+fn refuse_during_cut_over(tenant: &Tenant) -> TcResult<()> {
+    let location = db::value::<String>(
+        "SELECT m.location FROM tenant.institution_moves m WHERE m.schema_id = $1 AND m.step IN ('FROZEN', 'ACTIVATING')",
+        &[db::to_pg_uuid(tenant.id).into()],
+    )?;
+    match location {
+        None => Ok(()),
+        Some(location) => Err(TcError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("institution schema \"{}\" is in the cut-over of its move to {location}", tenant.schema),
+        )
+        .hint("The move sets its status: run tenant.move_institution again, or tenant.resolve_moves() if that call is gone.")),
+    }
+}
+
 pub fn set_status(
     op: &mut Operation,
     schema_id: Option<pgrx::Uuid>,
@@ -394,6 +412,7 @@ pub fn set_status(
         .hint("tenant.locate_institution(...) tells where; drop this copy with tenant.drop_institution_schema."));
     }
     if tenant.status != target {
+        refuse_during_cut_over(&tenant)?;
         let (schema, role) = (tenant.schema.quoted(), tenant.role.quoted());
         let statement = if target.grants_access() {
             format!("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}")

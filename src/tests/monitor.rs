@@ -209,7 +209,8 @@ pub(crate) mod tests {
                 "backup_retention",
                 "fleet_backup",
                 "data_retention",
-                "history"
+                "history",
+                "move_resolver"
             ]
             .map(|j| format!("tenant_control {db}: {j}"))
         );
