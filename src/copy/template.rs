@@ -14,7 +14,7 @@
 //! operator or function a tenant defines (an `=` for `(oid, regclass)`, a
 //! `lower(name)`) must never bind in a query the extension runs as its owner.
 
-pub use crate::copy::catalog::{catalog_read, parts_json, parts_of, render, Statement};
+pub use crate::copy::catalog::{catalog_read, parts_json, parts_of, render, Part, Statement};
 use crate::copy::order;
 use crate::copy::statements::{self, Shared};
 use crate::copy::structure::INDEX_PROBES;
@@ -280,9 +280,20 @@ fn generate_with(
             if script.iter().all(|(_, unit)| unit.is_none()) {
                 return Ok(script.into_iter().map(|(statement, _)| statement).collect());
             }
-            Ok(order::sort(script, &order::Dependencies::of(schema, inline_keys)?))
+            Ok(order::sort(script, &order::Dependencies::of(schema, inline_keys)?, or_replace))
         })
     })
+}
+
+/// A function's statement as CREATE OR REPLACE: it then replaces its
+/// placeholder (generate_functions.sql, kept by order.rs to break a cycle).
+fn or_replace((kind, mut statement): (&'static str, Statement)) -> (&'static str, Statement) {
+    if let Some(Part::Text(head)) = statement.first_mut() {
+        if let Some(rest) = head.strip_prefix("CREATE FUNCTION ") {
+            *head = format!("CREATE OR REPLACE FUNCTION {rest}");
+        }
+    }
+    (kind, statement)
 }
 
 /// Record a change of the template made by the extension itself (a migration).
