@@ -122,4 +122,24 @@ RESET search_path;
             ]
         );
     }
+
+    /// A generated column calling a function that returns the table's row
+    /// type can only be built with ALTER TABLE ... ADD COLUMN: refused by
+    /// name before anything is created, with what to do instead.
+    #[pg_test]
+    fn a_generated_column_whose_function_returns_its_row_type_is_refused_by_name() {
+        Spi::run(
+            "CREATE TABLE tenant_template.pairs (a int, b int);
+             CREATE FUNCTION tenant_template.pair_of(x int) RETURNS tenant_template.pairs LANGUAGE sql IMMUTABLE
+                 AS 'SELECT x, x';
+             ALTER TABLE tenant_template.pairs ADD COLUMN c int GENERATED ALWAYS AS ((tenant_template.pair_of(a)).b) STORED",
+        )
+        .unwrap();
+        let (status, message, _, sqlstate) = create("0e0e0e0e-0000-4000-8000-000000000004", Some("cycles_d"));
+        assert_eq!((status.as_str(), sqlstate.as_deref()), ("ERROR", Some("0A000")), "{message}");
+        assert!(message.contains("generated column c of table tenant_template.pairs"), "{message}");
+        let (_, hint) = crate::copy::template::unsupported_in("tenant_template").unwrap().unwrap();
+        assert!(hint.is_some_and(|h| h.contains("trigger")), "the refusal says what to do");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_namespace WHERE nspname = 'cycles_d'"), Some(0));
+    }
 }
