@@ -146,8 +146,8 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
     // the same hand-written sample.
     let (mut ours, mut preloaded, mut hand, mut taxed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..samples {
-        let mut ours_now = || create_ours(&mut connect("bench_fresh"), &format!("bf_{i}"));
-        let mut hand_now = || create_by_hand(&mut connect("bench_fresh_plain"), &format!("bfh_{i}"), &grants);
+        let ours_now = || create_ours(&mut connect("bench_fresh"), &format!("bf_{i}"));
+        let hand_now = || create_by_hand(&mut connect("bench_fresh_plain"), &format!("bfh_{i}"), &grants);
         let (o, h) = if i % 2 == 0 {
             let o = ours_now();
             (o, hand_now())
