@@ -296,6 +296,32 @@ fn or_replace((kind, mut statement): (&'static str, Statement)) -> (&'static str
     (kind, statement)
 }
 
+/// Statements that create functions one at a time (an integrity repair of a
+/// missing function): a function a copy creates with a placeholder first
+/// (on a dependency cycle) is given by its real statement alone, as CREATE.
+pub fn without_placeholders(statements: Vec<Statement>) -> Vec<Statement> {
+    const REAL: &str = "CREATE OR REPLACE FUNCTION ";
+    // "name(arguments)": the same in a placeholder and in its real statement.
+    let signature = |head: &str| head.split(" RETURNS ").next().unwrap_or_default().to_string();
+    let first = |statement: &Statement| match statement.first() {
+        Some(Part::Text(head)) => head.clone(),
+        _ => String::new(),
+    };
+    let replaced: Vec<String> = statements.iter().filter_map(|s| first(s).strip_prefix(REAL).map(signature)).collect();
+    statements
+        .into_iter()
+        .filter(|s| first(s).strip_prefix("CREATE FUNCTION ").is_none_or(|head| !replaced.contains(&signature(head))))
+        .map(|mut statement| {
+            if let Some(Part::Text(head)) = statement.first_mut() {
+                if let Some(rest) = head.strip_prefix(REAL) {
+                    *head = format!("CREATE FUNCTION {rest}");
+                }
+            }
+            statement
+        })
+        .collect()
+}
+
 /// Record a change of the template made by the extension itself (a migration).
 pub fn note_change(command: &str) -> TcResult<()> {
     db::run(

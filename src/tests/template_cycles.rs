@@ -142,4 +142,22 @@ RESET search_path;
         assert!(hint.is_some_and(|h| h.contains("trigger")), "the refusal says what to do");
         assert_eq!(one::<i64>("SELECT count(*) FROM pg_namespace WHERE nspname = 'cycles_d'"), Some(0));
     }
+
+    /// An integrity repair recreates a missing function from its real
+    /// statement, never from its placeholder.
+    #[pg_test]
+    fn a_repair_takes_a_function_on_a_cycle_with_its_real_body() {
+        Spi::run(CYCLE_TEMPLATE).unwrap();
+        let script = crate::copy::template::generate("tenant_template", "tenant_template_owner").unwrap();
+        let functions = crate::copy::template::without_placeholders(
+            script.into_iter().filter(|(kind, _)| *kind == "functions").map(|(_, s)| s).collect(),
+        );
+        let texts: Vec<String> = functions.iter().map(|s| crate::copy::template::render(s, "x", "y")).collect();
+        assert_eq!(texts.len(), 3, "{texts:#?}");
+        for text in &texts {
+            assert!(text.starts_with("CREATE FUNCTION "), "{text}");
+            assert!(!text.contains(" AS 'SELECT NULL"), "a placeholder is left: {text}");
+        }
+        assert!(texts.iter().any(|t| t.starts_with("CREATE FUNCTION counted_plus(") && t.contains("FROM counted")));
+    }
 }
