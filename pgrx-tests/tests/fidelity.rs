@@ -353,6 +353,8 @@ corpus_tests!(
     text_search,
     statistics,
     collations,
+    // Objects that need each other (a table and the function of its generated column).
+    cycles,
 );
 
 /// The Python that has Django (installed by `./tc setup` into .tc/django-venv).

@@ -9,7 +9,12 @@
 --       with its parent's (a row type with its table, an inline constraint
 --       with its table or domain, an array type with its element type);
 --       src/copy/order.rs resolves a unit without a statement to its parent;
---   ('needs', unit, other): unit must be created after other.
+--   ('needs', unit, other): unit must be created after other;
+--   ('stub', unit, other): unit is a function with a SQL-standard body, which
+--       can be created first with a placeholder body (needing only the types
+--       of its signature, other; '' for none) and replaced once what its body
+--       reads exists: order.rs does so to break a cycle (a table whose
+--       generated column calls a function that reads the table).
 -- Read with search_path = pg_catalog, pg_temp and hash and merge joins off
 -- (see structure::INDEX_PROBES): every lookup below starts from the schema's
 -- own objects and probes a catalog index, so the query costs in proportion to
@@ -148,3 +153,10 @@ SELECT 'needs', 'pg_class:' || x.indexrelid, 'attach:' || i.inhrelid
 UNION ALL
 -- Row-level security is switched on once its table exists.
 SELECT 'needs', 'security:' || r.oid, 'pg_class:' || r.oid FROM rel r WHERE r.relkind IN ('r', 'p')
+UNION ALL
+SELECT 'stub', 'pg_proc:' || p.oid, COALESCE(m.unit, '')
+  FROM pg_catalog.pg_proc p
+  LEFT JOIN LATERAL pg_catalog.unnest(p.proargtypes::oid[] || COALESCE(p.proallargtypes, '{}'::oid[]) || p.prorettype) AS s(typ) ON true
+  LEFT JOIN member m ON m.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND m.objid = s.typ
+ WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
+   AND p.prokind = 'f' AND p.prosqlbody IS NOT NULL

@@ -88,6 +88,20 @@ WITH rel AS MATERIALIZED (
            'Create the type in another schema (public, or one of its own) and use it from there.'
       FROM typ t JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid WHERE t.typtype = 'r' AND r.rngcanonical <> 0
     UNION ALL
+    -- The function needs the table (its signature names the row type) and the
+    -- table needs the function: only ALTER TABLE ... ADD COLUMN can build
+    -- that, which would move the column to the end.
+    SELECT pg_catalog.format('generated column %I of table', a.attname), r.relname, r.oid,
+           'Its function takes or returns the table''s row type, so neither can be created first; make the function take and return plain values, or fill the column with a trigger.'
+      FROM rel r
+      JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = r.oid
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum = ad.adnum AND a.attgenerated = 's'
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid = ad.oid
+                                 AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+      JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid AND p.pronamespace = r.relnamespace
+      JOIN pg_catalog.pg_class c ON c.oid = r.oid
+     WHERE c.reltype OPERATOR(pg_catalog.=) ANY (p.proargtypes::oid[] || COALESCE(p.proallargtypes, '{}'::oid[]) || p.prorettype)
+    UNION ALL
     SELECT 'operator', o.oprname, o.oid, 'Create it in another schema (public, or one of its own) and use it from there.'
       FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_operator') AS so(oid))
 )

@@ -14,7 +14,7 @@
 //! operator or function a tenant defines (an `=` for `(oid, regclass)`, a
 //! `lower(name)`) must never bind in a query the extension runs as its owner.
 
-pub use crate::copy::catalog::{catalog_read, parts_json, parts_of, render, Statement};
+pub use crate::copy::catalog::{catalog_read, parts_json, parts_of, render, Part, Statement};
 use crate::copy::order;
 use crate::copy::statements::{self, Shared};
 use crate::copy::structure::INDEX_PROBES;
@@ -280,9 +280,46 @@ fn generate_with(
             if script.iter().all(|(_, unit)| unit.is_none()) {
                 return Ok(script.into_iter().map(|(statement, _)| statement).collect());
             }
-            Ok(order::sort(script, &order::Dependencies::of(schema, inline_keys)?))
+            Ok(order::sort(script, &order::Dependencies::of(schema, inline_keys)?, or_replace))
         })
     })
+}
+
+/// A function's statement as CREATE OR REPLACE: it then replaces its
+/// placeholder (generate_functions.sql, kept by order.rs to break a cycle).
+fn or_replace((kind, mut statement): (&'static str, Statement)) -> (&'static str, Statement) {
+    if let Some(Part::Text(head)) = statement.first_mut() {
+        if let Some(rest) = head.strip_prefix("CREATE FUNCTION ") {
+            *head = format!("CREATE OR REPLACE FUNCTION {rest}");
+        }
+    }
+    (kind, statement)
+}
+
+/// Statements that create functions one at a time (an integrity repair of a
+/// missing function): a function a copy creates with a placeholder first
+/// (on a dependency cycle) is given by its real statement alone, as CREATE.
+pub fn without_placeholders(statements: Vec<Statement>) -> Vec<Statement> {
+    const REAL: &str = "CREATE OR REPLACE FUNCTION ";
+    // "name(arguments)": the same in a placeholder and in its real statement.
+    let signature = |head: &str| head.split(" RETURNS ").next().unwrap_or_default().to_string();
+    let first = |statement: &Statement| match statement.first() {
+        Some(Part::Text(head)) => head.clone(),
+        _ => String::new(),
+    };
+    let replaced: Vec<String> = statements.iter().filter_map(|s| first(s).strip_prefix(REAL).map(signature)).collect();
+    statements
+        .into_iter()
+        .filter(|s| first(s).strip_prefix("CREATE FUNCTION ").is_none_or(|head| !replaced.contains(&signature(head))))
+        .map(|mut statement| {
+            if let Some(Part::Text(head)) = statement.first_mut() {
+                if let Some(rest) = head.strip_prefix(REAL) {
+                    *head = format!("CREATE FUNCTION {rest}");
+                }
+            }
+            statement
+        })
+        .collect()
 }
 
 /// Record a change of the template made by the extension itself (a migration).

@@ -309,11 +309,15 @@ fn creation(reference: &mut Reference, tenant: &Tenant, key: &Key, wanted: &str)
         )?,
         "function" | "procedure" => {
             let proname = quote_identifier(name.split('(').next().unwrap_or_default());
-            from_template(
+            template::without_placeholders(from_template(
                 reference,
-                &[format!("CREATE FUNCTION {proname}("), format!("CREATE PROCEDURE {proname}(")],
+                &[
+                    format!("CREATE FUNCTION {proname}("),
+                    format!("CREATE OR REPLACE FUNCTION {proname}("),
+                    format!("CREATE PROCEDURE {proname}("),
+                ],
                 None,
-            )?
+            )?)
         }
         "constraint" => return Ok(vec![format!("ALTER TABLE {table} ADD CONSTRAINT {object} {wanted}")]),
         "column" => return Ok(vec![format!("ALTER TABLE {table} ADD COLUMN {object} {wanted}")]),

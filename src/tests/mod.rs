@@ -16,6 +16,7 @@ mod monitor;
 mod portable;
 mod quota;
 mod template;
+mod template_cycles;
 mod template_kinds;
 mod template_order;
 mod template_partitions;
