@@ -23,7 +23,7 @@ use crate::core::locks;
 use crate::core::restricted;
 use crate::core::subxact;
 use crate::ops::migrate_lend::{Lending, Lent};
-use crate::ops::migrate_plain;
+use crate::ops::migrate_plain::{self, Path};
 use crate::ops::migrate_targets;
 use crate::ops::quota;
 use crate::registry::oplog::Operation;
@@ -105,13 +105,17 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     op.note("from_version", from);
     op.note("target_version", to);
     // Scripts that only add plain columns run no code of the tenant's: they
-    // run as the extension's owner, lend nothing, create no object and
-    // change no size (see migrate_plain).
-    let plain = migrate_plain::runs_no_code(tenant.schema.as_str(), &pending)?;
+    // run as the extension's owner, lend nothing and create no object (see
+    // migrate_plain).
+    let path = migrate_plain::path(tenant.schema.as_str(), &pending)?;
+    let plain = path != Path::General;
     if plain {
         op.note("plain_columns", true);
     }
-    let size_before = if plain { None } else { Some(registry::files_and_writes(tenant.schema.as_str())?) };
+    let size_before = match path {
+        Path::Plain { sizes_kept: true } => None,
+        _ => Some(registry::files_and_writes(tenant.schema.as_str())?),
+    };
     restricted::internal_ddl(|| {
         if plain {
             return migrate_plain::run(tenant.schema.as_str(), &pending);
@@ -130,7 +134,8 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
         // Measuring every relation's bytes costs more than a one-column
         // ALTER: the tenant is recounted (and its quota state settled) only
         // when the migration created, dropped or rewrote a relation or wrote
-        // rows, the only ways it can change the bytes or the table count.
+        // rows, the only ways it can change the bytes or the table count
+        // (plain columns added to tables that have a TOAST table do none).
         if let Some(before) = size_before {
             if registry::files_and_writes(tenant.schema.as_str())? != before {
                 quota::recount(&tenant)?;

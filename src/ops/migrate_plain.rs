@@ -26,9 +26,10 @@
 //!   constraint or policy; event triggers are a superuser's (the
 //!   extension's own let its work through, as for its other DDL).
 //!
-//! Such a script creates no object in the schema and changes no relation's
-//! size: the template's grants, the rebinding and the storage recount are
-//! skipped too. A tenant near or over its quota goes the general way, so
+//! Such a script creates no object in the schema: the template's grants and
+//! the rebinding are skipped too. It changes no relation's size unless a
+//! table without a TOAST table gets a column that needs one (PostgreSQL
+//! then creates it): only then are the sizes compared for a recount. A tenant near or over its quota goes the general way, so
 //! that the quota guard sees the statements as before.
 
 use crate::core::db;
@@ -39,11 +40,21 @@ use pgrx::spi::quote_identifier;
 use pgrx::PgList;
 use std::ffi::CString;
 
+/// How a tenant's pending scripts run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Path {
+    /// As the tenant's role, lent what it needs (migrate::run_scripts).
+    General,
+    /// As the extension's owner, lending nothing; `sizes_kept` when every
+    /// altered table already has a TOAST table (no relation can be created).
+    Plain { sizes_kept: bool },
+}
+
 /// Whether `migrations` may run in `schema` without lending (see the module
 /// comment). Decided with `search_path` set as the scripts then run.
-pub fn runs_no_code(schema: &str, migrations: &[Migration]) -> TcResult<bool> {
+pub fn path(schema: &str, migrations: &[Migration]) -> TcResult<Path> {
     if migrations.is_empty() {
-        return Ok(false);
+        return Ok(Path::General);
     }
     let tables = db::with_setting("search_path", &quote_identifier(schema), || {
         let mut tables = Vec::new();
@@ -56,13 +67,13 @@ pub fn runs_no_code(schema: &str, migrations: &[Migration]) -> TcResult<bool> {
         Ok(Some(tables))
     })?;
     let Some(tables) = tables else {
-        return Ok(false);
+        return Ok(Path::General);
     };
     plain_tables(schema, &tables)
 }
 
 /// Run the scripts as the extension's owner, with `search_path` set to the
-/// schema alone (pg_catalog first, implicitly), as runs_no_code decided.
+/// schema alone (pg_catalog first, implicitly), as `path` decided.
 pub fn run(schema: &str, migrations: &[Migration]) -> TcResult<()> {
     db::with_setting("search_path", &quote_identifier(schema), || {
         migrations.iter().try_for_each(|migration| migrate::execute(schema, migration))
@@ -162,10 +173,12 @@ unsafe fn built_in_type(name: *mut pg_sys::TypeName) -> bool {
     built_in
 }
 
-/// Whether every table is an ordinary table of the schema without children,
-/// and the tenant is clear of its quota's warning level.
+/// How many of the tables are ordinary tables of the schema without
+/// children (none when the tenant is not clear of its quota's warning
+/// level), and whether they all have a TOAST table.
 const PLAIN_TABLES: &str = "
-SELECT pg_catalog.count(*)::integer AS plain
+SELECT pg_catalog.count(*)::integer AS plain,
+       COALESCE(pg_catalog.bool_and(c.reltoastrelid OPERATOR(pg_catalog.<>) 0), true) AS toasted
   FROM pg_catalog.pg_class c
  WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
    AND c.relnamespace OPERATOR(pg_catalog.=) (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) $2)
@@ -173,7 +186,7 @@ SELECT pg_catalog.count(*)::integer AS plain
    AND EXISTS (SELECT 1 FROM tenant.tenant_schemas t
                 WHERE t.schema_name OPERATOR(pg_catalog.=) $2 AND t.quota_state OPERATOR(pg_catalog.=) 'OK')";
 
-fn plain_tables(schema: &str, tables: &[pg_sys::Oid]) -> TcResult<bool> {
+fn plain_tables(schema: &str, tables: &[pg_sys::Oid]) -> TcResult<Path> {
     let mut distinct = tables.to_vec();
     distinct.sort_by_key(|oid| oid.to_u32());
     distinct.dedup();
@@ -181,7 +194,15 @@ fn plain_tables(schema: &str, tables: &[pg_sys::Oid]) -> TcResult<bool> {
         PLAIN_TABLES,
         &[pg_sys::OIDARRAYOID.into(), pg_sys::TEXTOID.into()],
         &[distinct.clone().into(), schema.into()],
-        |row| Ok(db::col::<i32>(row, "plain")?.unwrap_or_default()),
+        |row| {
+            Ok((
+                db::col::<i32>(row, "plain")?.unwrap_or_default(),
+                db::col::<bool>(row, "toasted")?.unwrap_or_default(),
+            ))
+        },
     )?;
-    Ok(found.first().is_some_and(|&plain| plain as usize == distinct.len()))
+    Ok(match found.first() {
+        Some(&(plain, toasted)) if plain as usize == distinct.len() => Path::Plain { sizes_kept: toasted },
+        _ => Path::General,
+    })
 }
