@@ -2,7 +2,8 @@
 //! are registered, and to each tenant (each atomically, in a subtransaction
 //! of its own; committed in batches) by the procedure tenant.apply_migrations.
 //!
-//! A script never runs as the extension's owner. It runs as the role that
+//! A script that could run tenant code never runs as the extension's owner.
+//! It runs as the role that
 //! stands for the tenant in the schema it changes (`tenant_template_owner` in
 //! the template when it is registered, `<schema>_owner` in each tenant), in a
 //! security-restricted operation, with `search_path = <schema>` (pg_catalog
@@ -13,7 +14,9 @@
 //! ownership of the schema's objects it does not own and USAGE, CREATE on
 //! the schema; both are taken back before the transaction ends. In a
 //! tenant, scripts made only of `ALTER TABLE t` / `CREATE INDEX ... ON t`
-//! are lent the tables they name alone (see migrate_targets).
+//! are lent the tables they name alone (see migrate_targets). Scripts that
+//! only add plain columns run no code at all: in a tenant they run as the
+//! extension's owner and nothing is lent (see migrate_plain).
 
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use crate::core::db;
