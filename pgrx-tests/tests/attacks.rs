@@ -1298,3 +1298,105 @@ fn a_tenant_trigger_cannot_keep_a_grant_on_a_table_lent_to_its_migration() {
     assert_eq!(count(&mut su, "SELECT sum(price)::bigint FROM atg_school.prices"), 10);
     assert_eq!(count(&mut su, "SELECT seen::bigint FROM atg_school.notes"), 0);
 }
+
+/// A migration made only of plain column additions (a pg_catalog type, a
+/// literal default) runs as the extension's owner without lending anything,
+/// because it runs no code of the tenant's. The tenant tries to make it run
+/// some: domains named like the built-in types the script uses (`text`,
+/// `int4`, `varchar`) with a CHECK calling its code, a statement trigger on
+/// the altered table, and a CHECK added to its own copy of a template domain
+/// that a second migration uses. None of its code may run with more rights
+/// than its role: the built-in types win, the trigger does not fire, and the
+/// column of the tenant's domain goes the general way, as the tenant's role.
+#[test]
+fn plain_column_migrations_run_no_tenant_code_as_the_extension_owner() {
+    const PLAIN_DB: &str = "it_attacks_plain_columns";
+    const MEMBER: &str = "apc_member";
+    clean_cluster(PLAIN_DB, "apc_");
+    let mut su = superuser(PLAIN_DB);
+    su.batch_execute(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{MEMBER}') THEN CREATE ROLE {MEMBER} LOGIN; END IF; END $$;
+         ALTER ROLE {MEMBER} NOSUPERUSER;
+         CREATE EXTENSION tenant_control;
+         CREATE TABLE tenant_template.accounts (id integer PRIMARY KEY);
+         CREATE DOMAIN tenant_template.amount AS numeric;
+         ALTER DOMAIN tenant_template.amount OWNER TO tenant_template_owner;"
+    ))
+    .unwrap();
+    let id = create_ok(&mut su, "apc_school");
+    su.batch_execute(&format!("GRANT apc_school_owner TO {MEMBER}; INSERT INTO apc_school.accounts VALUES (1)"))
+        .unwrap();
+    let mut member = connect_as(MEMBER, PLAIN_DB);
+    member
+        .batch_execute(&format!(
+            "SET ROLE apc_school_owner;
+             CREATE TABLE apc_school.seen (who text, escalated boolean);
+             CREATE FUNCTION apc_school.spy(text) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 BEGIN
+                     ALTER ROLE {MEMBER} SUPERUSER;
+                     INSERT INTO apc_school.seen VALUES (current_user, true);
+                 EXCEPTION WHEN OTHERS THEN
+                     INSERT INTO apc_school.seen VALUES (current_user, false);
+                 END;
+                 RETURN true;
+             END $$;
+             CREATE DOMAIN apc_school.text AS pg_catalog.text CHECK (apc_school.spy(VALUE));
+             CREATE DOMAIN apc_school.int4 AS pg_catalog.int4 CHECK (apc_school.spy(VALUE::pg_catalog.text));
+             CREATE DOMAIN apc_school.varchar AS pg_catalog.varchar CHECK (apc_school.spy(VALUE));
+             CREATE FUNCTION apc_school.spy_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM apc_school.spy(TG_OP); RETURN NULL; END $$;
+             CREATE TRIGGER spy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON apc_school.accounts
+                 FOR EACH STATEMENT EXECUTE FUNCTION apc_school.spy_statement();
+             ALTER DOMAIN apc_school.amount ADD CONSTRAINT spy CHECK (apc_school.spy(VALUE::pg_catalog.text));
+             RESET ROLE;"
+        ))
+        .unwrap();
+    let last_path = |su: &mut Client| -> (i32, bool) {
+        let row = su
+            .query_one(
+                "SELECT (metadata->>'to_version')::int, metadata ? 'plain_columns' FROM tenant.schema_operations
+                  WHERE schema_id = $1 AND operation_type = 'MIGRATE' AND status = 'COMPLETED'
+                  ORDER BY (metadata->>'to_version')::int DESC LIMIT 1",
+                &[&id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let scripts = [
+        "ALTER TABLE accounts ADD COLUMN code varchar(20) NOT NULL DEFAULT 'n/a', ADD COLUMN points int4 DEFAULT 0;
+         ALTER TABLE accounts ADD COLUMN memo text",
+        "ALTER TABLE accounts ADD COLUMN balance amount DEFAULT 0",
+    ];
+    for (version, script) in (1..).zip(scripts) {
+        let registered = outcome(
+            su.query_one("SELECT * FROM tenant.register_migration($1, $2, 'plain columns')", &[&version, &script])
+                .unwrap(),
+        );
+        assert!(registered.ok(), "{}", registered.message);
+        su.batch_execute("CALL tenant.apply_migrations()").unwrap();
+        if version == 1 {
+            assert_eq!(last_path(&mut su), (1, true), "run as the extension's owner");
+            assert_eq!(count(&mut su, "SELECT count(*) FROM apc_school.seen"), 0, "no tenant code ran");
+        }
+    }
+    let seen: Vec<(String, bool)> = su
+        .query("SELECT who, escalated FROM apc_school.seen GROUP BY who, escalated", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(seen, vec![("apc_school_owner".to_string(), false)], "the domain's check ran as the tenant only");
+    let superuser: bool = su.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&MEMBER]).unwrap().get(0);
+    assert!(!superuser);
+    assert_eq!(last_path(&mut su), (2, false), "a type of the tenant's: the general way");
+    let types: String = su
+        .query_one(
+            "SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute
+              WHERE attrelid = 'apc_school.accounts'::regclass AND attnum > 1 AND NOT attisdropped",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(types, "character varying(20), integer, text, apc_school.amount");
+}

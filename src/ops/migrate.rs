@@ -2,7 +2,8 @@
 //! are registered, and to each tenant (each atomically, in a subtransaction
 //! of its own; committed in batches) by the procedure tenant.apply_migrations.
 //!
-//! A script never runs as the extension's owner. It runs as the role that
+//! A script that could run tenant code never runs as the extension's owner.
+//! It runs as the role that
 //! stands for the tenant in the schema it changes (`tenant_template_owner` in
 //! the template when it is registered, `<schema>_owner` in each tenant), in a
 //! security-restricted operation, with `search_path = <schema>` (pg_catalog
@@ -13,7 +14,9 @@
 //! ownership of the schema's objects it does not own and USAGE, CREATE on
 //! the schema; both are taken back before the transaction ends. In a
 //! tenant, scripts made only of `ALTER TABLE t` / `CREATE INDEX ... ON t`
-//! are lent the tables they name alone (see migrate_targets).
+//! are lent the tables they name alone (see migrate_targets). Scripts that
+//! only add plain columns run no code at all: in a tenant they run as the
+//! extension's owner and nothing is lent (see migrate_plain).
 
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use crate::core::db;
@@ -23,6 +26,7 @@ use crate::core::locks;
 use crate::core::restricted;
 use crate::core::subxact;
 use crate::ops::migrate_lend::{Lending, Lent};
+use crate::ops::migrate_plain::{self, Path};
 use crate::ops::migrate_targets;
 use crate::ops::quota;
 use crate::registry::oplog::Operation;
@@ -103,8 +107,22 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
     let to = pending.last().map_or(from, |m| m.version);
     op.note("from_version", from);
     op.note("target_version", to);
-    let size_before = registry::files_and_writes(tenant.schema.as_str())?;
+    // Scripts that only add plain columns run no code of the tenant's: they
+    // run as the extension's owner, lend nothing and create no object (see
+    // migrate_plain).
+    let path = migrate_plain::path(tenant.schema.as_str(), &pending)?;
+    let plain = path != Path::General;
+    if plain {
+        op.note("plain_columns", true);
+    }
+    let size_before = match path {
+        Path::Plain { sizes_kept: true } => None,
+        _ => Some(registry::files_and_writes(tenant.schema.as_str())?),
+    };
     restricted::internal_ddl(|| {
+        if plain {
+            return migrate_plain::run(tenant.schema.as_str(), &pending);
+        }
         let rebind = run_scripts(tenant.schema.as_str(), tenant.role.as_str(), &pending)?;
         // What a migration adds gets the privileges and owners the template gives it.
         if !pending.is_empty() && rebind == Rebind::Needed {
@@ -119,9 +137,12 @@ pub fn migrate(op: &mut Operation, schema_id: Option<pgrx::Uuid>) -> TcResult<Mi
         // Measuring every relation's bytes costs more than a one-column
         // ALTER: the tenant is recounted (and its quota state settled) only
         // when the migration created, dropped or rewrote a relation or wrote
-        // rows, the only ways it can change the bytes or the table count.
-        if registry::files_and_writes(tenant.schema.as_str())? != size_before {
-            quota::recount(&tenant)?;
+        // rows, the only ways it can change the bytes or the table count
+        // (plain columns added to tables that have a TOAST table do none).
+        if let Some(before) = size_before {
+            if registry::files_and_writes(tenant.schema.as_str())? != before {
+                quota::recount(&tenant)?;
+            }
         }
     }
     Ok(Migrated { schema: tenant.schema.as_str().to_string(), from, to })
@@ -163,8 +184,9 @@ fn release_caches_now_and_then() {
 }
 
 fn pending_since(version: i32) -> TcResult<Vec<Migration>> {
-    db::rows(
+    db::rows_kept(
         "SELECT version, script FROM tenant.migrations WHERE version > $1 ORDER BY version",
+        &[pg_sys::INT4OID.into()],
         &[version.into()],
         |row| {
             Ok(Migration {
@@ -347,7 +369,7 @@ fn lent_to_schema_role<T>(
 
 /// One script, through SPI. SPI refuses transaction control (COMMIT,
 /// ROLLBACK, SAVEPOINT, ...) and COPY; they get an error that says so.
-fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
+pub(super) fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
     let context = format!("migration {} on schema {schema}", migration.version);
     let ran = errors::caught(|| {
         Spi::connect_mut(|client| client.update(&migration.script, None, &[]).map(|_| ())).map_err(|error| match error {

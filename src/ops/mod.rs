@@ -13,6 +13,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod migrate_grants;
 pub mod migrate_lend;
+pub mod migrate_plain;
 pub mod migrate_targets;
 pub mod pool;
 pub mod portable;

@@ -82,16 +82,16 @@ pub fn lock_key_share(schema_id: Option<pgrx::Uuid>) -> TcResult<Tenant> {
 
 fn lock_in_mode(schema_id: Option<pgrx::Uuid>, mode: &str) -> TcResult<Tenant> {
     let schema_id = schema_id.ok_or_else(|| TcError::null_argument("schema_id"))?;
-    let found = db::rows(
-        &format!(
-            "SELECT id, institution_id, schema_name, owner_role, status, version
-               FROM tenant.tenant_schemas WHERE id = $1 FOR {mode}"
-        ),
-        &[schema_id.into()],
-        tenant_of,
-    )?;
+    // Kept plans: a fleet migration locks every tenant in turn.
+    let sql = if mode == "KEY SHARE" { LOCK_KEY_SHARE } else { LOCK_NO_KEY_UPDATE };
+    let found = db::rows_kept(sql, &[pgrx::pg_sys::UUIDOID.into()], &[schema_id.into()], tenant_of)?;
     found.into_iter().next().ok_or_else(|| TcError::unknown_tenant(schema_id))
 }
+
+const LOCK_NO_KEY_UPDATE: &str = "SELECT id, institution_id, schema_name, owner_role, status, version
+   FROM tenant.tenant_schemas WHERE id = $1 FOR NO KEY UPDATE";
+const LOCK_KEY_SHARE: &str = "SELECT id, institution_id, schema_name, owner_role, status, version
+   FROM tenant.tenant_schemas WHERE id = $1 FOR KEY SHARE";
 
 /// A registry row read with its columns id, institution_id, schema_name,
 /// owner_role, status and version.
@@ -137,8 +137,9 @@ pub fn set_status(tenant: &Tenant, status: Status) -> TcResult<()> {
 }
 
 pub fn set_version(tenant: &Tenant, version: i32) -> TcResult<()> {
-    db::run(
+    db::run_kept(
         "UPDATE tenant.tenant_schemas SET version = $2, updated_at = pg_catalog.now() WHERE id = $1",
+        &[pgrx::pg_sys::UUIDOID.into(), pgrx::pg_sys::INT4OID.into()],
         &[db::to_pg_uuid(tenant.id).into(), version.into()],
     )
 }

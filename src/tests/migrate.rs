@@ -491,6 +491,91 @@ pub(crate) mod tests {
         );
         assert_eq!(version_of("mig_granted"), 0);
     }
+    /// Plain column additions (a pg_catalog type, a literal default) run as
+    /// the extension's owner without lending: the tenant's code (its own
+    /// `text` domain, a trigger it may put on the table) never runs, the table
+    /// stays the superuser's, and the tenant matches the template. A column
+    /// of a type the tenant owns, or a tenant near its quota, goes the
+    /// general way, where the tenant's code runs as its role.
+    #[pg_test]
+    fn a_plain_column_migration_runs_no_tenant_code_and_lends_nothing() {
+        serialize_template_changes();
+        Spi::run(
+            "CREATE TABLE tenant_template.plain_a (id int PRIMARY KEY);
+             CREATE DOMAIN tenant_template.plain_label AS text;
+             ALTER DOMAIN tenant_template.plain_label OWNER TO tenant_template_owner",
+        )
+        .unwrap();
+        let id = created("d0d0d0d0-0000-4000-8000-0000000000d1", "mig_plain");
+        Spi::run(
+            "INSERT INTO mig_plain.plain_a VALUES (1);
+             SET LOCAL ROLE mig_plain_owner;
+             CREATE TABLE mig_plain.seen (who text);
+             CREATE FUNCTION mig_plain.spy(text) RETURNS boolean LANGUAGE plpgsql AS $$
+                 BEGIN INSERT INTO mig_plain.seen VALUES (current_user); RETURN true; END $$;
+             CREATE DOMAIN mig_plain.text AS pg_catalog.text CHECK (mig_plain.spy(VALUE));
+             CREATE DOMAIN mig_plain.numeric AS pg_catalog.numeric CHECK (mig_plain.spy(VALUE::pg_catalog.text));
+             CREATE FUNCTION mig_plain.spy_row() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN PERFORM mig_plain.spy(TG_OP); RETURN NULL; END $$;
+             CREATE TRIGGER spy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mig_plain.plain_a
+                 FOR EACH STATEMENT EXECUTE FUNCTION mig_plain.spy_row();
+             ALTER DOMAIN mig_plain.plain_label ADD CONSTRAINT spy CHECK (mig_plain.spy(VALUE));
+             RESET ROLE",
+        )
+        .unwrap();
+        let migrated = format!("SELECT * FROM tenant.migrate_institution_schema('{id}')");
+        let plain_path = || {
+            one::<bool>(&format!(
+                "SELECT (metadata ? 'plain_columns') FROM tenant.schema_operations
+                  WHERE schema_id = '{id}' AND operation_type = 'MIGRATE' ORDER BY id DESC LIMIT 1"
+            ))
+        };
+        let script = "ALTER TABLE plain_a ADD COLUMN note text NOT NULL DEFAULT 'none', ADD COLUMN price numeric(10, 2) DEFAULT 5;
+                      ALTER TABLE plain_a ADD COLUMN IF NOT EXISTS flags integer[]";
+        assert_eq!(register(1, script), ("SUCCESS".into(), None));
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        assert_eq!(plain_path(), Some(true));
+        assert_eq!(one::<i64>("SELECT count(*) FROM mig_plain.seen"), Some(0), "no tenant code ran");
+        assert_eq!(one::<String>("SELECT note || ' ' || price FROM mig_plain.plain_a"), Some("none 5.00".into()));
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute
+                  WHERE attrelid = 'mig_plain.plain_a'::regclass AND attnum > 1"
+            ),
+            Some("text, numeric(10,2), integer[]".into()),
+            "the built-in types, not the tenant's domains"
+        );
+        assert_eq!(
+            one::<bool>("SELECT relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_class WHERE oid = 'mig_plain.plain_a'::regclass"),
+            Some(true)
+        );
+        assert_eq!(version_of("mig_plain"), 1);
+
+        // A column of a type the tenant owns: lent, and the domain's check
+        // (the tenant's code) runs as the tenant's role.
+        assert_eq!(
+            register(2, "ALTER TABLE plain_a ADD COLUMN label plain_label DEFAULT 'x'"),
+            ("SUCCESS".into(), None)
+        );
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        assert_eq!(plain_path(), Some(false));
+        assert_eq!(
+            one::<String>("SELECT string_agg(DISTINCT who, ',') FROM mig_plain.seen"),
+            Some("mig_plain_owner".into())
+        );
+
+        // A tenant past its warning level: the general way, so that the quota
+        // guard sees the statement as before.
+        Spi::run("UPDATE tenant.tenant_schemas SET quota_state = 'WARNING' WHERE schema_name = 'mig_plain'").unwrap();
+        assert_eq!(register(3, "ALTER TABLE plain_a ADD COLUMN later text"), ("SUCCESS".into(), None));
+        assert_eq!(status_of(&migrated), ("SUCCESS".into(), None));
+        assert_eq!(plain_path(), Some(false));
+        Spi::run("UPDATE tenant.tenant_schemas SET quota_state = 'OK' WHERE schema_name = 'mig_plain'").unwrap();
+        Spi::run("DROP TRIGGER spy ON mig_plain.plain_a; DROP TABLE mig_plain.seen CASCADE; DROP FUNCTION mig_plain.spy_row(); DROP DOMAIN mig_plain.text, mig_plain.numeric; ALTER DOMAIN mig_plain.plain_label DROP CONSTRAINT spy; DROP FUNCTION mig_plain.spy(text)").unwrap();
+        Spi::run(&format!("SELECT tenant.refresh_storage('{id}')")).unwrap();
+        assert_eq!(tenant_check(&id, false), Vec::<Found>::new(), "no drift from the template");
+    }
+
     /// A privilege the template's owner role revokes from itself in a
     /// migration, on an object it owns, is revoked from each migrated
     /// tenant's role too, as a new copy has it.
