@@ -75,7 +75,9 @@ fn check_fleet(db: &str, tenants: usize) -> (f64, f64) {
 }
 
 fn main() {
-    let db = "bench_integrity";
+    // TC_BENCH_DB names the database (several fleets can then be kept side by side).
+    let db = std::env::var("TC_BENCH_DB").unwrap_or_else(|_| "bench_integrity".into());
+    let db = db.as_str();
     let mut client = with_template(db);
     let relations: i64 = client
         .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])

@@ -24,39 +24,65 @@ pub struct Usage {
 /// The tables of a schema and the bytes its relations occupy.
 pub fn measure(schema: &str) -> TcResult<Usage> {
     let files = db::rows_kept(FILES, &[pg_sys::TEXTOID.into()], &[schema.into()], |row| {
-        Ok((
-            col::<bool>(row, "is_table")?.unwrap_or_default(),
-            col::<pg_sys::Oid>(row, "spcnode")?.unwrap_or(pg_sys::InvalidOid),
-            col::<pg_sys::Oid>(row, "relnode")?,
-            col::<String>(row, "persistence")?.unwrap_or_default(),
-        ))
+        Ok((col::<bool>(row, "is_table")?.unwrap_or_default(), Files::of_row(row, "")?))
     })?;
     let mut usage = Usage::default();
-    for (is_table, spcnode, relnode, persistence) in files {
+    for (is_table, files) in files {
         usage.tables += i32::from(is_table);
-        if let Some(relnode) = relnode {
-            usage.bytes += relation_bytes(spcnode, relnode, &persistence)?;
-        }
+        usage.bytes += files.bytes()?;
     }
     Ok(usage)
 }
 
-/// The bytes of every fork of one relation (main, free-space map, visibility
-/// map, init), each fork's segments in turn, as PostgreSQL's own
-/// calculate_relation_size counts them.
-fn relation_bytes(spcnode: pg_sys::Oid, relnode: pg_sys::Oid, persistence: &str) -> TcResult<i64> {
-    // Temporary relations live in another backend's files: never a tenant's.
-    if persistence == "t" {
-        return Ok(0);
+/// The files of one relation, as the catalogs name them.
+#[derive(Debug, Clone, Copy)]
+pub struct Files {
+    /// pg_class.reltablespace (0: the database's).
+    pub spcnode: pg_sys::Oid,
+    /// pg_relation_filenode(); None for relations without storage.
+    pub relnode: Option<pg_sys::Oid>,
+    /// pg_class.relpersistence.
+    pub persistence: u8,
+}
+
+impl Files {
+    pub fn of_row(row: &pgrx::spi::SpiHeapTupleData, prefix: &str) -> TcResult<Files> {
+        let persistence: String = col(row, &format!("{prefix}persistence"))?.unwrap_or_default();
+        Ok(Files {
+            spcnode: col(row, &format!("{prefix}spcnode"))?.unwrap_or(pg_sys::InvalidOid),
+            relnode: col(row, &format!("{prefix}relnode"))?,
+            persistence: persistence.bytes().next().unwrap_or(b'p'),
+        })
     }
-    let mut bytes = 0;
-    for fork in [
-        pg_sys::ForkNumber::MAIN_FORKNUM,
-        pg_sys::ForkNumber::FSM_FORKNUM,
-        pg_sys::ForkNumber::VISIBILITYMAP_FORKNUM,
-        pg_sys::ForkNumber::INIT_FORKNUM,
-    ] {
-        let path = fork_path(spcnode, relnode, fork);
+
+    /// The bytes of every fork (main, free-space map, visibility map, init).
+    pub fn bytes(&self) -> TcResult<i64> {
+        let forks = [
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            pg_sys::ForkNumber::FSM_FORKNUM,
+            pg_sys::ForkNumber::VISIBILITYMAP_FORKNUM,
+            pg_sys::ForkNumber::INIT_FORKNUM,
+        ];
+        forks.into_iter().map(|fork| self.fork_bytes(fork)).sum()
+    }
+
+    /// Whether the relation has no rows: a heap keeps every row, live or
+    /// dead, on the pages of its main fork. None when that cannot be told
+    /// (no storage of its own: a partitioned table).
+    pub fn surely_empty(&self) -> TcResult<Option<bool>> {
+        if self.relnode.is_none() || self.persistence == b't' {
+            return Ok(None);
+        }
+        Ok(Some(self.fork_bytes(pg_sys::ForkNumber::MAIN_FORKNUM)? == 0))
+    }
+
+    /// One fork's segments in turn, as PostgreSQL's own
+    /// calculate_relation_size counts them; a missing file counts as empty.
+    fn fork_bytes(&self, fork: pg_sys::ForkNumber::Type) -> TcResult<i64> {
+        // Temporary relations live in another backend's files: never a tenant's.
+        let Some(relnode) = self.relnode.filter(|_| self.persistence != b't') else { return Ok(0) };
+        let path = fork_path(self.spcnode, relnode, fork);
+        let mut bytes = 0;
         for segment in 0u32.. {
             let name = if segment == 0 { path.clone() } else { format!("{path}.{segment}") };
             match std::fs::metadata(&name) {
@@ -70,8 +96,8 @@ fn relation_bytes(spcnode: pg_sys::Oid, relnode: pg_sys::Oid, persistence: &str)
                 }
             }
         }
+        Ok(bytes)
     }
-    Ok(bytes)
 }
 
 /// A fork's path relative to the data directory (a backend's working directory).
