@@ -52,9 +52,9 @@ fn deparse_in(
     // transaction's or subtransaction's abort pops it on an error). It is the
     // path `SET search_path = <schema>` gives: the session's temporary schema
     // and pg_catalog implicitly first, then the schema if it exists and the
-    // current role may use it. Unlike a SET (which the first version did),
-    // it parses no setting and looks up no name on every call: a schema's
-    // structure read makes a hundred of these calls.
+    // current role may use it. An override rather than a SET: it parses no
+    // setting and goes through no GUC machinery, and a schema's structure
+    // read makes a hundred of these calls.
     unsafe {
         let found = pg_sys::get_namespace_oid(schema.as_ptr(), true);
         let usable = found != pg_sys::InvalidOid
