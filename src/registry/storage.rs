@@ -14,6 +14,9 @@ use pgrx::prelude::*;
 
 const FILES: &str = include_str!("../../sql/queries/storage_files.sql");
 
+/// The size of a full segment file (RELSEG_SIZE blocks).
+const SEGMENT_BYTES: u64 = pg_sys::RELSEG_SIZE as u64 * pg_sys::BLCKSZ as u64;
+
 /// What a schema holds, counted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -55,14 +58,17 @@ impl Files {
         })
     }
 
-    /// The bytes of every fork (main, free-space map, visibility map, init).
+    /// The bytes of every fork (main, free-space map, visibility map, and
+    /// init, which only unlogged relations have).
     pub fn bytes(&self) -> TcResult<i64> {
-        let forks = [
+        let mut forks = vec![
             pg_sys::ForkNumber::MAIN_FORKNUM,
             pg_sys::ForkNumber::FSM_FORKNUM,
             pg_sys::ForkNumber::VISIBILITYMAP_FORKNUM,
-            pg_sys::ForkNumber::INIT_FORKNUM,
         ];
+        if self.persistence == b'u' {
+            forks.push(pg_sys::ForkNumber::INIT_FORKNUM);
+        }
         forks.into_iter().map(|fork| self.fork_bytes(fork)).sum()
     }
 
@@ -78,6 +84,8 @@ impl Files {
 
     /// One fork's segments in turn, as PostgreSQL's own
     /// calculate_relation_size counts them; a missing file counts as empty.
+    /// A segment after one that is not full holds no bytes (a truncation
+    /// empties the segments it drops before unlinking them): not looked up.
     fn fork_bytes(&self, fork: pg_sys::ForkNumber::Type) -> TcResult<i64> {
         // Temporary relations live in another backend's files: never a tenant's.
         let Some(relnode) = self.relnode.filter(|_| self.persistence != b't') else { return Ok(0) };
@@ -86,7 +94,12 @@ impl Files {
         for segment in 0u32.. {
             let name = if segment == 0 { path.clone() } else { format!("{path}.{segment}") };
             match std::fs::metadata(&name) {
-                Ok(found) => bytes += found.len() as i64,
+                Ok(found) => {
+                    bytes += found.len() as i64;
+                    if found.len() < SEGMENT_BYTES {
+                        break;
+                    }
+                }
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
                 Err(error) => {
                     return Err(TcError::new(
