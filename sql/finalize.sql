@@ -130,8 +130,9 @@ END
 $$;
 
 -- Recount every tenant's storage, one transaction each. A tenant whose
--- relations are locked (DDL under way) is skipped and retried once at the end,
--- so the job never queues behind DDL; a tenant dropped meanwhile is skipped.
+-- registry row is locked (an operation under way) is skipped and retried once
+-- at the end, so the job never queues behind it (DDL on its tables holds
+-- nothing up: sizes come from the files); a tenant dropped meanwhile is skipped.
 CREATE PROCEDURE tenant.refresh_all_storage()
 LANGUAGE plpgsql
 AS $$

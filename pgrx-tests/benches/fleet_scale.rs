@@ -101,27 +101,13 @@ fn migrations(db: &str, tenants: usize, goals: &mut Goals) {
     goals.check(&format!("migration rate at {tenants}"), rate, " institutions/s", Goal::AtLeast(500.0));
 }
 
-/// This backend's private memory in MB (its catalog caches among it): the
-/// bench runs on the server's machine.
-fn backend_rss_anon_mb(client: &mut Client) -> f64 {
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("RssAnon:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    kb / 1024.0
-}
-
 fn integrity(db: &str, tenants: usize, goals: &mut Goals) -> f64 {
     // A fresh backend: its memory afterwards is what the check left behind.
     let mut client = common::connect(db);
     let started = Instant::now();
     let findings: i64 = client.query_one("SELECT count(*) FROM tenant.check_integrity()", &[]).unwrap().get(0);
     let seconds = started.elapsed().as_secs_f64();
-    let memory = backend_rss_anon_mb(&mut client);
+    let memory = common::backend_rss_anon_mb(&mut client);
     let per = seconds * 1000.0 / tenants as f64;
     println!(
         "check_integrity at {tenants}: {seconds:.1} s ({per:.2} ms per institution), {findings} finding(s), backend RssAnon {memory:.0} MB"

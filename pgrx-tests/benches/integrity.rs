@@ -49,8 +49,12 @@ fn timed(client: &mut Client, sql: &str) -> (f64, i64) {
     (runs[1], value)
 }
 
-fn check_fleet(client: &mut Client, tenants: usize) -> f64 {
-    let (seconds, findings) = timed(client, "SELECT count(*) FROM tenant.check_integrity()");
+/// The check in a fresh backend (three runs, the median), and that backend's
+/// private memory afterwards: what the check left behind.
+fn check_fleet(db: &str, tenants: usize) -> (f64, f64) {
+    let mut client = common::connect(db);
+    let (seconds, findings) = timed(&mut client, "SELECT count(*) FROM tenant.check_integrity()");
+    let memory = common::backend_rss_anon_mb(&mut client);
     // What was found is in the log row of the last check.
     let found: String = client
         .query_one(
@@ -62,14 +66,19 @@ fn check_fleet(client: &mut Client, tenants: usize) -> f64 {
         .unwrap()
         .get(0);
     println!(
-        "check_integrity over {tenants} tenants: {seconds:.2} s ({:.2} ms per tenant), {findings} finding(s): {found}",
-        seconds * 1000.0 / tenants as f64
+        "check_integrity over {tenants} tenants: {seconds:.2} s ({:.2} ms per tenant), backend RssAnon {memory:.0} MB, \
+         {findings} finding(s): {found} (load average {})",
+        seconds * 1000.0 / tenants as f64,
+        common::load_average()
     );
-    seconds
+    (seconds, memory)
 }
 
 fn main() {
-    let mut client = with_template("bench_integrity");
+    // TC_BENCH_DB names the database (several fleets can then be kept side by side).
+    let db = std::env::var("TC_BENCH_DB").unwrap_or_else(|_| "bench_integrity".into());
+    let db = db.as_str();
+    let mut client = with_template(db);
     let relations: i64 = client
         .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
         .unwrap()
@@ -79,12 +88,12 @@ fn main() {
     let full: usize = std::env::var("TC_BENCH_TENANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000).max(10);
     let tenth = full / 10;
     add_tenants(&mut client, 0, tenth);
-    let small = check_fleet(&mut client, tenth);
+    let (small, _) = check_fleet(db, tenth);
     add_tenants(&mut client, tenth, full);
-    let large = check_fleet(&mut client, full);
+    let (large, memory) = check_fleet(db, full);
     println!("growth from {tenth} to {full} tenants: {:.2}x the time for 10x the tenants", large / small);
     let (health, _) = timed(&mut client, "SELECT count(*) FROM tenant.fleet_health");
-    println!("fleet_health over {full} tenants: {health:.2} s");
+    println!("fleet_health over {full} tenants: {health:.2} s (load average {})", common::load_average());
     let (snapshot, _) = timed(&mut client, "SELECT tenants FROM tenant.record_usage_snapshot()");
     println!("usage snapshot of {full} tenants: {snapshot:.2} s");
     let mut goals = Goals::default();
@@ -98,6 +107,7 @@ fn main() {
     // 10,000 tenants in under 60 s means at most 6 ms a tenant.
     let per_tenant = large * 1000.0 / full as f64;
     goals.check(&format!("check_integrity per tenant at {full}"), per_tenant, " ms", Goal::AtMost(6.0));
+    goals.check(&format!("check_integrity backend memory at {full}"), memory, " MB", Goal::AtMost(500.0));
     // 10,000 tenants in under 5 s: 0.5 ms per tenant.
     let health_per_1000 = health * 1000.0 / full as f64;
     goals.check(&format!("fleet_health per 1000 tenants at {full}"), health_per_1000, " s", Goal::AtMost(0.5));

@@ -1,8 +1,10 @@
 -- Integrity check, per tenant.
 -- Foreign keys to check in schema $1: its own, and (when it is at the
 -- template's version, $3) the template's ($2) that it lacks, where the
--- tables and columns exist.
-SELECT f.conname, f.child, f.child_cols, f.parent_schema, f.parent, f.parent_cols, f.match_full, f.convalidated, f.present
+-- tables and columns exist. The child table's files (tablespace, file node,
+-- persistence) tell an empty table: rows need pages.
+SELECT f.conname, f.child, f.child_cols, f.parent_schema, f.parent, f.parent_cols, f.match_full, f.convalidated, f.present,
+       f.child_spcnode, f.child_relnode, f.child_persistence
   FROM (
     SELECT k.conname::text AS conname, c.relname::text AS child,
            ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, i)
@@ -11,7 +13,9 @@ SELECT f.conname, f.child, f.child_cols, f.parent_schema, f.parent, f.parent_col
            p.relname::text AS parent,
            ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, i)
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i) AS parent_cols,
-           k.confmatchtype = 'f' AS match_full, k.convalidated, f.present
+           k.confmatchtype = 'f' AS match_full, k.convalidated, f.present,
+           c.reltablespace AS child_spcnode, pg_catalog.pg_relation_filenode(c.oid) AS child_relnode,
+           c.relpersistence::text AS child_persistence
       FROM (SELECT k.oid, true AS present FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS o(oid),
                    LATERAL (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = o.oid AND k.contype = 'f') k
             UNION ALL

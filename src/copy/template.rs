@@ -22,7 +22,6 @@ use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::name::{RoleName, TenantName};
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
 use std::rc::Rc;
 
 pub const TEMPLATE_SCHEMA: &str = "tenant_template";
@@ -48,26 +47,29 @@ fn deparse_in(
     modifier: Option<i32>,
 ) -> Option<String> {
     let (schema_name, what, object) = (schema_name?, what?, object?);
-    let path = std::ffi::CString::new(quote_identifier(schema_name)).ok()?;
-    // SAFETY: what fmgr does for a function with a SET clause: a GUC nest
-    // level that is popped on return (and by the transaction's or
-    // subtransaction's abort on an error).
-    let nest_level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            path.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        level
-    };
+    let schema = std::ffi::CString::new(schema_name).ok()?;
+    // SAFETY: an override search path, pushed here and popped on return (a
+    // transaction's or subtransaction's abort pops it on an error). It is the
+    // path `SET search_path = <schema>` gives: the session's temporary schema
+    // and pg_catalog implicitly first, then the schema if it exists and the
+    // current role may use it. An override rather than a SET: it parses no
+    // setting and goes through no GUC machinery, and a schema's structure
+    // read makes a hundred of these calls.
+    unsafe {
+        let found = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        let usable = found != pg_sys::InvalidOid
+            && pg_sys::pg_namespace_aclcheck(found, pg_sys::GetUserId(), pg_sys::ACL_USAGE as pg_sys::AclMode)
+                == pg_sys::AclResult::ACLCHECK_OK;
+        let mut path = pg_sys::OverrideSearchPath {
+            schemas: if usable { pg_sys::lappend_oid(std::ptr::null_mut(), found) } else { std::ptr::null_mut() },
+            addCatalog: true,
+            addTemp: true,
+            generation: 0,
+        };
+        pg_sys::PushOverrideSearchPath(&mut path);
+    }
     let text = deparse(what, object, expression, modifier);
-    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    unsafe { pg_sys::PopOverrideSearchPath() };
     text
 }
 

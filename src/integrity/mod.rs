@@ -18,6 +18,7 @@ use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use crate::core::subxact;
 use crate::registry::oplog::Operation;
+use crate::registry::storage::{self, Usage};
 use crate::registry::{self, Status, Tenant};
 use drift::Reference;
 pub use findings::{attempt, Finding, Severity};
@@ -263,12 +264,8 @@ fn schema_privileges(tenant: &Tenant, fix: bool) -> TcResult<Vec<Finding>> {
 }
 
 fn counters(tenant: &Tenant, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
-    let (tables, bytes) = plans::rows(plans::Query::Counters, &[tenant.schema.as_str().into()], |row| {
-        Ok((col::<i32>(row, "tables")?.unwrap_or_default(), col::<i64>(row, "bytes")?.unwrap_or_default()))
-    })?
-    .into_iter()
-    .next()
-    .unwrap_or_default();
+    // Sized from the files, without opening the tenant's relations (see registry::storage).
+    let Usage { tables, bytes } = storage::measure(tenant.schema.as_str())?;
     let mut findings = Vec::new();
     if tables != registered.table_count {
         findings.push(

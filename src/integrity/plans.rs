@@ -15,18 +15,16 @@ pub enum Query {
     CrossTenant,
     ForeignKeys,
     Privileges,
-    Counters,
     RunAsOwner,
     Presence,
     PlainRelations,
 }
 
 impl Query {
-    const ALL: [Query; 7] = [
+    const ALL: [Query; 6] = [
         Query::CrossTenant,
         Query::ForeignKeys,
         Query::Privileges,
-        Query::Counters,
         Query::RunAsOwner,
         Query::Presence,
         Query::PlainRelations,
@@ -37,7 +35,6 @@ impl Query {
             Query::CrossTenant => include_str!("../../sql/queries/integrity_cross_tenant.sql"),
             Query::ForeignKeys => include_str!("../../sql/queries/integrity_foreign_keys.sql"),
             Query::Privileges => include_str!("../../sql/queries/integrity_privileges.sql"),
-            Query::Counters => include_str!("../../sql/queries/integrity_counters.sql"),
             Query::RunAsOwner => include_str!("../../sql/queries/integrity_run_as_owner.sql"),
             // Whether schema $1 and role $2 exist.
             Query::Presence => {
@@ -59,7 +56,7 @@ impl Query {
             Query::ForeignKeys => &[TEXT, TEXT, PgBuiltInOids::BOOLOID],
             Query::RunAsOwner | Query::Presence => &[TEXT, TEXT],
             Query::PlainRelations => &[PgBuiltInOids::TEXTARRAYOID],
-            Query::CrossTenant | Query::Privileges | Query::Counters => &[TEXT],
+            Query::CrossTenant | Query::Privileges => &[TEXT],
         }
     }
 }

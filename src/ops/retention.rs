@@ -48,8 +48,10 @@ pub fn archive_table_name(table: &str) -> TcResult<String> {
 /// The archive tables the extension created in a tenant's schema (for the
 /// integrity check: they are not in the template, and are not drift).
 pub fn archive_tables(schema_id: uuid::Uuid) -> TcResult<Vec<String>> {
-    db::rows(
-        "SELECT archive_table FROM tenant.retention_archives WHERE schema_id = $1 ORDER BY 1",
+    // A kept plan: the check asks once per tenant.
+    db::rows_kept(
+        "SELECT archive_table FROM tenant.retention_archives WHERE schema_id OPERATOR(pg_catalog.=) $1 ORDER BY 1",
+        &[pgrx::pg_sys::UUIDOID.into()],
         &[db::to_pg_uuid(schema_id).into()],
         |row| Ok(col::<String>(row, "archive_table")?.unwrap_or_default()),
     )

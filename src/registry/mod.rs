@@ -1,6 +1,7 @@
 //! The registry of tenant schemas, `tenant.tenant_schemas`.
 
 pub mod oplog;
+pub mod storage;
 
 use crate::core::db::{self, col};
 use crate::core::errors::{TcError, TcResult};
@@ -182,14 +183,6 @@ pub fn role_exists(role: &RoleName) -> TcResult<bool> {
     db::scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[role.as_str().into()])
 }
 
-/// The tables of a schema and the bytes its relations occupy (heap, indexes,
-/// TOAST, free-space and visibility maps, matviews, sequences); a relation
-/// dropped meanwhile counts as zero. $1 is the schema's name.
-const MEASURE: &str = "SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p'))::integer AS tables,
-        COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint AS bytes
-   FROM pg_catalog.pg_class c
-  WHERE c.oid IN (SELECT o.oid FROM tenant.schema_objects($1, 'pg_catalog.pg_class') AS o(oid)) AND c.relkind IN ('r', 'p', 'm', 'S')";
-
 /// A recount: the bytes, and the quota facts of the same registry row (what
 /// the quota state is settled from, without reading the row again).
 pub struct Counted {
@@ -198,17 +191,13 @@ pub struct Counted {
     pub quota_state: String,
 }
 
-/// Count the schema's tables and bytes and store both in the registry.
+/// Count the schema's tables and bytes (storage::measure) and store both in the registry.
 pub fn refresh_counters(tenant: &Tenant) -> TcResult<Counted> {
+    let usage = storage::measure(tenant.schema.as_str())?;
     let counted = db::rows(
-        &format!(
-            "WITH counted AS ({MEASURE})
-             UPDATE tenant.tenant_schemas t
-                SET table_count = counted.tables, storage_used = counted.bytes
-               FROM counted WHERE t.id = $2
-             RETURNING counted.bytes, t.quota_limit, t.quota_state"
-        ),
-        &[tenant.schema.as_str().into(), db::to_pg_uuid(tenant.id).into()],
+        "UPDATE tenant.tenant_schemas SET table_count = $1, storage_used = $2 WHERE id = $3
+         RETURNING storage_used AS bytes, quota_limit, quota_state",
+        &[usage.tables.into(), usage.bytes.into(), db::to_pg_uuid(tenant.id).into()],
         |row| {
             Ok(Counted {
                 bytes: col(row, "bytes")?.unwrap_or(0),
@@ -251,7 +240,7 @@ pub fn files_and_writes(schema: &str) -> TcResult<String> {
 
 /// The bytes a schema's relations occupy now, without touching the registry.
 pub fn measure_bytes(schema: &str) -> TcResult<i64> {
-    db::scalar(&format!("SELECT bytes FROM ({MEASURE}) measured"), &[schema.into()])
+    Ok(storage::measure(schema)?.bytes)
 }
 
 /// What a freshly built schema holds, for its registry row.

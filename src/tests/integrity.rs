@@ -169,6 +169,36 @@ pub(crate) mod tests {
         assert_eq!(tenant_check(&id, false), Vec::<Found>::new());
     }
 
+    /// A valid key guarantees nothing about rows written while its triggers
+    /// did not fire (session_replication_role = replica leaves no trace in
+    /// the catalogs), so every key whose child has rows is checked; a key
+    /// whose child table has no rows is not read at all.
+    #[pg_test]
+    fn rows_written_past_a_valid_key_are_found_and_empty_tables_are_not_read() {
+        fill_template();
+        let id = created("d1d1d1d1-0000-4000-8000-000000000009", "bypassed");
+        let scans = |table: &str| {
+            one::<i64>(&format!("SELECT pg_stat_get_xact_numscans('bypassed.{table}'::regclass)")).unwrap()
+        };
+        let (students, enrolments) = (scans("students"), scans("enrolments"));
+        assert_eq!(tenant_check(&id, false), Vec::<Found>::new());
+        assert_eq!((scans("students"), scans("enrolments")), (students, enrolments), "empty tables were read");
+
+        Spi::run(
+            "INSERT INTO bypassed.students (name, age) VALUES ('Ann', 20);
+             INSERT INTO bypassed.courses (code) VALUES ('x');
+             SET LOCAL session_replication_role = replica;
+             INSERT INTO bypassed.enrolments (student_id, course_id) SELECT 999, id FROM bypassed.courses;
+             SET LOCAL session_replication_role = origin;",
+        )
+        .unwrap();
+        let after = tenant_check(&id, false);
+        let bypassed = found(&after, "orphaned_rows", "enrolments.enrolments_student_id_fkey");
+        assert!(bypassed.4.starts_with("1 row(s)") && bypassed.4.contains("valid, yet bypassed"), "{}", bypassed.4);
+        assert_eq!(after.iter().filter(|f| f.0 == "orphaned_rows").count(), 1, "{after:#?}");
+        assert!(scans("enrolments") > enrolments, "a table with rows must be read");
+    }
+
     #[pg_test]
     fn registry_and_catalog_disagreements_are_found_and_fixed() {
         fill_template();

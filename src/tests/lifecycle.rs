@@ -280,6 +280,49 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM tenant.list_institutions('SUSPENDED')"), Some(0));
     }
 
+    /// registry::storage sizes the files named in the catalogs instead of
+    /// opening every relation: it must count what pg_total_relation_size
+    /// counts, for every kind of relation a schema holds.
+    #[pg_test]
+    fn storage_measure_counts_what_pg_total_relation_size_counts() {
+        let (_, _, id, _) = create("99999999-9999-4999-8999-999999999998", Some("files"));
+        assert!(id.is_some());
+        Spi::run(
+            "CREATE TABLE files.docs (id int PRIMARY KEY, body text);
+             ALTER TABLE files.docs ALTER body SET STORAGE EXTERNAL;
+             INSERT INTO files.docs SELECT g, repeat(md5(g::text), 200) FROM generate_series(1, 300) g;
+             CREATE INDEX ON files.docs (left(body, 10));
+             CREATE UNLOGGED TABLE files.scratch (n int PRIMARY KEY);
+             INSERT INTO files.scratch SELECT generate_series(1, 1000);
+             CREATE TABLE files.parts (at date, n int) PARTITION BY RANGE (at);
+             CREATE TABLE files.parts_2026 PARTITION OF files.parts FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             CREATE INDEX ON files.parts (n);
+             INSERT INTO files.parts SELECT '2026-03-01', g FROM generate_series(1, 500) g;
+             CREATE MATERIALIZED VIEW files.summary AS SELECT id, length(body) AS size FROM files.docs;
+             CREATE UNIQUE INDEX ON files.summary (id);
+             CREATE SEQUENCE files.counter;",
+        )
+        .unwrap();
+        let expected = one::<i64>(
+            "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+              WHERE c.relnamespace = 'files'::regnamespace AND c.relkind IN ('r', 'p', 'm', 'S')",
+        )
+        .unwrap();
+        let tables = one::<i64>(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'files'::regnamespace AND relkind IN ('r', 'p')",
+        );
+        let usage = crate::registry::storage::measure("files").unwrap();
+        assert_eq!(usage.bytes, expected);
+        assert_eq!(Some(i64::from(usage.tables)), tables);
+        // The init fork of the unlogged table's key (a B-tree's holds its
+        // metapage) and the TOAST table are in it.
+        let init = one::<i64>("SELECT pg_relation_size('files.scratch_pkey', 'init')").unwrap();
+        let toast =
+            one::<i64>("SELECT pg_total_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'files.docs'::regclass")
+                .unwrap();
+        assert!(init > 0 && toast > 300 * 6_000, "init fork {init}, TOAST {toast}");
+    }
+
     #[pg_test]
     fn storage_refresh_counts_tables_and_toast() {
         let (_, _, id, _) = create("99999999-9999-4999-8999-999999999999", Some("sized"));

@@ -47,6 +47,27 @@ pub fn tool(name: &str) -> Command {
     command
 }
 
+/// This backend's private memory in MB (its catalog caches among it): the
+/// benchmarks run on the server's machine.
+pub fn backend_rss_anon_mb(client: &mut Client) -> f64 {
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    kb / 1024.0
+}
+
+/// The machine's load averages (1, 5, 15 minutes), to print beside figures
+/// taken on a shared machine.
+pub fn load_average() -> String {
+    let loads = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    loads.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
