@@ -2975,9 +2975,13 @@ $$;
 -- Resolve every move interrupted in its cut-over whose coordinator is gone
 -- (see tenant.move_resolve), and remove what finished moves left behind.
 -- One row per move looked at. tenant.schedule_maintenance runs it every minute.
+-- SECURITY DEFINER like the other scheduled jobs, so that a platform
+-- administrator (tenant_control_admin) can run it and own its pg_cron job.
+-- It takes no argument: the only place it connects to is a move's recorded
+-- location, which only tenant.move_institution (superusers) writes.
 CREATE FUNCTION tenant.resolve_moves()
 RETURNS TABLE (schema_name text, step text, outcome text, message text, sqlstate text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     pending record;
@@ -3283,6 +3287,7 @@ COMMENT ON FUNCTION tenant.receive_institution_settings(uuid, jsonb, boolean) IS
 REVOKE ALL ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) FROM PUBLIC;
 REVOKE ALL ON tenant.institution_moves, tenant.move_signals FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.locate_institution(uuid) TO tenant_control_app, tenant_control_admin;
+GRANT EXECUTE ON FUNCTION tenant.resolve_moves() TO tenant_control_admin;
 GRANT SELECT ON tenant.institution_moves TO tenant_control_admin;
 COMMENT ON FUNCTION tenant.move_object_name(uuid) IS 'Internal (tenant.move_institution): the name of a move''s publication, slot and subscription.';
 COMMENT ON FUNCTION tenant.move_remote(text, text) IS 'Internal (tenant.move_institution): run a command or a one-value query on the target through dblink.';

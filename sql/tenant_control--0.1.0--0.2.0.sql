@@ -4831,3 +4831,10 @@ COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, te
     'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention, history retention keeping history_keep, the resolver of interrupted moves); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
 REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) TO tenant_control_admin;
+
+-- follow-up fixes (helper 7) ---------------------------------------------------
+-- tenant.resolve_moves runs with the extension owner's rights, like the other
+-- scheduled jobs, so that a platform administrator can run it and own its
+-- pg_cron job (its only remote location is the one a superuser's move recorded).
+ALTER FUNCTION tenant.resolve_moves() SECURITY DEFINER;
+GRANT EXECUTE ON FUNCTION tenant.resolve_moves() TO tenant_control_admin;

@@ -615,7 +615,9 @@ fn a_target_killed_during_a_running_cut_over_leaves_the_source_usable() {
 /// tenant.resolve_moves (the pg_cron job) resolves abandoned cut-overs: one
 /// not decided rolls back, one decided rolls forward; a move whose
 /// coordinator is alive is left alone, and meanwhile set_context says what
-/// is going on and the status cannot be changed by hand.
+/// is going on and the status cannot be changed by hand. It is run by a
+/// platform administrator who is not a superuser (the owner of a pg_cron job
+/// scheduled by such an administrator), who cannot choose where it connects.
 #[test]
 fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     let source = server("move_resolve_source", LOGICAL);
@@ -632,6 +634,19 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     // A live coordinator of the undecided move: its lock held by another session.
     let mut coordinator = source.connect(DB);
     coordinator.execute("SELECT pg_advisory_lock(29795, tenant.move_lock_key($1))", &[&undecided_id]).unwrap();
+    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin").unwrap();
+    let mut admin = source.connect_as("move_admin", DB);
+    // Where the resolver connects is a superuser's move's record: the
+    // administrator can read it, not write it, nor call the resolver of one move.
+    for sql in [
+        format!("UPDATE tenant.institution_moves SET location = 'host=/tmp port=1' WHERE schema_id = '{decided_id}'"),
+        "INSERT INTO tenant.institution_moves SELECT * FROM tenant.institution_moves".to_string(),
+        format!("SELECT tenant.move_resolve('{decided_id}')"),
+        format!("CALL tenant.move_institution('{decided_id}', 'host=/tmp port=1')"),
+    ] {
+        let code = admin.batch_execute(&sql).unwrap_err().code().map(|c| c.code().to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql}");
+    }
     let outcomes = |db: &mut Client| -> Vec<(String, String, String)> {
         db.query("SELECT schema_name, step, outcome FROM tenant.resolve_moves()", &[])
             .unwrap()
@@ -639,7 +654,7 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect()
     };
-    let first = outcomes(&mut src);
+    let first = outcomes(&mut admin);
     assert!(first.contains(&(undecided_schema.clone(), "FROZEN".into(), "BUSY".into())), "{first:?}");
     assert!(first.iter().any(|(_, step, outcome)| step == "ACTIVATING" && outcome == "ROLLED_FORWARD"), "{first:?}");
     let (code, message) = write(&mut src, undecided, "while frozen").unwrap_err();
@@ -654,7 +669,7 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     );
 
     coordinator.execute("SELECT pg_advisory_unlock(29795, tenant.move_lock_key($1))", &[&undecided_id]).unwrap();
-    let second = outcomes(&mut src);
+    let second = outcomes(&mut admin);
     assert!(second.contains(&(undecided_schema.clone(), "FROZEN".into(), "ROLLED_BACK".into())), "{second:?}");
     assert!(write(&mut src, undecided, "after the rollback").is_ok());
     assert!(write(&mut dst, decided, "after the take-over").is_ok());
