@@ -2912,10 +2912,13 @@ BEGIN
         PERFORM tenant.move_unfreeze(sid);
         RETURN 'ROLLED_BACK';
     ELSIF m.step = 'ACTIVATING' THEN
+        -- A cancel (which OTHERS does not catch) must close the connection
+        -- too: left open in the caller's session, it would be a superuser's
+        -- session on the target that the caller could use through dblink.
         BEGIN
             PERFORM tenant.move_connect(conn, tenant.move_reach(m.location));
             PERFORM tenant.move_take_over(conn, t, m);
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
             PERFORM tenant.move_disconnect(conn);
             RAISE;
         END;

@@ -692,6 +692,45 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     target.discard();
 }
 
+/// A resolver cancelled (statement_timeout) while it talks to the target
+/// leaves no dblink connection in the caller's session: one left open
+/// would be a superuser's session on the target, usable by the caller (a
+/// non-superuser administrator) through dblink's functions.
+#[test]
+fn a_cancelled_resolver_leaves_no_connection_behind() {
+    let source = server("move_cancelled_source", LOGICAL);
+    let target = server("move_cancelled_target", LOGICAL);
+    let to = conninfo(&target);
+    let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
+    let (institution, schema_id, _) = institution(&mut src, 20);
+    assert_eq!(call_move(&mut src, schema_id, &to, Some("ACTIVATING")).status, "STOPPED");
+    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin").unwrap();
+    let mut admin = source.connect_as("move_admin", DB);
+
+    // The target's subscription is locked for 2 s: the roll forward waits
+    // there, and the admin's statement_timeout of 1 s cancels it meanwhile.
+    let subscription: String = scalar(&mut src, &format!("SELECT tenant.move_object_name('{schema_id}')"));
+    let mut blocker = target.connect(DB);
+    blocker.batch_execute(&format!("BEGIN; ALTER SUBSCRIPTION \"{subscription}\" DISABLE")).unwrap();
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_secs(2));
+        blocker.batch_execute("ROLLBACK").unwrap();
+    });
+    let cancelled = admin.batch_execute("SET statement_timeout = '1s'; SELECT * FROM tenant.resolve_moves()").unwrap_err();
+    release.join().unwrap();
+    assert_eq!(cancelled.code().map(|c| c.code()), Some("57014"), "{cancelled:?}");
+    admin.batch_execute("RESET statement_timeout").unwrap();
+    let open: Option<Vec<String>> = scalar(&mut admin, "SELECT dblink_get_connections()");
+    assert_eq!(open, None, "a connection to the target was left in the caller's session");
+
+    // Nothing was decided by the cancelled attempt: the next run rolls forward.
+    let resolved: String = scalar(&mut admin, "SELECT string_agg(outcome, ',') FROM tenant.resolve_moves()");
+    assert_eq!(resolved, "ROLLED_FORWARD");
+    assert!(usable(&mut dst, institution) && !usable(&mut src, institution));
+    source.discard();
+    target.discard();
+}
+
 #[test]
 fn a_move_that_has_not_cut_over_can_be_cancelled() {
     let source = server("move_cancel_source", LOGICAL);
