@@ -121,7 +121,9 @@ fn recommended_jobs_run_on_pg_cron_and_a_failing_job_is_logged() {
     let outcome = |job: &str| {
         outcomes.iter().find(|(name, _, _)| name.ends_with(job)).map(|(_, s, m)| (s.clone(), m.clone())).unwrap()
     };
-    for job in ["quota_refresh", "usage_snapshot", "integrity_check", "history", "move_resolver", "resolver of mj_admin"] {
+    for job in
+        ["quota_refresh", "usage_snapshot", "integrity_check", "history", "move_resolver", "resolver of mj_admin"]
+    {
         assert_eq!(outcome(job).0, "succeeded", "{job}: {}", outcome(job).1);
     }
     let (status, message) = outcome("maintenance");

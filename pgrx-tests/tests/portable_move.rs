@@ -634,7 +634,8 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     // A live coordinator of the undecided move: its lock held by another session.
     let mut coordinator = source.connect(DB);
     coordinator.execute("SELECT pg_advisory_lock(29795, tenant.move_lock_key($1))", &[&undecided_id]).unwrap();
-    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin").unwrap();
+    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin")
+        .unwrap();
     let mut admin = source.connect_as("move_admin", DB);
     // Where the resolver connects is a superuser's move's record: the
     // administrator can read it, not write it, nor call the resolver of one move.
@@ -704,7 +705,8 @@ fn a_cancelled_resolver_leaves_no_connection_behind() {
     let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
     let (institution, schema_id, _) = institution(&mut src, 20);
     assert_eq!(call_move(&mut src, schema_id, &to, Some("ACTIVATING")).status, "STOPPED");
-    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin").unwrap();
+    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin")
+        .unwrap();
     let mut admin = source.connect_as("move_admin", DB);
 
     // The target's subscription is locked for 2 s: the roll forward waits
@@ -716,7 +718,8 @@ fn a_cancelled_resolver_leaves_no_connection_behind() {
         thread::sleep(Duration::from_secs(2));
         blocker.batch_execute("ROLLBACK").unwrap();
     });
-    let cancelled = admin.batch_execute("SET statement_timeout = '1s'; SELECT * FROM tenant.resolve_moves()").unwrap_err();
+    let cancelled =
+        admin.batch_execute("SET statement_timeout = '1s'; SELECT * FROM tenant.resolve_moves()").unwrap_err();
     release.join().unwrap();
     assert_eq!(cancelled.code().map(|c| c.code()), Some("57014"), "{cancelled:?}");
     admin.batch_execute("RESET statement_timeout").unwrap();

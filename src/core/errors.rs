@@ -5,8 +5,8 @@
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 use pgrx::spi::SpiError;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::fmt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcError {

@@ -113,9 +113,15 @@ pub(crate) mod tests {
             .unwrap()
         };
         let raised = migrated("mig_raises");
-        assert!(raised.starts_with("ERROR/P0123/no notes here (the tenant says why; migration 2 on schema mig_raises)"), "{raised}");
+        assert!(
+            raised.starts_with("ERROR/P0123/no notes here (the tenant says why; migration 2 on schema mig_raises)"),
+            "{raised}"
+        );
         let checked = migrated("mig_checks");
-        assert!(checked.starts_with("ERROR/23514/new row for relation \"notes\" violates check constraint \"positive\""), "{checked}");
+        assert!(
+            checked.starts_with("ERROR/23514/new row for relation \"notes\" violates check constraint \"positive\""),
+            "{checked}"
+        );
         assert_eq!(
             one::<String>(
                 "SELECT string_agg(last_migration_sqlstate, ',' ORDER BY schema_name) FROM tenant.migration_status
