@@ -2913,10 +2913,13 @@ BEGIN
         PERFORM tenant.move_unfreeze(sid);
         RETURN 'ROLLED_BACK';
     ELSIF m.step = 'ACTIVATING' THEN
+        -- A cancel (which OTHERS does not catch) must close the connection
+        -- too: left open in the caller's session, it would be a superuser's
+        -- session on the target that the caller could use through dblink.
         BEGIN
             PERFORM tenant.move_connect(conn, tenant.move_reach(m.location));
             PERFORM tenant.move_take_over(conn, t, m);
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
             PERFORM tenant.move_disconnect(conn);
             RAISE;
         END;
@@ -2976,9 +2979,13 @@ $$;
 -- Resolve every move interrupted in its cut-over whose coordinator is gone
 -- (see tenant.move_resolve), and remove what finished moves left behind.
 -- One row per move looked at. tenant.schedule_maintenance runs it every minute.
+-- SECURITY DEFINER like the other scheduled jobs, so that a platform
+-- administrator (tenant_control_admin) can run it and own its pg_cron job.
+-- It takes no argument: the only place it connects to is a move's recorded
+-- location, which only tenant.move_institution (superusers) writes.
 CREATE FUNCTION tenant.resolve_moves()
 RETURNS TABLE (schema_name text, step text, outcome text, message text, sqlstate text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     pending record;
@@ -3284,6 +3291,7 @@ COMMENT ON FUNCTION tenant.receive_institution_settings(uuid, jsonb, boolean) IS
 REVOKE ALL ON PROCEDURE tenant.move_institution(uuid, text, text, text, interval, text, text, text, numeric) FROM PUBLIC;
 REVOKE ALL ON tenant.institution_moves, tenant.move_signals FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.locate_institution(uuid) TO tenant_control_app, tenant_control_admin;
+GRANT EXECUTE ON FUNCTION tenant.resolve_moves() TO tenant_control_admin;
 GRANT SELECT ON tenant.institution_moves TO tenant_control_admin;
 COMMENT ON FUNCTION tenant.move_object_name(uuid) IS 'Internal (tenant.move_institution): the name of a move''s publication, slot and subscription.';
 COMMENT ON FUNCTION tenant.move_remote(text, text) IS 'Internal (tenant.move_institution): run a command or a one-value query on the target through dblink.';

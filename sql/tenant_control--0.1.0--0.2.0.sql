@@ -4831,3 +4831,67 @@ COMMENT ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, te
     'Schedule the recommended pg_cron jobs (quota refresh, usage snapshot, integrity check, backup retention, maintenance, fleet backup, data retention, history retention keeping history_keep, the resolver of interrupted moves); with pg_cron in another database, returns the statements to run there. NULL skips a job.';
 REVOKE ALL ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.schedule_maintenance(text, text, text, text, text, text, text, text, interval, text) TO tenant_control_admin;
+
+-- follow-up fixes (helper 7) ---------------------------------------------------
+-- tenant.resolve_moves runs with the extension owner's rights, like the other
+-- scheduled jobs, so that a platform administrator can run it and own its
+-- pg_cron job (its only remote location is the one a superuser's move recorded).
+ALTER FUNCTION tenant.resolve_moves() SECURITY DEFINER;
+GRANT EXECUTE ON FUNCTION tenant.resolve_moves() TO tenant_control_admin;
+
+-- tenant.move_resolve closes its connection to the target when it is cancelled
+-- too (a statement_timeout of the caller): left open in the caller's session, it
+-- would be a superuser's session on the target usable through dblink.
+CREATE OR REPLACE FUNCTION tenant.move_resolve(schema_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid constant uuid := move_resolve.schema_id;
+    obj constant text := tenant.move_object_name(move_resolve.schema_id);
+    conn constant text := 'tenant_control_move_resolve';
+    m tenant.institution_moves;
+    t tenant.tenant_schemas;
+BEGIN
+    -- The coordinator's key first: while a move runs, a caller (an
+    -- application's set_context) takes no lock that could hold its next step.
+    IF NOT pg_try_advisory_xact_lock(29795, tenant.move_lock_key(sid)) THEN
+        RETURN 'BUSY';
+    END IF;
+    SELECT * INTO m FROM tenant.institution_moves x WHERE x.schema_id = sid FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN CASE WHEN EXISTS (SELECT 1 FROM tenant.institution_moves x WHERE x.schema_id = sid) THEN 'BUSY' ELSE 'NONE' END;
+    ELSIF m.step NOT IN ('FROZEN', 'ACTIVATING', 'MOVED') THEN
+        RETURN 'NONE';
+    END IF;
+    SELECT * INTO t FROM tenant.tenant_schemas s WHERE s.id = sid FOR NO KEY UPDATE;
+    IF m.step = 'FROZEN' THEN
+        PERFORM tenant.move_unfreeze(sid);
+        RETURN 'ROLLED_BACK';
+    ELSIF m.step = 'ACTIVATING' THEN
+        -- A cancel (which OTHERS does not catch) must close the connection
+        -- too: left open in the caller's session, it would be a superuser's
+        -- session on the target that the caller could use through dblink.
+        BEGIN
+            PERFORM tenant.move_connect(conn, tenant.move_reach(m.location));
+            PERFORM tenant.move_take_over(conn, t, m);
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            PERFORM tenant.move_disconnect(conn);
+            RAISE;
+        END;
+        PERFORM tenant.move_disconnect(conn);
+        PERFORM tenant.move_mark_moved(sid);
+        RETURN 'ROLLED_FORWARD';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = obj)
+       AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj) THEN
+        RETURN 'NONE';
+    END IF;
+    EXECUTE format('DROP PUBLICATION IF EXISTS %I', obj);
+    IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = obj AND s.active) THEN
+        RETURN 'BUSY';
+    END IF;
+    PERFORM pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s WHERE s.slot_name = obj;
+    DELETE FROM tenant.move_signals g WHERE g.schema_id = sid;
+    RETURN 'CLEANED';
+END
+$$;

@@ -150,3 +150,49 @@ fn drop_neither_waits_for_nor_blocks_a_busy_tenant() {
     assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.list_institutions('DROPPED')"), 1);
     assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cc_busy'"), 0);
 }
+
+/// Two transactions that each create an institution, then register a
+/// migration, upgrade the template lock they both hold shared: PostgreSQL
+/// breaks the deadlock (40P01 in one registration's status row), and the
+/// other registration goes through once that transaction has committed
+/// (documented in docs/limits.md; not a lock-order inversion).
+#[test]
+fn create_then_register_in_two_transactions_deadlocks_once_and_one_goes_through() {
+    const DB: &str = "it_create_register";
+    let mut su = fresh_database(DB);
+    su.batch_execute(&format!(
+        "CREATE TABLE tenant_template.items (id int PRIMARY KEY);
+         ALTER DATABASE {DB} SET tenant_control.lock_timeout = '20s'; ALTER DATABASE {DB} SET deadlock_timeout = '200ms'"
+    ))
+    .unwrap();
+    su.batch_execute("DROP ROLE IF EXISTS cr_a_owner; DROP ROLE IF EXISTS cr_b_owner").unwrap();
+    let register = |client: &mut postgres::Client| {
+        let row = client
+            .query_one(
+                "SELECT status, sqlstate FROM tenant.register_migration(1, 'ALTER TABLE items ADD COLUMN note text', 'note')",
+                &[],
+            )
+            .unwrap();
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1))
+    };
+    let (mut a, mut b, mut observer) = (superuser(DB), superuser(DB), superuser(DB));
+    for (client, schema) in [(&mut a, "cr_a"), (&mut b, "cr_b")] {
+        client.batch_execute("BEGIN").unwrap();
+        assert!(create(client, Uuid::new_v4(), schema).ok());
+    }
+    let first = thread::spawn(move || {
+        let registered = register(&mut a);
+        a.batch_execute("COMMIT").unwrap();
+        registered
+    });
+    wait_for_waiters(&mut observer, 1);
+    let second = register(&mut b);
+    b.batch_execute("COMMIT").unwrap();
+    let first = first.join().unwrap();
+    let mut outcomes = [first, second];
+    outcomes.sort();
+    assert_eq!(outcomes, [("ERROR".to_string(), Some("40P01".to_string())), ("SUCCESS".to_string(), None)]);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.migrations"), 1);
+    // Both creates are kept: the registration that lost returned a row, it did not abort its transaction.
+    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.tenant_schemas WHERE schema_name IN ('cr_a', 'cr_b')"), 2);
+}

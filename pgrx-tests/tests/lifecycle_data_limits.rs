@@ -120,3 +120,24 @@ fn a_row_limit_is_exact_under_concurrent_inserts() {
     assert_eq!(count(&mut su, "SELECT count(*) FROM rl_school.users"), 100);
     assert_eq!(count(&mut su, "SELECT row_count FROM tenant.row_limits"), 100);
 }
+
+/// Setting, changing and removing a row limit sends the caller no NOTICE
+/// (no "trigger ... does not exist, skipping"), and each does what it says:
+/// the counting triggers are there while a limit is, gone once it is removed.
+#[test]
+fn set_row_limit_sends_no_notice() {
+    const DB: &str = "it_row_limit_quiet";
+    let mut su = fresh_database(DB);
+    su.batch_execute("CREATE TABLE tenant_template.users (id serial PRIMARY KEY, name text)").unwrap();
+    su.batch_execute("DROP ROLE IF EXISTS rlq_school_owner").unwrap();
+    let school = create_ok(&mut su, "rlq_school");
+    let (mut caller, notices) = listening(DB);
+    let triggers = |su: &mut postgres::Client| {
+        count(su, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'rlq_school.users'::regclass AND tgname LIKE 'tc_row_limit_%'")
+    };
+    for (max_rows, expected_triggers) in [(Some(10i64), 3), (Some(20), 3), (None, 0), (None, 0)] {
+        caller.execute("SELECT tenant.set_row_limit($1, 'users', $2)", &[&school, &max_rows]).unwrap();
+        assert_eq!(triggers(&mut su), expected_triggers, "after set_row_limit(.., {max_rows:?})");
+    }
+    assert_eq!(notices.lock().unwrap().clone(), Vec::<String>::new());
+}

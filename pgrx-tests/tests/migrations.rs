@@ -130,3 +130,39 @@ fn the_pool_fills_and_serves_concurrent_sign_ups() {
         su.batch_execute(&format!("INSERT INTO pool_{i}.items DEFAULT VALUES")).unwrap();
     }
 }
+
+/// A tenant's trigger that raises a SQLSTATE of its own during a migration:
+/// apply_migrations reports that SQLSTATE (not XX000), with the trigger's
+/// message and detail, in its NOTICE, the operation log and migration_status.
+#[test]
+fn a_tenant_error_keeps_its_own_sqlstate_through_apply_migrations() {
+    const DB: &str = "it_migrations_sqlstate";
+    let mut su = fresh_database(DB);
+    register(&mut su, 1, "CREATE TABLE notes (id int PRIMARY KEY, body text)");
+    create_ok(&mut su, "mq_a");
+    su.batch_execute(
+        "CREATE FUNCTION mq_a.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'notes are closed' USING ERRCODE = 'P0123', DETAIL = 'said the tenant'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON mq_a.notes FOR EACH ROW EXECUTE FUNCTION mq_a.refuse();",
+    )
+    .unwrap();
+    register(&mut su, 2, "INSERT INTO notes VALUES (1, 'welcome')");
+
+    let (mut applier, notices) = listening(DB);
+    applier.batch_execute("CALL tenant.apply_migrations()").unwrap();
+    let reported = notices.lock().unwrap().clone();
+    assert!(
+        reported.iter().any(|n| n.starts_with("ERROR: notes are closed (said the tenant; migration 2 on schema mq_a)")
+            && n.ends_with("[SQLSTATE P0123]")),
+        "{reported:?}"
+    );
+    let row = su
+        .query_one(
+            "SELECT last_migration_sqlstate, (SELECT string_agg(error_sqlstate, ',') FROM tenant.schema_operations
+                                               WHERE operation_type = 'MIGRATE' AND status = 'FAILED')
+               FROM tenant.migration_status WHERE schema_name = 'mq_a'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("P0123".into(), "P0123".into()));
+}

@@ -615,7 +615,9 @@ fn a_target_killed_during_a_running_cut_over_leaves_the_source_usable() {
 /// tenant.resolve_moves (the pg_cron job) resolves abandoned cut-overs: one
 /// not decided rolls back, one decided rolls forward; a move whose
 /// coordinator is alive is left alone, and meanwhile set_context says what
-/// is going on and the status cannot be changed by hand.
+/// is going on and the status cannot be changed by hand. It is run by a
+/// platform administrator who is not a superuser (the owner of a pg_cron job
+/// scheduled by such an administrator), who cannot choose where it connects.
 #[test]
 fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     let source = server("move_resolve_source", LOGICAL);
@@ -632,6 +634,20 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     // A live coordinator of the undecided move: its lock held by another session.
     let mut coordinator = source.connect(DB);
     coordinator.execute("SELECT pg_advisory_lock(29795, tenant.move_lock_key($1))", &[&undecided_id]).unwrap();
+    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin")
+        .unwrap();
+    let mut admin = source.connect_as("move_admin", DB);
+    // Where the resolver connects is a superuser's move's record: the
+    // administrator can read it, not write it, nor call the resolver of one move.
+    for sql in [
+        format!("UPDATE tenant.institution_moves SET location = 'host=/tmp port=1' WHERE schema_id = '{decided_id}'"),
+        "INSERT INTO tenant.institution_moves SELECT * FROM tenant.institution_moves".to_string(),
+        format!("SELECT tenant.move_resolve('{decided_id}')"),
+        format!("CALL tenant.move_institution('{decided_id}', 'host=/tmp port=1')"),
+    ] {
+        let code = admin.batch_execute(&sql).unwrap_err().code().map(|c| c.code().to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql}");
+    }
     let outcomes = |db: &mut Client| -> Vec<(String, String, String)> {
         db.query("SELECT schema_name, step, outcome FROM tenant.resolve_moves()", &[])
             .unwrap()
@@ -639,7 +655,7 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect()
     };
-    let first = outcomes(&mut src);
+    let first = outcomes(&mut admin);
     assert!(first.contains(&(undecided_schema.clone(), "FROZEN".into(), "BUSY".into())), "{first:?}");
     assert!(first.iter().any(|(_, step, outcome)| step == "ACTIVATING" && outcome == "ROLLED_FORWARD"), "{first:?}");
     let (code, message) = write(&mut src, undecided, "while frozen").unwrap_err();
@@ -654,7 +670,7 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
     );
 
     coordinator.execute("SELECT pg_advisory_unlock(29795, tenant.move_lock_key($1))", &[&undecided_id]).unwrap();
-    let second = outcomes(&mut src);
+    let second = outcomes(&mut admin);
     assert!(second.contains(&(undecided_schema.clone(), "FROZEN".into(), "ROLLED_BACK".into())), "{second:?}");
     assert!(write(&mut src, undecided, "after the rollback").is_ok());
     assert!(write(&mut dst, decided, "after the take-over").is_ok());
@@ -673,6 +689,47 @@ fn resolve_moves_finishes_or_rolls_back_an_abandoned_cut_over() {
         again.message
     );
     assert_no_leftovers(&mut src, &mut dst);
+    source.discard();
+    target.discard();
+}
+
+/// A resolver cancelled (statement_timeout) while it talks to the target
+/// leaves no dblink connection in the caller's session: one left open
+/// would be a superuser's session on the target, usable by the caller (a
+/// non-superuser administrator) through dblink's functions.
+#[test]
+fn a_cancelled_resolver_leaves_no_connection_behind() {
+    let source = server("move_cancelled_source", LOGICAL);
+    let target = server("move_cancelled_target", LOGICAL);
+    let to = conninfo(&target);
+    let (mut src, mut dst) = (source.connect(DB), target.connect(DB));
+    let (institution, schema_id, _) = institution(&mut src, 20);
+    assert_eq!(call_move(&mut src, schema_id, &to, Some("ACTIVATING")).status, "STOPPED");
+    src.batch_execute("DROP ROLE IF EXISTS move_admin; CREATE ROLE move_admin LOGIN IN ROLE tenant_control_admin")
+        .unwrap();
+    let mut admin = source.connect_as("move_admin", DB);
+
+    // The target's subscription is locked for 2 s: the roll forward waits
+    // there, and the admin's statement_timeout of 1 s cancels it meanwhile.
+    let subscription: String = scalar(&mut src, &format!("SELECT tenant.move_object_name('{schema_id}')"));
+    let mut blocker = target.connect(DB);
+    blocker.batch_execute(&format!("BEGIN; ALTER SUBSCRIPTION \"{subscription}\" DISABLE")).unwrap();
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_secs(2));
+        blocker.batch_execute("ROLLBACK").unwrap();
+    });
+    let cancelled =
+        admin.batch_execute("SET statement_timeout = '1s'; SELECT * FROM tenant.resolve_moves()").unwrap_err();
+    release.join().unwrap();
+    assert_eq!(cancelled.code().map(|c| c.code()), Some("57014"), "{cancelled:?}");
+    admin.batch_execute("RESET statement_timeout").unwrap();
+    let open: Option<Vec<String>> = scalar(&mut admin, "SELECT dblink_get_connections()");
+    assert_eq!(open, None, "a connection to the target was left in the caller's session");
+
+    // Nothing was decided by the cancelled attempt: the next run rolls forward.
+    let resolved: String = scalar(&mut admin, "SELECT string_agg(outcome, ',') FROM tenant.resolve_moves()");
+    assert_eq!(resolved, "ROLLED_FORWARD");
+    assert!(usable(&mut dst, institution) && !usable(&mut src, institution));
     source.discard();
     target.discard();
 }

@@ -6,6 +6,7 @@ use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 use pgrx::spi::SpiError;
 use std::fmt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcError {
@@ -13,13 +14,17 @@ pub struct TcError {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// The SQLSTATE as PostgreSQL raised it, when `code` cannot hold it: a
+    /// code of the user's own (`RAISE ... USING ERRCODE = 'P0123'`) has no
+    /// `PgSqlErrorCode` and would otherwise read as XX000.
+    raw: Option<i32>,
 }
 
 pub type TcResult<T> = Result<T, TcError>;
 
 impl TcError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        TcError { code, message: message.into(), detail: None, hint: None }
+        TcError { code, message: message.into(), detail: None, hint: None, raw: None }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -49,7 +54,10 @@ impl TcError {
 
     /// The five-character SQLSTATE, e.g. `42P06`.
     pub fn sqlstate(&self) -> String {
-        sqlstate_of(self.code)
+        match self.raw {
+            Some(raw) => unpack_sqlstate(raw),
+            None => sqlstate_of(self.code),
+        }
     }
 
     /// One line for a status row or the operation log: message, detail and SQLSTATE.
@@ -61,8 +69,16 @@ impl TcError {
     }
 
     pub fn into_report(self) -> ErrorReport {
+        // pgrx raises only the SQLSTATEs it knows: one of the user's own goes
+        // out as XX000, and is named in the detail.
+        let sqlstate = self.raw.map(unpack_sqlstate);
+        let detail = match (self.detail, sqlstate) {
+            (Some(detail), Some(sqlstate)) => Some(format!("{detail} (SQLSTATE {sqlstate})")),
+            (None, Some(sqlstate)) => Some(format!("SQLSTATE {sqlstate}")),
+            (detail, None) => detail,
+        };
         let mut report = ErrorReport::new(self.code, self.message, "tenant_control");
-        if let Some(detail) = self.detail {
+        if let Some(detail) = detail {
             report = report.set_detail(detail);
         }
         if let Some(hint) = self.hint {
@@ -77,15 +93,23 @@ impl TcError {
         unreachable!("an ERROR report does not return")
     }
 
-    /// A PostgreSQL error (or a panic) caught while running an operation.
-    pub fn from_caught(caught: CaughtError) -> Self {
+    /// A PostgreSQL error (or a panic) caught while running an operation;
+    /// `raised` is the SQLSTATE PostgreSQL last raised meanwhile (see `caught`).
+    fn from_caught(caught: CaughtError, raised: i32) -> Self {
         match caught {
-            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => TcError {
-                code: report.sql_error_code(),
-                message: report.message().to_string(),
-                detail: report.detail().map(str::to_string),
-                hint: report.hint().map(str::to_string),
-            },
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                let code = report.sql_error_code();
+                // Only when it is this error's: its code reads the same once packed
+                // into a PgSqlErrorCode, and that code could not hold it.
+                let raw = (PgSqlErrorCode::from(raised) == code && raised != code as isize as i32).then_some(raised);
+                TcError {
+                    code,
+                    message: report.message().to_string(),
+                    detail: report.detail().map(str::to_string),
+                    hint: report.hint().map(str::to_string),
+                    raw,
+                }
+            }
             CaughtError::RustPanic { ereport, .. } => TcError::new(
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
                 format!("internal error in tenant_control: {}", ereport.message()),
@@ -108,7 +132,10 @@ impl From<SpiError> for TcError {
 
 /// PostgreSQL packs a SQLSTATE as five 6-bit characters, lowest first.
 pub fn sqlstate_of(code: PgSqlErrorCode) -> String {
-    let packed = code as isize as i64;
+    unpack_sqlstate(code as isize as i32)
+}
+
+fn unpack_sqlstate(packed: i32) -> String {
     (0..5).map(|i| (((packed >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
 
@@ -145,10 +172,35 @@ pub fn code_of(sqlstate: &str) -> PgSqlErrorCode {
 /// Run `work`, turning a PostgreSQL error it raises into a `TcError`. The
 /// caller must let the error roll back the enclosing subtransaction before
 /// it touches the database again.
+///
+/// pgrx hands the error over with its SQLSTATE as a `PgSqlErrorCode`, which
+/// has no room for a code of the user's own: an error context callback,
+/// which PostgreSQL calls for every report while `work` runs, notes the
+/// SQLSTATE as raised, so that the error keeps it.
 pub fn caught<T>(work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    PgTryBuilder::new(std::panic::AssertUnwindSafe(work))
-        .catch_others(|caught| Err(TcError::from_caught(caught)))
-        .execute()
+    let raised = AtomicI32::new(0);
+    // SAFETY: `noting` lives on this frame until it is unlinked below, on
+    // every path: an error inside `work` comes back here as a Rust panic
+    // (pgrx's guard puts error_context_stack back as it was, `noting` on top).
+    let mut noting = pg_sys::ErrorContextCallback {
+        previous: unsafe { pg_sys::error_context_stack },
+        callback: Some(note_sqlstate),
+        arg: &raised as *const AtomicI32 as *mut std::ffi::c_void,
+    };
+    unsafe { pg_sys::error_context_stack = &mut noting };
+    let outcome = PgTryBuilder::new(std::panic::AssertUnwindSafe(work))
+        .catch_others(|caught| Err(TcError::from_caught(caught, raised.load(Ordering::Relaxed))))
+        .execute();
+    unsafe { pg_sys::error_context_stack = noting.previous };
+    outcome
+}
+
+/// The error context callback of `caught`: called inside errfinish, while
+/// the report being made is on top of PostgreSQL's error stack.
+unsafe extern "C-unwind" fn note_sqlstate(arg: *mut std::ffi::c_void) {
+    // SAFETY: `arg` is the AtomicI32 of the `caught` frame that linked this callback.
+    let raised = unsafe { &*(arg as *const AtomicI32) };
+    raised.store(unsafe { pg_sys::geterrcode() }, Ordering::Relaxed);
 }
 
 /// Pure logic, tested without a server.

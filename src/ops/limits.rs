@@ -154,6 +154,22 @@ pub fn context_limits(institution_id: Option<pgrx::Uuid>) -> TcResult<Vec<(Strin
         .collect())
 }
 
+/// Drop one of the row limit's triggers of `target` (a quoted, qualified
+/// name) when it is there: DROP TRIGGER IF EXISTS would send the caller a
+/// "does not exist, skipping" NOTICE for each one missing.
+fn drop_trigger(target: &str, trigger: &str) -> TcResult<()> {
+    let present: bool = db::scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                         WHERE g.tgrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+                           AND g.tgname OPERATOR(pg_catalog.=) $2)",
+        &[target.into(), trigger.into()],
+    )?;
+    if present {
+        db::run(&format!("DROP TRIGGER {} ON {target}", pgrx::spi::quote_identifier(trigger)), &[])?;
+    }
+    Ok(())
+}
+
 fn take_slot(schema_id: uuid::Uuid, institution: uuid::Uuid, cap: i64) -> TcResult<()> {
     let taken: bool = db::scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.generate_series(0, $3 - 1) AS k(slot)
@@ -204,7 +220,7 @@ pub fn set_row_limit(schema_id: Option<pgrx::Uuid>, table: Option<&str>, max_row
         let id = db::to_pg_uuid(tenant.id);
         restricted::internal_ddl(|| {
             for (event, transition) in [("insert", "NEW TABLE AS new_rows"), ("delete", "OLD TABLE AS old_rows")] {
-                db::run(&format!("DROP TRIGGER IF EXISTS tc_row_limit_{event} ON {target}"), &[])?;
+                drop_trigger(&target, &format!("tc_row_limit_{event}"))?;
                 if max_rows.is_some() {
                     db::run(
                         &format!(
@@ -216,7 +232,7 @@ pub fn set_row_limit(schema_id: Option<pgrx::Uuid>, table: Option<&str>, max_row
                     )?;
                 }
             }
-            db::run(&format!("DROP TRIGGER IF EXISTS tc_row_limit_truncate ON {target}"), &[])?;
+            drop_trigger(&target, "tc_row_limit_truncate")?;
             let Some(max) = max_rows else {
                 db::run(
                     "DELETE FROM tenant.row_limits WHERE schema_id = $1 AND table_name = $2",

@@ -371,7 +371,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace AND p.prosecdef"),
-            Some(64)
+            Some(65)
         );
     }
 

@@ -84,6 +84,74 @@ pub(crate) mod tests {
     );
     }
 
+    /// An error of the tenant's (a migration's own RAISE, a CHECK of the
+    /// tenant's) keeps its SQLSTATE, message and detail in the result row and
+    /// the operation log, a SQLSTATE PostgreSQL does not define included.
+    #[pg_test]
+    fn an_error_of_tenant_code_keeps_its_own_sqlstate() {
+        serialize_template_changes();
+        assert_eq!(register(1, "CREATE TABLE notes (id int PRIMARY KEY)"), ("SUCCESS".into(), None));
+        for (schema, n) in [("mig_raises", 4), ("mig_checks", 5)] {
+            assert_eq!(create(&format!("d0d0d0d0-0000-4000-8000-00000000000{n}"), Some(schema)).0, "SUCCESS");
+        }
+        Spi::run("ALTER TABLE mig_checks.notes ADD CONSTRAINT positive CHECK (id > 0)").unwrap();
+        assert_eq!(
+            register(
+                2,
+                "INSERT INTO notes VALUES (-1);
+                 DO $$ BEGIN IF current_schema() = 'mig_raises' THEN
+                     RAISE EXCEPTION 'no notes here' USING ERRCODE = 'P0123', DETAIL = 'the tenant says why';
+                 END IF; END $$"
+            ),
+            ("SUCCESS".into(), None)
+        );
+        let migrated = |schema: &str| {
+            let id = one::<String>(&format!("SELECT id::text FROM tenant.find_institution('{schema}')")).unwrap();
+            one::<String>(&format!(
+                "SELECT status || '/' || sqlstate || '/' || message FROM tenant.migrate_institution_schema('{id}')"
+            ))
+            .unwrap()
+        };
+        let raised = migrated("mig_raises");
+        assert!(
+            raised.starts_with("ERROR/P0123/no notes here (the tenant says why; migration 2 on schema mig_raises)"),
+            "{raised}"
+        );
+        let checked = migrated("mig_checks");
+        assert!(
+            checked.starts_with("ERROR/23514/new row for relation \"notes\" violates check constraint \"positive\""),
+            "{checked}"
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(last_migration_sqlstate, ',' ORDER BY schema_name) FROM tenant.migration_status
+                  WHERE schema_name IN ('mig_raises', 'mig_checks')"
+            ),
+            Some("23514,P0123".into())
+        );
+    }
+
+    /// Raised again, such an error goes out as XX000 (pgrx raises only the
+    /// codes it knows) and names its own SQLSTATE in the detail.
+    #[pg_test]
+    fn a_raised_error_of_tenant_code_names_its_own_sqlstate() {
+        let raise = |code: &str| {
+            crate::core::subxact::atomically(|| {
+                crate::core::db::run(
+                    &format!("DO $$ BEGIN RAISE EXCEPTION 'no' USING ERRCODE = '{code}', DETAIL = 'why'; END $$"),
+                    &[],
+                )
+            })
+            .unwrap_err()
+        };
+        let own = raise("P0123");
+        assert_eq!((own.sqlstate(), own.message.as_str(), own.detail.as_deref()), ("P0123".into(), "no", Some("why")));
+        assert_eq!(own.into_report().detail(), Some("why (SQLSTATE P0123)"));
+        let known = raise("23514");
+        assert_eq!(known.sqlstate(), "23514");
+        assert_eq!(known.into_report().detail(), Some("why"));
+    }
+
     #[pg_test]
     fn sign_up_claims_a_spare_from_the_warm_pool() {
         Spi::run(
