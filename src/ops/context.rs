@@ -11,6 +11,7 @@
 use crate::core::db;
 use crate::core::errors::{self, OrRaise, TcError, TcResult};
 use crate::core::settings;
+use crate::ops::context_cache;
 use crate::ops::context_role;
 use crate::ops::lifecycle;
 use crate::ops::quota;
@@ -88,6 +89,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
     let running = |found: &Option<Registered>| {
         found.as_ref().and_then(|r| r.shared_move.as_deref()).is_some_and(|m| m.ends_with(":RUNNING"))
     };
+    let reading = context_cache::reading();
     let mut found = registered(institution)?;
     if running(&found) {
         // A move between shared tables and a schema is under way: hold its
@@ -117,15 +119,20 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
                 format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
             ));
         }
-        Some(Registered { schema, role, quota, limited, .. }) => {
-            if let (Some(state), Some(used), Some(limit)) = quota {
-                if state != "OK" {
+        Some(Registered { schema, role, quota, limited, shared_move, .. }) => {
+            let warned = match quota {
+                (Some(state), Some(used), Some(limit)) if state != "OK" => {
                     quota::warn_near_limit(institution, &schema, used, limit);
+                    true
                 }
-            }
+                _ => false,
+            };
             // Only an institution with limits pays for them.
             if limited {
                 crate::ops::limits::apply_in_context(institution_id)?;
+            }
+            if !warned && !limited && shared_move.is_none() {
+                context_cache::remember(reading, institution, &schema, &role);
             }
             (Some(schema), Some(role))
         }
@@ -178,7 +185,7 @@ fn set_context(institution_id: Option<pgrx::Uuid>) -> Option<String> {
 }
 
 fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
-    institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?;
+    let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
     // SAFETY: a plain query of the transaction state.
     if !unsafe { pg_sys::IsTransactionBlock() } {
         return Err(TcError::new(
@@ -187,6 +194,12 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
         )
         .detail("The context lasts until the end of the transaction; outside a block it would end with this statement.")
         .hint("BEGIN; SELECT tenant.set_context(...); ...; COMMIT;"));
+    }
+    // An institution this connection entered in the last minute, unchanged
+    // since: no need to ask the registry (see context_cache).
+    if let Some((schema, role)) = context_cache::lookup(institution) {
+        db::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
+        return enter_schema(schema, &role);
     }
     let found = db::rows_kept(
         "SELECT schema_name, owner_role FROM tenant.enter_context($1)",
@@ -197,10 +210,15 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
     let Some((Some(schema), Some(role))) = found.into_iter().next() else {
         return Ok(None);
     };
+    enter_schema(schema, &role)
+}
+
+/// Point the transaction at an institution's schema, and switch to its role.
+fn enter_schema(schema: String, role: &str) -> TcResult<Option<String>> {
     db::set_local("search_path", &format!("{}, public", quote_identifier(&schema)), false)?;
     // The role is switched without making anyone a member of it: see context_role.
     if context_role::may_assume_tenant_roles() {
-        context_role::assume_for_transaction(&role)?;
+        context_role::assume_for_transaction(role)?;
     }
     Ok(Some(schema))
 }

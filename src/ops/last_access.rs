@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How often one connection may record the same institution.
-const EVERY: Duration = Duration::from_secs(60);
+pub const EVERY: Duration = Duration::from_secs(60);
 
 thread_local! {
     static RECORDED: RefCell<HashMap<uuid::Uuid, Instant>> = RefCell::new(HashMap::new());
