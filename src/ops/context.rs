@@ -44,6 +44,47 @@ struct Registered {
     /// A move between shared tables and this schema: `TO_SCHEMA:RUNNING`,
     /// `TO_SHARED:DONE`, ... (ops/shared_move).
     shared_move: Option<String>,
+    /// Its last access was recorded less than a minute ago (by any connection).
+    recent: bool,
+}
+
+impl Registered {
+    fn from_row(row: &pgrx::spi::SpiHeapTupleData) -> TcResult<Registered> {
+        Ok(Registered {
+            schema: db::col::<String>(row, "schema_name")?.unwrap_or_default(),
+            role: db::col::<String>(row, "owner_role")?.unwrap_or_default(),
+            status: db::col::<String>(row, "status")?.unwrap_or_default(),
+            location: db::col::<String>(row, "location")?,
+            quota: (
+                db::col::<String>(row, "quota_state")?,
+                db::col::<i64>(row, "storage_used")?,
+                db::col::<i64>(row, "quota_limit")?,
+            ),
+            limited: db::col::<bool>(row, "limited")?.unwrap_or(false),
+            shared_move: db::col::<String>(row, "shared_move")?,
+            recent: db::col::<bool>(row, "recent")?.unwrap_or(false),
+        })
+    }
+}
+
+// The common case, an ACTIVE institution that no move between shared tables
+// and a schema ever concerned, in a query that reads two tables fewer than
+// `registered` (a new connection's first set_context opens and plans every
+// table it names). Anything else gets no row here and is read by `registered`.
+fn registered_plainly(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
+    let found = db::rows_kept(
+        "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
+                EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
+                NULL::text AS location, NULL::text AS shared_move,
+                t.last_accessed_at >= pg_catalog.now() - interval '1 minute' AS recent
+           FROM tenant.tenant_schemas t
+          WHERE t.institution_id = $1 AND t.status = 'ACTIVE'
+            AND NOT EXISTS (SELECT 1 FROM tenant.shared_moves s WHERE s.institution_id = $1)",
+        &[pg_sys::UUIDOID.into()],
+        &[db::to_pg_uuid(institution).into()],
+        Registered::from_row,
+    )?;
+    Ok(found.into_iter().next())
 }
 
 // The live row through the partial unique index (tenant_schemas_institution_live);
@@ -55,31 +96,18 @@ fn registered(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
                 CASE WHEN t.status = 'MOVED' THEN
                      (SELECT m.location FROM tenant.institution_moves m WHERE m.schema_id = t.id AND m.step = 'MOVED') END AS location,
                 (SELECT s.direction || CASE WHEN s.finished_at IS NULL THEN ':RUNNING' ELSE ':DONE' END
-                   FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = t.id) AS shared_move
+                   FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = t.id) AS shared_move,
+                t.last_accessed_at >= pg_catalog.now() - interval '1 minute' AS recent
            FROM tenant.tenant_schemas t WHERE t.institution_id = $1 AND t.status <> 'DROPPED'
          UNION ALL
          (SELECT d.schema_name, d.owner_role, d.status, d.quota_state, d.storage_used, d.quota_limit, false, NULL,
                  (SELECT s.direction || CASE WHEN s.finished_at IS NULL THEN ':RUNNING' ELSE ':DONE' END
-                    FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = d.id)
+                    FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = d.id), false
             FROM tenant.tenant_schemas d WHERE d.institution_id = $1 AND d.status = 'DROPPED' ORDER BY d.created_at DESC LIMIT 1)
          LIMIT 1",
         &[pg_sys::UUIDOID.into()],
         &[db::to_pg_uuid(institution).into()],
-        |row| {
-            Ok(Registered {
-                schema: db::col::<String>(row, "schema_name")?.unwrap_or_default(),
-                role: db::col::<String>(row, "owner_role")?.unwrap_or_default(),
-                status: db::col::<String>(row, "status")?.unwrap_or_default(),
-                location: db::col::<String>(row, "location")?,
-                quota: (
-                    db::col::<String>(row, "quota_state")?,
-                    db::col::<i64>(row, "storage_used")?,
-                    db::col::<i64>(row, "quota_limit")?,
-                ),
-                limited: db::col::<bool>(row, "limited")?.unwrap_or(false),
-                shared_move: db::col::<String>(row, "shared_move")?,
-            })
-        },
+        Registered::from_row,
     )?;
     Ok(found.into_iter().next())
 }
@@ -90,7 +118,10 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         found.as_ref().and_then(|r| r.shared_move.as_deref()).is_some_and(|m| m.ends_with(":RUNNING"))
     };
     let reading = context_cache::reading();
-    let mut found = registered(institution)?;
+    let mut found = match registered_plainly(institution)? {
+        Some(plain) => Some(plain),
+        None => registered(institution)?,
+    };
     if running(&found) {
         // A move between shared tables and a schema is under way: hold its
         // last step off until this transaction ends, then look again (a new
@@ -98,6 +129,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         crate::core::locks::shared_move(&institution, true)?;
         found = registered(institution)?;
     }
+    let recent = found.as_ref().is_some_and(|row| row.recent);
     let context = match found {
         Some(row)
             if (row.status == "MAINTENANCE"
@@ -148,7 +180,10 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         }
     };
     db::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
-    crate::ops::last_access::touch(institution);
+    // Another connection recorded it a moment ago: no write (see last_access).
+    if !recent {
+        crate::ops::last_access::touch(institution);
+    }
     Ok(context)
 }
 
