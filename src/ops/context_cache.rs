@@ -9,7 +9,7 @@
 //!
 //! - **Forgotten on every change that could alter it.** Triggers on the
 //!   registry (`tenant.context_cache_invalidate`) send PostgreSQL's own
-//!   relation-cache invalidation for `tenant.tenant_schemas` when a row's
+//!   relation-cache invalidation (see `Channel`) when a row's
 //!   status, name, role, institution or quota state changes or a row goes, and
 //!   when an institution gets limits or a move between shared tables and a
 //!   schema starts. PostgreSQL delivers it to every backend at the
@@ -53,8 +53,9 @@ struct Entry {
 
 thread_local! {
     static ENTRIES: RefCell<HashMap<uuid::Uuid, Entry>> = RefCell::new(HashMap::new());
-    /// The registry's oid (tenant.tenant_schemas), once an answer was kept.
-    static REGISTRY: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// The registry's oid (tenant.tenant_schemas) and the channel's (see
+    /// `Channel`), once an answer was kept.
+    static REGISTRY: Cell<Channel> = const { Cell::new(Channel { registry: pg_sys::InvalidOid, channel: pg_sys::InvalidOid }) };
     /// How many times the cache was emptied: a read spanning an emptying is not kept.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
@@ -68,7 +69,8 @@ pub fn register() {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relation: pg_sys::Oid) {
     // InvalidOid: every relation (the invalidation queue overflowed, say).
-    if relation == pg_sys::InvalidOid || relation == REGISTRY.get() {
+    let known = REGISTRY.get();
+    if relation == pg_sys::InvalidOid || relation == known.registry || relation == known.channel {
         forget_all();
     }
 }
@@ -125,23 +127,43 @@ pub fn reading() -> Reading {
 /// quota warning or move.
 pub fn remember(reading: Reading, institution: uuid::Uuid, schema: &str, role: &str) {
     let Some(generation) = reading.0 else { return };
-    let registry = registry_oid();
-    if registry == pg_sys::InvalidOid || generation != GENERATION.get() {
+    let Some(channel) = channel() else { return };
+    if generation != GENERATION.get() {
         return;
     }
-    REGISTRY.set(registry);
+    REGISTRY.set(channel);
     let entry = Entry { schema: schema.to_string(), role: role.to_string(), user: current_user(), at: Instant::now() };
     ENTRIES.with(|entries| entries.borrow_mut().insert(institution, entry));
 }
 
-fn registry_oid() -> pg_sys::Oid {
-    // SAFETY: catalog look-ups by name inside a transaction.
+/// Where the "forget" message travels. A relation-cache invalidation names
+/// an oid; PostgreSQL delivers it to every backend of the database and calls
+/// each backend's relation-cache callbacks with it, and drops the cache entry
+/// of the relation with that oid, if there is one. The triggers name the oid
+/// of the registry's row type, which is no relation (relations and types draw
+/// from the same oid counter): every backend hears it, and none rebuilds its
+/// entry of `tenant.tenant_schemas` (with its many triggers and policies) or
+/// re-plans its statements on it for each sign-up. An invalidation of the
+/// registry itself (TRUNCATE, ALTER TABLE) empties the cache too.
+#[derive(Clone, Copy)]
+struct Channel {
+    registry: pg_sys::Oid,
+    channel: pg_sys::Oid,
+}
+
+fn channel() -> Option<Channel> {
+    // SAFETY: catalog look-ups by name and oid inside a transaction.
     unsafe {
         let namespace = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
         if namespace == pg_sys::InvalidOid {
-            return pg_sys::InvalidOid;
+            return None;
         }
-        pg_sys::get_relname_relid(c"tenant_schemas".as_ptr(), namespace)
+        let registry = pg_sys::get_relname_relid(c"tenant_schemas".as_ptr(), namespace);
+        if registry == pg_sys::InvalidOid {
+            return None;
+        }
+        let channel = pg_sys::get_rel_type_id(registry);
+        (channel != pg_sys::InvalidOid).then_some(Channel { registry, channel })
     }
 }
 
@@ -152,9 +174,9 @@ pub extern "C" fn pg_finfo_tc_context_cache_invalidate() -> &'static pg_sys::Pg_
 }
 
 /// `tenant.context_cache_invalidate()`: the AFTER trigger on the registry
-/// and on what enter_context reads besides it. Queues an invalidation of the
-/// registry's relation cache entry, which PostgreSQL sends to every backend
-/// when the transaction commits (and applies in this one at once).
+/// and on what enter_context reads besides it. Queues the "forget" message
+/// (see `Channel`), which PostgreSQL sends to every backend when the
+/// transaction commits (and applies in this one at the end of the statement).
 ///
 /// # Safety
 /// Called by PostgreSQL as a trigger function, with `fcinfo` valid.
@@ -170,10 +192,9 @@ pub unsafe extern "C-unwind" fn tc_context_cache_invalidate(fcinfo: pg_sys::Func
         )
         .raise();
     }
-    let registry = registry_oid();
-    if registry != pg_sys::InvalidOid {
+    if let Some(Channel { channel, .. }) = channel() {
         // SAFETY: inside a transaction; queued until its end.
-        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(registry) };
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(channel) };
     }
     pg_sys::Datum::from(0)
 }
