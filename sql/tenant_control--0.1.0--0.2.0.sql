@@ -4128,8 +4128,8 @@ ALTER FUNCTION tenant.schema_objects(text, regclass) ROWS 50;
 -- per connection and for a minute at most, the registry's answer for a
 -- plainly ACTIVE institution (src/ops/context_cache.rs). These triggers make
 -- every backend forget it when anything enter_context reads changes: they
--- queue a PostgreSQL relation-cache invalidation (naming the registry's row
--- type, so that no backend rebuilds anything), sent to all backends at commit. Row triggers (see tc_fleet_views_follow_new
+-- queue a PostgreSQL relation-cache invalidation (naming the registry's
+-- primary-key index, cheap to reload), sent to all backends at commit. Row triggers (see tc_fleet_views_follow_new
 -- for why). A new row, or a row of limits or moves that goes, cannot make a
 -- remembered ACTIVE answer wrong; TRUNCATE of the registry invalidates it
 -- by itself.

@@ -137,14 +137,14 @@ pub fn remember(reading: Reading, institution: uuid::Uuid, schema: &str, role: &
 }
 
 /// Where the "forget" message travels. A relation-cache invalidation names
-/// an oid; PostgreSQL delivers it to every backend of the database and calls
-/// each backend's relation-cache callbacks with it, and drops the cache entry
-/// of the relation with that oid, if there is one. The triggers name the oid
-/// of the registry's row type, which is no relation (relations and types draw
-/// from the same oid counter): every backend hears it, and none rebuilds its
-/// entry of `tenant.tenant_schemas` (with its many triggers and policies) or
-/// re-plans its statements on it for each sign-up. An invalidation of the
-/// registry itself (TRUNCATE, ALTER TABLE) empties the cache too.
+/// a relation; PostgreSQL delivers it to every backend of the database,
+/// calls each backend's relation-cache callbacks with it, and marks that
+/// relation's cache entry for a reload. The triggers name the registry's
+/// primary-key index: an index entry reloads cheaply, and no plan depends on
+/// an index's entry, whereas naming `tenant.tenant_schemas` itself would make
+/// every backend rebuild that entry (with its many triggers and policies) and
+/// re-plan its statements on the registry after each sign-up. An invalidation
+/// of the registry itself (TRUNCATE, ALTER TABLE) empties the cache too.
 #[derive(Clone, Copy)]
 struct Channel {
     registry: pg_sys::Oid,
@@ -162,7 +162,7 @@ fn channel() -> Option<Channel> {
         if registry == pg_sys::InvalidOid {
             return None;
         }
-        let channel = pg_sys::get_rel_type_id(registry);
+        let channel = pg_sys::get_relname_relid(c"tenant_schemas_pkey".as_ptr(), namespace);
         (channel != pg_sys::InvalidOid).then_some(Channel { registry, channel })
     }
 }
