@@ -82,6 +82,13 @@ fn a_warm_connection_enters_from_its_cache_with_the_same_context() {
     assert_eq!(text(&mut app, "SELECT tenant.current_institution()::text"), institution.to_string());
     app.batch_execute("COMMIT").unwrap();
     assert_eq!(text(&mut app, "SELECT current_user::text"), APP);
+    // Another connection asks the registry (its cache is its own), but neither
+    // records the access again (recorded a moment ago) nor makes the
+    // transaction a writing one: COMMIT of a read-only transaction stays free.
+    let mut other = connect_as(APP, DB);
+    assert_eq!(enter(&mut other, "BEGIN", institution), Ok(1));
+    assert_eq!(text(&mut other, "SELECT COALESCE(pg_current_xact_id_if_assigned()::text, 'none')"), "none");
+    other.batch_execute("COMMIT").unwrap();
     // REPEATABLE READ neither uses nor fills the cache: its snapshot may be
     // older than what the cache has heard of.
     assert_eq!(enter(&mut app, "BEGIN ISOLATION LEVEL REPEATABLE READ", institution), Ok(1));

@@ -72,7 +72,7 @@ impl Registered {
 // `registered` (a new connection's first set_context opens and plans every
 // table it names). Anything else gets no row here and is read by `registered`.
 fn registered_plainly(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
-    let found = db::rows_kept(
+    let found = db::rows_kept_read(
         "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
                 EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
                 NULL::text AS location, NULL::text AS shared_move,
@@ -90,7 +90,7 @@ fn registered_plainly(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
 // The live row through the partial unique index (tenant_schemas_institution_live);
 // only an institution without one (an error) reads further, for the message.
 fn registered(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
-    let found = db::rows_kept(
+    let found = db::rows_kept_read(
         "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
                 EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
                 CASE WHEN t.status = 'MOVED' THEN
@@ -236,7 +236,7 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
         db::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
         return enter_schema(schema, &role);
     }
-    let found = db::rows_kept(
+    let found = db::rows_kept_read(
         "SELECT schema_name, owner_role FROM tenant.enter_context($1)",
         &[pg_sys::UUIDOID.into()],
         &[institution_id.into()],
