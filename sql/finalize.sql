@@ -3668,3 +3668,30 @@ GRANT EXECUTE ON PROCEDURE tenant.move_to_schema(uuid, integer, interval), tenan
     tenant.shared_move_run(uuid, text, integer, interval) TO tenant_control_admin;
 GRANT EXECUTE ON FUNCTION tenant.shared_move_step(uuid, text, integer, boolean), tenant.set_column_mapping(text, text, jsonb)
     TO tenant_control_admin;
+
+-- set_context's per-connection cache (issue 13): tenant.set_context keeps,
+-- per connection and for a minute at most, the registry's answer for a
+-- plainly ACTIVE institution (src/ops/context_cache.rs). These triggers make
+-- every backend forget it when anything enter_context reads changes: they
+-- queue a PostgreSQL relation-cache invalidation (naming the registry's
+-- primary-key index, cheap to reload), sent to all backends at commit. Row triggers (see tc_fleet_views_follow_new
+-- for why). A new row, or a row of limits or moves that goes, cannot make a
+-- remembered ACTIVE answer wrong; TRUNCATE of the registry invalidates it
+-- by itself.
+CREATE FUNCTION tenant.context_cache_invalidate() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'tc_context_cache_invalidate';
+COMMENT ON FUNCTION tenant.context_cache_invalidate() IS
+    'Internal: trigger that makes every connection forget what tenant.set_context remembered about institutions (the registry changed).';
+REVOKE ALL ON FUNCTION tenant.context_cache_invalidate() FROM PUBLIC;
+CREATE TRIGGER tc_context_cache_change
+    AFTER UPDATE ON tenant.tenant_schemas FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.schema_name IS DISTINCT FROM NEW.schema_name
+          OR OLD.owner_role IS DISTINCT FROM NEW.owner_role OR OLD.institution_id IS DISTINCT FROM NEW.institution_id
+          OR OLD.quota_state IS DISTINCT FROM NEW.quota_state)
+    EXECUTE FUNCTION tenant.context_cache_invalidate();
+CREATE TRIGGER tc_context_cache_gone
+    AFTER DELETE ON tenant.tenant_schemas FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();
+CREATE TRIGGER tc_context_cache_limits
+    AFTER INSERT OR UPDATE ON tenant.institution_limits FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();
+CREATE TRIGGER tc_context_cache_shared_moves
+    AFTER INSERT OR UPDATE ON tenant.shared_moves FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();

@@ -4131,16 +4131,6 @@ ALTER FUNCTION tenant.schema_objects(text, regclass) ROWS 50;
 -- session advisory lock, and a resolver (tenant.move_resolve, through
 -- set_context, locate_institution and tenant.resolve_moves) rolls an
 -- interrupted cut-over back (FROZEN) or forward (ACTIVATING).
--- A cut-over frozen by the previous version has no decision recorded: finish
--- or cancel that move before upgrading.
-DO $upgrade$
-BEGIN
-    IF EXISTS (SELECT 1 FROM tenant.institution_moves m WHERE m.step OPERATOR(pg_catalog.=) 'FROZEN') THEN
-        RAISE EXCEPTION 'a move is in its cut-over (tenant.institution_moves step FROZEN): run it again or cancel it before upgrading'
-            USING ERRCODE = 'object_in_use';
-    END IF;
-END
-$upgrade$;
 ALTER TABLE tenant.institution_moves DROP CONSTRAINT institution_moves_step_check,
     ADD CONSTRAINT institution_moves_step_check
     CHECK (step IN ('PREPARED', 'SYNCING', 'CATCHING_UP', 'SYNCED', 'FROZEN', 'ACTIVATING', 'MOVED'));
@@ -4895,3 +4885,29 @@ BEGIN
     RETURN 'CLEANED';
 END
 $$;
+-- set_context's per-connection cache (issue 13) -------------------------------
+-- per connection and for a minute at most, the registry's answer for a
+-- plainly ACTIVE institution (src/ops/context_cache.rs). These triggers make
+-- every backend forget it when anything enter_context reads changes: they
+-- queue a PostgreSQL relation-cache invalidation (naming the registry's
+-- primary-key index, cheap to reload), sent to all backends at commit. Row triggers (see tc_fleet_views_follow_new
+-- for why). A new row, or a row of limits or moves that goes, cannot make a
+-- remembered ACTIVE answer wrong; TRUNCATE of the registry invalidates it
+-- by itself.
+CREATE FUNCTION tenant.context_cache_invalidate() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'tc_context_cache_invalidate';
+COMMENT ON FUNCTION tenant.context_cache_invalidate() IS
+    'Internal: trigger that makes every connection forget what tenant.set_context remembered about institutions (the registry changed).';
+REVOKE ALL ON FUNCTION tenant.context_cache_invalidate() FROM PUBLIC;
+CREATE TRIGGER tc_context_cache_change
+    AFTER UPDATE ON tenant.tenant_schemas FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.schema_name IS DISTINCT FROM NEW.schema_name
+          OR OLD.owner_role IS DISTINCT FROM NEW.owner_role OR OLD.institution_id IS DISTINCT FROM NEW.institution_id
+          OR OLD.quota_state IS DISTINCT FROM NEW.quota_state)
+    EXECUTE FUNCTION tenant.context_cache_invalidate();
+CREATE TRIGGER tc_context_cache_gone
+    AFTER DELETE ON tenant.tenant_schemas FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();
+CREATE TRIGGER tc_context_cache_limits
+    AFTER INSERT OR UPDATE ON tenant.institution_limits FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();
+CREATE TRIGGER tc_context_cache_shared_moves
+    AFTER INSERT OR UPDATE ON tenant.shared_moves FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();

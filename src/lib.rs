@@ -22,6 +22,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     core::settings::register();
     core::audit::register();
+    ops::context_cache::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -132,37 +132,76 @@ fn sample(bench: &Bench, count: usize) -> Vec<(uuid::Uuid, String)> {
     bench.institutions.iter().step_by(step).take(count).cloned().collect()
 }
 
+/// The median of per-round ratios `theirs[i] / ours[i]` (rounds run side by
+/// side, so a burst of load on the machine moves both sides of one ratio).
+fn ratio_of_rounds(theirs: &[f64], ours: &[f64]) -> f64 {
+    median(&theirs.iter().zip(ours).map(|(t, o)| t / o).collect::<Vec<_>>())
+}
+
+/// Alternate `run(true)` and `run(false)` for `rounds` rounds, the order
+/// swapped every round, after one warm-up round of each; returns the times
+/// of each side per round.
+fn alternate(rounds: usize, mut run: impl FnMut(bool) -> f64) -> (Vec<f64>, Vec<f64>) {
+    let (_, _) = (run(true), run(false));
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for side in [round % 2 == 0, round % 2 != 0] {
+            let ms = run(side);
+            if side {
+                first.push(ms)
+            } else {
+                second.push(ms)
+            }
+        }
+    }
+    (first, second)
+}
+
 /// `BEGIN; set_context; INSERT; COMMIT` as the application, against `BEGIN;
 /// SET LOCAL search_path; SET LOCAL ROLE; INSERT; COMMIT` as a superuser (the
-/// cheapest role check there is), in alternating rounds over 50 institutions.
+/// cheapest role check there is), in alternating rounds over 50 institutions;
+/// the median of the per-round ratios. Twice: with durable commits, and with
+/// `synchronous_commit = off` on both connections, which leaves out the wait
+/// for the WAL flush (a shared disk's noise) and measures the work.
 fn context_throughput(bench: &mut Bench) {
     let tenants = sample(bench, 50);
-    let mut app = connect_app();
-    let mut plain = common::connect(DB);
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _round in 0..6 {
-        ours.push(timed(|| {
-            for (institution, _) in &tenants {
-                app.batch_execute("BEGIN").unwrap();
-                app.execute("SELECT tenant.set_context($1)", &[institution]).unwrap();
-                app.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
-                app.batch_execute("COMMIT").unwrap();
-            }
-        }));
-        theirs.push(timed(|| {
-            for (_, schema) in &tenants {
-                plain.batch_execute("BEGIN").unwrap();
-                plain.batch_execute(&format!("SET LOCAL search_path = {schema}, public")).unwrap();
-                plain.batch_execute(&format!("SET LOCAL ROLE {schema}_owner")).unwrap();
-                plain.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
-                plain.batch_execute("COMMIT").unwrap();
-            }
-        }));
+    for synchronous_commit in ["on", "off"] {
+        let mut app = connect_app();
+        let mut plain = common::connect(DB);
+        for client in [&mut app, &mut plain] {
+            client.batch_execute(&format!("SET synchronous_commit = {synchronous_commit}")).unwrap();
+        }
+        let (ours, theirs) = alternate(10, |ours| {
+            timed(|| {
+                for (institution, schema) in &tenants {
+                    if ours {
+                        app.batch_execute("BEGIN").unwrap();
+                        app.execute("SELECT tenant.set_context($1)", &[institution]).unwrap();
+                        app.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
+                        app.batch_execute("COMMIT").unwrap();
+                    } else {
+                        plain.batch_execute("BEGIN").unwrap();
+                        plain.batch_execute(&format!("SET LOCAL search_path = {schema}, public")).unwrap();
+                        plain.batch_execute(&format!("SET LOCAL ROLE {schema}_owner")).unwrap();
+                        plain.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
+                        plain.batch_execute("COMMIT").unwrap();
+                    }
+                }
+            })
+        });
+        let per_tx = |rounds: &[f64]| median(rounds) / tenants.len() as f64;
+        println!(
+            "per transaction (synchronous_commit {synchronous_commit}): set_context {:.3} ms, SET LOCAL search_path + ROLE {:.3} ms",
+            per_tx(&ours),
+            per_tx(&theirs)
+        );
+        bench.check(
+            &format!("set_context throughput / SET LOCAL throughput (synchronous_commit {synchronous_commit})"),
+            ratio_of_rounds(&theirs, &ours),
+            "x",
+            Goal::AtLeast(0.9),
+        );
     }
-    let per_tx = |rounds: &[f64]| median(&rounds[1..]) / tenants.len() as f64;
-    let (ours, theirs) = (per_tx(&ours), per_tx(&theirs));
-    println!("per transaction: set_context {ours:.3} ms, SET LOCAL search_path + ROLE {theirs:.3} ms");
-    bench.check("set_context throughput / SET LOCAL throughput", theirs / ours, "x", Goal::AtLeast(0.9));
 }
 
 /// The first set_context of a new application connection (median of 7),
@@ -240,47 +279,64 @@ fn drop_other_database() {
 }
 
 /// create_institution_schema with a spare ready, against the two renames a
-/// claim is at bottom (ALTER SCHEMA/ROLE RENAME, by hand, in the same database).
+/// claim is at bottom (ALTER SCHEMA/ROLE RENAME, by hand, in the same
+/// database), each a claim then a rename in turn. Twice: with durable commits,
+/// and with `synchronous_commit = off` (the work without the WAL flush wait).
 fn pool_claim(bench: &mut Bench) {
     let claims = 9;
-    bench.su.batch_execute(&format!("CALL tenant.fill_pool({claims})")).unwrap();
-    let mut ms = Vec::new();
-    for i in 0..claims {
-        let (institution, name) = (uuid::Uuid::new_v4(), format!("sc_pool_{}_{i}", bench.size()));
-        let su = &mut bench.su;
-        ms.push(timed(|| {
-            let row = su
-                .query_one(
-                    "SELECT status, message FROM tenant.create_institution_schema($1, $2)",
-                    &[&institution, &name],
-                )
-                .unwrap();
-            assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
-        }));
-        bench.institutions.push((institution, name));
-    }
-    let mut hand = Vec::new();
-    for i in 0..claims {
-        let name = format!("sc_hand_{}_{i}", bench.size());
-        bench.su.batch_execute(&format!("CREATE SCHEMA {name}_s; CREATE ROLE {name}_r")).unwrap();
-        hand.push(timed(|| {
-            bench
-                .su
-                .batch_execute(&format!(
+    for synchronous_commit in ["on", "off"] {
+        bench.su.batch_execute(&format!("CALL tenant.fill_pool({claims})")).unwrap();
+        bench.su.batch_execute(&format!("SET synchronous_commit = {synchronous_commit}")).unwrap();
+        let (mut ms, mut hand) = (Vec::new(), Vec::new());
+        let size = bench.size();
+        for i in 0..claims {
+            let (institution, name) = (uuid::Uuid::new_v4(), format!("sc_pool_{size}_{synchronous_commit}_{i}"));
+            let su = &mut bench.su;
+            ms.push(timed(|| {
+                let row = su
+                    .query_one(
+                        "SELECT status, message FROM tenant.create_institution_schema($1, $2)",
+                        &[&institution, &name],
+                    )
+                    .unwrap();
+                assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+            }));
+            bench.institutions.push((institution, name));
+            let name = format!("sc_hand_{size}_{synchronous_commit}_{i}");
+            su.batch_execute(&format!("CREATE SCHEMA {name}_s; CREATE ROLE {name}_r")).unwrap();
+            hand.push(timed(|| {
+                su.batch_execute(&format!(
                     "BEGIN; ALTER SCHEMA {name}_s RENAME TO {name}; ALTER ROLE {name}_r RENAME TO {name}_owner; COMMIT"
                 ))
                 .unwrap()
-        }));
-        bench.su.batch_execute(&format!("DROP SCHEMA {name}; DROP ROLE {name}_owner")).unwrap();
+            }));
+            su.batch_execute(&format!("DROP SCHEMA {name}; DROP ROLE {name}_owner")).unwrap();
+        }
+        bench.su.batch_execute("RESET synchronous_commit").unwrap();
+        println!(
+            "hand-written ALTER SCHEMA + ALTER ROLE RENAME (synchronous_commit {synchronous_commit}): {:.2} ms",
+            median(&hand)
+        );
+        bench.check(
+            &format!("warm-pool claim (median, synchronous_commit {synchronous_commit})"),
+            median(&ms),
+            " ms",
+            Goal::AtMost(2.0),
+        );
     }
-    println!("hand-written ALTER SCHEMA + ALTER ROLE RENAME: {:.2} ms", median(&hand));
-    bench.check("warm-pool claim (median)", median(&ms), " ms", Goal::AtMost(2.0));
 }
 
-/// Alternating rounds of `statements` with the extension's event triggers
-/// enabled and disabled (the same database, so the same catalogs); the
-/// ratio of the medians per round.
-fn with_and_without_triggers(bench: &mut Bench, statements: &dyn Fn(usize) -> String) -> (f64, f64) {
+/// Alternating rounds of 100 `statements` with the extension's event
+/// triggers enabled and disabled (the same database, so the same catalogs);
+/// the median of the per-round ratios, and the median times per statement.
+/// `one_transaction`: the 100 statements in one transaction (rolled back),
+/// which leaves out the commits (and their WAL flushes) and measures the
+/// work the triggers add; otherwise each statement commits on its own.
+fn with_and_without_triggers(
+    bench: &mut Bench,
+    one_transaction: bool,
+    statements: &dyn Fn(usize) -> String,
+) -> (f64, f64, f64) {
     let triggers: Vec<String> = bench
         .su
         .query("SELECT evtname::text FROM pg_event_trigger WHERE evtname LIKE 'tenant_control%'", &[])
@@ -294,18 +350,35 @@ fn with_and_without_triggers(bench: &mut Bench, statements: &dyn Fn(usize) -> St
         }
     };
     let mut worker = common::connect(DB);
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..8 {
-        switch(&mut bench.su, "DISABLE");
-        without.push(timed(|| (0..100).for_each(|i| worker.batch_execute(&statements(round * 100 + i)).unwrap())));
-        switch(&mut bench.su, "ENABLE ALWAYS");
-        with.push(timed(|| (0..100).for_each(|i| worker.batch_execute(&statements(round * 100 + i)).unwrap())));
+    let mut round = 0;
+    let (with, without) = alternate(10, |with| {
+        switch(&mut bench.su, if with { "ENABLE ALWAYS" } else { "DISABLE" });
+        round += 1;
+        timed(|| {
+            if one_transaction {
+                worker.batch_execute("BEGIN").unwrap();
+            }
+            (0..100).for_each(|i| worker.batch_execute(&statements(round * 100 + i)).unwrap());
+            if one_transaction {
+                worker.batch_execute("ROLLBACK").unwrap();
+            }
+        })
+    });
+    switch(&mut bench.su, "ENABLE ALWAYS");
+    (ratio_of_rounds(&with, &without), median(&with) / 100.0, median(&without) / 100.0)
+}
+
+/// Both variants of a with/without figure, printed and checked.
+fn trigger_figure(bench: &mut Bench, what: &str, statements: &dyn Fn(usize) -> String) {
+    for (one_transaction, how) in [(false, "each committed"), (true, "100 in one transaction")] {
+        let (ratio, with, without) = with_and_without_triggers(bench, one_transaction, statements);
+        println!("{what} ({how}): {with:.3} ms with the extension's event triggers, {without:.3} ms without");
+        bench.check(&format!("{what} with / without the extension ({how})"), ratio, "x", Goal::AtMost(1.05));
     }
-    (median(&with[1..]) / 100.0, median(&without[1..]) / 100.0)
 }
 
 fn grant_overhead(bench: &mut Bench) {
-    let (with, without) = with_and_without_triggers(bench, &|i| {
+    trigger_figure(bench, "GRANT/REVOKE", &|i| {
         if i % 2 == 0 {
             "GRANT SELECT ON public.bench_grants TO PUBLIC"
         } else {
@@ -313,18 +386,14 @@ fn grant_overhead(bench: &mut Bench) {
         }
         .to_string()
     });
-    println!("GRANT/REVOKE: {with:.3} ms with the extension's event triggers, {without:.3} ms without");
-    bench.check("GRANT/REVOKE with / without the extension", with / without, "x", Goal::AtMost(1.05));
 }
 
 fn ddl_overhead(bench: &mut Bench) {
-    let (with, without) = with_and_without_triggers(bench, &|i| {
+    trigger_figure(bench, "CREATE/DROP TABLE", &|i| {
         if i % 2 == 0 {
             format!("CREATE TABLE public.bench_ddl_{} (id int PRIMARY KEY, note text)", i / 2)
         } else {
             format!("DROP TABLE public.bench_ddl_{}", i / 2)
         }
     });
-    println!("CREATE/DROP TABLE: {with:.3} ms with the extension's event triggers, {without:.3} ms without");
-    bench.check("CREATE/DROP TABLE with / without the extension", with / without, "x", Goal::AtMost(1.05));
 }

@@ -42,20 +42,63 @@ pub fn rows_kept<T>(
     mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
 ) -> TcResult<Vec<T>> {
     Spi::connect_mut(|client| {
-        // The plan is taken out of the map while it runs: the statement may
-        // call a function that runs another kept statement.
-        let kept = KEPT.with(|kept| kept.borrow().get(sql).cloned());
-        let plan = match kept {
-            Some(plan) => plan,
-            None => {
-                let plan = std::rc::Rc::new(client.prepare_mut(sql, types).map_err(|e| spi_failure(e, sql))?.keep());
-                KEPT.with(|kept| kept.borrow_mut().insert(sql, plan.clone()));
-                plan
-            }
-        };
+        let plan = kept_plan(&KEPT, sql, || client.prepare_mut(sql, types))?;
         let table = client.update(&*plan, None, args).map_err(|e| spi_failure(e, sql))?;
         table.map(|row| map(&row)).collect()
     })
+}
+
+thread_local! {
+    /// Plans of `rows_kept_read` statements (prepared read-only).
+    static KEPT_READS: std::cell::RefCell<std::collections::HashMap<&'static str, std::rc::Rc<OwnedPreparedStatement>>> =
+        Default::default();
+}
+
+/// `rows_kept` for a read that must leave the transaction read-only:
+/// pgrx's read-write client gives the transaction an id before every
+/// statement, after which COMMIT writes a commit record and waits for its
+/// flush (set_context's registry read in an application's read-only
+/// transaction). The statement still reads with a snapshot taken now, as a
+/// read-write statement would (in READ COMMITTED a new one).
+pub fn rows_kept_read<T>(
+    sql: &'static str,
+    types: &[PgOid],
+    args: &[DatumWithOid],
+    mut map: impl FnMut(&SpiHeapTupleData) -> TcResult<T>,
+) -> TcResult<Vec<T>> {
+    Spi::connect(|client| {
+        let plan = kept_plan(&KEPT_READS, sql, || client.prepare(sql, types))?;
+        // SAFETY: popped below; on an error the transaction's abort resets the
+        // snapshot stack, as it does for SPI's own.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+        let rows = client
+            .select(&*plan, None, args)
+            .map_err(|e| spi_failure(e, sql))
+            .and_then(|table| table.map(|row| map(&row)).collect::<TcResult<Vec<T>>>());
+        // SAFETY: the snapshot pushed above is still the active one.
+        unsafe { pg_sys::PopActiveSnapshot() };
+        rows
+    })
+}
+
+type KeptPlans = std::thread::LocalKey<
+    std::cell::RefCell<std::collections::HashMap<&'static str, std::rc::Rc<OwnedPreparedStatement>>>,
+>;
+
+/// The kept plan of `sql`, prepared by `prepare` the first time. It is taken
+/// out of the map while it runs: the statement may call a function that runs
+/// another kept statement.
+fn kept_plan<'conn>(
+    plans: &'static KeptPlans,
+    sql: &'static str,
+    prepare: impl FnOnce() -> pgrx::spi::SpiResult<pgrx::spi::PreparedStatement<'conn>>,
+) -> TcResult<std::rc::Rc<OwnedPreparedStatement>> {
+    if let Some(plan) = plans.with(|kept| kept.borrow().get(sql).cloned()) {
+        return Ok(plan);
+    }
+    let plan = std::rc::Rc::new(prepare().map_err(|e| spi_failure(e, sql))?.keep());
+    plans.with(|kept| kept.borrow_mut().insert(sql, plan.clone()));
+    Ok(plan)
 }
 
 /// `run` with a kept plan (see `rows_kept`), for statements every operation runs.

@@ -7,6 +7,7 @@
 use crate::core::db;
 use crate::core::errors::TcResult;
 use crate::core::name::TenantName;
+use pgrx::prelude::*;
 
 /// First key of the two-key advisory locks the extension takes ("tc").
 pub const LOCK_CLASS: i32 = 0x7463;
@@ -14,14 +15,43 @@ pub const LOCK_CLASS: i32 = 0x7463;
 pub const SLOT_LOCK_CLASS: i32 = 0x746c;
 
 fn exclusive(key: &str) -> TcResult<()> {
-    db::run("SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext($2))", &[LOCK_CLASS.into(), key.into()])
+    take(key, pg_sys::pg_advisory_xact_lock_int4)
 }
 
 fn shared(key: &str) -> TcResult<()> {
-    db::run(
-        "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, pg_catalog.hashtext($2))",
-        &[LOCK_CLASS.into(), key.into()],
-    )
+    take(key, pg_sys::pg_advisory_xact_lock_shared_int4)
+}
+
+/// `SELECT lock(LOCK_CLASS, pg_catalog.hashtext(key))` without a query: the
+/// same built-in functions called directly. A create takes three of these,
+/// and after a warm-pool claim's schema rename (which resets every kept plan
+/// in the backend) each such query would be parsed and planned again.
+fn take(key: &str, lock: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum) -> TcResult<()> {
+    // SAFETY: built-in functions of (text) and (int4, int4) called with such
+    // arguments; a wait is interruptible, and an error (a deadlock) is raised
+    // as from the query.
+    unsafe {
+        let hash = hashtext(key);
+        pgrx::direct_function_call_as_datum(lock, &[LOCK_CLASS.into_datum(), Some(hash)]);
+    }
+    Ok(())
+}
+
+/// `pg_catalog.hashtext(key)` under the database's default collation, as the
+/// SQL call computes it (other lock takers, in SQL, must get the same key).
+unsafe fn hashtext(key: &str) -> pg_sys::Datum {
+    unsafe {
+        let size =
+            std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>() + std::mem::size_of::<pg_sys::NullableDatum>();
+        let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
+        (*fcinfo).fncollation = pg_sys::DEFAULT_COLLATION_OID;
+        (*fcinfo).nargs = 1;
+        let text = key.into_datum().expect("a text datum");
+        *(*fcinfo).args.as_mut_ptr() = pg_sys::NullableDatum { value: text, isnull: false };
+        let hash = pg_sys::hashtext(fcinfo);
+        pg_sys::pfree(fcinfo.cast());
+        hash
+    }
 }
 
 /// Creating a tenant: the institution first, its schema name second, in

@@ -45,7 +45,7 @@ pub fn as_role<T>(role: &str, search_path: &str, work: impl FnOnce() -> TcResult
         pg_sys::NewGUCNestLevel()
     };
     let outcome = errors::caught(|| {
-        db::run("SELECT pg_catalog.set_config('search_path', $1, true)", &[search_path.into()])?;
+        db::set_local("search_path", search_path, false)?;
         work()
     });
     unsafe {
@@ -55,12 +55,17 @@ pub fn as_role<T>(role: &str, search_path: &str, work: impl FnOnce() -> TcResult
     outcome
 }
 
+/// The role's oid, from the catalog cache (no query: this runs for every
+/// tenant an operation visits, and for every audit write).
 fn role_oid(role: &str) -> TcResult<pg_sys::Oid> {
-    db::value::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
-        &[role.into()],
-    )?
-    .ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{role}\" does not exist")))
+    let missing = || TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("role \"{role}\" does not exist"));
+    let name = std::ffi::CString::new(role).map_err(|_| missing())?;
+    // SAFETY: a catalog look-up by name inside a transaction.
+    let oid = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
+    if oid == pg_sys::InvalidOid {
+        return Err(missing());
+    }
+    Ok(oid)
 }
 
 thread_local! {

@@ -11,6 +11,7 @@
 use crate::core::db;
 use crate::core::errors::{self, OrRaise, TcError, TcResult};
 use crate::core::settings;
+use crate::ops::context_cache;
 use crate::ops::context_role;
 use crate::ops::lifecycle;
 use crate::ops::quota;
@@ -43,42 +44,70 @@ struct Registered {
     /// A move between shared tables and this schema: `TO_SCHEMA:RUNNING`,
     /// `TO_SHARED:DONE`, ... (ops/shared_move).
     shared_move: Option<String>,
+    /// Its last access was recorded less than a minute ago (by any connection).
+    recent: bool,
+}
+
+impl Registered {
+    fn from_row(row: &pgrx::spi::SpiHeapTupleData) -> TcResult<Registered> {
+        Ok(Registered {
+            schema: db::col::<String>(row, "schema_name")?.unwrap_or_default(),
+            role: db::col::<String>(row, "owner_role")?.unwrap_or_default(),
+            status: db::col::<String>(row, "status")?.unwrap_or_default(),
+            location: db::col::<String>(row, "location")?,
+            quota: (
+                db::col::<String>(row, "quota_state")?,
+                db::col::<i64>(row, "storage_used")?,
+                db::col::<i64>(row, "quota_limit")?,
+            ),
+            limited: db::col::<bool>(row, "limited")?.unwrap_or(false),
+            shared_move: db::col::<String>(row, "shared_move")?,
+            recent: db::col::<bool>(row, "recent")?.unwrap_or(false),
+        })
+    }
+}
+
+// The common case, an ACTIVE institution that no move between shared tables
+// and a schema ever concerned, in a query that reads two tables fewer than
+// `registered` (a new connection's first set_context opens and plans every
+// table it names). Anything else gets no row here and is read by `registered`.
+fn registered_plainly(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
+    let found = db::rows_kept_read(
+        "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
+                EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
+                NULL::text AS location, NULL::text AS shared_move,
+                t.last_accessed_at >= pg_catalog.now() - interval '1 minute' AS recent
+           FROM tenant.tenant_schemas t
+          WHERE t.institution_id = $1 AND t.status = 'ACTIVE'
+            AND NOT EXISTS (SELECT 1 FROM tenant.shared_moves s WHERE s.institution_id = $1)",
+        &[pg_sys::UUIDOID.into()],
+        &[db::to_pg_uuid(institution).into()],
+        Registered::from_row,
+    )?;
+    Ok(found.into_iter().next())
 }
 
 // The live row through the partial unique index (tenant_schemas_institution_live);
 // only an institution without one (an error) reads further, for the message.
 fn registered(institution: uuid::Uuid) -> TcResult<Option<Registered>> {
-    let found = db::rows_kept(
+    let found = db::rows_kept_read(
         "SELECT t.schema_name, t.owner_role, t.status, t.quota_state, t.storage_used, t.quota_limit,
                 EXISTS (SELECT 1 FROM tenant.institution_limits l WHERE l.schema_id = t.id) AS limited,
                 CASE WHEN t.status = 'MOVED' THEN
                      (SELECT m.location FROM tenant.institution_moves m WHERE m.schema_id = t.id AND m.step = 'MOVED') END AS location,
                 (SELECT s.direction || CASE WHEN s.finished_at IS NULL THEN ':RUNNING' ELSE ':DONE' END
-                   FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = t.id) AS shared_move
+                   FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = t.id) AS shared_move,
+                t.last_accessed_at >= pg_catalog.now() - interval '1 minute' AS recent
            FROM tenant.tenant_schemas t WHERE t.institution_id = $1 AND t.status <> 'DROPPED'
          UNION ALL
          (SELECT d.schema_name, d.owner_role, d.status, d.quota_state, d.storage_used, d.quota_limit, false, NULL,
                  (SELECT s.direction || CASE WHEN s.finished_at IS NULL THEN ':RUNNING' ELSE ':DONE' END
-                    FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = d.id)
+                    FROM tenant.shared_moves s WHERE s.institution_id = $1 AND s.schema_id = d.id), false
             FROM tenant.tenant_schemas d WHERE d.institution_id = $1 AND d.status = 'DROPPED' ORDER BY d.created_at DESC LIMIT 1)
          LIMIT 1",
         &[pg_sys::UUIDOID.into()],
         &[db::to_pg_uuid(institution).into()],
-        |row| {
-            Ok(Registered {
-                schema: db::col::<String>(row, "schema_name")?.unwrap_or_default(),
-                role: db::col::<String>(row, "owner_role")?.unwrap_or_default(),
-                status: db::col::<String>(row, "status")?.unwrap_or_default(),
-                location: db::col::<String>(row, "location")?,
-                quota: (
-                    db::col::<String>(row, "quota_state")?,
-                    db::col::<i64>(row, "storage_used")?,
-                    db::col::<i64>(row, "quota_limit")?,
-                ),
-                limited: db::col::<bool>(row, "limited")?.unwrap_or(false),
-                shared_move: db::col::<String>(row, "shared_move")?,
-            })
-        },
+        Registered::from_row,
     )?;
     Ok(found.into_iter().next())
 }
@@ -88,7 +117,11 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
     let running = |found: &Option<Registered>| {
         found.as_ref().and_then(|r| r.shared_move.as_deref()).is_some_and(|m| m.ends_with(":RUNNING"))
     };
-    let mut found = registered(institution)?;
+    let reading = context_cache::reading();
+    let mut found = match registered_plainly(institution)? {
+        Some(plain) => Some(plain),
+        None => registered(institution)?,
+    };
     if running(&found) {
         // A move between shared tables and a schema is under way: hold its
         // last step off until this transaction ends, then look again (a new
@@ -106,6 +139,7 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         }
         found = registered(institution)?;
     }
+    let recent = found.as_ref().is_some_and(|row| row.recent);
     let context = match found {
         Some(row)
             if (row.status == "MAINTENANCE"
@@ -127,15 +161,20 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
                 format!("institution {institution} is {status}: its schema \"{schema}\" cannot be used"),
             ));
         }
-        Some(Registered { schema, role, quota, limited, .. }) => {
-            if let (Some(state), Some(used), Some(limit)) = quota {
-                if state != "OK" {
+        Some(Registered { schema, role, quota, limited, shared_move, .. }) => {
+            let warned = match quota {
+                (Some(state), Some(used), Some(limit)) if state != "OK" => {
                     quota::warn_near_limit(institution, &schema, used, limit);
+                    true
                 }
-            }
+                _ => false,
+            };
             // Only an institution with limits pays for them.
             if limited {
                 crate::ops::limits::apply_in_context(institution_id)?;
+            }
+            if !warned && !limited && shared_move.is_none() {
+                context_cache::remember(reading, institution, &schema, &role);
             }
             (Some(schema), Some(role))
         }
@@ -151,7 +190,10 @@ fn enter(institution_id: Option<pgrx::Uuid>) -> TcResult<(Option<String>, Option
         }
     };
     db::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
-    crate::ops::last_access::touch(institution);
+    // Another connection recorded it a moment ago: no write (see last_access).
+    if !recent {
+        crate::ops::last_access::touch(institution);
+    }
     Ok(context)
 }
 
@@ -188,7 +230,7 @@ fn set_context(institution_id: Option<pgrx::Uuid>) -> Option<String> {
 }
 
 fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
-    institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?;
+    let institution = db::to_uuid(institution_id.ok_or_else(|| TcError::null_argument("institution_id"))?);
     // SAFETY: a plain query of the transaction state.
     if !unsafe { pg_sys::IsTransactionBlock() } {
         return Err(TcError::new(
@@ -198,7 +240,13 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
         .detail("The context lasts until the end of the transaction; outside a block it would end with this statement.")
         .hint("BEGIN; SELECT tenant.set_context(...); ...; COMMIT;"));
     }
-    let found = db::rows_kept(
+    // An institution this connection entered in the last minute, unchanged
+    // since: no need to ask the registry (see context_cache).
+    if let Some((schema, role)) = context_cache::lookup(institution) {
+        db::set_local("tenant_control.institution_id", &institution.to_string(), true)?;
+        return enter_schema(schema, &role);
+    }
+    let found = db::rows_kept_read(
         "SELECT schema_name, owner_role FROM tenant.enter_context($1)",
         &[pg_sys::UUIDOID.into()],
         &[institution_id.into()],
@@ -207,10 +255,15 @@ fn set(institution_id: Option<pgrx::Uuid>) -> TcResult<Option<String>> {
     let Some((Some(schema), Some(role))) = found.into_iter().next() else {
         return Ok(None);
     };
+    enter_schema(schema, &role)
+}
+
+/// Point the transaction at an institution's schema, and switch to its role.
+fn enter_schema(schema: String, role: &str) -> TcResult<Option<String>> {
     db::set_local("search_path", &format!("{}, public", quote_identifier(&schema)), false)?;
     // The role is switched without making anyone a member of it: see context_role.
     if context_role::may_assume_tenant_roles() {
-        context_role::assume_for_transaction(&role)?;
+        context_role::assume_for_transaction(role)?;
     }
     Ok(Some(schema))
 }

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod context;
+pub mod context_cache;
 pub mod context_role;
 pub mod fleet_report;
 pub mod fleet_run;

@@ -252,16 +252,36 @@ const WRITE: &str = include_str!("../../../sql/queries/audit_write.sql");
 /// trail (no caller has INSERT on it) in a security-restricted operation with
 /// search_path pinned: the caller's settings take no part.
 fn write_here(events: &[Event]) -> TcResult<()> {
-    let Some(owner) = db::value::<String>(
-        "SELECT pg_catalog.pg_get_userbyid(c.relowner)::text FROM pg_catalog.pg_class c
-          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('tenant.audit_events')",
-        &[],
-    )?
-    else {
+    let Some(owner) = trail_owner() else {
         // The extension is not (or no longer, or not yet at this version) installed here.
         return Ok(());
     };
     restricted::as_role(&owner, "pg_catalog, pg_temp", || write_events(events, true))
+}
+
+/// The owner of `tenant.audit_events`, from the catalog caches (no query:
+/// every operation writes the trail at its commit).
+fn trail_owner() -> Option<String> {
+    // SAFETY: catalog look-ups by name and oid inside a transaction; the
+    // syscache tuple is released before returning.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let relation = pg_sys::get_relname_relid(c"audit_events".as_ptr(), namespace);
+        if relation == pg_sys::InvalidOid {
+            return None;
+        }
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, relation.into());
+        if tuple.is_null() {
+            return None;
+        }
+        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        let name = pg_sys::GetUserNameFromId(owner, true);
+        (!name.is_null()).then(|| std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
 }
 
 fn write_events(events: &[Event], committed: bool) -> TcResult<()> {
