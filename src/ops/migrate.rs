@@ -67,7 +67,13 @@ pub fn register(
     }
     let migration = Migration { version, script: script.to_string() };
     let outside_before = outside_template()?;
-    run_scripts(TEMPLATE_SCHEMA, TEMPLATE_ROLE, std::slice::from_ref(&migration)).map_err(|error| {
+    let migrations = std::slice::from_ref(&migration);
+    let ran = match migrate_plain::path(TEMPLATE_SCHEMA, migrations)? {
+        // As in the tenants (see migrate_plain): nothing lent.
+        Path::Plain { .. } => migrate_plain::run(TEMPLATE_SCHEMA, migrations).map(|()| Rebind::NotNeeded),
+        Path::General => run_scripts(TEMPLATE_SCHEMA, TEMPLATE_ROLE, migrations),
+    };
+    ran.map_err(|error| {
         if error.code == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE {
             error.hint(format!(
                 "A migration runs as {TEMPLATE_ROLE} with search_path {TEMPLATE_SCHEMA}: it may create and change \

@@ -26,12 +26,20 @@
 //!   constraint or policy; event triggers are a superuser's (the
 //!   extension's own let its work through, as for its other DDL).
 //!
+//! Registering such a script runs it in the template the same way (the
+//! template's tables are the platform's, and no tenant code lives there):
+//! lending a table to tenant_template_owner and giving it back folds that
+//! role's grants into the owner's entry of the table's ACL, and the
+//! template's privileges would then differ from the tenants' that were
+//! migrated without lending.
+//!
 //! Such a script creates no object in the schema: the template's grants and
 //! the rebinding are skipped too. It changes no relation's size unless a
 //! table without a TOAST table gets a column that needs one (PostgreSQL
 //! then creates it): only then are the sizes compared for a recount. A tenant near or over its quota goes the general way, so
 //! that the quota guard sees the statements as before.
 
+use crate::copy::template::TEMPLATE_SCHEMA;
 use crate::core::db;
 use crate::core::errors::TcResult;
 use crate::ops::migrate::{self, Migration};
@@ -175,7 +183,8 @@ unsafe fn built_in_type(name: *mut pg_sys::TypeName) -> bool {
 
 /// How many of the tables are ordinary tables of the schema without
 /// children (none when the tenant is not clear of its quota's warning
-/// level), and whether they all have a TOAST table.
+/// level; the template has no quota: $3), and whether they all have a TOAST
+/// table.
 const PLAIN_TABLES: &str = "
 SELECT pg_catalog.count(*)::integer AS plain,
        COALESCE(pg_catalog.bool_and(c.reltoastrelid OPERATOR(pg_catalog.<>) 0), true) AS toasted
@@ -183,8 +192,8 @@ SELECT pg_catalog.count(*)::integer AS plain,
  WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
    AND c.relnamespace OPERATOR(pg_catalog.=) (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) $2)
    AND c.relkind OPERATOR(pg_catalog.=) 'r' AND NOT c.relhassubclass AND NOT c.relispartition
-   AND EXISTS (SELECT 1 FROM tenant.tenant_schemas t
-                WHERE t.schema_name OPERATOR(pg_catalog.=) $2 AND t.quota_state OPERATOR(pg_catalog.=) 'OK')";
+   AND ($3 OR EXISTS (SELECT 1 FROM tenant.tenant_schemas t
+                       WHERE t.schema_name OPERATOR(pg_catalog.=) $2 AND t.quota_state OPERATOR(pg_catalog.=) 'OK'))";
 
 fn plain_tables(schema: &str, tables: &[pg_sys::Oid]) -> TcResult<Path> {
     let mut distinct = tables.to_vec();
@@ -192,8 +201,8 @@ fn plain_tables(schema: &str, tables: &[pg_sys::Oid]) -> TcResult<Path> {
     distinct.dedup();
     let found = db::rows_kept(
         PLAIN_TABLES,
-        &[pg_sys::OIDARRAYOID.into(), pg_sys::TEXTOID.into()],
-        &[distinct.clone().into(), schema.into()],
+        &[pg_sys::OIDARRAYOID.into(), pg_sys::TEXTOID.into(), pg_sys::BOOLOID.into()],
+        &[distinct.clone().into(), schema.into(), (schema == TEMPLATE_SCHEMA).into()],
         |row| {
             Ok((
                 db::col::<i32>(row, "plain")?.unwrap_or_default(),
