@@ -35,9 +35,6 @@ const HITS: &str = "CREATE TABLE tenant_template.hits (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at timestamptz NOT NULL DEFAULT now())";
 
-/// Grown institutions are named `fl_NNNNN`.
-const PREFIX: &str = "fl_";
-
 pub struct Fleet {
     pub db: String,
     pub client: Client,
@@ -83,7 +80,7 @@ impl Fleet {
         sizes
     }
 
-    /// Grow to `size` live institutions (if fewer), on two connections side by
+    /// Grow to `size` live institutions (if fewer), named `fl_NNNNN`, on two connections side by
     /// side (two cores; creates share the template lock), then refresh the
     /// storage figures and VACUUM ANALYZE. Returns the size reached, which is
     /// smaller when `TC_BENCH_GROW_SECONDS` ran out.
@@ -94,12 +91,14 @@ impl Fleet {
         }
         let limit = std::env::var("TC_BENCH_GROW_SECONDS").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
         let started = Instant::now();
-        // Numbers after the highest one used: an interrupted growth may have left gaps.
+        // Numbers after the highest one used in the cluster (roles are
+        // cluster-wide, another benchmark's database may hold fleet roles too,
+        // and an interrupted growth may have left gaps).
         let first: i32 = self
             .client
             .query_one(
-                "SELECT COALESCE(max(substr(schema_name, 4)::int) + 1, 0) FROM tenant.tenant_schemas
-                  WHERE schema_name ~ '^fl_[0-9]+$'",
+                "SELECT COALESCE(max(substring(rolname FROM '^fl_([0-9]+)_owner$')::int) + 1, 0)
+                   FROM pg_roles WHERE rolname ~ '^fl_[0-9]+_owner$'",
                 &[],
             )
             .unwrap()
@@ -154,7 +153,7 @@ fn grow_on_one_connection(db: &str, next: &AtomicUsize, end: usize, started: Ins
             client.batch_execute("SET synchronous_commit = off").unwrap();
             client
         });
-        let name = format!("{PREFIX}{i:05}");
+        let name = format!("fl_{i:05}");
         let row = client
             .query_one("SELECT status, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)", &[&name])
             .unwrap();
