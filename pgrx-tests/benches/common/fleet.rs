@@ -137,15 +137,15 @@ impl Fleet {
 
 /// Create institutions numbered from `next` until `end` (or the time limit),
 /// with synchronous_commit off in this session only (fsync stays on). A fresh
-/// connection every 1,000 creates keeps the backend's catalog caches small.
+/// connection every 500 creates keeps the backend's catalog caches small.
 fn grow_on_one_connection(db: &str, next: &AtomicUsize, end: usize, started: Instant, limit: Option<Duration>) {
     let mut client = None;
-    loop {
+    for made in 0usize.. {
         let i = next.fetch_add(1, Ordering::SeqCst);
         if i >= end || limit.is_some_and(|limit| started.elapsed() > limit) {
             return;
         }
-        if i % 1000 < 2 {
+        if made.is_multiple_of(500) {
             client = None;
         }
         let client = client.get_or_insert_with(|| {
