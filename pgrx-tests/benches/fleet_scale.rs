@@ -1,8 +1,8 @@
 //! Issue 13's fleet-wide figures (migrations, integrity check, fleet health)
-//! on a fleet grown to TC_BENCH_TENANTS institutions (default 10,000) of the
-//! realistic template (template.sql, 52 relations), with eleven rows along
-//! seven foreign keys in each, printed at 1,000 institutions and at the full
-//! size:
+//! on the fleet of common/fleet.rs (the realistic template, eleven rows along
+//! seven foreign keys in each institution) grown to TC_BENCH_TENANTS
+//! institutions (default 10,000; TC_BENCH_FLEET reuses a fleet grown earlier),
+//! printed at 1,000 institutions and at the full size:
 //! - a one-column ALTER migrated over the whole fleet by
 //!   tenant.apply_migrations, next to a psql-style loop of the same ALTERs
 //!   (one transaction each) in the same database; goal at least 500
@@ -17,43 +17,9 @@
 //! taken with the defaults).
 
 mod common;
-use common::{with_template, Goal, Goals};
-use postgres::Client;
+use common::fleet::Fleet;
+use common::{Goal, Goals};
 use std::time::Instant;
-
-/// A handful of rows along the template's foreign keys.
-const SAMPLE_ROWS: &str = "
-    INSERT INTO departments (name) VALUES ('Mathematics');
-    INSERT INTO people (kind, full_name, email) VALUES ('student', 'Ada', 'ada@example.org'),
-                                                        ('student', 'Alan', 'alan@example.org'),
-                                                        ('staff', 'Emmy', 'emmy@example.org');
-    INSERT INTO students (person_id, student_no) SELECT id, 'S' || id FROM people WHERE kind = 'student';
-    INSERT INTO staff (person_id, department_id) SELECT p.id, d.id FROM people p, departments d WHERE p.kind = 'staff';
-    INSERT INTO courses (department_id, code, title) SELECT id, 'MATH101', 'Algebra' FROM departments;
-    INSERT INTO sections (course_id, teacher_id, term) SELECT c.id, s.person_id, '2026A' FROM courses c, staff s;
-    INSERT INTO enrolments (section_id, student_id) SELECT sec.id, st.person_id FROM sections sec, students st;
-";
-
-fn grow(client: &mut Client, from: usize, to: usize) {
-    let started = Instant::now();
-    client.batch_execute("SET synchronous_commit = off").unwrap();
-    for i in from..to {
-        let name = format!("fs_{i:05}");
-        let row = client
-            .query_one("SELECT status, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)", &[&name])
-            .unwrap();
-        assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
-        client.batch_execute(&format!("SET search_path = {name}; {SAMPLE_ROWS}; RESET search_path")).unwrap();
-        if (i + 1) % 1000 == 0 {
-            println!("  {} institutions ({:.0} s)", i + 1, started.elapsed().as_secs_f64());
-        }
-    }
-    // Each on its own: the procedure commits, VACUUM runs outside a transaction.
-    for statement in ["RESET synchronous_commit", "CALL tenant.refresh_all_storage()", "VACUUM ANALYZE"] {
-        client.batch_execute(statement).unwrap();
-    }
-    println!("grew the fleet from {from} to {to} institutions in {:.0} s", started.elapsed().as_secs_f64());
-}
 
 /// Institutions per second of a one-column ALTER: through
 /// tenant.apply_migrations, and as a psql loop of the same ALTERs.
@@ -130,32 +96,14 @@ fn health(db: &str, tenants: usize, goals: &mut Goals) {
 }
 
 fn main() {
-    let full: usize = std::env::var("TC_BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let db = "bench_fleet_scale";
-    // TC_BENCH_KEEP=1 (running the binary against a cluster of your own)
-    // keeps the fleet of an earlier run and grows it from there.
-    let keep = std::env::var("TC_BENCH_KEEP").is_ok_and(|v| v == "1");
-    let mut client = if keep { common::connect(db) } else { with_template(db) };
-    let mut grown = if keep {
-        let active: i64 =
-            client.query_one("SELECT count(*) FROM tenant.tenant_schemas WHERE status = 'ACTIVE'", &[]).unwrap().get(0);
-        active as usize
-    } else {
-        0
-    };
+    let mut fleet = Fleet::open("bench_fleet_scale");
     let mut goals = Goals::default();
     let mut per_institution = Vec::new();
-    for size in [full.min(1000), full] {
-        if size < grown || (size == grown && !keep) {
-            continue;
-        }
-        if size > grown {
-            grow(&mut client, grown, size);
-            grown = size;
-        }
-        migrations(db, size, &mut goals);
-        per_institution.push(integrity(db, size, &mut goals));
-        health(db, size, &mut goals);
+    for size in fleet.sizes() {
+        let size = fleet.grow(size);
+        migrations(&fleet.db, size, &mut goals);
+        per_institution.push(integrity(&fleet.db, size, &mut goals));
+        health(&fleet.db, size, &mut goals);
     }
     if let [small, large] = per_institution[..] {
         goals.check("check_integrity per-institution cost, full size / 1,000", large / small, "x", Goal::AtMost(1.2));

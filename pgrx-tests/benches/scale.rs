@@ -1,7 +1,7 @@
-//! Issue 13: 10,000 institutions on one server. Grows a fleet of the realistic
-//! template (template.sql, 52 relations, plus one `hits` table the context
-//! figures insert into) to TC_BENCH_TENANTS institutions (default 10,000)
-//! and prints each figure at 1,000 and at the full size, with its goal and
+//! Issue 13: 10,000 institutions on one server. Grows the fleet of
+//! common/fleet.rs (template.sql, 52 relations, plus one `hits` table the
+//! context figures insert into) to TC_BENCH_TENANTS institutions (default
+//! 10,000; TC_BENCH_FLEET reuses a fleet grown earlier) and prints each figure at 1,000 and at the full size, with its goal and
 //! its side-by-side baseline (same database, same moment):
 //! - `set_context` + a one-row INSERT against `SET LOCAL search_path` +
 //!   `SET LOCAL ROLE` (throughput ratio), the first call of a new
@@ -15,6 +15,7 @@
 //! (fsync on). Growing 10,000 institutions takes about half an hour here.
 
 mod common;
+use common::fleet::Fleet;
 use common::{median, Goal, Goals};
 use postgres::Client;
 use std::time::Instant;
@@ -26,6 +27,7 @@ const APP: &str = "bench_scale_app";
 /// The fleet being measured, and where the figures go.
 struct Bench {
     su: Client,
+    db: String,
     institutions: Vec<(uuid::Uuid, String)>,
     goals: Goals,
 }
@@ -53,23 +55,21 @@ const FIGURES: &[(&str, Figure)] = &[
 ];
 
 fn main() {
-    let full: usize = std::env::var("TC_BENCH_TENANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
-    let mut su = common::with_template(DB);
-    su.batch_execute(&format!(
-        "CREATE TABLE tenant_template.hits (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                                            at timestamptz NOT NULL DEFAULT now());
-         CREATE TABLE public.bench_grants (x int);
-         DROP ROLE IF EXISTS {APP}; CREATE ROLE {APP} LOGIN; GRANT tenant_control_app TO {APP};"
-    ))
-    .unwrap();
-    let settings: String = su.query_one("SELECT current_setting('fsync')", &[]).unwrap().get(0);
-    println!("fsync = {settings}; template: template.sql + hits ({full} institutions at the end)");
-    let mut bench = Bench { su, institutions: Vec::new(), goals: Goals::default() };
-    for size in [1_000.min(full), full] {
-        if size <= bench.size() {
-            continue;
-        }
-        grow(&mut bench, size);
+    let mut fleet = Fleet::open(DB);
+    let su = common::connect(&fleet.db);
+    let mut bench = Bench { su, db: fleet.db.clone(), institutions: Vec::new(), goals: Goals::default() };
+    bench
+        .su
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS public.bench_grants (x int);
+             DROP ROLE IF EXISTS {APP}; CREATE ROLE {APP} LOGIN; GRANT tenant_control_app TO {APP};"
+        ))
+        .unwrap();
+    let settings: String = bench.su.query_one("SELECT current_setting('fsync')", &[]).unwrap().get(0);
+    println!("fsync = {settings}; fleet of template.sql + hits in database {}", fleet.db);
+    for size in fleet.sizes() {
+        fleet.grow(size);
+        bench.institutions = fleet.institutions();
         for (name, figure) in FIGURES {
             println!("-- {name}");
             figure(&mut bench);
@@ -79,41 +79,9 @@ fn main() {
     bench.goals.finish();
 }
 
-/// Create institutions until there are `size`, on two connections side by side
-/// (the machine has two cores; creates share the template lock).
-fn grow(bench: &mut Bench, size: usize) {
-    let started = Instant::now();
-    let from = bench.size();
-    let workers: Vec<_> = (0..2)
-        .map(|worker| {
-            std::thread::spawn(move || {
-                let mut client = common::connect(DB);
-                (from..size)
-                    .filter(|i| i % 2 == worker)
-                    .map(|i| {
-                        let (institution, name) = (uuid::Uuid::new_v4(), format!("sc_{i:05}"));
-                        let row = client
-                            .query_one(
-                                "SELECT status, message FROM tenant.create_institution_schema($1, $2)",
-                                &[&institution, &name],
-                            )
-                            .unwrap();
-                        assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
-                        (institution, name)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    for worker in workers {
-        bench.institutions.extend(worker.join().unwrap());
-    }
-    println!("grew the fleet from {from} to {size} institutions in {:.0} s", started.elapsed().as_secs_f64());
-}
-
-fn connect_app() -> Client {
+fn connect_app(db: &str) -> Client {
     postgres::Client::connect(
-        &format!("host={} port={} user={APP} dbname={DB}", common::host(), common::port()),
+        &format!("host={} port={} user={APP} dbname={db}", common::host(), common::port()),
         postgres::NoTls,
     )
     .unwrap()
@@ -166,8 +134,8 @@ fn alternate(rounds: usize, mut run: impl FnMut(bool) -> f64) -> (Vec<f64>, Vec<
 fn context_throughput(bench: &mut Bench) {
     let tenants = sample(bench, 50);
     for synchronous_commit in ["on", "off"] {
-        let mut app = connect_app();
-        let mut plain = common::connect(DB);
+        let mut app = connect_app(&bench.db);
+        let mut plain = common::connect(&bench.db);
         for client in [&mut app, &mut plain] {
             client.batch_execute(&format!("SET synchronous_commit = {synchronous_commit}")).unwrap();
         }
@@ -209,10 +177,11 @@ fn context_throughput(bench: &mut Bench) {
 /// start (`session_preload_libraries`, as `shared_preload_libraries` would).
 fn context_first_call(bench: &mut Bench) {
     let (institution, _) = bench.institutions[bench.size() / 2];
+    let db = bench.db.clone();
     let first_call = || -> f64 {
         let firsts: Vec<f64> = (0..7)
             .map(|_| {
-                let mut app = connect_app();
+                let mut app = connect_app(&db);
                 app.batch_execute("BEGIN").unwrap();
                 let ms = timed(|| {
                     app.execute("SELECT tenant.set_context($1)", &[&institution]).unwrap();
@@ -227,8 +196,9 @@ fn context_first_call(bench: &mut Bench) {
     bench.su.batch_execute(&format!("ALTER ROLE {APP} SET session_preload_libraries = 'tenant_control'")).unwrap();
     let preloaded = first_call();
     bench.su.batch_execute(&format!("ALTER ROLE {APP} RESET session_preload_libraries")).unwrap();
-    let mut plain = common::connect(DB);
-    let baseline = timed(|| plain.batch_execute("BEGIN; SET LOCAL ROLE sc_00000_owner; COMMIT").unwrap());
+    let mut plain = common::connect(&bench.db);
+    let role = format!("{}_owner", bench.institutions[0].1);
+    let baseline = timed(|| plain.batch_execute(&format!("BEGIN; SET LOCAL ROLE {role}; COMMIT")).unwrap());
     println!("first BEGIN; SET LOCAL ROLE; COMMIT of a superuser connection: {baseline:.2} ms");
     bench.check("first set_context of a new connection (loads the library)", loading, " ms", Goal::AtMost(5.0));
     bench.check("first set_context of a new connection (library preloaded)", preloaded, " ms", Goal::AtMost(5.0));
@@ -239,7 +209,7 @@ fn context_first_call(bench: &mut Bench) {
 fn context_after_sign_ups(bench: &mut Bench) {
     let mut other = other_database();
     let (institution, _) = bench.institutions[0];
-    let mut app = connect_app();
+    let mut app = connect_app(&bench.db);
     let context = |app: &mut Client| {
         app.batch_execute("BEGIN").unwrap();
         let ms = timed(|| {
@@ -349,7 +319,7 @@ fn with_and_without_triggers(
             su.batch_execute(&format!("ALTER EVENT TRIGGER {trigger} {how}")).unwrap();
         }
     };
-    let mut worker = common::connect(DB);
+    let mut worker = common::connect(&bench.db);
     let mut round = 0;
     let (with, without) = alternate(10, |with| {
         switch(&mut bench.su, if with { "ENABLE ALWAYS" } else { "DISABLE" });

@@ -2,6 +2,7 @@
 //! databases, PostgreSQL's own tools, and medians.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod school;
 
 use postgres::{Client, NoTls};
