@@ -20,25 +20,20 @@
 
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use crate::core::db;
-use crate::core::errors;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use crate::core::restricted;
 use crate::core::subxact;
 use crate::ops::migrate_lend::{Lending, Lent};
 use crate::ops::migrate_plain::{self, Path};
+pub use crate::ops::migrate_script::{execute, Migration};
 use crate::ops::migrate_targets;
 use crate::ops::quota;
 use crate::registry::oplog::Operation;
 use crate::registry::{self, Status};
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, SpiError, SpiErrorCodes};
+use pgrx::spi::quote_identifier;
 use std::collections::{BTreeMap, BTreeSet};
-
-pub struct Migration {
-    pub version: i32,
-    pub script: String,
-}
 
 /// Register the next migration and apply it to the template.
 pub fn register(
@@ -371,33 +366,6 @@ fn lent_to_schema_role<T>(
     }
     lent.give_back()?;
     Ok(outcome)
-}
-
-/// One script, through SPI. SPI refuses transaction control (COMMIT,
-/// ROLLBACK, SAVEPOINT, ...) and COPY; they get an error that says so.
-pub(super) fn execute(schema: &str, migration: &Migration) -> TcResult<()> {
-    let context = format!("migration {} on schema {schema}", migration.version);
-    let ran = errors::caught(|| {
-        Spi::connect_mut(|client| client.update(&migration.script, None, &[]).map(|_| ())).map_err(|error| match error {
-            SpiError::SpiError(SpiErrorCodes::Transaction) => TcError::new(
-                PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION,
-                format!("migration {} contains a transaction control statement (COMMIT, ROLLBACK, BEGIN, SAVEPOINT, ...)", migration.version),
-            )
-            .hint("A migration runs inside the transaction that registers it, or that migrates one tenant: remove the statement."),
-            SpiError::SpiError(SpiErrorCodes::Copy) => TcError::new(
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("migration {} contains COPY, which a migration cannot run", migration.version),
-            ),
-            other => TcError::from(other),
-        })
-    });
-    ran.map_err(|error| {
-        let detail = match &error.detail {
-            Some(detail) => format!("{detail}; {context}"),
-            None => context,
-        };
-        error.detail(detail)
-    })
 }
 
 /// What the template's role owns, is granted or has set outside the

@@ -42,7 +42,7 @@
 use crate::copy::template::TEMPLATE_SCHEMA;
 use crate::core::db;
 use crate::core::errors::TcResult;
-use crate::ops::migrate::{self, Migration};
+use crate::ops::migrate_script::{self, Migration};
 use pgrx::pg_sys;
 use pgrx::spi::quote_identifier;
 use pgrx::PgList;
@@ -84,7 +84,7 @@ pub fn path(schema: &str, migrations: &[Migration]) -> TcResult<Path> {
 /// schema alone (pg_catalog first, implicitly), as `path` decided.
 pub fn run(schema: &str, migrations: &[Migration]) -> TcResult<()> {
     db::with_setting("search_path", &quote_identifier(schema), || {
-        migrations.iter().try_for_each(|migration| migrate::execute(schema, migration))
+        migrations.iter().try_for_each(|migration| migrate_script::execute(schema, migration))
     })
 }
 

@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod migrate_grants;
 pub mod migrate_lend;
 pub mod migrate_plain;
+pub mod migrate_script;
 pub mod migrate_targets;
 pub mod pool;
 pub mod portable;
