@@ -20,7 +20,7 @@
 
 use crate::copy::catalog::{catalog_read, parts_of, Part, Statement};
 use crate::core::db;
-use crate::core::errors::TcResult;
+use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -50,29 +50,25 @@ thread_local! {
 /// The statements for the template as it is now, or (when none are good)
 /// the change number to generate them for.
 pub fn lookup() -> TcResult<Result<Rc<Shared>, i64>> {
-    let change = last_change()?;
     // SAFETY: a plain read of a backend global.
     let database = unsafe { pg_sys::MyDatabaseId };
-    let mine = CACHE.with(|cache| {
-        cache
-            .borrow()
-            .as_ref()
-            .filter(|c| c.database == database && c.shared.change == change)
-            .map(|c| c.shared.clone())
-    });
+    let mine = CACHE.with(|cache| cache.borrow().as_ref().filter(|c| c.database == database).map(|c| c.shared.clone()));
     if let Some(shared) = mine {
-        if still_named(&shared.names)? {
+        if shared.change == last_change()? && still_named(&shared.names)? {
             return Ok(Ok(shared));
         }
     }
     // Another connection may have generated them, or generated them again.
-    match fetch(change)? {
-        Some(shared) if still_named(&shared.names)? => {
+    // One statement (a new connection's first three queries would each be
+    // planned with cold caches).
+    let (change, stored) = fetch_current()?;
+    match stored {
+        Some(shared) => {
             let shared = Rc::new(shared);
             CACHE.with(|cache| *cache.borrow_mut() = Some(Cached { database, shared: shared.clone() }));
             Ok(Ok(shared))
         }
-        _ => Ok(Err(change)),
+        None => Ok(Err(change)),
     }
 }
 
@@ -124,26 +120,42 @@ pub(crate) fn last_change() -> TcResult<i64> {
     db::scalar("SELECT max(id) FROM tenant.template_changes", &[])
 }
 
-fn fetch(change: i64) -> TcResult<Option<Shared>> {
-    let rows = db::rows(
-        "SELECT statements, names, tables, version FROM tenant.template_statements WHERE change = $1",
-        &[change.into()],
-        |row| {
-            let statements = db::col::<pgrx::JsonB>(row, "statements")?.map_or(Value::Null, |j| j.0);
-            let script = match statements {
+/// The last change of the template, and the statements stored for it if
+/// there are any and everything they name outside the template still has
+/// its identity.
+fn fetch_current() -> TcResult<(i64, Option<Shared>)> {
+    let rows = catalog_read(|| {
+        db::rows(include_str!("../../sql/queries/template_statements_current.sql"), &[], |row| {
+            let change = db::col::<i64>(row, "change")?.ok_or_else(no_change)?;
+            let Some(statements) = db::col::<pgrx::JsonB>(row, "statements")? else {
+                return Ok((change, None));
+            };
+            if db::col::<bool>(row, "named")? != Some(true) {
+                return Ok((change, None));
+            }
+            let script = match statements.0 {
                 Value::Array(items) => items.into_iter().map(parts_of).collect::<TcResult<Vec<_>>>()?,
                 _ => Vec::new(),
             };
-            Ok(Shared {
+            let shared = Shared {
                 change,
                 names: db::col::<pgrx::JsonB>(row, "names")?.map_or(json!([]), |j| j.0),
                 script,
                 tables: db::col::<i32>(row, "tables")?.unwrap_or_default(),
                 version: db::col::<i32>(row, "version")?.unwrap_or_default(),
-            })
-        },
-    )?;
-    Ok(rows.into_iter().next())
+            };
+            Ok((change, Some(shared)))
+        })
+    })?;
+    rows.into_iter().next().ok_or_else(no_change)
+}
+
+/// The extension's install records a first change: none is an internal error.
+fn no_change() -> TcError {
+    TcError::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        "no change of the template is recorded in tenant.template_changes",
+    )
 }
 
 /// Whether everything in `names` still has the identity recorded there (a
