@@ -165,7 +165,7 @@ fn create_then_register_in_two_transactions_deadlocks_once_and_one_goes_through(
          ALTER DATABASE {DB} SET tenant_control.lock_timeout = '20s'; ALTER DATABASE {DB} SET deadlock_timeout = '200ms'"
     ))
     .unwrap();
-    su.batch_execute("DROP ROLE IF EXISTS cr_a_owner; DROP ROLE IF EXISTS cr_b_owner").unwrap();
+    su.batch_execute("DROP ROLE IF EXISTS deadlock_a_owner; DROP ROLE IF EXISTS deadlock_b_owner").unwrap();
     let register = |client: &mut postgres::Client| {
         let row = client
             .query_one(
@@ -176,7 +176,7 @@ fn create_then_register_in_two_transactions_deadlocks_once_and_one_goes_through(
         (row.get::<_, String>(0), row.get::<_, Option<String>>(1))
     };
     let (mut a, mut b, mut observer) = (superuser(DB), superuser(DB), superuser(DB));
-    for (client, schema) in [(&mut a, "cr_a"), (&mut b, "cr_b")] {
+    for (client, schema) in [(&mut a, "deadlock_a"), (&mut b, "deadlock_b")] {
         client.batch_execute("BEGIN").unwrap();
         assert!(create(client, Uuid::new_v4(), schema).ok());
     }
@@ -194,5 +194,8 @@ fn create_then_register_in_two_transactions_deadlocks_once_and_one_goes_through(
     assert_eq!(outcomes, [("ERROR".to_string(), Some("40P01".to_string())), ("SUCCESS".to_string(), None)]);
     assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.migrations"), 1);
     // Both creates are kept: the registration that lost returned a row, it did not abort its transaction.
-    assert_eq!(count(&mut su, "SELECT count(*) FROM tenant.tenant_schemas WHERE schema_name IN ('cr_a', 'cr_b')"), 2);
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM tenant.tenant_schemas WHERE schema_name IN ('deadlock_a', 'deadlock_b')"),
+        2
+    );
 }
