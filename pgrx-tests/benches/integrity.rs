@@ -75,9 +75,12 @@ fn check_fleet(db: &str, tenants: usize, workers: i32) -> (f64, f64) {
         .query_one("SELECT pg_read_file('postmaster.pid', 0, 16)", &[])
         .map(|r| r.get::<_, String>(0).lines().next().unwrap_or("0").trim().parse().unwrap_or(0))
         .unwrap_or(0);
+    // The postmaster counts a child's time once it has reaped it: the backend of
+    // the previous figure's connection must be gone before the count starts.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let (caller_before, workers_before) = (cpu_seconds(pid, false), cpu_seconds(postmaster, true));
     let (seconds, findings) = timed(&mut client, "SELECT count(*) FROM tenant.check_integrity()");
-    // The postmaster counts a worker's time once it has reaped it.
+    // Reaped: the workers of the last run too.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let per = |cpu: f64| cpu * 1000.0 / 3.0 / tenants as f64;
     let (caller_cpu, workers_cpu) =
