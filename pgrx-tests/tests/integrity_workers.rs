@@ -191,6 +191,43 @@ fn a_worker_that_fails_leaves_its_tenants_to_the_caller() {
 }
 
 #[test]
+fn a_cancelled_check_ends_its_workers() {
+    let mut db = setup();
+    let alone = serial(&mut db, false);
+    let caller: i32 = db.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // Cancelled as soon as a worker shows up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let canceller = thread::spawn(move || {
+        let mut watcher = superuser(DB);
+        while !flag.load(Ordering::SeqCst) {
+            let seen = count(
+                &mut watcher,
+                &format!("SELECT count(*) FROM pg_stat_activity WHERE backend_type = '{WORKER_TYPE}'"),
+            );
+            if seen > 0 {
+                watcher.query_one("SELECT pg_cancel_backend($1)", &[&caller]).unwrap();
+                return true;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        false
+    });
+    let outcome = db.query("SELECT * FROM tenant.check_integrity()", &[]);
+    stop.store(true, Ordering::SeqCst);
+    let cancelled = canceller.join().unwrap();
+    assert!(cancelled, "no worker was seen");
+    // (A cancel that comes just after the last tenant finds the check done.)
+    if let Err(error) = outcome {
+        assert_eq!(error.code().map(|c| c.code()), Some("57014"), "{error}");
+    }
+    // The workers see the caller gone and end.
+    eventually(&mut db, &format!("SELECT count(*) FROM pg_stat_activity WHERE backend_type = '{WORKER_TYPE}'"), 0);
+    assert_eq!(check(&mut db, false), alone, "a check after a cancelled one");
+    no_tenant_code_ran(&mut db);
+}
+
+#[test]
 fn repairs_stay_the_callers_and_roll_back_with_its_transaction() {
     let mut db = setup();
     // In a transaction that is rolled back, the repairs go with it.
