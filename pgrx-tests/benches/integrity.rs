@@ -3,7 +3,11 @@
 //! relations), with a few rows in each tenant so that every foreign key is
 //! checked against data; how the time grows from 100 to 1,000 tenants (10x
 //! the tenants should cost about 10x, not more); and, at 1,000 tenants, the
-//! fleet health view and a usage snapshot.
+//! fleet health view and a usage snapshot. At each size the check runs in the
+//! calling backend alone (`tenant_control.integrity_workers = 0`) and shared
+//! with its background workers (the default), side by side; the goals are
+//! measured on the default. CPU time (the caller's, and the workers', as the
+//! postmaster's reaped children) is printed beside the wall time.
 //! Not a test: it prints figures and never fails because the machine is slow.
 
 mod common;
@@ -49,11 +53,38 @@ fn timed(client: &mut Client, sql: &str) -> (f64, i64) {
     (runs[1], value)
 }
 
-/// The check in a fresh backend (three runs, the median), and that backend's
-/// private memory afterwards: what the check left behind.
-fn check_fleet(db: &str, tenants: usize) -> (f64, f64) {
+/// CPU seconds (user + system) of a process, or of its reaped children.
+fn cpu_seconds(pid: i32, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> =
+        stat.rsplit(')').next().unwrap_or_default().split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    // After the command: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let (user, system) = if children { (13, 14) } else { (11, 12) };
+    // In clock ticks of USER_HZ, 100 a second on Linux.
+    (fields.get(user).unwrap_or(&0.0) + fields.get(system).unwrap_or(&0.0)) / 100.0
+}
+
+/// The check in a fresh backend (three runs, the median) with `workers`
+/// background workers, and that backend's private memory afterwards: what
+/// the check left behind.
+fn check_fleet(db: &str, tenants: usize, workers: i32) -> (f64, f64) {
     let mut client = common::connect(db);
+    client.batch_execute(&format!("SET tenant_control.integrity_workers = {workers}")).unwrap();
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let postmaster: i32 = client
+        .query_one("SELECT pg_read_file('postmaster.pid', 0, 16)", &[])
+        .map(|r| r.get::<_, String>(0).lines().next().unwrap_or("0").trim().parse().unwrap_or(0))
+        .unwrap_or(0);
+    // The postmaster counts a child's time once it has reaped it: the backend of
+    // the previous figure's connection must be gone before the count starts.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (caller_before, workers_before) = (cpu_seconds(pid, false), cpu_seconds(postmaster, true));
     let (seconds, findings) = timed(&mut client, "SELECT count(*) FROM tenant.check_integrity()");
+    // Reaped: the workers of the last run too.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let per = |cpu: f64| cpu * 1000.0 / 3.0 / tenants as f64;
+    let (caller_cpu, workers_cpu) =
+        (per(cpu_seconds(pid, false) - caller_before), per(cpu_seconds(postmaster, true) - workers_before));
     let memory = common::backend_rss_anon_mb(&mut client);
     // What was found is in the log row of the last check.
     let found: String = client
@@ -66,12 +97,21 @@ fn check_fleet(db: &str, tenants: usize) -> (f64, f64) {
         .unwrap()
         .get(0);
     println!(
-        "check_integrity over {tenants} tenants: {seconds:.2} s ({:.2} ms per tenant), backend RssAnon {memory:.0} MB, \
+        "check_integrity over {tenants} tenants, {workers} worker(s): {seconds:.2} s ({:.2} ms per tenant; CPU per tenant \
+         {caller_cpu:.2} ms in the caller + {workers_cpu:.2} ms in workers), backend RssAnon {memory:.0} MB, \
          {findings} finding(s): {found} (load average {})",
         seconds * 1000.0 / tenants as f64,
         common::load_average()
     );
     (seconds, memory)
+}
+
+/// The check alone, then shared with the default number of workers.
+fn check_both(db: &str, tenants: usize) -> (f64, f64) {
+    let (alone, _) = check_fleet(db, tenants, 0);
+    let (shared, memory) = check_fleet(db, tenants, 2);
+    println!("shared with 2 workers / alone at {tenants} tenants: {:.2}x the time", shared / alone);
+    (shared, memory)
 }
 
 fn main() {
@@ -88,9 +128,9 @@ fn main() {
     let full: usize = std::env::var("TC_BENCH_TENANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000).max(10);
     let tenth = full / 10;
     add_tenants(&mut client, 0, tenth);
-    let (small, _) = check_fleet(db, tenth);
+    let (small, _) = check_both(db, tenth);
     add_tenants(&mut client, tenth, full);
-    let (large, memory) = check_fleet(db, full);
+    let (large, memory) = check_both(db, full);
     println!("growth from {tenth} to {full} tenants: {:.2}x the time for 10x the tenants", large / small);
     let (health, _) = timed(&mut client, "SELECT count(*) FROM tenant.fleet_health");
     println!("fleet_health over {full} tenants: {health:.2} s (load average {})", common::load_average());

@@ -571,6 +571,8 @@ fn check_integrity(
         name!(fixed, bool),
     ),
 > {
+    // Before any query of the check's own (pgrx gives every SPI statement a transaction id).
+    let shareable = integrity::parallel::caller_sees_committed_only();
     let fix = fix.ok_or_else(|| TcError::null_argument("fix")).or_raise();
     let description = match schema_id {
         Some(_) => described(if fix { "check and fix" } else { "check" }, schema_id),
@@ -578,7 +580,7 @@ fn check_integrity(
     };
     let (_, outcome) =
         oplog::record(OpKind::IntegrityCheck, schema_id.map(crate::core::db::to_uuid), description, |op| {
-            integrity::check(op, schema_id, fix)
+            integrity::check(op, schema_id, fix, shareable)
         });
     TableIterator::new(outcome.or_raise().into_iter().map(|f| {
         (

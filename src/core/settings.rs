@@ -35,6 +35,10 @@ static BACKUP_RESERVE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 static BACKUP_KEEP_LAST: GucSetting<i32> = GucSetting::<i32>::new(0);
 static BACKUP_MAX_AGE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// Background workers a check of the whole fleet starts beside the calling
+/// backend (see integrity::parallel); 0 checks every tenant in the caller.
+static INTEGRITY_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
 /// Lets DROP EXTENSION tenant_control go ahead while institutions or backups
 /// exist (their registry rows, log and catalogue are discarded).
 static ALLOW_DROP_WITH_TENANTS: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -115,6 +119,17 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // SUSET: a caller of the check must not take more of the server's worker slots than the DBA allows.
+    GucRegistry::define_int_guc(
+        c"tenant_control.integrity_workers",
+        c"Background workers a check of the whole fleet (tenant.check_integrity) starts to share its tenants.",
+        c"Each worker checks tenants in a fresh backend of its own, as the extension's owner; the caller checks tenants too and gathers the findings in the usual order. Bounded by max_worker_processes; 0 checks every tenant in the calling backend.",
+        &INTEGRITY_WORKERS,
+        0,
+        64,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"tenant_control.backup_reserve",
         c"Free space a backup must leave on the data directory's file system.",
@@ -175,6 +190,10 @@ pub fn institutions_id_column() -> String {
 
 pub fn backup_reserve_bytes() -> i64 {
     i64::from(BACKUP_RESERVE_MB.get()) * 1024 * 1024
+}
+
+pub fn integrity_workers() -> i32 {
+    INTEGRITY_WORKERS.get()
 }
 
 pub fn lock_timeout_ms() -> i32 {

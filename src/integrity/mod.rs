@@ -9,7 +9,9 @@ pub mod drift;
 pub mod findings;
 pub mod fleet;
 pub mod orphans;
+pub mod parallel;
 pub mod plans;
+pub mod worker;
 
 use crate::copy::structure::{self, INDEX_PROBES};
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
@@ -25,13 +27,15 @@ pub use findings::{attempt, Finding, Severity};
 use pgrx::spi::quote_identifier;
 
 /// A registry row with the counters the check compares.
-struct Registered {
+pub struct Registered {
     tenant: Tenant,
     table_count: i32,
     storage_used: i64,
 }
 
-pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> TcResult<Vec<Finding>> {
+/// `shareable`: the caller's transaction sees only committed data, so that
+/// background workers may share a check of the fleet (see parallel.rs).
+pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool, shareable: bool) -> TcResult<Vec<Finding>> {
     op.note("fix", fix);
     let mut reference = Reference {
         version: template::version()?,
@@ -48,7 +52,8 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
         }
     }
     // The settings of the catalog queries, set once for all the tenants.
-    let mut findings = db::with_settings(&INDEX_PROBES, || Ok(check_tenants(&mut reference, &tenants, fix)))?;
+    let mut findings =
+        db::with_settings(&INDEX_PROBES, || Ok(check_tenants(&mut reference, &tenants, fix, shareable)))?;
     if schema_id.is_none() {
         findings.extend(fleet::fleet_checks(&reference, fix)?);
     }
@@ -65,35 +70,81 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool) -> Tc
     Ok(findings)
 }
 
-fn check_tenants(reference: &mut Reference, tenants: &[Registered], fix: bool) -> Vec<Finding> {
-    let mut findings = Vec::new();
+fn check_tenants(reference: &mut Reference, tenants: &[Registered], fix: bool, shareable: bool) -> Vec<Finding> {
+    let live: Vec<&Registered> = tenants.iter().filter(|r| r.tenant.status != Status::Dropped).collect();
+    let mut found: Vec<Option<Vec<Finding>>> = vec![None; live.len()];
     // Each tenant leaves a few hundred kilobytes of catalog cache entries
     // behind: released every so many tenants (see db::release_catalog_caches).
-    for (n, registered) in (1u32..).zip(tenants.iter().filter(|r| r.tenant.status != Status::Dropped)) {
-        if n.is_multiple_of(db::TENANTS_PER_CACHE_RELEASE) {
+    let mut checked = 0u32;
+    let mut check_here = |reference: &mut Reference, registered: &Registered| {
+        checked += 1;
+        if checked.is_multiple_of(db::TENANTS_PER_CACHE_RELEASE) {
             db::release_catalog_caches();
         }
-        let tenant = &registered.tenant;
-        match check_releasing_locks(reference, registered, fix) {
-            Ok(mut found) => findings.append(&mut found),
-            Err(error) => findings.push(
-                Finding::about(tenant, "check_failed", Severity::Error, tenant.schema.as_str())
-                    .detail(format!("the check of this schema failed: {}", error.summary())),
-            ),
+        check_one(reference, registered, fix)
+    };
+    let ids: Vec<uuid::Uuid> = live.iter().map(|r| r.tenant.id).collect();
+    let mut by_worker = Vec::new();
+    // Shared with background workers when the fleet is large enough (see parallel.rs).
+    if let Some(mut gather) = parallel::start(&ids, reference.version, shareable) {
+        loop {
+            let running = gather.receive(&mut found);
+            if let Some(index) = gather.claim() {
+                found[index] = Some(check_here(reference, live[index]));
+            } else if running {
+                gather.wait();
+            } else {
+                break;
+            }
         }
+        by_worker = std::mem::take(&mut gather.by_worker);
+        gather.finish();
+    }
+    let mut findings = Vec::new();
+    for (index, registered) in live.into_iter().enumerate() {
+        let mut found = match found[index].take() {
+            // What no worker reported on (none started, one failed) is checked here.
+            None => check_here(reference, registered),
+            // Workers only read: what they found repairable is repaired here.
+            Some(read) if by_worker.get(index) == Some(&true) => {
+                or_failed(registered, repaired(reference, registered, fix, read))
+            }
+            Some(read) => read,
+        };
+        findings.append(&mut found);
     }
     findings
 }
 
-/// Check one tenant in a subtransaction that is rolled back, so that the
-/// locks taken on its relations are released; repair it (in a subtransaction
-/// that is kept) only if the check found something a fix can repair.
-fn check_releasing_locks(reference: &mut Reference, registered: &Registered, fix: bool) -> TcResult<Vec<Finding>> {
-    let findings = subxact::rolled_back(|| check_tenant(reference, registered, false))?;
-    if fix && findings.iter().any(|f| REPAIRABLE.contains(&f.check)) {
+/// One tenant's findings: checked in a subtransaction that is rolled back,
+/// so that the locks taken on its relations are released; a failed check is
+/// a finding too.
+pub fn check_one(reference: &mut Reference, registered: &Registered, fix: bool) -> Vec<Finding> {
+    let checked = subxact::rolled_back(|| check_tenant(reference, registered, false))
+        .and_then(|read| repaired(reference, registered, fix, read));
+    or_failed(registered, checked)
+}
+
+fn or_failed(registered: &Registered, checked: TcResult<Vec<Finding>>) -> Vec<Finding> {
+    let tenant = &registered.tenant;
+    checked.unwrap_or_else(|error| {
+        vec![Finding::about(tenant, "check_failed", Severity::Error, tenant.schema.as_str())
+            .detail(format!("the check of this schema failed: {}", error.summary()))]
+    })
+}
+
+/// With `fix`, a tenant the check found something repairable in is checked
+/// again and repaired, in a subtransaction that is kept.
+fn repaired(
+    reference: &mut Reference,
+    registered: &Registered,
+    fix: bool,
+    read: Vec<Finding>,
+) -> TcResult<Vec<Finding>> {
+    if fix && read.iter().any(|f| REPAIRABLE.contains(&f.check)) {
         subxact::atomically(|| check_tenant(reference, registered, true))
     } else {
-        Ok(findings)
+        Ok(read)
     }
 }
 
@@ -109,7 +160,7 @@ const REPAIRABLE: &[&str] = &[
     "storage_used",
 ];
 
-fn registered(schema_id: Option<pgrx::Uuid>) -> TcResult<Vec<Registered>> {
+pub fn registered(schema_id: Option<pgrx::Uuid>) -> TcResult<Vec<Registered>> {
     db::rows(
         "SELECT id, institution_id, schema_name, owner_role, status, version, table_count, storage_used
            FROM tenant.tenant_schemas WHERE ($1::uuid IS NULL AND status <> 'DROPPED') OR id = $1 ORDER BY schema_name",
