@@ -66,7 +66,8 @@ pub fn create(op: &mut Operation, institution_id: Option<pgrx::Uuid>, schema_nam
     locks::template_shared()?;
 
     let mut built = || -> TcResult<uuid::Uuid> {
-        if let Some(claimed) = pool::claim(institution, &schema)? {
+        // A spare added since `taken` looked is left for the next create.
+        if let Some(claimed) = if taken.spares { pool::claim(institution, &schema)? } else { None } {
             op.note("from_pool", true);
             return Ok(claimed);
         }

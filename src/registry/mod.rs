@@ -151,8 +151,15 @@ pub struct Taken {
     pub institution_of_schema: Option<pgrx::Uuid>,
     pub schema_exists: bool,
     pub role_exists: bool,
+    /// Whether the warm pool holds a spare schema (of any version): without
+    /// one, a create need not look for one to claim (a new connection would
+    /// plan that look-up, and open tenant.migrations, for nothing).
+    pub spares: bool,
 }
 
+/// A kept plan, run as the extension's owner: `pg_authid` rather than the
+/// `pg_roles` view, which a new connection would have to expand and plan with
+/// the table of per-role settings.
 pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken> {
     let found = db::rows_kept(
         "SELECT (SELECT t.schema_name FROM tenant.tenant_schemas t
@@ -160,7 +167,8 @@ pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken>
                 (SELECT t.institution_id FROM tenant.tenant_schemas t
                   WHERE t.schema_name = $2 AND t.status <> 'DROPPED') AS institution_of_schema,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $2) AS schema_exists,
-                EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $3) AS role_exists",
+                EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = $3) AS role_exists,
+                EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.status = 'SPARE') AS spares",
         &[pgrx::pg_sys::UUIDOID.into(), pgrx::pg_sys::TEXTOID.into(), pgrx::pg_sys::TEXTOID.into()],
         &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
         |row| {
@@ -169,6 +177,7 @@ pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken>
                 institution_of_schema: col(row, "institution_of_schema")?,
                 schema_exists: col(row, "schema_exists")?.unwrap_or(false),
                 role_exists: col(row, "role_exists")?.unwrap_or(false),
+                spares: col(row, "spares")?.unwrap_or(false),
             })
         },
     )?;
