@@ -159,7 +159,9 @@ fn a_schema_registered_in_another_connection_is_checked_at_once() {
     let Fleet { mut su, .. } = setup("cc5");
     let mut other = superuser(DB);
     // tc_ names are free outside tenant schemas: the answer "not a tenant's" is kept.
-    other.batch_execute("CREATE SCHEMA cc5_beta; CREATE TABLE cc5_beta.tc_free (x int); DROP SCHEMA cc5_beta CASCADE").unwrap();
+    other
+        .batch_execute("CREATE SCHEMA cc5_beta; CREATE TABLE cc5_beta.tc_free (x int); DROP SCHEMA cc5_beta CASCADE")
+        .unwrap();
     let created = create(&mut su, Uuid::new_v4(), "cc5_beta");
     assert!(created.ok(), "{}", created.message);
     assert_eq!(sqlstate_of_failure(&mut other, "CREATE TABLE cc5_beta.tc_taken (x int)"), "42939");

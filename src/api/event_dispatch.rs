@@ -69,6 +69,10 @@ pub unsafe extern "C-unwind" fn tc_ddl_event_dispatch(fcinfo: pg_sys::FunctionCa
     let checks = if event == c"sql_drop" {
         unsafe { after_drop() }
     } else if tag == c"GRANT" || tag == c"REVOKE" {
+        // SAFETY: the parse tree of the command, set by PostgreSQL.
+        if unsafe { crate::api::grant_filter::surely_not_template((*data).parsetree) } {
+            return pg_sys::Datum::from(0);
+        }
         unsafe { after_grant() }
     } else {
         unsafe { after_ddl(function) }.or_raise()
