@@ -401,12 +401,14 @@ REVOKE ALL ON FUNCTION tenant.reserved_names_guard(text, text) FROM PUBLIC;
 -- sql_drop (src/api/event_dispatch.rs): it reads the collected commands in C
 -- and calls the checks above (quota, reserved names, template notes) only for
 -- commands that may concern them, so DDL and GRANT/REVOKE elsewhere in the
--- database pay one C call. SECURITY DEFINER so that it may call them (and read
--- the registry) whoever runs the DDL; ENABLE ALWAYS: also under
--- session_replication_role = replica, a stale copy or an unguarded tenant is
--- worse than a trigger call.
+-- database pay one C call. Not SECURITY DEFINER: that would switch the user
+-- and search_path on every command in the database; it runs no SQL as the
+-- caller and switches to its owner, search_path pinned, only to read the
+-- registry or call the checks (which are SECURITY DEFINER themselves).
+-- ENABLE ALWAYS: also under session_replication_role = replica, a stale copy
+-- or an unguarded tenant is worse than a trigger call.
 CREATE FUNCTION tenant.ddl_event_dispatch() RETURNS event_trigger
-LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'tc_ddl_event_dispatch';
+LANGUAGE c AS 'MODULE_PATHNAME', 'tc_ddl_event_dispatch';
 COMMENT ON FUNCTION tenant.ddl_event_dispatch() IS
     'Internal: event trigger function calling quota_ddl_guard, reserved_names_guard and note_template_change for DDL that touches the template or a tenant schema.';
 REVOKE ALL ON FUNCTION tenant.ddl_event_dispatch() FROM PUBLIC;
@@ -3681,7 +3683,7 @@ GRANT EXECUTE ON FUNCTION tenant.shared_move_step(uuid, text, integer, boolean),
 CREATE FUNCTION tenant.context_cache_invalidate() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'tc_context_cache_invalidate';
 COMMENT ON FUNCTION tenant.context_cache_invalidate() IS
-    'Internal: trigger that makes every connection forget what tenant.set_context remembered about institutions (the registry changed).';
+    'Internal: trigger that makes every connection forget what tenant.set_context and the DDL event trigger remembered about institutions and tenant schemas (the registry changed).';
 REVOKE ALL ON FUNCTION tenant.context_cache_invalidate() FROM PUBLIC;
 CREATE TRIGGER tc_context_cache_change
     AFTER UPDATE ON tenant.tenant_schemas FOR EACH ROW
@@ -3691,6 +3693,20 @@ CREATE TRIGGER tc_context_cache_change
     EXECUTE FUNCTION tenant.context_cache_invalidate();
 CREATE TRIGGER tc_context_cache_gone
     AFTER DELETE ON tenant.tenant_schemas FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();
+-- The DDL event trigger's per-connection answers to "is this a tenant
+-- schema?" (src/ops/schema_cache.rs) follow the same messages: a new row
+-- sends its own (naming the live-schema-name index), which set_context's
+-- cache ignores. ENABLE ALWAYS, these three: a "no" kept after a change made
+-- under session_replication_role = replica would let a tenant's DDL past
+-- its checks.
+CREATE TRIGGER tc_schema_cache_new
+    AFTER INSERT ON tenant.tenant_schemas FOR EACH ROW WHEN (NEW.status <> 'DROPPED')
+    EXECUTE FUNCTION tenant.context_cache_invalidate();
+ALTER TABLE tenant.tenant_schemas ENABLE ALWAYS TRIGGER tc_context_cache_change;
+ALTER TABLE tenant.tenant_schemas ENABLE ALWAYS TRIGGER tc_context_cache_gone;
+ALTER TABLE tenant.tenant_schemas ENABLE ALWAYS TRIGGER tc_schema_cache_new;
+COMMENT ON TRIGGER tc_schema_cache_new ON tenant.tenant_schemas IS
+    'Makes every connection forget which schemas its DDL event trigger found not to be tenant schemas (a tenant was registered).';
 CREATE TRIGGER tc_context_cache_limits
     AFTER INSERT OR UPDATE ON tenant.institution_limits FOR EACH ROW EXECUTE FUNCTION tenant.context_cache_invalidate();
 CREATE TRIGGER tc_context_cache_shared_moves

@@ -148,3 +148,28 @@ fn a_change_rolled_back_in_the_same_connection_is_forgotten() {
     su.batch_execute("ROLLBACK").unwrap();
     assert_eq!(enter(&mut su, "BEGIN", institution), Err("55000".to_string()));
 }
+
+/// The DDL event trigger also remembers, per connection, which schemas are
+/// not tenants' (ops/schema_cache). A schema name remembered that way and
+/// then registered as a tenant by another connection gets the tenant checks
+/// in the first connection's very next DDL; and a tenant registered and
+/// rolled back in the connection itself leaves no "tenant" behind.
+#[test]
+fn a_schema_registered_in_another_connection_is_checked_at_once() {
+    let Fleet { mut su, .. } = setup("cc5");
+    let mut other = superuser(DB);
+    // tc_ names are free outside tenant schemas: the answer "not a tenant's" is kept.
+    other
+        .batch_execute("CREATE SCHEMA cc5_beta; CREATE TABLE cc5_beta.tc_free (x int); DROP SCHEMA cc5_beta CASCADE")
+        .unwrap();
+    let created = create(&mut su, Uuid::new_v4(), "cc5_beta");
+    assert!(created.ok(), "{}", created.message);
+    assert_eq!(sqlstate_of_failure(&mut other, "CREATE TABLE cc5_beta.tc_taken (x int)"), "42939");
+    // Registered and rolled back in one connection: the name is free again there.
+    other.batch_execute("BEGIN").unwrap();
+    let rolled_back = create(&mut other, Uuid::new_v4(), "cc5_gamma");
+    assert!(rolled_back.ok(), "{}", rolled_back.message);
+    assert_eq!(sqlstate_of_failure(&mut other, "CREATE TABLE cc5_gamma.tc_taken (x int)"), "42939");
+    other.batch_execute("ROLLBACK").unwrap();
+    other.batch_execute("CREATE SCHEMA cc5_gamma; CREATE TABLE cc5_gamma.tc_free (x int)").unwrap();
+}

@@ -13,11 +13,21 @@
 //! - sql_drop: the template note when something of tenant_template went, the
 //!   quota guard when a `tc_quota_guard` trigger went;
 //! - other DDL: all three checks when an object is in tenant_template, in a
-//!   registered tenant schema (one registry look-up), has no schema of its
-//!   own (triggers, policies, rules), or is an extension.
+//!   registered tenant schema (asked of `ops::schema_cache`, which keeps the
+//!   registry's answers per backend), has no schema of its own (triggers,
+//!   policies, rules), or is an extension.
+//!
+//! It is not SECURITY DEFINER: a SECURITY DEFINER call opens a GUC nest
+//! level and switches `search_path` and back on every command in the
+//! database (about a third of a GRANT's added cost, issue 13). It runs as
+//! whoever ran the DDL, reads only PostgreSQL's own memory and catalog
+//! caches, runs no SQL and calls nothing by name, and switches to the
+//! function's owner with `search_path` pinned (what a SECURITY DEFINER call
+//! does, `restricted::as_owner`) only to read the registry or run the checks.
 
 use crate::core::errors::{OrRaise, TcError, TcResult};
 use crate::core::restricted;
+use crate::ops::schema_cache;
 use pgrx::prelude::*;
 use std::ffi::CStr;
 
@@ -47,25 +57,58 @@ pub unsafe extern "C-unwind" fn tc_ddl_event_dispatch(fcinfo: pg_sys::FunctionCa
         return pg_sys::Datum::from(0);
     }
     let data = context as *mut pg_sys::EventTriggerData;
-    // SAFETY: event and tag are set by PostgreSQL for the whole call.
-    let (event, tag) = unsafe {
+    // SAFETY: event and tag are set by PostgreSQL for the whole call; the
+    // function's oid by fmgr.
+    let (event, tag, function) = unsafe {
         (
-            CStr::from_ptr((*data).event).to_string_lossy().into_owned(),
-            CStr::from_ptr(pg_sys::GetCommandTagName((*data).tag)).to_string_lossy().into_owned(),
+            CStr::from_ptr((*data).event),
+            CStr::from_ptr(pg_sys::GetCommandTagName((*data).tag)),
+            (*(*fcinfo).flinfo).fn_oid,
         )
     };
-    let checks = if event == "sql_drop" {
+    let checks = if event == c"sql_drop" {
         unsafe { after_drop() }
-    } else if tag == "GRANT" || tag == "REVOKE" {
+    } else if tag == c"GRANT" || tag == c"REVOKE" {
+        // SAFETY: the parse tree of the command, set by PostgreSQL.
+        if unsafe { crate::api::grant_filter::surely_not_template((*data).parsetree) } {
+            return pg_sys::Datum::from(0);
+        }
         unsafe { after_grant() }
     } else {
-        unsafe { after_ddl() }.or_raise()
+        unsafe { after_ddl(function) }.or_raise()
     };
-    for check in checks.list() {
-        crate::core::db::run(&format!("SELECT tenant.{check}($1, $2)"), &[event.clone().into(), tag.clone().into()])
-            .or_raise();
+    let list = checks.list();
+    if list.is_empty() {
+        return pg_sys::Datum::from(0);
     }
+    let (event, tag) = (event.to_string_lossy().into_owned(), tag.to_string_lossy().into_owned());
+    restricted::as_owner(owner(function), || {
+        for check in list {
+            crate::core::db::run(
+                &format!("SELECT tenant.{check}($1, $2)"),
+                &[event.clone().into(), tag.clone().into()],
+            )?;
+        }
+        Ok(())
+    })
+    .or_raise();
     pg_sys::Datum::from(0)
+}
+
+/// The owner of this function: whom a SECURITY DEFINER declaration would run
+/// it as (the extension's owner).
+fn owner(function: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: a catalog cache look-up of the function being called (it exists).
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, function.into());
+        if tuple.is_null() {
+            TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION, "tenant.ddl_event_dispatch() was not found")
+                .raise();
+        }
+        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_proc>(tuple)).proowner;
+        pg_sys::ReleaseSysCache(tuple);
+        owner
+    }
 }
 
 /// Which PL/pgSQL checks a command needs, run in the order their separate
@@ -125,40 +168,93 @@ unsafe fn after_drop() -> Checks {
 }
 
 /// Other DDL: the schemas the commands touched decide.
-unsafe fn after_ddl() -> TcResult<Checks> {
+unsafe fn after_ddl(function: pg_sys::Oid) -> TcResult<Checks> {
     let mut schemas: Vec<String> = Vec::new();
     let mut everything = false;
     unsafe {
         event_rows(c"pg_event_trigger_ddl_commands", |row| {
             let (kind, schema, identity) = (row.text(5), row.text(6), row.text(7));
+            // Triggers, policies and rules: their table's schema counts.
+            let schema = match (schema, kind.as_deref()) {
+                (None, Some("trigger" | "policy" | "rule")) => table_schema(row.oid(1), row.oid(2)).map(Some),
+                (schema, _) => Some(schema),
+            };
             match schema {
-                Some(schema) if schema == TEMPLATE => everything = true,
-                Some(schema) => schemas.push(schema),
-                // Triggers, policies and rules: their table's schema counts.
-                None => {
-                    everything |= matches!(kind.as_deref(), Some("trigger" | "policy" | "rule" | "extension"))
+                // A trigger, policy or rule whose table was not found: checked.
+                None => everything = true,
+                Some(Some(schema)) if schema == TEMPLATE => everything = true,
+                Some(Some(schema)) if !schemas.contains(&schema) => schemas.push(schema),
+                Some(Some(_)) => {}
+                Some(None) => {
+                    everything |= kind.as_deref() == Some("extension")
                         || (kind.as_deref() == Some("schema") && identity.as_deref() == Some(TEMPLATE))
                 }
             }
         })
     };
-    if everything || (!schemas.is_empty() && any_tenant_schema(schemas)?) {
+    if everything
+        || (!schemas.is_empty()
+            && schema_cache::any_tenant_schema(&schemas, |unknown| {
+                restricted::as_owner(owner(function), || live_tenant_schemas(unknown))
+            })?)
+    {
         return Ok(Checks::all());
     }
     Ok(Checks::default())
 }
 
-/// One registry look-up (its plan kept in the backend: any DDL pays it).
-fn any_tenant_schema(schemas: Vec<String>) -> TcResult<bool> {
-    let found = crate::core::db::rows_kept(
-        "SELECT 1 FROM tenant.tenant_schemas t
+/// The schema of the table a trigger, policy or rule belongs to, what
+/// `tenant.table_schema_of` answers for the checks, read from the object's
+/// catalog by its oid (none of the three has a catalog cache by oid): these
+/// objects have no schema of their own. None when it cannot be told.
+unsafe fn table_schema(classid: Option<pg_sys::Oid>, objid: Option<pg_sys::Oid>) -> Option<String> {
+    // pg_trigger.tgrelid, pg_policy.polrelid, pg_rewrite.ev_class: each the
+    // catalog, its index on oid, and the column naming the table.
+    let (catalog, index, column) = match classid.map(u32::from)? {
+        2620 => (2620u32, pg_sys::TriggerOidIndexId, 2),
+        3256 => (3256, 3257, 3),
+        2618 => (2618, 2692, 3),
+        _ => return None,
+    };
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let relation = pg_sys::table_open(pg_sys::Oid::from(catalog), lock);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::Oid::from(pg_sys::F_OIDEQ),
+            objid?.into(),
+        );
+        let scan =
+            pg_sys::systable_beginscan(relation, pg_sys::Oid::from(index), true, std::ptr::null_mut(), 1, &mut key);
+        let tuple = pg_sys::systable_getnext(scan);
+        let mut null = true;
+        let table = if tuple.is_null() {
+            None
+        } else {
+            Some(pg_sys::heap_getattr(tuple, column, (*relation).rd_att, &mut null))
+        };
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(relation, lock);
+        let table = pg_sys::Oid::from(table.filter(|_| !null)?.value() as u32);
+        let name = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
+
+/// Which of `schemas` the registry has as live tenant schemas (its plan kept
+/// in the backend). Run as the owner: the registry is not readable by all.
+fn live_tenant_schemas(schemas: &[String]) -> TcResult<Vec<String>> {
+    crate::core::db::rows_kept_read(
+        "SELECT t.schema_name FROM tenant.tenant_schemas t
           WHERE t.schema_name OPERATOR(pg_catalog.=) ANY ($1)
-            AND t.status OPERATOR(pg_catalog.<>) 'DROPPED' LIMIT 1",
+            AND t.status OPERATOR(pg_catalog.<>) 'DROPPED'",
         &[pg_sys::TEXTARRAYOID.into()],
-        &[schemas.into()],
-        |_| Ok(()),
-    )?;
-    Ok(!found.is_empty())
+        &[schemas.to_vec().into()],
+        |row| Ok(row.get::<String>(1)?.unwrap_or_default()),
+    )
 }
 
 /// One row of a set-returning event trigger function's result.
@@ -177,6 +273,10 @@ impl Row {
     fn text(&self, column: i32) -> Option<String> {
         // SAFETY: the column is of type text.
         self.datum(column).and_then(|d| unsafe { String::from_datum(d, false) })
+    }
+
+    fn oid(&self, column: i32) -> Option<pg_sys::Oid> {
+        self.datum(column).map(|d| pg_sys::Oid::from(d.value() as u32))
     }
 
     fn boolean(&self, column: i32) -> bool {

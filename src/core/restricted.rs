@@ -29,7 +29,28 @@ use std::cell::Cell;
 /// Whatever the work does to settings (a `SET` inside a migration) is undone
 /// when it returns.
 pub fn as_role<T>(role: &str, search_path: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
-    let role_oid = role_oid(role)?;
+    switched(role_oid(role)?, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, search_path, work)
+}
+
+/// Run the extension's own `work` as `owner` (the extension's owner) with
+/// `search_path` pinned to `pg_catalog, pg_temp`: what calling a SECURITY
+/// DEFINER function of the extension does (fmgr_security_definer keeps the
+/// security context it finds, a security-restricted operation included), for
+/// a function that runs as its caller and needs its owner's rights only now
+/// and then (the DDL event trigger). Never for code a tenant could have
+/// written: that runs through `as_role`.
+pub fn as_owner<T>(owner: pg_sys::Oid, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    switched(owner, 0, "pg_catalog, pg_temp", work)
+}
+
+/// `work` as `user`, with `restrictions` added to the security context and
+/// `search_path` set, both put back afterwards however it ends.
+fn switched<T>(
+    user: pg_sys::Oid,
+    restrictions: i32,
+    search_path: &str,
+    work: impl FnOnce() -> TcResult<T>,
+) -> TcResult<T> {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_context: i32 = 0;
     // SAFETY: the same sequence as PostgreSQL's index_build and
@@ -39,8 +60,8 @@ pub fn as_role<T>(role: &str, search_path: &str, work: impl FnOnce() -> TcResult
     let nest_level = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(
-            role_oid,
-            saved_context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            user,
+            saved_context | restrictions | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
         pg_sys::NewGUCNestLevel()
     };

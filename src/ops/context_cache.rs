@@ -53,11 +53,14 @@ struct Entry {
 
 thread_local! {
     static ENTRIES: RefCell<HashMap<uuid::Uuid, Entry>> = RefCell::new(HashMap::new());
-    /// The registry's oid (tenant.tenant_schemas) and the channel's (see
-    /// `Channel`), once an answer was kept.
-    static REGISTRY: Cell<Channel> = const { Cell::new(Channel { registry: pg_sys::InvalidOid, channel: pg_sys::InvalidOid }) };
+    /// The registry's oid (tenant.tenant_schemas) and the channels' (see
+    /// `Channel`), once a read of the registry was made to be kept.
+    static REGISTRY: Cell<Channel> = const { Cell::new(Channel::NONE) };
     /// How many times the cache was emptied: a read spanning an emptying is not kept.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// How many times a registry row was added (`Channel::names`): only the
+    /// answers of ops/schema_cache depend on it.
+    static NEW_ROWS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Called from _PG_init: listen to relation-cache invalidations.
@@ -72,6 +75,8 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relati
     let known = REGISTRY.get();
     if relation == pg_sys::InvalidOid || relation == known.registry || relation == known.channel {
         forget_all();
+    } else if relation == known.names {
+        NEW_ROWS.set(NEW_ROWS.get() + 1);
     }
 }
 
@@ -110,28 +115,48 @@ pub fn lookup(institution: uuid::Uuid) -> Option<(String, String)> {
 }
 
 /// A read of the registry about to be made: its answer may be kept (see
-/// `remember`) if nothing empties the cache meanwhile.
-pub struct Reading(Option<u64>);
+/// `remember`) if nothing empties the cache meanwhile. Also serves the
+/// answers of ops/schema_cache (`Reading::generation`).
+pub struct Reading(Option<(u64, u64)>);
 
-/// Call right before reading the registry row.
+impl Reading {
+    /// Which messages had been heard when the reading began (any change, new
+    /// rows), or None when nothing read now may be kept (not READ
+    /// COMMITTED, or no registry).
+    pub fn generation(&self) -> Option<(u64, u64)> {
+        self.0
+    }
+
+    /// Whether a message about the registry arrived since the reading began.
+    pub fn outdated(&self) -> bool {
+        self.0 != Some(generation())
+    }
+}
+
+fn generation() -> (u64, u64) {
+    (GENERATION.get(), NEW_ROWS.get())
+}
+
+/// Call right before reading the registry: listens to its messages from now
+/// on, and reads those already delivered.
 pub fn reading() -> Reading {
     if !read_committed() {
         return Reading(None);
     }
+    let Some(channel) = channel() else { return Reading(None) };
+    REGISTRY.set(channel);
     // SAFETY: as in lookup.
     unsafe { pg_sys::AcceptInvalidationMessages() };
-    Reading(Some(GENERATION.get()))
+    Reading(Some(generation()))
 }
 
 /// Keep the answer of `reading`: the institution is ACTIVE, without limits,
 /// quota warning or move.
 pub fn remember(reading: Reading, institution: uuid::Uuid, schema: &str, role: &str) {
-    let Some(generation) = reading.0 else { return };
-    let Some(channel) = channel() else { return };
-    if generation != GENERATION.get() {
+    let Some((changes, _)) = reading.0 else { return };
+    if changes != GENERATION.get() {
         return;
     }
-    REGISTRY.set(channel);
     let entry = Entry { schema: schema.to_string(), role: role.to_string(), user: current_user(), at: Instant::now() };
     ENTRIES.with(|entries| entries.borrow_mut().insert(institution, entry));
 }
@@ -145,10 +170,21 @@ pub fn remember(reading: Reading, institution: uuid::Uuid, schema: &str, role: &
 /// every backend rebuild that entry (with its many triggers and policies) and
 /// re-plan its statements on the registry after each sign-up. An invalidation
 /// of the registry itself (TRUNCATE, ALTER TABLE) empties the cache too.
+///
+/// A new row cannot make a kept set_context answer wrong, but it can make a
+/// "not a tenant schema" of ops/schema_cache wrong: new rows name another
+/// index, the registry's live-schema-name index (`names`), which only
+/// the schema cache listens to.
 #[derive(Clone, Copy)]
 struct Channel {
     registry: pg_sys::Oid,
     channel: pg_sys::Oid,
+    names: pg_sys::Oid,
+}
+
+impl Channel {
+    const NONE: Channel =
+        Channel { registry: pg_sys::InvalidOid, channel: pg_sys::InvalidOid, names: pg_sys::InvalidOid };
 }
 
 fn channel() -> Option<Channel> {
@@ -163,8 +199,15 @@ fn channel() -> Option<Channel> {
             return None;
         }
         let channel = pg_sys::get_relname_relid(c"tenant_schemas_pkey".as_ptr(), namespace);
-        (channel != pg_sys::InvalidOid).then_some(Channel { registry, channel })
+        let names = pg_sys::get_relname_relid(c"tenant_schemas_schema_name_live".as_ptr(), namespace);
+        (channel != pg_sys::InvalidOid && names != pg_sys::InvalidOid).then_some(Channel { registry, channel, names })
     }
+}
+
+/// The registry and its index of live schema names (a partial unique index
+/// on schema_name, status not DROPPED), for ops/schema_cache's probe.
+pub fn live_names_index() -> Option<(pg_sys::Oid, pg_sys::Oid)> {
+    channel().map(|found| (found.registry, found.names))
 }
 
 #[no_mangle]
@@ -175,7 +218,7 @@ pub extern "C" fn pg_finfo_tc_context_cache_invalidate() -> &'static pg_sys::Pg_
 
 /// `tenant.context_cache_invalidate()`: the AFTER trigger on the registry
 /// and on what enter_context reads besides it. Queues the "forget" message
-/// (see `Channel`), which PostgreSQL sends to every backend when the
+/// (see `Channel`; a new registry row names its own channel), which PostgreSQL sends to every backend when the
 /// transaction commits (and applies in this one at the end of the statement).
 ///
 /// # Safety
@@ -192,9 +235,15 @@ pub unsafe extern "C-unwind" fn tc_context_cache_invalidate(fcinfo: pg_sys::Func
         )
         .raise();
     }
-    if let Some(Channel { channel, .. }) = channel() {
+    if let Some(Channel { registry, channel, names }) = channel() {
+        // SAFETY: TriggerData and its relation are valid for the whole call.
+        let new_row = unsafe {
+            let trigger = context as *mut pg_sys::TriggerData;
+            pgrx::trigger_support::trigger_fired_by_insert((*trigger).tg_event)
+                && (*(*trigger).tg_relation).rd_id == registry
+        };
         // SAFETY: inside a transaction; queued until its end.
-        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(channel) };
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(if new_row { names } else { channel }) };
     }
     pg_sys::Datum::from(0)
 }

@@ -24,4 +24,5 @@ pub mod quota;
 pub mod reference;
 pub mod restore;
 pub mod retention;
+pub mod schema_cache;
 pub mod shared_move;

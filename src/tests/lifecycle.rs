@@ -371,7 +371,13 @@ pub(crate) mod tests {
         );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'tenant'::regnamespace AND p.prosecdef"),
-            Some(65)
+            Some(64)
+        );
+        // The event trigger function runs as its caller (it switches to its
+        // owner, search_path pinned, only to read the registry or call the checks).
+        assert_eq!(
+            one::<bool>("SELECT p.prosecdef FROM pg_proc p WHERE p.oid = 'tenant.ddl_event_dispatch()'::regprocedure"),
+            Some(false)
         );
     }
 

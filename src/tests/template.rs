@@ -295,5 +295,27 @@ RESET search_path;
             Spi::run(on_template).unwrap();
             assert_eq!(changes(), before + 1 + n as i64, "{on_template}");
         }
+        // Names without a schema: they count when the template is on the
+        // search_path they resolve with, whatever comes first on it.
+        let before = changes();
+        Spi::run("SET LOCAL search_path = public").unwrap();
+        for elsewhere in ["GRANT SELECT ON elsewhere TO PUBLIC", "GRANT EXECUTE ON FUNCTION now() TO PUBLIC"] {
+            Spi::run(elsewhere).unwrap();
+            assert_eq!(changes(), before, "{elsewhere}");
+        }
+        Spi::run("SET LOCAL search_path = public, tenant_template").unwrap();
+        for (n, on_template) in [
+            "GRANT SELECT ON g TO PUBLIC",
+            "GRANT SELECT ON public.elsewhere, g TO PUBLIC",
+            "REVOKE ALL ON FUNCTION gf() FROM PUBLIC",
+            "GRANT USAGE ON TYPE gt TO PUBLIC",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            Spi::run(on_template).unwrap();
+            assert_eq!(changes(), before + 1 + n as i64, "{on_template}");
+        }
+        Spi::run("RESET search_path").unwrap();
     }
 }
