@@ -11,22 +11,10 @@
 //! Not a test: it prints figures and never fails because the machine is slow.
 
 mod common;
+use common::fleet::SAMPLE_ROWS;
 use common::{with_template, Goal, Goals};
 use postgres::Client;
 use std::time::Instant;
-
-/// A handful of rows along the template's foreign keys.
-const SAMPLE_ROWS: &str = "
-    INSERT INTO departments (name) VALUES ('Mathematics');
-    INSERT INTO people (kind, full_name, email) VALUES ('student', 'Ada', 'ada@example.org'),
-                                                        ('student', 'Alan', 'alan@example.org'),
-                                                        ('staff', 'Emmy', 'emmy@example.org');
-    INSERT INTO students (person_id, student_no) SELECT id, 'S' || id FROM people WHERE kind = 'student';
-    INSERT INTO staff (person_id, department_id) SELECT p.id, d.id FROM people p, departments d WHERE p.kind = 'staff';
-    INSERT INTO courses (department_id, code, title) SELECT id, 'MATH101', 'Algebra' FROM departments;
-    INSERT INTO sections (course_id, teacher_id, term) SELECT c.id, s.person_id, '2026A' FROM courses c, staff s;
-    INSERT INTO enrolments (section_id, student_id) SELECT sec.id, st.person_id FROM sections sec, students st;
-";
 
 fn add_tenants(client: &mut Client, from: usize, to: usize) {
     for i in from..to {

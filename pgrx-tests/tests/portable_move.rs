@@ -550,12 +550,8 @@ fn a_cut_over_that_fails_before_its_decision_rolls_back_by_itself() {
     assert!(write(&mut src, institution, "after the rollback").is_ok());
     assert!(write(&mut dst, institution, "after the rollback").is_err());
 
-    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} ENABLE")).unwrap();
-    move_ok(&mut src, schema_id, &to);
-    assert!(!usable(&mut src, institution) && usable(&mut dst, institution));
-    assert_eq!(items(&mut dst, &schema), items(&mut src, &schema));
-    assert_eq!(items(&mut dst, &schema).len(), 51);
-    assert_no_leftovers(&mut src, &mut dst);
+    let moved = Interrupted { institution, schema_id, schema: &schema, to: &to };
+    finish_after_reenabling(&mut src, &mut dst, &subscription, moved);
     source.discard();
     target.discard();
 }
@@ -602,12 +598,8 @@ fn a_target_killed_during_a_running_cut_over_leaves_the_source_usable() {
     restart(&mut target);
     let mut dst = target.connect(DB);
     assert!(write(&mut dst, institution, "while the target is down").is_err());
-    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} ENABLE")).unwrap();
-    move_ok(&mut src, schema_id, &to);
-    assert!(!usable(&mut src, institution) && usable(&mut dst, institution));
-    assert_eq!(items(&mut dst, &schema), items(&mut src, &schema));
-    assert_eq!(items(&mut dst, &schema).len(), 51);
-    assert_no_leftovers(&mut src, &mut dst);
+    let moved = Interrupted { institution, schema_id, schema: &schema, to: &to };
+    finish_after_reenabling(&mut src, &mut dst, &subscription, moved);
     source.discard();
     target.discard();
 }
@@ -807,4 +799,24 @@ fn tenant_code_on_the_source_does_not_reach_the_target() {
     assert_eq!(items(&mut dst, &schema).len(), 10);
     source.discard();
     target.discard();
+}
+
+/// The institution a test moves, and where to.
+struct Interrupted<'a> {
+    institution: Uuid,
+    schema_id: Uuid,
+    schema: &'a str,
+    to: &'a str,
+}
+
+/// After an interrupted cut-over: the target applies again, a new run
+/// finishes the move, and the institution is usable there only, with every
+/// item (50, plus the one written during the interruption) and no leftovers.
+fn finish_after_reenabling(src: &mut Client, dst: &mut Client, subscription: &str, moved: Interrupted) {
+    dst.batch_execute(&format!("ALTER SUBSCRIPTION {subscription} ENABLE")).unwrap();
+    move_ok(src, moved.schema_id, moved.to);
+    assert!(!usable(src, moved.institution) && usable(dst, moved.institution));
+    assert_eq!(items(dst, moved.schema), items(src, moved.schema));
+    assert_eq!(items(dst, moved.schema).len(), 51);
+    assert_no_leftovers(src, dst);
 }

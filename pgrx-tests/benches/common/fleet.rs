@@ -17,8 +17,9 @@ use postgres::Client;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A handful of rows along the template's foreign keys.
-const SAMPLE_ROWS: &str = "
+/// A handful of rows along the template's foreign keys (the integrity
+/// benchmark loads the same).
+pub const SAMPLE_ROWS: &str = "
     INSERT INTO departments (name) VALUES ('Mathematics');
     INSERT INTO people (kind, full_name, email) VALUES ('student', 'Ada', 'ada@example.org'),
                                                         ('student', 'Alan', 'alan@example.org'),
