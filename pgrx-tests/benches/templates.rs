@@ -10,8 +10,14 @@
 //!
 //! Not a test: CI never runs it. It prints each figure beside its goal and exits
 //! non-zero when a goal is missed.
+//!
+//! `TC_BENCH_FLEET=DB` (see common/fleet.rs) runs part 1's create, and the
+//! hand-written script in the extension's database, in the fleet's database
+//! among its institutions instead of two new ones (issue 12: creates stay flat
+//! to 10,000 tenants); `TC_BENCH_TENANTS` is then the number of creates.
 
 mod common;
+use common::fleet::Fleet;
 use common::{connect, median, recreate, with_template, Goal, Goals, TEMPLATE};
 use postgres::Client;
 use std::env;
@@ -32,14 +38,15 @@ fn create_ours(client: &mut Client, name: &str) -> f64 {
 }
 
 /// The privileges a hand-written script grants, object by object (GRANT ...
-/// ON ALL TABLES IN SCHEMA would scan pg_class and grow with the database).
-fn hand_grants(client: &mut Client) -> String {
+/// ON ALL TABLES IN SCHEMA would scan pg_class and grow with the database),
+/// on the relations of `schema`, which holds what the script creates.
+fn hand_grants(client: &mut Client, schema: &str) -> String {
     let mut list = |kinds: &str| -> String {
         client
             .query_one(
                 &format!(
                     "SELECT string_agg(quote_ident(relname), ', ' ORDER BY relname) FROM pg_class
-                      WHERE relnamespace = 'tenant_template'::regnamespace AND relkind IN ({kinds})"
+                      WHERE relnamespace = '{schema}'::regnamespace AND relkind IN ({kinds})"
                 ),
                 &[],
             )
@@ -74,26 +81,38 @@ fn create_by_hand(client: &mut Client, name: &str, grants: &str) -> f64 {
 /// extension, so it pays nothing for it; the same script in a database with
 /// the extension shows what the extension's event trigger adds to ordinary
 /// DDL. Each series has a database of its own, so their catalogs grow alike.
+/// With `TC_BENCH_FLEET` the create and the script in the extension's
+/// database run in the fleet's database instead (one database, its catalogs
+/// holding the whole fleet), the plain script still in a new one.
 fn creation(tenants: usize, goals: &mut Goals) {
-    let mut client = with_template("bench_create");
+    // Names carry the fleet's size: roles are cluster-wide, and runs on one
+    // fleet at different sizes share the cluster.
+    let (mut client, mut with_extension, tag) = if env::var("TC_BENCH_FLEET").is_ok() {
+        let mut fleet = Fleet::open("bench_create");
+        let size = fleet.size();
+        println!("in the fleet's database {} ({size} institutions)", fleet.db);
+        let with_extension = connect(&fleet.db);
+        (fleet.client, with_extension, size.to_string())
+    } else {
+        (with_template("bench_create"), with_template("bench_taxed"), String::new())
+    };
     let mut plain = recreate("bench_plain");
     plain
         .batch_execute(&format!("CREATE SCHEMA shape; SET search_path = shape; {TEMPLATE}; RESET search_path"))
         .unwrap();
-    let mut with_extension = with_template("bench_taxed");
     let relations: i64 = client
         .query_one("SELECT count(*) FROM pg_class WHERE relnamespace = 'tenant_template'::regnamespace", &[])
         .unwrap()
         .get(0);
     println!("template: {relations} relations");
-    let grants = hand_grants(&mut client);
+    let grants = hand_grants(&mut plain, "shape");
     let bucket = (tenants / 5).max(1);
     let (mut ours, mut hand, mut taxed) = (Vec::new(), Vec::new(), Vec::new());
     println!("{:>12} {:>10} {:>10} {:>8} {:>16}", "tenants", "ours ms", "DDL ms", "ratio", "DDL here ms");
     for i in 0..tenants {
-        ours.push(create_ours(&mut client, &format!("bo_{i}")));
-        hand.push(create_by_hand(&mut plain, &format!("bh_{i}"), &grants));
-        taxed.push(create_by_hand(&mut with_extension, &format!("bt_{i}"), &grants));
+        ours.push(create_ours(&mut client, &format!("bo{tag}_{i}")));
+        hand.push(create_by_hand(&mut plain, &format!("bh{tag}_{i}"), &grants));
+        taxed.push(create_by_hand(&mut with_extension, &format!("bt{tag}_{i}"), &grants));
         if (i + 1) % bucket == 0 {
             let range = i + 1 - bucket..=i;
             let (o, h, t) = (median(&ours[range.clone()]), median(&hand[range.clone()]), median(&taxed[range]));
@@ -113,6 +132,7 @@ fn creation(tenants: usize, goals: &mut Goals) {
         o / h
     );
     println!("          (the same script in a database with the extension: {t:.2} ms, {:.3} of the plain one)", t / h);
+    println!("          create_institution_schema / the script in the extension's database: {:.3}", o / t);
     goals.check("create_institution_schema / hand-written DDL, warm connection", o / h, "x", Goal::AtMost(1.1));
     goals.check("ordinary DDL with the extension / without", t / h, "x", Goal::AtMost(1.05));
 }
@@ -135,7 +155,7 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
     plain
         .batch_execute(&format!("CREATE SCHEMA shape; SET search_path = shape; {TEMPLATE}; RESET search_path"))
         .unwrap();
-    let grants = hand_grants(&mut client);
+    let grants = hand_grants(&mut plain, "shape");
     let generating = create_ours(&mut client, "bf_first");
     println!("new connections: the create that generated the statements took {generating:.2} ms");
     println!("new connections: load average before: {}", load_average());
