@@ -11,6 +11,7 @@ use crate::core::restricted::internal_ddl;
 use crate::registry::oplog::Operation;
 use crate::registry::Built;
 use crate::registry::{self, Status};
+use pgrx::pg_sys;
 
 /// Build one spare schema at the template's current version.
 pub fn add_spare(op: &mut Operation) -> TcResult<uuid::Uuid> {
@@ -39,9 +40,14 @@ pub fn claim(institution: uuid::Uuid, schema: &TenantName) -> TcResult<Option<uu
     )?;
     let Some((Some(id), Some(spare_name))) = spare.into_iter().next() else { return Ok(None) };
     let spare = TenantName::from_registry(spare_name);
+    // Read before the rename: the oid of the schema does not change.
+    let rebind = has_function_settings(&spare);
     restricted::internal_ddl(|| {
         db::run(&format!("ALTER SCHEMA {} RENAME TO {}", spare.quoted(), schema.quoted()), &[])?;
         db::run(&format!("ALTER ROLE {} RENAME TO {}", spare.role().quoted(), schema.role().quoted()), &[])?;
+        if !rebind {
+            return Ok(());
+        }
         // Read and run with the catalog search_path: every name is qualified
         // (a spare holds only the template's objects, but nothing here
         // depends on that).
@@ -87,4 +93,84 @@ pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<Built> 
     op.note_shape("template", &copied.stats());
     op.note("version", copied.version);
     Ok(Built { version: copied.version, tables: copied.tables })
+}
+
+/// Whether any function of the schema has settings (`proconfig`), read from
+/// the catalog caches: pg_depend by its index on the schema, then each
+/// function by oid. Without one, a claim has no search_path to rebind and
+/// skips the rebinding query, which the renames leave to be planned afresh
+/// on every claim (a schema rename resets the backend's cached plans).
+/// True when the schema cannot be found: the query then decides.
+fn has_function_settings(schema: &TenantName) -> bool {
+    let Ok(name) = std::ffi::CString::new(schema.as_str()) else { return true };
+    // SAFETY: catalog reads by index and catalog cache; every tuple is
+    // released or ends with the scan.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(name.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return true;
+        }
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        // pg_depend and its index on (refclassid, refobjid, refobjsubid), by
+        // their fixed oids (pgrx binds neither), and its columns' numbers.
+        let (catalog, index, classid, objid, refclassid, refobjid) = (2608u32, 2674u32, 1, 2, 4, 5);
+        let depend = pg_sys::table_open(pg_sys::Oid::from(catalog), lock);
+        let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut keys[0],
+            refclassid,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::Oid::from(pg_sys::F_OIDEQ),
+            pg_sys::NamespaceRelationId.into(),
+        );
+        pg_sys::ScanKeyInit(
+            &mut keys[1],
+            refobjid,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::Oid::from(pg_sys::F_OIDEQ),
+            namespace.into(),
+        );
+        let scan = pg_sys::systable_beginscan(
+            depend,
+            pg_sys::Oid::from(index),
+            true,
+            std::ptr::null_mut(),
+            2,
+            keys.as_mut_ptr(),
+        );
+        let mut found = false;
+        loop {
+            let tuple = pg_sys::systable_getnext(scan);
+            if tuple.is_null() {
+                break;
+            }
+            let descriptor = (*depend).rd_att;
+            let mut null = true;
+            let class = pg_sys::heap_getattr(tuple, classid, descriptor, &mut null);
+            if null || pg_sys::Oid::from(class.value() as u32) != pg_sys::ProcedureRelationId {
+                continue;
+            }
+            let object = pg_sys::heap_getattr(tuple, objid, descriptor, &mut null);
+            let function = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, object);
+            if function.is_null() {
+                found = true;
+                break;
+            }
+            let mut null = true;
+            pg_sys::SysCacheGetAttr(
+                pg_sys::SysCacheIdentifier::PROCOID as i32,
+                function,
+                pg_sys::Anum_pg_proc_proconfig as pg_sys::AttrNumber,
+                &mut null,
+            );
+            pg_sys::ReleaseSysCache(function);
+            if !null {
+                found = true;
+                break;
+            }
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(depend, lock);
+        found
+    }
 }
