@@ -21,7 +21,7 @@
 //! new_connection for one part; TC_BENCH_ROUNDS, TC_BENCH_PAIRS).
 
 mod common;
-use common::{connect, load_average, median, recreate, with_template, Goal, Goals, TEMPLATE};
+use common::{connect, in_turn, load_average, median, recreate, with_template, Goal, Goals, TEMPLATE};
 use postgres::Client;
 use std::env;
 
@@ -176,13 +176,7 @@ fn new_connection(pairs: usize, goals: &mut Goals) {
         let with_extension = || fresh_script(DB, &format!("ev_{i}"), false);
         // Roles are cluster-wide: each series names its own.
         let without = || fresh_script(PLAIN_DB, &format!("evp_{i}"), false);
-        let (o, p) = if i.is_multiple_of(2) {
-            let o = with_extension();
-            (o, without())
-        } else {
-            let p = without();
-            (with_extension(), p)
-        };
+        let (o, p) = in_turn(i, with_extension, without);
         ours.push(o.0);
         ours_wall.push(o.1);
         plain.push(p.0);

@@ -18,7 +18,7 @@
 
 mod common;
 use common::fleet::Fleet;
-use common::{connect, median, recreate, with_template, Goal, Goals, TEMPLATE};
+use common::{connect, in_turn, median, recreate, with_template, Goal, Goals, TEMPLATE};
 use postgres::Client;
 use std::env;
 use std::time::Instant;
@@ -178,13 +178,7 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
             let mut client = connect("bench_fresh_plain");
             (create_by_hand(&mut client, &format!("bfh_{i}"), &grants), backend_cpu_ms(&mut client))
         };
-        let (o, h) = if i % 2 == 0 {
-            let o = ours_now();
-            (o, hand_now())
-        } else {
-            let h = hand_now();
-            (ours_now(), h)
-        };
+        let (o, h) = in_turn(i, ours_now, hand_now);
         ours.push(o.0);
         ours_cpu.push(o.1);
         hand.push(h.0);

@@ -120,3 +120,16 @@ impl Goals {
         }
     }
 }
+
+/// Run the two sides of pair `i`, the one first on even pairs and the other
+/// first on odd ones, so that neither side always meets the machine as the
+/// other left it; the results come back in argument order.
+pub fn in_turn<A, B>(i: usize, one: impl FnOnce() -> A, other: impl FnOnce() -> B) -> (A, B) {
+    if i.is_multiple_of(2) {
+        let a = one();
+        (a, other())
+    } else {
+        let b = other();
+        (one(), b)
+    }
+}
