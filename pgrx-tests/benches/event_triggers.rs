@@ -21,7 +21,9 @@
 //! new_connection for one part; TC_BENCH_ROUNDS, TC_BENCH_PAIRS).
 
 mod common;
-use common::{connect, in_turn, load_average, median, recreate, with_template, Goal, Goals, TEMPLATE};
+use common::{
+    connect, hand_written_schema, in_turn, load_average, median, recreate, with_template, Goal, Goals, TEMPLATE,
+};
 use postgres::Client;
 use std::env;
 
@@ -141,18 +143,12 @@ fn warm(su: &mut Client, rounds: usize, goals: &mut Goals) {
 }
 
 /// A new institution's schema written by hand: role, schema, the template's
-/// relations, and the grants a create gives (object by object).
+/// relations, and the grants a create gives (to all tables and sequences).
 fn script(name: &str) -> String {
-    format!(
-        "BEGIN;
-         CREATE ROLE {name}_owner NOLOGIN;
-         CREATE SCHEMA {name};
-         GRANT USAGE, CREATE ON SCHEMA {name} TO {name}_owner;
-         SET LOCAL search_path = {name};
-         {TEMPLATE};
-         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {name} TO {name}_owner;
-         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {name} TO {name}_owner;
-         COMMIT;"
+    hand_written_schema(
+        name,
+        "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {schema} TO {role};
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};",
     )
 }
 

@@ -18,7 +18,7 @@
 
 mod common;
 use common::fleet::Fleet;
-use common::{connect, in_turn, median, recreate, with_template, Goal, Goals, TEMPLATE};
+use common::{connect, hand_written_schema, in_turn, median, recreate, with_template, Goal, Goals, TEMPLATE};
 use postgres::Client;
 use std::env;
 use std::time::Instant;
@@ -61,17 +61,7 @@ fn hand_grants(client: &mut Client, schema: &str) -> String {
 }
 
 fn create_by_hand(client: &mut Client, name: &str, grants: &str) -> f64 {
-    let script = format!(
-        "BEGIN;
-         CREATE ROLE {name}_owner NOLOGIN;
-         CREATE SCHEMA {name};
-         GRANT USAGE, CREATE ON SCHEMA {name} TO {name}_owner;
-         SET LOCAL search_path = {name};
-         {TEMPLATE};
-         {}
-         COMMIT;",
-        grants.replace("{role}", &format!("{name}_owner"))
-    );
+    let script = hand_written_schema(name, grants);
     let started = Instant::now();
     client.batch_execute(&script).unwrap();
     ms(started)

@@ -133,3 +133,21 @@ pub fn in_turn<A, B>(i: usize, one: impl FnOnce() -> A, other: impl FnOnce() -> 
         (one(), b)
     }
 }
+
+/// A new institution's schema written by hand, the baseline of the create
+/// figures: its role, the schema, the template's relations, then `grants`
+/// (statements where `{role}` stands for the schema's role and `{schema}` for
+/// the schema), in one transaction.
+pub fn hand_written_schema(name: &str, grants: &str) -> String {
+    format!(
+        "BEGIN;
+         CREATE ROLE {name}_owner NOLOGIN;
+         CREATE SCHEMA {name};
+         GRANT USAGE, CREATE ON SCHEMA {name} TO {name}_owner;
+         SET LOCAL search_path = {name};
+         {TEMPLATE};
+         {}
+         COMMIT;",
+        grants.replace("{role}", &format!("{name}_owner")).replace("{schema}", name)
+    )
+}
