@@ -25,6 +25,7 @@
 //! function's owner with `search_path` pinned (what a SECURITY DEFINER call
 //! does, `restricted::as_owner`) only to read the registry or run the checks.
 
+use crate::core::catalog;
 use crate::core::errors::{OrRaise, TcError, TcResult};
 use crate::core::restricted;
 use crate::ops::schema_cache;
@@ -210,36 +211,21 @@ unsafe fn after_ddl(function: pg_sys::Oid) -> TcResult<Checks> {
 unsafe fn table_schema(classid: Option<pg_sys::Oid>, objid: Option<pg_sys::Oid>) -> Option<String> {
     // pg_trigger.tgrelid, pg_policy.polrelid, pg_rewrite.ev_class: each the
     // catalog, its index on oid, and the column naming the table.
-    let (catalog, index, column) = match classid.map(u32::from)? {
+    let (table_catalog, index, column) = match classid.map(u32::from)? {
         2620 => (2620u32, pg_sys::TriggerOidIndexId, 2),
         3256 => (3256, 3257, 3),
         2618 => (2618, 2692, 3),
         _ => return None,
     };
+    let objid = objid?;
+    let mut table = None;
     unsafe {
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        let relation = pg_sys::table_open(pg_sys::Oid::from(catalog), lock);
-        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-        pg_sys::ScanKeyInit(
-            &mut key,
-            1,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::Oid::from(pg_sys::F_OIDEQ),
-            objid?.into(),
-        );
-        let scan =
-            pg_sys::systable_beginscan(relation, pg_sys::Oid::from(index), true, std::ptr::null_mut(), 1, &mut key);
-        let tuple = pg_sys::systable_getnext(scan);
-        let mut null = true;
-        let table = if tuple.is_null() {
-            None
-        } else {
-            Some(pg_sys::heap_getattr(tuple, column, (*relation).rd_att, &mut null))
-        };
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(relation, lock);
-        let table = pg_sys::Oid::from(table.filter(|_| !null)?.value() as u32);
-        let name = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
+        // SAFETY: an index scan of a system catalog on its oid column.
+        catalog::scan_by_oids(table_catalog.into(), index.into(), &[(1, objid)], |row, descriptor| {
+            table = catalog::oid_column(row, descriptor, column);
+            false
+        });
+        let name = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table?));
         (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
     }
 }

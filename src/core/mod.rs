@@ -2,6 +2,7 @@
 //! the privilege boundary and the advisory locks. Nothing here depends on another folder.
 
 pub mod audit;
+pub mod catalog;
 pub mod db;
 pub mod errors;
 pub mod locks;

@@ -188,20 +188,12 @@ impl Channel {
 }
 
 fn channel() -> Option<Channel> {
-    // SAFETY: catalog look-ups by name and oid inside a transaction.
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
-        if namespace == pg_sys::InvalidOid {
-            return None;
-        }
-        let registry = pg_sys::get_relname_relid(c"tenant_schemas".as_ptr(), namespace);
-        if registry == pg_sys::InvalidOid {
-            return None;
-        }
-        let channel = pg_sys::get_relname_relid(c"tenant_schemas_pkey".as_ptr(), namespace);
-        let names = pg_sys::get_relname_relid(c"tenant_schemas_schema_name_live".as_ptr(), namespace);
-        (channel != pg_sys::InvalidOid && names != pg_sys::InvalidOid).then_some(Channel { registry, channel, names })
-    }
+    use crate::core::catalog::extension_relation;
+    Some(Channel {
+        registry: extension_relation(c"tenant_schemas")?,
+        channel: extension_relation(c"tenant_schemas_pkey")?,
+        names: extension_relation(c"tenant_schemas_schema_name_live")?,
+    })
 }
 
 /// The registry and its index of live schema names (a partial unique index

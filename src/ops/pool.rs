@@ -2,6 +2,7 @@
 //! up an institution is a rename instead of a round of DDL.
 
 use crate::copy::template;
+use crate::core::catalog;
 use crate::core::db;
 use crate::core::errors::TcResult;
 use crate::core::locks;
@@ -103,74 +104,39 @@ pub fn build_schema(op: &mut Operation, schema: &TenantName) -> TcResult<Built> 
 /// True when the schema cannot be found: the query then decides.
 fn has_function_settings(schema: &TenantName) -> bool {
     let Ok(name) = std::ffi::CString::new(schema.as_str()) else { return true };
-    // SAFETY: catalog reads by index and catalog cache; every tuple is
-    // released or ends with the scan.
+    // pg_depend and its index on (refclassid, refobjid, refobjsubid), by
+    // their fixed oids (pgrx binds neither), and its columns' numbers.
+    let (depend, index, classid, objid, refclassid, refobjid) = (2608u32, 2674u32, 1, 2, 4, 5);
+    // SAFETY: catalog reads by index and catalog cache inside a transaction;
+    // the function's cache entry is released before the next row.
     unsafe {
         let namespace = pg_sys::get_namespace_oid(name.as_ptr(), true);
         if namespace == pg_sys::InvalidOid {
             return true;
         }
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        // pg_depend and its index on (refclassid, refobjid, refobjsubid), by
-        // their fixed oids (pgrx binds neither), and its columns' numbers.
-        let (catalog, index, classid, objid, refclassid, refobjid) = (2608u32, 2674u32, 1, 2, 4, 5);
-        let depend = pg_sys::table_open(pg_sys::Oid::from(catalog), lock);
-        let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
-        pg_sys::ScanKeyInit(
-            &mut keys[0],
-            refclassid,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::Oid::from(pg_sys::F_OIDEQ),
-            pg_sys::NamespaceRelationId.into(),
-        );
-        pg_sys::ScanKeyInit(
-            &mut keys[1],
-            refobjid,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::Oid::from(pg_sys::F_OIDEQ),
-            namespace.into(),
-        );
-        let scan = pg_sys::systable_beginscan(
-            depend,
-            pg_sys::Oid::from(index),
-            true,
-            std::ptr::null_mut(),
-            2,
-            keys.as_mut_ptr(),
-        );
         let mut found = false;
-        loop {
-            let tuple = pg_sys::systable_getnext(scan);
-            if tuple.is_null() {
-                break;
+        let keys = [(refclassid, pg_sys::NamespaceRelationId), (refobjid, namespace)];
+        catalog::scan_by_oids(depend.into(), index.into(), &keys, |row, descriptor| {
+            if catalog::oid_column(row, descriptor, classid) != Some(pg_sys::ProcedureRelationId) {
+                return true;
             }
-            let descriptor = (*depend).rd_att;
-            let mut null = true;
-            let class = pg_sys::heap_getattr(tuple, classid, descriptor, &mut null);
-            if null || pg_sys::Oid::from(class.value() as u32) != pg_sys::ProcedureRelationId {
-                continue;
-            }
-            let object = pg_sys::heap_getattr(tuple, objid, descriptor, &mut null);
-            let function = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, object);
-            if function.is_null() {
+            let Some(function) = catalog::oid_column(row, descriptor, objid) else { return true };
+            let entry = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, function.into());
+            if entry.is_null() {
                 found = true;
-                break;
+                return false;
             }
             let mut null = true;
             pg_sys::SysCacheGetAttr(
                 pg_sys::SysCacheIdentifier::PROCOID as i32,
-                function,
+                entry,
                 pg_sys::Anum_pg_proc_proconfig as pg_sys::AttrNumber,
                 &mut null,
             );
-            pg_sys::ReleaseSysCache(function);
-            if !null {
-                found = true;
-                break;
-            }
-        }
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(depend, lock);
+            pg_sys::ReleaseSysCache(entry);
+            found = !null;
+            !found
+        });
         found
     }
 }

@@ -265,14 +265,7 @@ fn trail_owner() -> Option<String> {
     // SAFETY: catalog look-ups by name and oid inside a transaction; the
     // syscache tuple is released before returning.
     unsafe {
-        let namespace = pg_sys::get_namespace_oid(c"tenant".as_ptr(), true);
-        if namespace == pg_sys::InvalidOid {
-            return None;
-        }
-        let relation = pg_sys::get_relname_relid(c"audit_events".as_ptr(), namespace);
-        if relation == pg_sys::InvalidOid {
-            return None;
-        }
+        let relation = crate::core::catalog::extension_relation(c"audit_events")?;
         let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, relation.into());
         if tuple.is_null() {
             return None;
