@@ -1,23 +1,16 @@
--- Write audit events (tenant.audit_events). $1: a jsonb array of events, $2:
--- whether the caller's transaction committed. Runs in the caller's
--- transaction (as the trail's owner, search_path pinned) or in the audit
--- worker; every name and operator is qualified all the same.
--- A refused call (class SECURITY) counts only when it names one of the
--- extension's routines: its action is that routine's name.
+-- Write audit events (tenant.audit_events) other than refused calls (see
+-- audit_write_refused.sql). $1: a jsonb array of events, $2: whether the
+-- caller's transaction committed. Runs in the caller's transaction (as the
+-- trail's owner, search_path pinned) or in the audit worker; every name and
+-- operator is qualified all the same. Kept this plain on purpose: every
+-- operation's commit plans it, afresh after a warm-pool claim's rename.
 INSERT INTO tenant.audit_events
        (occurred_at, event_class, action, outcome, schema_id, institution_id, session_role,
         caller_committed, error_sqlstate, error_message, detail)
-SELECT pg_catalog.to_timestamp(e.at), e.class, COALESCE(refused.proname::text, e.action), e.outcome, e.schema_id,
+SELECT pg_catalog.to_timestamp(e.at), e.class, e.action, e.outcome, e.schema_id,
        COALESCE(e.institution_id,
                 (SELECT t.institution_id FROM tenant.tenant_schemas t WHERE t.id OPERATOR(pg_catalog.=) e.schema_id)),
        pg_catalog.pg_get_userbyid(e.who), $2, e.sqlstate, e.message, COALESCE(e.detail, '{}'::jsonb)
   FROM pg_catalog.jsonb_to_recordset($1) AS e(at double precision, class text, action text, outcome text,
                                               schema_id uuid, institution_id uuid, who oid, sqlstate text,
                                               message text, detail jsonb)
-  LEFT JOIN LATERAL (
-        SELECT p.proname FROM pg_catalog.pg_proc p
-         WHERE e.class OPERATOR(pg_catalog.=) 'SECURITY'
-           AND p.pronamespace OPERATOR(pg_catalog.=) 'tenant'::pg_catalog.regnamespace
-           AND p.proname::text OPERATOR(pg_catalog.=) ANY (pg_catalog.regexp_split_to_array(e.message, '[^a-z0-9_]+'))
-         ORDER BY pg_catalog.length(p.proname) DESC LIMIT 1) AS refused ON true
- WHERE e.class OPERATOR(pg_catalog.<>) 'SECURITY' OR refused.proname IS NOT NULL

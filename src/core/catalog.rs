@@ -80,3 +80,90 @@ pub unsafe fn oid_column(
     let value = unsafe { pg_sys::heap_getattr(tuple, column as i32, descriptor, &mut null) };
     (!null).then(|| pg_sys::Oid::from(value.value() as u32))
 }
+
+/// A key for [`scan_index`]: the index's first column equals `value`, compared
+/// by `equal` (the btree equality function of the column's type, e.g.
+/// `F_UUID_EQ`, `F_TEXTEQ`) in the index's own collation.
+pub struct IndexKey {
+    pub value: pg_sys::Datum,
+    pub equal: u32,
+}
+
+/// Visit the rows of the extension's table `tenant.<table>` that its btree
+/// index `tenant.<index>` finds for `key` (every row it holds with None), as a query of this moment would see
+/// them (a command-counter step and the transaction's snapshot, as SPI takes
+/// them), until `visit` returns false. A partial index's predicate is not
+/// rechecked: `visit` sees every row the index points at and must check what
+/// it relies on. For look-ups that run on every create or claim: no query to
+/// parse and plan (a claim's schema rename resets the backend's plans).
+/// None when the table or the index is not installed here.
+pub fn scan_index(
+    table: &CStr,
+    index: &CStr,
+    key: Option<IndexKey>,
+    mut visit: impl FnMut(&Row) -> bool,
+) -> Option<()> {
+    let (table, index) = (extension_relation(table)?, extension_relation(index)?);
+    // SAFETY: inside a transaction; the table and index are the extension's,
+    // opened and closed here with the locks a query would take; the slot and
+    // the snapshot are released before returning, and `visit` only reads the
+    // slot it is given.
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        pg_sys::CommandCounterIncrement();
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
+        let heap = pg_sys::table_open(table, lock);
+        let index = pg_sys::index_open(index, lock);
+        let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
+        if let Some(key) = &key {
+            pg_sys::ScanKeyEntryInitialize(
+                &mut scan_key,
+                0,
+                1,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::InvalidOid,
+                *(*index).rd_indcollation,
+                pg_sys::Oid::from(key.equal),
+                key.value,
+            );
+        }
+        let keys = i32::from(key.is_some());
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let scan = pg_sys::index_beginscan(heap, index, snapshot, keys, 0);
+        pg_sys::index_rescan(scan, &mut scan_key, keys, std::ptr::null_mut(), 0);
+        while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+            if !visit(&Row { slot, relation: table }) {
+                break;
+            }
+        }
+        pg_sys::index_endscan(scan);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_close(index, lock);
+        pg_sys::table_close(heap, lock);
+        pg_sys::UnregisterSnapshot(snapshot);
+    }
+    Some(())
+}
+
+/// A row found by [`scan_index`], read by column name.
+pub struct Row {
+    slot: *mut pg_sys::TupleTableSlot,
+    relation: pg_sys::Oid,
+}
+
+impl Row {
+    /// The column `name` as `T`; None when null (or no such column).
+    pub fn get<T: pgrx::FromDatum>(&self, name: &CStr) -> Option<T> {
+        // SAFETY: the slot holds a row of `relation` for as long as `self`
+        // lives (scan_index's visit); a column's number comes from the catalog.
+        unsafe {
+            let column = pg_sys::get_attnum(self.relation, name.as_ptr());
+            if column == pg_sys::InvalidAttrNumber as pg_sys::AttrNumber {
+                return None;
+            }
+            let mut null = true;
+            let value = pg_sys::slot_getattr(self.slot, column.into(), &mut null);
+            T::from_datum(value, null)
+        }
+    }
+}

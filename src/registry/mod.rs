@@ -3,9 +3,11 @@
 pub mod oplog;
 pub mod storage;
 
+use crate::core::catalog;
 use crate::core::db::{self, col};
 use crate::core::errors::{TcError, TcResult};
 use crate::core::name::{RoleName, TenantName};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,31 +159,66 @@ pub struct Taken {
     pub spares: bool,
 }
 
-/// A kept plan, run as the extension's owner: `pg_authid` rather than the
-/// `pg_roles` view, which a new connection would have to expand and plan with
-/// the table of per-role settings.
+/// Read from the catalog caches and the registry's indexes, without SQL: a
+/// create runs it first, and a claim's schema rename resets the backend's
+/// plans, so as a query it was parsed and planned afresh on every claim.
+/// The registry is read as a query of this moment would read it (the
+/// transaction's snapshot); the schema and role as the catalogs stand, so a
+/// schema or role committed by another session since the caller's snapshot
+/// was taken is seen here rather than at the CREATE.
 pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken> {
-    let found = db::rows_kept(
-        "SELECT (SELECT t.schema_name FROM tenant.tenant_schemas t
-                  WHERE t.institution_id = $1 AND t.status <> 'DROPPED') AS schema_of_institution,
-                (SELECT t.institution_id FROM tenant.tenant_schemas t
-                  WHERE t.schema_name = $2 AND t.status <> 'DROPPED') AS institution_of_schema,
-                EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $2) AS schema_exists,
-                EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = $3) AS role_exists,
-                EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.status = 'SPARE') AS spares",
-        &[pgrx::pg_sys::UUIDOID.into(), pgrx::pg_sys::TEXTOID.into(), pgrx::pg_sys::TEXTOID.into()],
-        &[db::to_pg_uuid(institution_id).into(), schema.as_str().into(), schema.role().as_str().into()],
+    let live = |row: &catalog::Row| row.get::<String>(c"status").as_deref() != Some(Status::Dropped.as_str());
+    let mut taken = Taken {
+        schema_of_institution: None,
+        institution_of_schema: None,
+        schema_exists: name_in_catalog(schema.as_str(), |name| unsafe { pg_sys::get_namespace_oid(name, true) }),
+        role_exists: name_in_catalog(schema.role().as_str(), |name| unsafe { pg_sys::get_role_oid(name, true) }),
+        spares: false,
+    };
+    let institution = pgrx::IntoDatum::into_datum(db::to_pg_uuid(institution_id)).expect("a uuid is a datum");
+    let found = catalog::scan_index(
+        c"tenant_schemas",
+        c"tenant_schemas_institution_live",
+        Some(catalog::IndexKey { value: institution, equal: pg_sys::F_UUID_EQ }),
         |row| {
-            Ok(Taken {
-                schema_of_institution: col(row, "schema_of_institution")?,
-                institution_of_schema: col(row, "institution_of_schema")?,
-                schema_exists: col(row, "schema_exists")?.unwrap_or(false),
-                role_exists: col(row, "role_exists")?.unwrap_or(false),
-                spares: col(row, "spares")?.unwrap_or(false),
-            })
+            taken.schema_of_institution = live(row).then(|| row.get::<String>(c"schema_name")).flatten();
+            taken.schema_of_institution.is_none()
         },
-    )?;
-    found.into_iter().next().ok_or_else(|| TcError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "no answer"))
+    );
+    let name = pgrx::IntoDatum::into_datum(schema.as_str()).expect("a name is a datum");
+    found.and_then(|_| {
+        catalog::scan_index(
+            c"tenant_schemas",
+            c"tenant_schemas_schema_name_live",
+            Some(catalog::IndexKey { value: name, equal: pg_sys::F_TEXTEQ }),
+            |row| {
+                taken.institution_of_schema = live(row).then(|| row.get::<pgrx::Uuid>(c"institution_id")).flatten();
+                taken.institution_of_schema.is_none()
+            },
+        )
+    });
+    // The partial index holds the spares (of every version) and nothing else.
+    let spares = found.and_then(|_| {
+        catalog::scan_index(
+            c"tenant_schemas",
+            c"tenant_schemas_spares",
+            None,
+            |row| {
+                taken.spares = row.get::<String>(c"status").as_deref() == Some(Status::Spare.as_str());
+                !taken.spares
+            },
+        )
+    });
+    spares.map(|_| taken).ok_or_else(|| {
+        TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "the registry tenant.tenant_schemas or its indexes are missing")
+    })
+}
+
+/// Whether `name` is in a catalog, by `look_up` (an oid look-up by name that
+/// returns InvalidOid when missing).
+fn name_in_catalog(name: &str, look_up: impl FnOnce(*const std::ffi::c_char) -> pg_sys::Oid) -> bool {
+    // Validated names hold no NUL; one that did could name nothing.
+    std::ffi::CString::new(name).is_ok_and(|name| look_up(name.as_ptr()) != pg_sys::InvalidOid)
 }
 
 pub fn schema_exists(name: &str) -> TcResult<bool> {

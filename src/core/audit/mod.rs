@@ -244,9 +244,26 @@ fn truncated(text: &str, bytes: usize) -> String {
     text[..end].to_string()
 }
 
-/// The statement that writes events; `$1` is their jsonb array, `$2` whether
+/// The statements that write events; `$1` is their jsonb array, `$2` whether
 /// the caller's transaction committed.
 const WRITE: &str = include_str!("../../../sql/queries/audit_write.sql");
+const WRITE_REFUSED: &str = include_str!("../../../sql/queries/audit_write_refused.sql");
+
+/// The statements that write `events` (a jsonb array), each with its share:
+/// refused calls (class SECURITY) by a statement of their own, which looks
+/// the routine up in the catalog; the others by a plain INSERT, which every
+/// operation's commit plans (afresh after a warm-pool claim: the schema
+/// rename resets the backend's plans).
+fn statements(events: Value) -> Vec<(&'static str, Value)> {
+    let Value::Array(events) = events else { return Vec::new() };
+    let (refused, ordinary): (Vec<Value>, Vec<Value>) =
+        events.into_iter().partition(|event| event.get("class").and_then(Value::as_str) == Some("SECURITY"));
+    [(WRITE, ordinary), (WRITE_REFUSED, refused)]
+        .into_iter()
+        .filter(|(_, events)| !events.is_empty())
+        .map(|(statement, events)| (statement, Value::Array(events)))
+        .collect()
+}
 
 /// Write the events in the committing transaction, as the owner of the
 /// trail (no caller has INSERT on it) in a security-restricted operation with
@@ -278,10 +295,12 @@ fn trail_owner() -> Option<String> {
 }
 
 fn write_events(events: &[Event], committed: bool) -> TcResult<()> {
-    let payload = serde_json::to_value(events).unwrap_or(Value::Null);
-    db::run_kept(
-        WRITE,
-        &[pgrx::pg_sys::JSONBOID.into(), pgrx::pg_sys::BOOLOID.into()],
-        &[pgrx::JsonB(payload).into(), committed.into()],
-    )
+    for (statement, events) in statements(serde_json::to_value(events).unwrap_or(Value::Null)) {
+        db::run_kept(
+            statement,
+            &[pgrx::pg_sys::JSONBOID.into(), pgrx::pg_sys::BOOLOID.into()],
+            &[pgrx::JsonB(events).into(), committed.into()],
+        )?;
+    }
+    Ok(())
 }

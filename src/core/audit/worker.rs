@@ -110,8 +110,10 @@ pub extern "C-unwind" fn tenant_control_audit_worker(argument: pg_sys::Datum) {
     BackgroundWorker::transaction(move || {
         let installed = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('tenant.audit_events') IS NOT NULL");
         if matches!(installed, Ok(Some(true))) {
-            Spi::run_with_args(super::WRITE, &[pgrx::JsonB(events).into(), committed.into()])
-                .unwrap_or_else(|error| pgrx::error!("tenant_control audit writer: {error}"));
+            for (statement, events) in super::statements(events) {
+                Spi::run_with_args(statement, &[pgrx::JsonB(events).into(), committed.into()])
+                    .unwrap_or_else(|error| pgrx::error!("tenant_control audit writer: {error}"));
+            }
         }
     });
 }
