@@ -1056,22 +1056,25 @@ SELECT pg_catalog.pg_extension_config_dump('tenant.fleet_views', '');
 -- A refresh that cannot get its lock (a long report reads the view) does not
 -- fail the operation that changed the registry: the view is marked due and a
 -- WARNING says to run tenant.refresh_fleet_views().
-CREATE FUNCTION tenant.fleet_views_follow() RETURNS trigger
+CREATE FUNCTION tenant.fleet_views_follow_now() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM tenant.fleet_views) THEN
-        BEGIN
-            PERFORM tenant.refresh_fleet_views();
-        EXCEPTION WHEN lock_not_available THEN
-            UPDATE tenant.fleet_views SET definition_md5 = NULL;
-            RAISE WARNING 'fleet views could not be refreshed now (a report holds one of them)'
-                USING HINT = 'Run SELECT tenant.refresh_fleet_views(); once the report is done.';
-        END;
-    END IF;
-    RETURN NULL;
+    BEGIN
+        PERFORM tenant.refresh_fleet_views();
+    EXCEPTION WHEN lock_not_available THEN
+        UPDATE tenant.fleet_views SET definition_md5 = NULL;
+        RAISE WARNING 'fleet views could not be refreshed now (a report holds one of them)'
+            USING HINT = 'Run SELECT tenant.refresh_fleet_views(); once the report is done.';
+    END;
 END
 $$;
+-- The trigger function is C (src/ops/registry_follow.rs): it fires on every
+-- create and warm-pool claim, and almost always finds no fleet view. It
+-- looks for a row of tenant.fleet_views without SQL and calls
+-- tenant.fleet_views_follow_now() only when there is one.
+CREATE FUNCTION tenant.fleet_views_follow() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'tc_fleet_views_follow';
 -- Row triggers, not statement triggers: the extension inserts registry rows
 -- with INSERT ... RETURNING under an SPI row limit, which ends the statement
 -- before PostgreSQL fires its AFTER STATEMENT triggers. Only rows that are
@@ -1116,13 +1119,16 @@ AS $$
                              (SELECT pg_catalog.count(*) FROM runs r WHERE r.status = 'SKIPPED'))
 $$;
 
-REVOKE ALL ON FUNCTION tenant.fleet_report(text, uuid[], text[]), tenant.fleet_views_follow() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenant.fleet_report(text, uuid[], text[]), tenant.fleet_views_follow(),
+                        tenant.fleet_views_follow_now() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant.fleet_report(text, uuid[], text[]) TO tenant_control_admin;
 GRANT SELECT ON tenant.fleet_views TO tenant_control_admin;
 COMMENT ON FUNCTION tenant.fleet_report(text, uuid[], text[]) IS
     'Run a query in each chosen institution (as its role) and return its first row per institution as jsonb, plus a TOTAL row summing the numeric columns.';
 COMMENT ON FUNCTION tenant.fleet_views_follow() IS
-    'Internal: trigger that refreshes the fleet views when the registry or the migrations change.';
+    'Internal: trigger that refreshes the fleet views when the registry or the migrations change (C: calls tenant.fleet_views_follow_now() only when a fleet view exists).';
+COMMENT ON FUNCTION tenant.fleet_views_follow_now() IS
+    'Internal (tenant.fleet_views_follow): refresh the fleet views; a refresh that cannot get its lock marks them due and raises a WARNING instead.';
 COMMENT ON FUNCTION tenant.create_fleet_view(text, text) IS
     'Create view tenant.<view_name> over every ACTIVE institution''s copy of tenant_template.<template_table>, with institution_id and schema_name; kept up to date automatically.';
 COMMENT ON FUNCTION tenant.drop_fleet_view(text) IS 'Drop a fleet view made by tenant.create_fleet_view.';
@@ -1490,16 +1496,11 @@ END
 $$;
 
 -- New institutions (created, or claimed from the warm pool) get the data.
+-- The trigger function is C (src/ops/registry_follow.rs), as
+-- tenant.fleet_views_follow: it looks for a row of tenant.reference_sources
+-- without SQL and calls tenant.reference_sync_new(NEW.id) only when there is one.
 CREATE FUNCTION tenant.reference_follow_new() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM tenant.reference_sources) THEN
-        PERFORM tenant.reference_sync_new(NEW.id);
-    END IF;
-    RETURN NULL;
-END
-$$;
+LANGUAGE c AS 'MODULE_PATHNAME', 'tc_reference_follow_new';
 CREATE TRIGGER tc_reference_new_institution
     AFTER INSERT ON tenant.tenant_schemas FOR EACH ROW WHEN (NEW.status = 'ACTIVE')
     EXECUTE FUNCTION tenant.reference_follow_new();
@@ -1517,7 +1518,8 @@ COMMENT ON PROCEDURE tenant.sync_reference(regclass, text, text, text) IS
 COMMENT ON FUNCTION tenant.reference_declare(oid, text, text, text) IS 'Internal (tenant.sync_reference): declare a reference source.';
 COMMENT ON FUNCTION tenant.reference_sync_one(bigint, uuid) IS 'Internal (tenant.sync_reference): sync one source into one institution.';
 COMMENT ON FUNCTION tenant.reference_sync_new(uuid) IS 'Internal: give a new institution the data of every reference source.';
-COMMENT ON FUNCTION tenant.reference_follow_new() IS 'Internal: trigger that syncs the reference sources into a new institution.';
+COMMENT ON FUNCTION tenant.reference_follow_new() IS
+    'Internal: trigger that syncs the reference sources into a new institution (C: calls tenant.reference_sync_new only when a reference source exists).';
 
 
 -- portable institutions (issue 14)

@@ -22,6 +22,7 @@ pub mod portable;
 pub mod portable_source;
 pub mod quota;
 pub mod reference;
+pub mod registry_follow;
 pub mod restore;
 pub mod retention;
 pub mod schema_cache;

@@ -232,6 +232,67 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT tenant.refresh_fleet_views()"), Some(0));
     }
 
+    /// The follow-up trigger (C, src/ops/registry_follow.rs) finds the fleet
+    /// view and rebuilds it when a warm-pool spare is claimed.
+    #[pg_test]
+    fn fleet_view_follows_a_spare_claimed_from_the_warm_pool() {
+        fleet_of_two("fleet_pa", "fleet_pb");
+        let made = one::<String>("SELECT tenant.create_fleet_view('members', 'fleet_members_p')").unwrap();
+        assert!(made.contains("2 institution(s)"), "{made}");
+        assert_eq!(one::<String>("SELECT status FROM tenant.add_spare_schema()"), Some("SUCCESS".into()));
+        let (status, message, _, _) = create(&uuid::Uuid::new_v4().to_string(), Some("fleet_pc"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        assert_eq!(
+            one::<bool>(
+                "SELECT (metadata->>'from_pool')::boolean FROM tenant.schema_operations
+                  WHERE operation_type = 'CREATE' AND metadata->>'schema_name' = 'fleet_pc'"
+            ),
+            Some(true)
+        );
+        Spi::run("INSERT INTO fleet_pc.members VALUES (1, 'fleet_pc')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT name FROM tenant.fleet_members_p WHERE schema_name = 'fleet_pc'").as_deref(),
+            Some("fleet_pc")
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM tenant.fleet_members_p WHERE schema_name LIKE 'fleet_p%'"),
+            Some(3)
+        );
+    }
+
+    /// The reference-data trigger (C) reads NEW.id of the claim's UPDATE and
+    /// syncs the declared source into the claimed spare.
+    #[pg_test]
+    fn fleet_reference_data_reaches_a_spare_claimed_from_the_warm_pool() {
+        Spi::run(
+            "CREATE TABLE public.fleet_ref_catalog (code text PRIMARY KEY, title text NOT NULL);
+             INSERT INTO public.fleet_ref_catalog VALUES ('MATH101', 'Algebra'), ('PHYS101', 'Mechanics');
+             CREATE TABLE tenant_template.fleet_ref_courses (code text PRIMARY KEY, title text);
+             SELECT tenant.reference_declare('public.fleet_ref_catalog'::regclass::oid, 'fleet_ref_courses', 'code', 'report');",
+        )
+        .unwrap();
+        assert_eq!(one::<String>("SELECT status FROM tenant.add_spare_schema()"), Some("SUCCESS".into()));
+        let (status, message, _, _) = create(&uuid::Uuid::new_v4().to_string(), Some("fleet_rc"));
+        assert_eq!(status, "SUCCESS", "{message}");
+        assert_eq!(
+            one::<bool>(
+                "SELECT (metadata->>'from_pool')::boolean FROM tenant.schema_operations
+                  WHERE operation_type = 'CREATE' AND metadata->>'schema_name' = 'fleet_rc'"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            one::<String>("SELECT string_agg(title, ',' ORDER BY code) FROM fleet_rc.fleet_ref_courses").as_deref(),
+            Some("Algebra,Mechanics")
+        );
+    }
+
+    #[pg_test]
+    fn fleet_follow_up_triggers_refuse_to_be_called_as_functions() {
+        assert_eq!(sqlstate_of_statement("SELECT tenant.fleet_views_follow()").as_deref(), Some("39P01"));
+        assert_eq!(sqlstate_of_statement("SELECT tenant.reference_follow_new()").as_deref(), Some("39P01"));
+    }
+
     #[pg_test]
     fn fleet_last_access_is_recorded_at_most_once_a_minute_per_connection() {
         let (a, _) = fleet_of_two("fleet_xa", "fleet_xb");
