@@ -173,7 +173,8 @@ fn context_throughput(bench: &mut Bench) {
                 per_tx(&ours),
                 per_tx(&theirs)
             );
-            let figure = format!("set_context throughput / SET LOCAL throughput (synchronous_commit {synchronous_commit})");
+            let figure =
+                format!("set_context throughput / SET LOCAL throughput (synchronous_commit {synchronous_commit})");
             if reuse {
                 bench.check(&figure, ratio_of_rounds(&theirs, &ours), "x", Goal::AtLeast(0.9));
             } else {

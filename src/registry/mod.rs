@@ -199,18 +199,16 @@ pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken>
     });
     // The partial index holds the spares (of every version) and nothing else.
     let spares = found.and_then(|_| {
-        catalog::scan_index(
-            c"tenant_schemas",
-            c"tenant_schemas_spares",
-            None,
-            |row| {
-                taken.spares = row.get::<String>(c"status").as_deref() == Some(Status::Spare.as_str());
-                !taken.spares
-            },
-        )
+        catalog::scan_index(c"tenant_schemas", c"tenant_schemas_spares", None, |row| {
+            taken.spares = row.get::<String>(c"status").as_deref() == Some(Status::Spare.as_str());
+            !taken.spares
+        })
     });
     spares.map(|_| taken).ok_or_else(|| {
-        TcError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "the registry tenant.tenant_schemas or its indexes are missing")
+        TcError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            "the registry tenant.tenant_schemas or its indexes are missing",
+        )
     })
 }
 
