@@ -1,7 +1,9 @@
 //! Catalog reads without SQL, for paths that run on every command or every
 //! claim (the DDL event trigger, the warm-pool claim, the audit trail's
-//! commit, the context cache): no query to plan, no snapshot beyond the
-//! catalog's own, and nothing a tenant wrote is looked up or run.
+//! commit, the context cache, the registry's look-up and follow-up
+//! triggers): no query to plan, and nothing a tenant wrote is looked up or
+//! run. Catalogs are read with the catalog's own snapshot; the extension's
+//! tables with a [`QuerySnapshot`], as a query run now would read them.
 
 use pgrx::pg_sys;
 use std::ffi::CStr;
@@ -89,15 +91,54 @@ pub struct IndexKey {
     pub equal: u32,
 }
 
+/// The snapshot a query run now would read with, taken as SPI takes it before
+/// each statement of a volatile function: a command-counter step (rows
+/// written earlier in this command are seen), then in READ COMMITTED a new
+/// snapshot, otherwise the transaction's. Reads of the extension's tables
+/// without SQL take one and hand it to [`scan_index`] and [`holds_a_row`].
+pub struct QuerySnapshot(pg_sys::Snapshot);
+
+/// Run `read` with a [`QuerySnapshot`], released afterwards (on an error, by
+/// the transaction's resource owner).
+pub fn with_query_snapshot<T>(read: impl FnOnce(&QuerySnapshot) -> T) -> T {
+    // SAFETY: inside a transaction; the snapshot is registered for the
+    // duration of `read` and unregistered after it.
+    let snapshot = unsafe {
+        pg_sys::CommandCounterIncrement();
+        QuerySnapshot(pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()))
+    };
+    let result = read(&snapshot);
+    // SAFETY: registered above.
+    unsafe { pg_sys::UnregisterSnapshot(snapshot.0) };
+    result
+}
+
+/// Whether the extension's table `tenant.<table>` holds a row `snapshot`
+/// sees: a heap scan stopped at the first one. False when the table is not
+/// installed here (the extension at another version).
+pub fn holds_a_row(snapshot: &QuerySnapshot, table: &CStr) -> bool {
+    let Some(relation) = extension_relation(table) else { return false };
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: inside a transaction; the relation and the scan are released here.
+    unsafe {
+        let heap = pg_sys::table_open(relation, lock);
+        let scan = pg_sys::table_beginscan(heap, snapshot.0, 0, std::ptr::null_mut());
+        let found = !pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection).is_null();
+        pg_sys::table_endscan(scan);
+        pg_sys::table_close(heap, lock);
+        found
+    }
+}
+
 /// Visit the rows of the extension's table `tenant.<table>` that its btree
-/// index `tenant.<index>` finds for `key` (every row it holds with None), as a query of this moment would see
-/// them (a command-counter step and the transaction's snapshot, as SPI takes
-/// them), until `visit` returns false. A partial index's predicate is not
+/// index `tenant.<index>` finds for `key` (every row it holds with None), as
+/// `snapshot` sees them, until `visit` returns false. A partial index's predicate is not
 /// rechecked: `visit` sees every row the index points at and must check what
 /// it relies on. For look-ups that run on every create or claim: no query to
 /// parse and plan (a claim's schema rename resets the backend's plans).
 /// None when the table or the index is not installed here.
 pub fn scan_index(
+    snapshot: &QuerySnapshot,
     table: &CStr,
     index: &CStr,
     key: Option<IndexKey>,
@@ -105,13 +146,10 @@ pub fn scan_index(
 ) -> Option<()> {
     let (table, index) = (extension_relation(table)?, extension_relation(index)?);
     // SAFETY: inside a transaction; the table and index are the extension's,
-    // opened and closed here with the locks a query would take; the slot and
-    // the snapshot are released before returning, and `visit` only reads the
-    // slot it is given.
+    // opened and closed here with the locks a query would take; the slot is
+    // released before returning, and `visit` only reads the slot it is given.
     unsafe {
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        pg_sys::CommandCounterIncrement();
-        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
         let heap = pg_sys::table_open(table, lock);
         let index = pg_sys::index_open(index, lock);
         let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
@@ -129,7 +167,7 @@ pub fn scan_index(
         }
         let keys = i32::from(key.is_some());
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-        let scan = pg_sys::index_beginscan(heap, index, snapshot, keys, 0);
+        let scan = pg_sys::index_beginscan(heap, index, snapshot.0, keys, 0);
         pg_sys::index_rescan(scan, &mut scan_key, keys, std::ptr::null_mut(), 0);
         while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
             if !visit(&Row { slot, relation: table }) {
@@ -140,7 +178,6 @@ pub fn scan_index(
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::index_close(index, lock);
         pg_sys::table_close(heap, lock);
-        pg_sys::UnregisterSnapshot(snapshot);
     }
     Some(())
 }

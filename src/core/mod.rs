@@ -10,3 +10,4 @@ pub mod name;
 pub mod restricted;
 pub mod settings;
 pub mod subxact;
+pub mod trigger;

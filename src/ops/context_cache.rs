@@ -218,19 +218,11 @@ pub extern "C" fn pg_finfo_tc_context_cache_invalidate() -> &'static pg_sys::Pg_
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn tc_context_cache_invalidate(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: a trigger call's context is TriggerData; anything else is refused.
-    let context = unsafe { (*fcinfo).context };
-    if !unsafe { pgrx::is_a(context, pg_sys::NodeTag::T_TriggerData) } {
-        crate::core::errors::TcError::new(
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            "tenant.context_cache_invalidate() must be called as a trigger",
-        )
-        .raise();
-    }
+    // SAFETY: fcinfo is valid.
+    let trigger = unsafe { crate::core::trigger::trigger_data(fcinfo, "tenant.context_cache_invalidate()") };
     if let Some(Channel { registry, channel, names }) = channel() {
         // SAFETY: TriggerData and its relation are valid for the whole call.
         let new_row = unsafe {
-            let trigger = context as *mut pg_sys::TriggerData;
             pgrx::trigger_support::trigger_fired_by_insert((*trigger).tg_event)
                 && (*(*trigger).tg_relation).rd_id == registry
         };

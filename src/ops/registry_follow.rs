@@ -12,51 +12,11 @@
 //! query run now. Only then is the work run through SPI, as before
 //! (`tenant.fleet_views_follow_now()`, `tenant.reference_sync_new(id)`).
 
-use crate::core::catalog::extension_relation;
+use crate::core::catalog::{holds_a_row, with_query_snapshot};
 use crate::core::db;
 use crate::core::errors::{OrRaise, TcError, TcResult};
+use crate::core::trigger::trigger_data;
 use pgrx::prelude::*;
-use std::ffi::CStr;
-
-/// Whether `tenant.<table>` holds a row that a query run now would see.
-/// False when the table is missing (the extension at another version).
-fn holds_a_row(table: &CStr) -> bool {
-    let Some(relation) = extension_relation(table) else { return false };
-    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-    // SAFETY: inside a transaction; the relation, snapshot and scan are
-    // released here, or by the abort's resource-owner cleanup on an error.
-    unsafe {
-        // What SPI does before each statement of a volatile PL/pgSQL function
-        // (the old EXISTS): rows written earlier in this command are seen.
-        pg_sys::CommandCounterIncrement();
-        let heap = pg_sys::table_open(relation, lock);
-        // In READ COMMITTED a snapshot taken now, otherwise the transaction's.
-        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
-        let scan = pg_sys::table_beginscan(heap, snapshot, 0, std::ptr::null_mut());
-        let found = !pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection).is_null();
-        pg_sys::table_endscan(scan);
-        pg_sys::UnregisterSnapshot(snapshot);
-        pg_sys::table_close(heap, lock);
-        found
-    }
-}
-
-/// Refuse a call that is not a trigger's (39P01).
-///
-/// # Safety
-/// `fcinfo` is valid.
-unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, function: &str) -> *mut pg_sys::TriggerData {
-    // SAFETY: a trigger call's context is TriggerData; anything else is refused.
-    let context = unsafe { (*fcinfo).context };
-    if !unsafe { pgrx::is_a(context, pg_sys::NodeTag::T_TriggerData) } {
-        TcError::new(
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            format!("{function} must be called as a trigger"),
-        )
-        .raise();
-    }
-    context as *mut pg_sys::TriggerData
-}
 
 #[no_mangle]
 pub extern "C" fn pg_finfo_tc_fleet_views_follow() -> &'static pg_sys::Pg_finfo_record {
@@ -76,7 +36,7 @@ pub extern "C" fn pg_finfo_tc_fleet_views_follow() -> &'static pg_sys::Pg_finfo_
 pub unsafe extern "C-unwind" fn tc_fleet_views_follow(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: fcinfo is valid.
     unsafe { trigger_data(fcinfo, "tenant.fleet_views_follow()") };
-    if holds_a_row(c"fleet_views") {
+    if with_query_snapshot(|snapshot| holds_a_row(snapshot, c"fleet_views")) {
         db::run("SELECT tenant.fleet_views_follow_now()", &[]).or_raise();
     }
     pg_sys::Datum::from(0)
@@ -99,7 +59,7 @@ pub extern "C" fn pg_finfo_tc_reference_follow_new() -> &'static pg_sys::Pg_finf
 pub unsafe extern "C-unwind" fn tc_reference_follow_new(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: fcinfo is valid.
     let trigger = unsafe { trigger_data(fcinfo, "tenant.reference_follow_new()") };
-    if holds_a_row(c"reference_sources") {
+    if with_query_snapshot(|snapshot| holds_a_row(snapshot, c"reference_sources")) {
         // SAFETY: TriggerData, its tuples and its relation are valid for the whole call.
         let institution = unsafe { new_row_id(&*trigger) };
         institution.and_then(|id| db::run("SELECT tenant.reference_sync_new($1)", &[id.into()])).or_raise();

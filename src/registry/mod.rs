@@ -176,18 +176,20 @@ pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken>
         spares: false,
     };
     let institution = pgrx::IntoDatum::into_datum(db::to_pg_uuid(institution_id)).expect("a uuid is a datum");
-    let found = catalog::scan_index(
-        c"tenant_schemas",
-        c"tenant_schemas_institution_live",
-        Some(catalog::IndexKey { value: institution, equal: pg_sys::F_UUID_EQ }),
-        |row| {
-            taken.schema_of_institution = live(row).then(|| row.get::<String>(c"schema_name")).flatten();
-            taken.schema_of_institution.is_none()
-        },
-    );
     let name = pgrx::IntoDatum::into_datum(schema.as_str()).expect("a name is a datum");
-    found.and_then(|_| {
+    let scanned = catalog::with_query_snapshot(|snapshot| {
         catalog::scan_index(
+            snapshot,
+            c"tenant_schemas",
+            c"tenant_schemas_institution_live",
+            Some(catalog::IndexKey { value: institution, equal: pg_sys::F_UUID_EQ }),
+            |row| {
+                taken.schema_of_institution = live(row).then(|| row.get::<String>(c"schema_name")).flatten();
+                taken.schema_of_institution.is_none()
+            },
+        )?;
+        catalog::scan_index(
+            snapshot,
             c"tenant_schemas",
             c"tenant_schemas_schema_name_live",
             Some(catalog::IndexKey { value: name, equal: pg_sys::F_TEXTEQ }),
@@ -195,16 +197,14 @@ pub fn taken(institution_id: uuid::Uuid, schema: &TenantName) -> TcResult<Taken>
                 taken.institution_of_schema = live(row).then(|| row.get::<pgrx::Uuid>(c"institution_id")).flatten();
                 taken.institution_of_schema.is_none()
             },
-        )
-    });
-    // The partial index holds the spares (of every version) and nothing else.
-    let spares = found.and_then(|_| {
-        catalog::scan_index(c"tenant_schemas", c"tenant_schemas_spares", None, |row| {
+        )?;
+        // The partial index holds the spares (of every version) and nothing else.
+        catalog::scan_index(snapshot, c"tenant_schemas", c"tenant_schemas_spares", None, |row| {
             taken.spares = row.get::<String>(c"status").as_deref() == Some(Status::Spare.as_str());
             !taken.spares
         })
     });
-    spares.map(|_| taken).ok_or_else(|| {
+    scanned.map(|_| taken).ok_or_else(|| {
         TcError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             "the registry tenant.tenant_schemas or its indexes are missing",

@@ -232,6 +232,18 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT tenant.refresh_fleet_views()"), Some(0));
     }
 
+    /// Whether the CREATE of `schema` claimed a spare of the warm pool (its log row says so).
+    fn claimed_from_pool(schema: &str) -> bool {
+        Spi::get_one_with_args::<bool>(
+            "SELECT (metadata->>'from_pool')::boolean FROM tenant.schema_operations
+              WHERE operation_type = 'CREATE' AND metadata->>'schema_name' = $1",
+            &[schema.into()],
+        )
+        .ok()
+        .flatten()
+            == Some(true)
+    }
+
     /// The follow-up trigger (C, src/ops/registry_follow.rs) finds the fleet
     /// view and rebuilds it when a warm-pool spare is claimed.
     #[pg_test]
@@ -242,13 +254,7 @@ pub(crate) mod tests {
         assert_eq!(one::<String>("SELECT status FROM tenant.add_spare_schema()"), Some("SUCCESS".into()));
         let (status, message, _, _) = create(&uuid::Uuid::new_v4().to_string(), Some("fleet_pc"));
         assert_eq!(status, "SUCCESS", "{message}");
-        assert_eq!(
-            one::<bool>(
-                "SELECT (metadata->>'from_pool')::boolean FROM tenant.schema_operations
-                  WHERE operation_type = 'CREATE' AND metadata->>'schema_name' = 'fleet_pc'"
-            ),
-            Some(true)
-        );
+        assert!(claimed_from_pool("fleet_pc"), "fleet_pc was not claimed from the warm pool");
         Spi::run("INSERT INTO fleet_pc.members VALUES (1, 'fleet_pc')").unwrap();
         assert_eq!(
             one::<String>("SELECT name FROM tenant.fleet_members_p WHERE schema_name = 'fleet_pc'").as_deref(),
@@ -274,13 +280,7 @@ pub(crate) mod tests {
         assert_eq!(one::<String>("SELECT status FROM tenant.add_spare_schema()"), Some("SUCCESS".into()));
         let (status, message, _, _) = create(&uuid::Uuid::new_v4().to_string(), Some("fleet_rc"));
         assert_eq!(status, "SUCCESS", "{message}");
-        assert_eq!(
-            one::<bool>(
-                "SELECT (metadata->>'from_pool')::boolean FROM tenant.schema_operations
-                  WHERE operation_type = 'CREATE' AND metadata->>'schema_name' = 'fleet_rc'"
-            ),
-            Some(true)
-        );
+        assert!(claimed_from_pool("fleet_rc"), "fleet_rc was not claimed from the warm pool");
         assert_eq!(
             one::<String>("SELECT string_agg(title, ',' ORDER BY code) FROM fleet_rc.fleet_ref_courses").as_deref(),
             Some("Algebra,Mechanics")
