@@ -139,15 +139,23 @@ fn creation(tenants: usize, goals: &mut Goals) {
 /// a burst of load slows both sides of a pair, where a ratio of two medians
 /// compares samples taken at different times. Both figures are printed,
 /// with the load average before and after.
+///
+/// Each series runs in a database of its own, which starts with the
+/// template's relations and one copy of them and gains one copy per pair:
+/// the catalogs each side reads grow alike (the same script costs more in a
+/// database with more relations).
 fn new_connection_creation(samples: usize, goals: &mut Goals) {
-    let mut client = with_template("bench_fresh");
+    let (creates, preloads, taxes) = ("bench_fresh", "bench_fresh_loaded", "bench_fresh_taxed");
     let mut plain = recreate("bench_fresh_plain");
     plain
         .batch_execute(&format!("CREATE SCHEMA shape; SET search_path = shape; {TEMPLATE}; RESET search_path"))
         .unwrap();
     let grants = hand_grants(&mut plain, "shape");
-    let generating = create_ours(&mut client, "bf_first");
+    create_by_hand(&mut plain, "bfh_first", &grants);
+    let generating = create_ours(&mut with_template(creates), "bf_first");
     println!("new connections: the create that generated the statements took {generating:.2} ms");
+    create_ours(&mut with_template(preloads), "bfl_first");
+    create_ours(&mut with_template(taxes), "bft_first");
     println!("new connections: load average before: {}", load_average());
     // A third series loads the library first (untimed), as a connection of a
     // server with tenant_control in shared_preload_libraries finds it: what
@@ -161,7 +169,7 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
     let (mut ours_cpu, mut hand_cpu) = (Vec::new(), Vec::new());
     for i in 0..samples {
         let ours_now = || {
-            let mut client = connect("bench_fresh");
+            let mut client = connect(creates);
             (create_ours(&mut client, &format!("bf_{i}")), backend_cpu_ms(&mut client))
         };
         let hand_now = || {
@@ -173,12 +181,12 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
         ours_cpu.push(o.1);
         hand.push(h.0);
         hand_cpu.push(h.1);
-        let mut loaded = connect("bench_fresh");
+        let mut loaded = connect(preloads);
         loaded.batch_execute("LOAD 'tenant_control'").unwrap();
         preloaded.push(create_ours(&mut loaded, &format!("bfl_{i}")));
         // The same script in the extension's database: its event triggers
         // fire on every statement, as they do on the create's own.
-        taxed.push(create_by_hand(&mut connect("bench_fresh"), &format!("bft_{i}"), &grants));
+        taxed.push(create_by_hand(&mut connect(taxes), &format!("bft_{i}"), &grants));
     }
     println!("new connections: load average after: {}", load_average());
     let pairs = |series: &[f64]| median(&series.iter().zip(&hand).map(|(s, h)| s / h).collect::<Vec<_>>());

@@ -135,6 +135,16 @@ fn watching<T>(terminate: bool, work: impl FnOnce() -> T) -> (T, Vec<String>, i6
     (result, roles, terminated)
 }
 
+/// How many tenants background workers checked in the last check, as its
+/// operation-log row says.
+fn checked_by_workers(db: &mut Client) -> i64 {
+    count(
+        db,
+        "SELECT (metadata->>'checked_by_workers')::bigint FROM tenant.schema_operations
+          WHERE operation_type = 'INTEGRITY_CHECK' ORDER BY id DESC LIMIT 1",
+    )
+}
+
 fn no_tenant_code_ran(db: &mut Client) {
     assert_eq!(count(db, "SELECT count(*) FROM public.marks"), 0, "a tenant's operator ran during the check");
 }
@@ -155,9 +165,11 @@ fn workers_find_what_the_caller_alone_finds_in_the_same_order() {
             "{check} in {schema} not found: {alone:?}"
         );
     }
+    assert_eq!(checked_by_workers(&mut db), 0, "the operation log counts no worker for a check without them");
     let (shared, roles, _) = watching(false, || check(&mut db, false));
     assert_eq!(shared, alone, "the workers' findings differ from the caller's alone");
     assert_eq!(roles, vec!["postgres".to_string()], "workers run as the extension's owner, and ran");
+    assert!(checked_by_workers(&mut db) > 0, "the operation log counts the tenants the workers checked");
     // A non-superuser platform administrator gets the same, through the same workers.
     let mut admin = connect_as("it_iw_admin", DB);
     let (by_admin, roles, _) = watching(false, || check(&mut admin, false));
@@ -181,12 +193,20 @@ fn a_worker_that_fails_leaves_its_tenants_to_the_caller() {
         }
     }
     assert!(killed > 0, "no worker was seen to terminate");
-    // Workers that cannot connect at all (the database refuses new connections).
+    // Workers that cannot connect at all (the database refuses new
+    // connections): the caller checks everything, and says so.
+    let (mut listener, notices) = listening(DB);
     let mut admin = superuser("postgres");
     admin.batch_execute(&format!("ALTER DATABASE {DB} WITH ALLOW_CONNECTIONS false")).unwrap();
-    let refused = check(&mut db, false);
+    let refused = check(&mut listener, false);
     admin.batch_execute(&format!("ALTER DATABASE {DB} WITH ALLOW_CONNECTIONS true")).unwrap();
     assert_eq!(refused, alone, "findings lost when no worker could connect");
+    assert_eq!(checked_by_workers(&mut db), 0);
+    let notices = notices.lock().unwrap().clone();
+    assert!(
+        notices.iter().any(|n| n.contains("integrity workers checked no tenant")),
+        "no NOTICE that the workers checked nothing: {notices:?}"
+    );
     no_tenant_code_ran(&mut db);
 }
 

@@ -19,6 +19,7 @@
 //!    catalog lookup per such object (a template often has none).
 
 use crate::copy::catalog::{catalog_read, parts_of, Part, Statement};
+use crate::core::catalog::{self, IndexKey, QuerySnapshot, Row};
 use crate::core::db;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
@@ -59,8 +60,6 @@ pub fn lookup() -> TcResult<Result<Rc<Shared>, i64>> {
         }
     }
     // Another connection may have generated them, or generated them again.
-    // One statement (a new connection's first three queries would each be
-    // planned with cold caches).
     let (change, stored) = fetch_current()?;
     match stored {
         Some(shared) => {
@@ -117,37 +116,61 @@ pub fn names_outside(schema: &str) -> TcResult<Value> {
 /// The last recorded change of the template (DDL on it, a GRANT or REVOKE
 /// that changed its privileges, a migration).
 pub(crate) fn last_change() -> TcResult<i64> {
-    db::scalar("SELECT max(id) FROM tenant.template_changes", &[])
+    catalog::with_query_snapshot(last_recorded)
+}
+
+/// `max(id)` of tenant.template_changes, read through its primary key: every
+/// create asks, and a query planned in a new connection cost more than the
+/// rest of the look-up.
+fn last_recorded(snapshot: &QuerySnapshot) -> TcResult<i64> {
+    catalog::last_in_index(snapshot, c"template_changes", c"template_changes_pkey", |row| row.get::<i64>(c"id"))
+        .ok_or_else(missing_table)?
+        .flatten()
+        .ok_or_else(no_change)
 }
 
 /// The last change of the template, and the statements stored for it if
 /// there are any and everything they name outside the template still has
-/// its identity.
+/// its identity. Read through the tables' primary keys, without SQL (see
+/// `last_recorded`).
 fn fetch_current() -> TcResult<(i64, Option<Shared>)> {
-    let rows = catalog_read(|| {
-        db::rows(include_str!("../../sql/queries/template_statements_current.sql"), &[], |row| {
-            let change = db::col::<i64>(row, "change")?.ok_or_else(no_change)?;
-            let Some(statements) = db::col::<pgrx::JsonB>(row, "statements")? else {
-                return Ok((change, None));
-            };
-            if db::col::<bool>(row, "named")? != Some(true) {
-                return Ok((change, None));
-            }
-            let script = match statements.0 {
-                Value::Array(items) => items.into_iter().map(parts_of).collect::<TcResult<Vec<_>>>()?,
-                _ => Vec::new(),
-            };
-            let shared = Shared {
-                change,
-                names: db::col::<pgrx::JsonB>(row, "names")?.map_or(json!([]), |j| j.0),
-                script,
-                tables: db::col::<i32>(row, "tables")?.unwrap_or_default(),
-                version: db::col::<i32>(row, "version")?.unwrap_or_default(),
-            };
-            Ok((change, Some(shared)))
+    let (change, stored) = catalog::with_query_snapshot(|snapshot| -> TcResult<_> {
+        let change = last_recorded(snapshot)?;
+        let key = IndexKey { value: change.into_datum().expect("a bigint is a datum"), equal: pg_sys::F_INT8EQ };
+        let mut stored = None;
+        catalog::scan_index(snapshot, c"template_statements", c"template_statements_pkey", Some(key), |row| {
+            stored = Some(stored_row(change, row));
+            false
         })
+        .ok_or_else(missing_table)?;
+        Ok((change, stored.transpose()?))
     })?;
-    rows.into_iter().next().ok_or_else(no_change)
+    match stored {
+        Some(shared) if still_named(&shared.names)? => Ok((change, Some(shared))),
+        _ => Ok((change, None)),
+    }
+}
+
+/// A row of tenant.template_statements.
+fn stored_row(change: i64, row: &Row) -> TcResult<Shared> {
+    let script = match row.get::<pgrx::JsonB>(c"statements").map(|json| json.0) {
+        Some(Value::Array(items)) => items.into_iter().map(parts_of).collect::<TcResult<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    Ok(Shared {
+        change,
+        names: row.get::<pgrx::JsonB>(c"names").map_or(json!([]), |json| json.0),
+        script,
+        tables: row.get::<i32>(c"tables").unwrap_or_default(),
+        version: row.get::<i32>(c"version").unwrap_or_default(),
+    })
+}
+
+fn missing_table() -> TcError {
+    TcError::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        "tenant.template_changes, tenant.template_statements or their primary keys are missing",
+    )
 }
 
 /// The extension's install records a first change: none is an internal error.
@@ -159,20 +182,34 @@ fn no_change() -> TcError {
 }
 
 /// Whether everything in `names` still has the identity recorded there (a
-/// dropped object has none).
+/// dropped object has none): one catalog look-up each, without SQL (most
+/// templates name at least their owner and plpgsql).
 fn still_named(names: &Value) -> TcResult<bool> {
-    if names.as_array().is_none_or(|list| list.is_empty()) {
-        return Ok(true);
+    let Some(list) = names.as_array().filter(|list| !list.is_empty()) else { return Ok(true) };
+    catalog_read(|| Ok(list.iter().all(has_recorded_identity)))
+}
+
+/// Whether the object of `[classid, objid, objsubid, identity]` has that
+/// identity now, as `pg_identify_object()` gives it. A malformed entry has
+/// not: the statements are then generated again.
+fn has_recorded_identity(entry: &Value) -> bool {
+    let number = |i: usize| {
+        let value = entry.get(i)?;
+        value.as_str().map_or_else(|| value.as_i64(), |text| text.parse().ok())
+    };
+    let oid = |i: usize| number(i).and_then(|n| u32::try_from(n).ok()).map(pg_sys::Oid::from);
+    let (Some(class), Some(object), Some(sub), Some(recorded)) =
+        (oid(0), oid(1), number(2).and_then(|n| i32::try_from(n).ok()), entry.get(3).and_then(Value::as_str))
+    else {
+        return false;
+    };
+    let address = pg_sys::ObjectAddress { classId: class, objectId: object, objectSubId: sub };
+    // SAFETY: a catalog look-up inside a transaction; the identity (None for
+    // an object that no longer exists) is a palloc'd string read at once.
+    unsafe {
+        let identity = pg_sys::getObjectIdentity(&address, true);
+        !identity.is_null() && std::ffi::CStr::from_ptr(identity).to_bytes() == recorded.as_bytes()
     }
-    catalog_read(|| {
-        db::scalar(
-            "SELECT NOT EXISTS (
-                 SELECT 1 FROM jsonb_array_elements($1) r
-                  WHERE (pg_identify_object((r->>0)::oid, (r->>1)::oid, (r->>2)::int4)).identity
-                        IS DISTINCT FROM r->>3)",
-            &[pgrx::JsonB(names.clone()).into()],
-        )
-    })
 }
 
 /// A statement as stored: text, or `{"slot": ...}` where the copy's own

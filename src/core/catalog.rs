@@ -142,6 +142,36 @@ pub fn scan_index(
     table: &CStr,
     index: &CStr,
     key: Option<IndexKey>,
+    visit: impl FnMut(&Row) -> bool,
+) -> Option<()> {
+    walk_index(snapshot, table, index, key, pg_sys::ScanDirection::ForwardScanDirection, visit)
+}
+
+/// The row of the extension's table `tenant.<table>` with the greatest key of
+/// its btree index `tenant.<index>` that `snapshot` sees, read by `read` (what
+/// `SELECT max(key)` finds, without a query to plan). The outer None when the
+/// table or the index is not installed here, the inner one when no row is seen.
+pub fn last_in_index<T>(
+    snapshot: &QuerySnapshot,
+    table: &CStr,
+    index: &CStr,
+    read: impl FnOnce(&Row) -> T,
+) -> Option<Option<T>> {
+    let (mut read, mut found) = (Some(read), None);
+    walk_index(snapshot, table, index, None, pg_sys::ScanDirection::BackwardScanDirection, |row| {
+        found = read.take().map(|read| read(row));
+        false
+    })?;
+    Some(found)
+}
+
+/// [`scan_index`] in either direction.
+fn walk_index(
+    snapshot: &QuerySnapshot,
+    table: &CStr,
+    index: &CStr,
+    key: Option<IndexKey>,
+    direction: pg_sys::ScanDirection::Type,
     mut visit: impl FnMut(&Row) -> bool,
 ) -> Option<()> {
     let (table, index) = (extension_relation(table)?, extension_relation(index)?);
@@ -169,7 +199,7 @@ pub fn scan_index(
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let scan = pg_sys::index_beginscan(heap, index, snapshot.0, keys, 0);
         pg_sys::index_rescan(scan, &mut scan_key, keys, std::ptr::null_mut(), 0);
-        while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+        while pg_sys::index_getnext_slot(scan, direction, slot) {
             if !visit(&Row { slot, relation: table }) {
                 break;
             }

@@ -52,8 +52,9 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool, share
         }
     }
     // The settings of the catalog queries, set once for all the tenants.
-    let mut findings =
+    let (mut findings, by_workers) =
         db::with_settings(&INDEX_PROBES, || Ok(check_tenants(&mut reference, &tenants, fix, shareable)))?;
+    op.note("checked_by_workers", by_workers);
     if schema_id.is_none() {
         findings.extend(fleet::fleet_checks(&reference, fix)?);
     }
@@ -70,7 +71,13 @@ pub fn check(op: &mut Operation, schema_id: Option<pgrx::Uuid>, fix: bool, share
     Ok(findings)
 }
 
-fn check_tenants(reference: &mut Reference, tenants: &[Registered], fix: bool, shareable: bool) -> Vec<Finding> {
+/// The findings, and how many tenants background workers checked.
+fn check_tenants(
+    reference: &mut Reference,
+    tenants: &[Registered],
+    fix: bool,
+    shareable: bool,
+) -> (Vec<Finding>, usize) {
     let live: Vec<&Registered> = tenants.iter().filter(|r| r.tenant.status != Status::Dropped).collect();
     let mut found: Vec<Option<Vec<Finding>>> = vec![None; live.len()];
     // Each tenant leaves a few hundred kilobytes of catalog cache entries
@@ -98,8 +105,15 @@ fn check_tenants(reference: &mut Reference, tenants: &[Registered], fix: bool, s
             }
         }
         by_worker = std::mem::take(&mut gather.by_worker);
+        if !by_worker.contains(&true) {
+            pgrx::notice!(
+                "the {} integrity workers checked no tenant (they could not connect or failed: see the server log); the calling backend checked every tenant",
+                gather.started
+            );
+        }
         gather.finish();
     }
+    let by_workers = by_worker.iter().filter(|&&checked| checked).count();
     let mut findings = Vec::new();
     for (index, registered) in live.into_iter().enumerate() {
         let mut found = match found[index].take() {
@@ -113,7 +127,7 @@ fn check_tenants(reference: &mut Reference, tenants: &[Registered], fix: bool, s
         };
         findings.append(&mut found);
     }
-    findings
+    (findings, by_workers)
 }
 
 /// One tenant's findings: checked in a subtransaction that is rolled back,

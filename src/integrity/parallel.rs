@@ -189,6 +189,8 @@ pub struct Gather {
     queues: Vec<*mut pg_sys::shm_mq_handle>,
     /// Tenants whose findings came from a worker.
     pub by_worker: Vec<bool>,
+    /// The workers registered (some may still fail to connect).
+    pub started: usize,
 }
 
 /// Start the workers for a check of `ids` (in the caller's order) at
@@ -244,11 +246,19 @@ pub fn start(ids: &[uuid::Uuid], version: i32, shareable: bool) -> Option<Gather
             // With the worker's handle, the queue reports a worker that ended before attaching.
             queues.push(pg_sys::shm_mq_attach(mq, seg, registered));
         }
+        // The check goes on all the same, slower: say why.
+        if queues.len() < workers {
+            pgrx::notice!(
+                "{} of {workers} integrity workers could start (no free background worker slot: see max_worker_processes); the calling backend checks the rest",
+                queues.len()
+            );
+        }
         if queues.is_empty() {
             pg_sys::dsm_detach(seg);
             return None;
         }
-        Some(Gather { seg, segment, queues, by_worker: vec![false; ids.len()] })
+        let started = queues.len();
+        Some(Gather { seg, segment, queues, by_worker: vec![false; ids.len()], started })
     }
 }
 
