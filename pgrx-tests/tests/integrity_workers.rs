@@ -4,11 +4,14 @@
 //! tenants to the caller; repairs stay the caller's, in its transaction; who may
 //! call, and what tenant code may run, do not change.
 
+mod cluster;
 mod common;
+use cluster::{required_env, Cluster};
 use common::*;
-use postgres::Client;
+use postgres::{Client, Config, NoTls};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
@@ -281,4 +284,49 @@ fn who_may_call_and_who_may_start_workers_is_unchanged() {
     admin.query("SELECT count(*) FROM tenant.check_integrity()", &[]).unwrap();
     assert_eq!(sqlstate_of_failure(&mut admin, "SET tenant_control.integrity_workers = 8"), "42501");
     no_tenant_code_ran(&mut db);
+}
+
+#[test]
+fn a_check_short_of_worker_slots_says_so_and_finds_the_same() {
+    // A cluster of the test's own: pg_cron's launcher and the logical
+    // replication launcher take two of its three worker slots.
+    let bin = required_env("TC_TEST_PG_BIN");
+    let mut cluster = Cluster::init("integrity_slots", &bin);
+    cluster.configure("max_worker_processes = 3");
+    cluster.start(&bin);
+    cluster.connect("postgres").batch_execute("CREATE DATABASE slots").unwrap();
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let mut db = Config::new()
+        .host(&cluster.host())
+        .port(cluster.port().parse().unwrap())
+        .user("postgres")
+        .dbname("slots")
+        .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
+        .connect(NoTls)
+        .unwrap();
+    db.batch_execute("CREATE EXTENSION tenant_control").unwrap();
+    db.batch_execute(TEMPLATE).unwrap();
+    // Enough tenants for two workers.
+    for i in 0..32 {
+        let row = db
+            .query_one(
+                "SELECT status, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)",
+                &[&format!("it_iws_{i}")],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+    }
+    db.batch_execute("ALTER TABLE it_iws_3.children ADD COLUMN nickname text").unwrap();
+    let alone = serial(&mut db, false);
+    assert!(alone.iter().any(|r| r.1 == "extra_object" && r.0.as_deref() == Some("it_iws_3")), "{alone:?}");
+    notices.lock().unwrap().clear();
+    assert_eq!(check(&mut db, false), alone, "findings lost or changed without enough worker slots");
+    let notices = notices.lock().unwrap().clone();
+    assert!(
+        notices.iter().any(|n| n.contains("of 2 integrity workers could start") && n.contains("max_worker_processes")),
+        "no NOTICE about the missing worker slots: {notices:?}"
+    );
+    drop(db);
+    cluster.discard();
 }
