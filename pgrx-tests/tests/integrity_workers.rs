@@ -6,12 +6,11 @@
 
 mod cluster;
 mod common;
-use cluster::{required_env, Cluster};
+use cluster::Cluster;
 use common::*;
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
@@ -290,32 +289,14 @@ fn who_may_call_and_who_may_start_workers_is_unchanged() {
 fn a_check_short_of_worker_slots_says_so_and_finds_the_same() {
     // A cluster of the test's own: pg_cron's launcher and the logical
     // replication launcher take two of its three worker slots.
-    let bin = required_env("TC_TEST_PG_BIN");
-    let mut cluster = Cluster::init("integrity_slots", &bin);
-    cluster.configure("max_worker_processes = 3");
-    cluster.start(&bin);
+    let cluster = Cluster::running("integrity_slots", "max_worker_processes = 3");
     cluster.connect("postgres").batch_execute("CREATE DATABASE slots").unwrap();
-    let notices = Arc::new(Mutex::new(Vec::new()));
-    let sink = notices.clone();
-    let mut db = Config::new()
-        .host(&cluster.host())
-        .port(cluster.port().parse().unwrap())
-        .user("postgres")
-        .dbname("slots")
-        .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
-        .connect(NoTls)
-        .unwrap();
+    let (mut db, notices) = listening_at(&cluster.host(), cluster.port(), "postgres", "slots");
     db.batch_execute("CREATE EXTENSION tenant_control").unwrap();
     db.batch_execute(TEMPLATE).unwrap();
     // Enough tenants for two workers.
     for i in 0..32 {
-        let row = db
-            .query_one(
-                "SELECT status, message FROM tenant.create_institution_schema(gen_random_uuid(), $1)",
-                &[&format!("it_iws_{i}")],
-            )
-            .unwrap();
-        assert_eq!(row.get::<_, String>(0), "SUCCESS", "{}", row.get::<_, String>(1));
+        create_ok(&mut db, &format!("it_iws_{i}"));
     }
     db.batch_execute("ALTER TABLE it_iws_3.children ADD COLUMN nickname text").unwrap();
     let alone = serial(&mut db, false);

@@ -6,25 +6,15 @@
 //! get nothing from the extension), and no process of the server fails.
 
 mod cluster;
-use cluster::{required_env, Cluster};
-use postgres::Client;
-use std::time::{Duration, Instant};
-
-fn count(client: &mut Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).unwrap().get(0)
-}
-
-fn sqlstate(error: postgres::Error) -> String {
-    error.code().map(|code| code.code().to_string()).unwrap_or_default()
-}
+mod common;
+use cluster::Cluster;
+use common::{count, eventually, sqlstate_of_failure};
 
 #[test]
 fn a_server_that_preloads_the_library_works_and_leaves_other_databases_alone() {
-    let bin = required_env("TC_TEST_PG_BIN");
-    let mut cluster = Cluster::init("preloaded", &bin);
     // The last setting in the file wins.
-    cluster.configure("shared_preload_libraries = 'pg_cron,pg_stat_statements,tenant_control'");
-    cluster.start(&bin);
+    let cluster =
+        Cluster::running("preloaded", "shared_preload_libraries = 'pg_cron,pg_stat_statements,tenant_control'");
     let mut admin = cluster.connect("postgres");
     for statement in
         ["CREATE DATABASE tenants", "CREATE DATABASE plain", "CREATE ROLE pl_app LOGIN", "CREATE ROLE pl_nobody LOGIN"]
@@ -45,7 +35,7 @@ fn a_server_that_preloads_the_library_works_and_leaves_other_databases_alone() {
         )
         .unwrap();
     let mut nobody = cluster.connect_as("pl_nobody", "plain");
-    assert_eq!(sqlstate(nobody.query_one("SELECT f()", &[]).unwrap_err()), "42501");
+    assert_eq!(sqlstate_of_failure(&mut nobody, "SELECT f()"), "42501");
     assert_eq!(count(&mut plain, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant'"), 0);
 
     // The extension in another database of the same server works as ever.
@@ -72,15 +62,13 @@ fn a_server_that_preloads_the_library_works_and_leaves_other_databases_alone() {
     // A refused call of the extension's is recorded by a session that never
     // called it before: the library is loaded already.
     let mut outsider = cluster.connect_as("pl_nobody", "tenants");
-    let refused = outsider.query_one("SELECT tenant.create_institution_schema(gen_random_uuid(), 'pl_x')", &[]);
-    assert_eq!(sqlstate(refused.unwrap_err()), "42501");
-    let started = Instant::now();
+    assert_eq!(
+        sqlstate_of_failure(&mut outsider, "SELECT tenant.create_institution_schema(gen_random_uuid(), 'pl_x')"),
+        "42501"
+    );
     let recorded = "SELECT count(*) FROM tenant.audit_events
                      WHERE outcome = 'REFUSED' AND session_role = 'pl_nobody' AND action = 'create_institution_schema'";
-    while count(&mut su, recorded) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20), "the refused call was not recorded");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(&mut su, recorded, 1);
 
     // Every process of the server is still there, and none failed (read
     // before the shutdown, at which PostgreSQL's own workers exit with code 1).

@@ -52,6 +52,16 @@ impl Cluster {
         cluster
     }
 
+    /// A new cluster with `settings` appended to its configuration, started
+    /// with the binaries `./tc test` names.
+    pub fn running(name: &str, settings: &str) -> Cluster {
+        let bin = required_env("TC_TEST_PG_BIN");
+        let mut cluster = Cluster::init(name, &bin);
+        cluster.configure(settings);
+        cluster.start(&bin);
+        cluster
+    }
+
     /// Append settings to postgresql.conf (they apply at the next start).
     pub fn configure(&self, settings: &str) {
         let conf_file = self.dir.join("data/postgresql.conf");

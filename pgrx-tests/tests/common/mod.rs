@@ -30,11 +30,16 @@ pub fn listening(db: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
 
 /// A connection that keeps the NOTICEs and WARNINGs the server sends.
 pub fn listening_as(user: &str, db: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+    listening_at(&host(), &port(), user, db)
+}
+
+/// The same, to the server at `host` and `port` (a cluster of a test's own).
+pub fn listening_at(host: &str, port: &str, user: &str, db: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
     let client = Config::new()
-        .host(&host())
-        .port(port().parse().unwrap())
+        .host(host)
+        .port(port.parse().unwrap())
         .user(user)
         .dbname(db)
         .notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()))
