@@ -4,12 +4,18 @@
 -- what hangs off them is read: a migration compares the tables it lent). Read by
 -- src/copy/structure.rs with search_path = pg_catalog, pg_temp; deparsing goes
 -- through tenant.deparse_in with the schema alone on the search_path.
-WITH rel AS MATERIALIZED (
+WITH objects AS MATERIALIZED (
+    -- What lives in schema $1, read from pg_depend once: tenant.schema_objects
+    -- reads it again for each catalog it is asked about.
+    SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+     WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+       AND d.refobjid = pg_catalog.to_regnamespace($1::text) AND d.refobjsubid = 0 AND d.deptype = 'n'
+), rel AS MATERIALIZED (
     SELECT c.oid, c.relname::text AS relname, c.relkind, c.relpersistence, c.reloptions, c.relrowsecurity, c.relforcerowsecurity,
            -- A scalar subquery with LIMIT stays an index probe per relation.
            (SELECT true FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                AND d.objid = c.oid AND d.objsubid = 0 AND d.deptype = 'i' LIMIT 1) IS NOT NULL AS internal
-      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_class') AS so(oid))
+      FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
        AND ($3::pg_catalog.oid[] IS NULL OR c.oid = ANY ($3::pg_catalog.oid[]))
 ), tenant_role AS (
     SELECT (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2::text) AS oid
@@ -91,7 +97,7 @@ SELECT o.kind, o.parent, o.name, COALESCE(o.definition, '') AS definition FROM (
            (SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.jsonb_typeof(x.part) = 'string' THEN x.part #>> '{}' ELSE '<schema>' END,
                                          '' ORDER BY x.n)
               FROM pg_catalog.jsonb_array_elements(tenant.function_statement(p.oid, $1::text)) WITH ORDINALITY AS x(part, n)) END
-      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid))
+      FROM pg_catalog.pg_proc p WHERE p.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'type', NULL, t.typname::text, CASE t.typtype
@@ -106,7 +112,7 @@ SELECT o.kind, o.parent, o.name, COALESCE(o.definition, '') AS definition FROM (
                                                      ', ' ORDER BY a.attnum)
                           FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) || ')'
            END
-      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid))
+      FROM pg_catalog.pg_type t WHERE t.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_type'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
        AND (t.typtype IN ('e', 'd', 'r', 'm', 'p') OR (t.typtype = 'b' AND NOT (t.typcategory = 'A' AND t.typelem <> 0))
             OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
@@ -117,53 +123,53 @@ SELECT o.kind, o.parent, o.name, COALESCE(o.definition, '') AS definition FROM (
       FROM rel r JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid WHERE w.rulename <> '_RETURN'
     UNION ALL
     SELECT 'statistics object', NULL, x.stxname::text, ''
-      FROM pg_catalog.pg_statistic_ext x WHERE x.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_statistic_ext') AS so(oid))
+      FROM pg_catalog.pg_statistic_ext x WHERE x.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'operator', NULL, pg_catalog.format('%s(%s, %s)', o.oprname, tenant.deparse_in($1::text, 'type', o.oprleft, NULL, NULL),
                                                tenant.deparse_in($1::text, 'type', o.oprright, NULL, NULL)), ''
-      FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_operator') AS so(oid))
+      FROM pg_catalog.pg_operator o WHERE o.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'cast', NULL, pg_catalog.format('(%s AS %s)', tenant.deparse_in($1::text, 'type', c.castsource, NULL, NULL),
                                            tenant.deparse_in($1::text, 'type', c.casttarget, NULL, NULL)), ''
       FROM pg_catalog.pg_cast c
      WHERE $3::pg_catalog.oid[] IS NULL
-       AND (c.castsource IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid))
-            OR c.casttarget IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_type') AS so(oid))
-            OR c.castfunc IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_proc') AS so(oid)))
+       AND (c.castsource IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_type'::pg_catalog.regclass)
+            OR c.casttarget IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_type'::pg_catalog.regclass)
+            OR c.castfunc IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass))
     UNION ALL
     SELECT 'operator class', NULL, pg_catalog.format('%I USING %I', o.opcname, a.amname), ''
       FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_am a ON a.oid = o.opcmethod
-     WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_opclass') AS so(oid))
+     WHERE o.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_opclass'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'operator family', NULL, pg_catalog.format('%I USING %I', o.opfname, a.amname), ''
       FROM pg_catalog.pg_opfamily o JOIN pg_catalog.pg_am a ON a.oid = o.opfmethod
-     WHERE o.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_opfamily') AS so(oid))
+     WHERE o.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'collation', NULL, c.collname::text, ''
-      FROM pg_catalog.pg_collation c WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_collation') AS so(oid))
+      FROM pg_catalog.pg_collation c WHERE c.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_collation'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'conversion', NULL, c.conname::text, ''
-      FROM pg_catalog.pg_conversion c WHERE c.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_conversion') AS so(oid))
+      FROM pg_catalog.pg_conversion c WHERE c.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_conversion'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'text search configuration', NULL, t.cfgname::text, ''
-      FROM pg_catalog.pg_ts_config t WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_config') AS so(oid))
+      FROM pg_catalog.pg_ts_config t WHERE t.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_ts_config'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'text search dictionary', NULL, t.dictname::text, ''
-      FROM pg_catalog.pg_ts_dict t WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_dict') AS so(oid))
+      FROM pg_catalog.pg_ts_dict t WHERE t.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_ts_dict'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'text search parser', NULL, t.prsname::text, ''
-      FROM pg_catalog.pg_ts_parser t WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_parser') AS so(oid))
+      FROM pg_catalog.pg_ts_parser t WHERE t.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_ts_parser'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
     UNION ALL
     SELECT 'text search template', NULL, t.tmplname::text, ''
-      FROM pg_catalog.pg_ts_template t WHERE t.oid IN (SELECT so.oid FROM tenant.schema_objects($1::text, 'pg_catalog.pg_ts_template') AS so(oid))
+      FROM pg_catalog.pg_ts_template t WHERE t.oid IN (SELECT so.objid FROM objects so WHERE so.classid = 'pg_catalog.pg_ts_template'::pg_catalog.regclass)
        AND $3::pg_catalog.oid[] IS NULL
 ) o

@@ -15,20 +15,26 @@ use pgrx::spi::quote_identifier;
 
 /// Schemas that look like tenants but are neither registered nor catalogued
 /// backups: the extension's naming scheme, or owned by or granted to a
-/// tenant-style role. Quarantined schemas are left alone.
+/// tenant-style role. Quarantined schemas are left alone. The unexplained
+/// schemas are found first (normally none): testing every schema's owner and
+/// grantees against the roles would cost schemas x roles, quadratic in the
+/// fleet (27 s at 10,000 institutions).
 const UNREGISTERED: &str = r#"
-SELECT n.nspname::text AS schema_name, pg_catalog.starts_with(n.nspname::text, 'tc_backup_') AS backup,
-       pg_catalog.pg_get_userbyid(n.nspowner)::text AS owner
-  FROM pg_catalog.pg_namespace n
- WHERE n.nspname NOT IN ('tenant', 'tenant_template', 'public', 'information_schema')
-   AND NOT pg_catalog.starts_with(n.nspname::text, 'pg_')
-   AND NOT pg_catalog.starts_with(n.nspname::text, 'tc_quarantine_')
-   AND NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.schema_name = n.nspname AND t.status <> 'DROPPED')
-   AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_schema = n.nspname)
-   AND (pg_catalog.starts_with(n.nspname::text, 'tc_spare_') OR pg_catalog.starts_with(n.nspname::text, 'tc_backup_')
-        OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                    WHERE r.rolname LIKE '%\_owner' AND r.rolname <> $1::text AND NOT pg_catalog.starts_with(r.rolname::text, 'pg_')
-                      AND (r.oid = n.nspowner OR r.oid IN (SELECT x.grantee FROM pg_catalog.aclexplode(n.nspacl) x))))
+WITH unexplained AS MATERIALIZED (
+    SELECT n.nspname, n.nspowner, n.nspacl FROM pg_catalog.pg_namespace n
+     WHERE n.nspname NOT IN ('tenant', 'tenant_template', 'public', 'information_schema')
+       AND NOT pg_catalog.starts_with(n.nspname::text, 'pg_')
+       AND NOT pg_catalog.starts_with(n.nspname::text, 'tc_quarantine_')
+       AND NOT EXISTS (SELECT 1 FROM tenant.tenant_schemas t WHERE t.schema_name = n.nspname AND t.status <> 'DROPPED')
+       AND NOT EXISTS (SELECT 1 FROM tenant.schema_backups b WHERE b.backup_schema = n.nspname)
+)
+SELECT u.nspname::text AS schema_name, pg_catalog.starts_with(u.nspname::text, 'tc_backup_') AS backup,
+       pg_catalog.pg_get_userbyid(u.nspowner)::text AS owner
+  FROM unexplained u
+ WHERE pg_catalog.starts_with(u.nspname::text, 'tc_spare_') OR pg_catalog.starts_with(u.nspname::text, 'tc_backup_')
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE (r.oid = u.nspowner OR r.oid IN (SELECT x.grantee FROM pg_catalog.aclexplode(u.nspacl) x))
+                  AND r.rolname LIKE '%\_owner' AND r.rolname <> $1::text AND NOT pg_catalog.starts_with(r.rolname::text, 'pg_'))
  ORDER BY 1
 "#;
 

@@ -216,14 +216,16 @@ pub(crate) mod tests {
          CREATE TABLE squatter.notes (body text);
          INSERT INTO squatter.notes VALUES ('keep me');
          CREATE SCHEMA tc_backup_0123456789abcdef0123456789abcdef;
-         CREATE ROLE lonely_owner NOLOGIN;",
+         CREATE ROLE lonely_owner NOLOGIN;
+         CREATE SCHEMA lent;
+         GRANT USAGE ON SCHEMA lent TO squatter_owner;",
         )
         .unwrap();
         let mine = |findings: Vec<Found>| -> Vec<Found> {
             findings
                 .into_iter()
                 .filter(|f| {
-                    ["vanished", "squatter", "lonely_owner", spare_name.as_str()].contains(&f.2.as_str())
+                    ["vanished", "squatter", "lent", "lonely_owner", spare_name.as_str()].contains(&f.2.as_str())
                         || f.2.starts_with("tc_backup_0123")
                 })
                 .collect()
@@ -236,15 +238,18 @@ pub(crate) mod tests {
         let before = mine(everything);
         assert_eq!(found(&before, "schema_missing", "vanished").1, "ERROR");
         assert_eq!(found(&before, "unregistered_schema", "squatter").1, "ERROR");
+        // Owned by the superuser, but open to a tenant-style role.
+        assert_eq!(found(&before, "unregistered_schema", "lent").1, "ERROR");
         found(&before, "orphan_backup_schema", "tc_backup_0123456789abcdef0123456789abcdef");
         assert_eq!(found(&before, "orphan_role", "lonely_owner").1, "WARNING");
         found(&before, "unregistered_schema", &spare_name);
-        assert_eq!(before.len(), 5, "{before:#?}");
+        assert_eq!(before.len(), 6, "{before:#?}");
 
         let fixed = mine(check("fix => true"));
         assert!(found(&fixed, "schema_missing", "vanished").4.contains("restore the tenant's data from a backup"));
         assert!(found(&fixed, "schema_missing", "vanished").3);
         assert!(found(&fixed, "unregistered_schema", "squatter").3);
+        assert!(found(&fixed, "unregistered_schema", "lent").4.contains("quarantined"));
         // A faithful spare goes back to the warm pool; anything else is quarantined.
         assert!(found(&fixed, "unregistered_schema", &spare_name).4.contains("registered as a SPARE"));
         assert_eq!(
@@ -270,7 +275,7 @@ pub(crate) mod tests {
             one::<bool>(&format!("SELECT has_schema_privilege('{quarantined}_owner', '{quarantined}', 'USAGE')")),
             Some(false)
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_namespace WHERE nspname IN ('squatter', 'tc_backup_0123456789abcdef0123456789abcdef')"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_namespace WHERE nspname IN ('squatter', 'lent', 'tc_backup_0123456789abcdef0123456789abcdef')"), Some(0));
 
         Spi::run("DROP ROLE lonely_owner").unwrap();
         assert_eq!(mine(check("fix => false")), Vec::<Found>::new());
