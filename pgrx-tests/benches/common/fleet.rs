@@ -3,9 +3,10 @@
 //! one-column `hits` table, eleven rows along seven foreign keys in each
 //! institution.
 //!
-//! Growing 10,000 institutions takes from half an hour to hours on this
-//! machine, too long to do once per benchmark. `TC_BENCH_FLEET=DB` (running the
-//! bench binaries against a cluster of your own) makes every benchmark use the
+//! Growing 10,000 institutions (and the VACUUM ANALYZE after it) takes from a
+//! quarter of an hour to hours on a 2-core machine, too long to do once per
+//! benchmark. `TC_BENCH_FLEET=DB` (`./tc bench` then keeps its cluster between
+//! runs; or run the bench binaries against a cluster of your own) makes every benchmark use the
 //! fleet in database DB, created the first time, and grow it from the
 //! institutions already there, so one growth serves them all and an
 //! interrupted one resumes. Without it each benchmark makes its own database.
