@@ -73,7 +73,7 @@ fn migrations(db: &str, tenants: usize, goals: &mut Goals) {
 fn integrity(db: &str, tenants: usize, goals: &mut Goals) -> f64 {
     let mut client = common::connect(db);
     let mut runs = Vec::new();
-    let mut findings = 0;
+    let mut findings: i64 = 0;
     for _ in 0..3 {
         let started = Instant::now();
         findings = client.query_one("SELECT count(*) FROM tenant.check_integrity()", &[]).unwrap().get(0);
