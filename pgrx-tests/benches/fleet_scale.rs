@@ -60,9 +60,9 @@ fn migrations(db: &str, tenants: usize, goals: &mut Goals) {
     assert_eq!(behind, 0, "every schema migrated");
     let rate = migrated as f64 / seconds;
     println!(
-        "migration at {tenants}: {rate:.0} institutions/s ({:.2} ms each), psql loop of the same ALTERs {plain:.0}/s: {:.2}x slower",
+        "migration at {tenants}: {rate:.0} institutions/s ({:.2} ms each), psql loop of the same ALTERs {plain:.0}/s: the migration at {:.2}x the loop's rate",
         1000.0 / rate,
-        plain / rate
+        rate / plain
     );
     goals.check(&format!("migration rate at {tenants}"), rate, " institutions/s", Goal::AtLeast(500.0));
 }
