@@ -72,13 +72,7 @@ fn migrations(db: &str, tenants: usize, goals: &mut Goals) {
 /// what the growth or the VACUUM before it left in the caches.
 fn integrity(db: &str, tenants: usize, goals: &mut Goals) -> f64 {
     let mut client = common::connect(db);
-    let mut runs = Vec::new();
-    let mut findings: i64 = 0;
-    for _ in 0..3 {
-        let started = Instant::now();
-        findings = client.query_one("SELECT count(*) FROM tenant.check_integrity()", &[]).unwrap().get(0);
-        runs.push(started.elapsed().as_secs_f64());
-    }
+    let (runs, findings) = common::three_runs(&mut client, "SELECT count(*) FROM tenant.check_integrity()");
     let seconds = median(&runs);
     let memory = common::backend_rss_anon_mb(&mut client);
     let per = seconds * 1000.0 / tenants as f64;

@@ -14,7 +14,6 @@ mod common;
 use common::fleet::SAMPLE_ROWS;
 use common::{with_template, Goal, Goals};
 use postgres::Client;
-use std::time::Instant;
 
 fn add_tenants(client: &mut Client, from: usize, to: usize) {
     for i in from..to {
@@ -30,15 +29,8 @@ fn add_tenants(client: &mut Client, from: usize, to: usize) {
 
 /// Median of three runs of a statement, in seconds, and its first column.
 fn timed(client: &mut Client, sql: &str) -> (f64, i64) {
-    let mut runs = Vec::new();
-    let mut value = 0;
-    for _ in 0..3 {
-        let started = Instant::now();
-        value = client.query_one(sql, &[]).unwrap().get(0);
-        runs.push(started.elapsed().as_secs_f64());
-    }
-    runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (runs[1], value)
+    let (runs, value) = common::three_runs(client, sql);
+    (common::median(&runs), value)
 }
 
 /// CPU seconds (user + system) of a process, or of its reaped children.

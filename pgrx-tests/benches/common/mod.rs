@@ -75,6 +75,19 @@ pub fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
+/// Three runs of a statement on one connection: each run's seconds, and the
+/// first column of the last run's row (judge on `median` of the runs).
+pub fn three_runs(client: &mut Client, sql: &str) -> (Vec<f64>, i64) {
+    let mut runs = Vec::new();
+    let mut value = 0;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        value = client.query_one(sql, &[]).unwrap().get(0);
+        runs.push(started.elapsed().as_secs_f64());
+    }
+    (runs, value)
+}
+
 /// The goals a benchmark measures itself against. Each figure is printed with
 /// its goal beside it; `finish` exits non-zero when any goal was missed, so a
 /// run that misses one cannot be mistaken for a good one. (CI does not run the
