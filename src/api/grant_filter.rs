@@ -10,6 +10,7 @@
 //! with a few cache look-ups. Written against the C calling convention
 //! because pgrx has no SQL type for pg_ddl_command.
 
+use crate::core::catalog::cells;
 use pgrx::prelude::*;
 
 #[no_mangle]
@@ -50,13 +51,8 @@ pub(crate) unsafe fn touches_template(command: *const pg_sys::CollectedCommand) 
         OBJECT_TYPE | OBJECT_DOMAIN => type_namespace,
         _ => return false,
     };
-    let objects = unsafe { (*grant).objects };
-    if objects.is_null() {
-        return false;
-    }
-    // SAFETY: InternalGrant.objects is a List of OIDs of `length` cells.
-    let cells = unsafe { std::slice::from_raw_parts((*objects).elements, (*objects).length as usize) };
-    cells.iter().any(|cell| unsafe { namespace_of(cell.oid_value) } == template)
+    // SAFETY: InternalGrant.objects is a List of OIDs (NIL when empty).
+    unsafe { cells((*grant).objects) }.iter().any(|cell| unsafe { namespace_of(cell.oid_value) } == template)
 }
 
 /// Whether a GRANT or REVOKE statement surely names no object of
@@ -152,15 +148,6 @@ unsafe fn explicit_schema(kind: pg_sys::ObjectType::Type, object: *mut pg_sys::N
             _ => Named::Unknown,
         }
     }
-}
-
-/// The cells of a List (none for NIL).
-unsafe fn cells<'a>(list: *mut pg_sys::List) -> &'a [pg_sys::ListCell] {
-    if list.is_null() {
-        return &[];
-    }
-    // SAFETY: a List's elements array holds `length` cells.
-    unsafe { std::slice::from_raw_parts((*list).elements, (*list).length as usize) }
 }
 
 unsafe fn string_value(node: *mut pg_sys::Node) -> Option<*const std::ffi::c_char> {

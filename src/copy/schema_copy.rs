@@ -42,6 +42,7 @@ use crate::copy::bulk::{self, CopySnapshot};
 use crate::copy::template;
 use crate::copy::trusted_keys::TrustedKeys;
 use crate::core::db;
+use crate::core::ddl_script;
 use crate::core::errors;
 use crate::core::errors::TcResult;
 use crate::core::name::{RoleName, TenantName};
@@ -211,7 +212,7 @@ pub fn ddl(target: &TenantName, batch: Vec<String>, context: &str) -> TcResult<(
     }
     internal_ddl(|| {
         db::with_settings(&[("search_path", &target.quoted()), ("check_function_bodies", "off")], || {
-            db::run_explained(&batch.join(";\n"), context)
+            ddl_script::run(&batch.join(";\n"), context)
         })
     })
 }

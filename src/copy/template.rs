@@ -19,6 +19,7 @@ use crate::copy::order;
 use crate::copy::statements::{self, Shared};
 use crate::copy::structure::INDEX_PROBES;
 use crate::core::db;
+use crate::core::ddl_script;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::name::{RoleName, TenantName};
 use pgrx::prelude::*;
@@ -359,7 +360,7 @@ pub fn copy_into(target: &TenantName, role: &RoleName, prelude: &[String]) -> Tc
         .collect::<Vec<_>>()
         .join(";\n");
     db::with_settings(&[("search_path", &target.quoted()), ("check_function_bodies", "off")], || {
-        db::run_explained(&batch, "while creating the schema from the template")
+        ddl_script::run(&batch, "while creating the schema from the template")
     })?;
     let executed = clock.lap();
 
@@ -424,7 +425,7 @@ pub fn grant_like_template(schema: &TenantName, role: &RoleName) -> TcResult<()>
     }
     let batch = statements.iter().map(|s| render(s, schema.as_str(), role.as_str())).collect::<Vec<_>>();
     db::with_setting("search_path", &schema.quoted(), || {
-        db::run_explained(&batch.join(";\n"), "while granting the template's privileges")
+        ddl_script::run(&batch.join(";\n"), "while granting the template's privileges")
     })
 }
 

@@ -25,11 +25,12 @@ pub fn extension_relation(name: &CStr) -> Option<pg_sys::Oid> {
 /// Scan `catalog` through its `index` for the rows whose oid columns equal
 /// the given values (`(column number, value)`, in the index's column
 /// order), calling `visit` with each row and the catalog's descriptor until
-/// it returns false.
+/// it returns false. With `InvalidOid` for the index (and no keys) the
+/// whole catalog is read.
 ///
 /// # Safety
 /// Inside a transaction; `catalog` and `index` are a system catalog and one
-/// of its indexes, the keys name oid columns of it. `visit` must not keep the
+/// of its indexes (or `InvalidOid`), the keys name oid columns of it. `visit` must not keep the
 /// tuple: it ends with the scan.
 pub unsafe fn scan_by_oids(
     catalog: pg_sys::Oid,
@@ -53,7 +54,7 @@ pub unsafe fn scan_by_oids(
         let scan = pg_sys::systable_beginscan(
             relation,
             index,
-            true,
+            index != pg_sys::InvalidOid,
             std::ptr::null_mut(),
             scan_keys.len() as i32,
             scan_keys.as_mut_ptr(),
@@ -67,6 +68,18 @@ pub unsafe fn scan_by_oids(
         pg_sys::systable_endscan(scan);
         pg_sys::table_close(relation, lock);
     }
+}
+
+/// The cells of a PostgreSQL List (none for NIL).
+///
+/// # Safety
+/// `list` is NIL or a valid List that outlives the slice.
+pub unsafe fn cells<'a>(list: *mut pg_sys::List) -> &'a [pg_sys::ListCell] {
+    if list.is_null() {
+        return &[];
+    }
+    // SAFETY: a List's elements array holds `length` cells.
+    unsafe { std::slice::from_raw_parts((*list).elements, (*list).length as usize) }
 }
 
 /// An oid column of a catalog row; None when null.

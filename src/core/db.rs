@@ -109,7 +109,13 @@ pub fn run_kept(sql: &'static str, types: &[PgOid], args: &[DatumWithOid]) -> Tc
 /// Run a statement; a PostgreSQL error it raises comes back as a `TcError`
 /// that names the statement (see `caught`).
 pub fn run_explained(sql: &str, context: &str) -> TcResult<()> {
-    caught(|| run(sql, &[])).map_err(|error| {
+    explained(sql, context, || run(sql, &[]))
+}
+
+/// Run `work`, which runs `sql`; an error it raises names `context` (and
+/// quotes a short `sql`) in its detail.
+pub fn explained<T>(sql: &str, context: &str, work: impl FnOnce() -> TcResult<T>) -> TcResult<T> {
+    caught(work).map_err(|error| {
         // Short statements are worth quoting; a long script is not.
         let context = if sql.len() <= 300 { format!("{context}: {sql}") } else { context.to_string() };
         let detail = match &error.detail {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod db;
+pub mod ddl_script;
 pub mod errors;
 pub mod locks;
 pub mod name;

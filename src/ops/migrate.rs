@@ -20,6 +20,7 @@
 
 use crate::copy::template::{self, TEMPLATE_ROLE, TEMPLATE_SCHEMA};
 use crate::core::db;
+use crate::core::ddl_script;
 use crate::core::errors::{TcError, TcResult};
 use crate::core::locks;
 use crate::core::restricted;
@@ -165,7 +166,7 @@ fn rebind_to_tenant(schema: &str, role: &str) -> TcResult<()> {
         return Ok(());
     }
     let batch = statements.iter().map(|s| template::render(s, schema, role)).collect::<Vec<_>>();
-    db::run_explained(&batch.join(";\n"), "while binding the migration's objects to the tenant")
+    ddl_script::run(&batch.join(";\n"), "while binding the migration's objects to the tenant")
 }
 
 /// tenant.apply_migrations migrates the whole fleet in one backend: every

@@ -318,4 +318,36 @@ RESET search_path;
         }
         Spi::run("RESET search_path").unwrap();
     }
+
+    /// A create runs its statements without the event-trigger round when
+    /// the extension's own triggers are the only ones (core/ddl_script.rs);
+    /// an event trigger of anyone else still sees each of them, as before.
+    #[pg_test]
+    fn other_event_triggers_see_every_statement_of_a_create() {
+        fill_template();
+        Spi::run(
+            "CREATE TEMP TABLE seen_ddl (tag text, identity text);
+             CREATE FUNCTION public.note_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
+               'BEGIN INSERT INTO seen_ddl SELECT command_tag, object_identity FROM pg_event_trigger_ddl_commands(); END';
+             CREATE EVENT TRIGGER note_ddl ON ddl_command_end EXECUTE FUNCTION public.note_ddl();",
+        )
+        .unwrap();
+        assert_eq!(create("e7e7e7e7-0000-4000-8000-000000000001", Some("watched")).0, "SUCCESS");
+        let seen = |tag: &str| {
+            one::<i64>(&format!("SELECT count(*) FROM seen_ddl WHERE tag = '{tag}' AND (identity = 'watched' OR identity LIKE '%watched.%')"))
+                .unwrap()
+        };
+        let tables = one::<i64>("SELECT count(*) FROM pg_tables WHERE schemaname = 'watched'").unwrap();
+        assert!(tables > 0, "the rich template has tables");
+        assert_eq!(seen("CREATE SCHEMA"), 1);
+        assert_eq!(seen("CREATE TABLE"), tables);
+        assert!(seen("CREATE INDEX") >= 2 && seen("CREATE FUNCTION") >= 4 && seen("CREATE POLICY") == 2);
+
+        // Disabled, it watches nothing: the copy's statements are then run as
+        // sub-commands, and the copy is the same.
+        Spi::run("ALTER EVENT TRIGGER note_ddl DISABLE; DELETE FROM seen_ddl").unwrap();
+        assert_eq!(create("e7e7e7e7-0000-4000-8000-000000000002", Some("unwatched")).0, "SUCCESS");
+        assert_eq!(one::<i64>("SELECT count(*) FROM seen_ddl"), Some(0));
+        assert_eq!(structure_of("watched", "watched_owner"), structure_of("unwatched", "unwatched_owner"));
+    }
 }
