@@ -9,4 +9,5 @@ pub mod statements;
 pub mod structure;
 pub mod template;
 pub mod template_rows;
+pub mod trigger_text;
 pub mod trusted_keys;

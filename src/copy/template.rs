@@ -56,7 +56,7 @@ fn deparse_in(
     // current role may use it. An override rather than a SET: it parses no
     // setting and goes through no GUC machinery, and a schema's structure
     // read makes a hundred of these calls.
-    unsafe {
+    let (found, usable) = unsafe {
         let found = pg_sys::get_namespace_oid(schema.as_ptr(), true);
         let usable = found != pg_sys::InvalidOid
             && pg_sys::pg_namespace_aclcheck(found, pg_sys::GetUserId(), pg_sys::ACL_USAGE as pg_sys::AclMode)
@@ -68,8 +68,15 @@ fn deparse_in(
             generation: 0,
         };
         pg_sys::PushOverrideSearchPath(&mut path);
-    }
-    let text = deparse(what, object, expression, modifier);
+        (found, usable)
+    };
+    let text = if what == "trigger" {
+        crate::copy::trigger_text::definition(object, usable.then_some(found), || {
+            deparse(what, object, expression, modifier)
+        })
+    } else {
+        deparse(what, object, expression, modifier)
+    };
     unsafe { pg_sys::PopOverrideSearchPath() };
     text
 }

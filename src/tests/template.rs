@@ -350,4 +350,49 @@ RESET search_path;
         assert_eq!(one::<i64>("SELECT count(*) FROM seen_ddl"), Some(0));
         assert_eq!(structure_of("watched", "watched_owner"), structure_of("unwatched", "unwatched_owner"));
     }
+
+    /// A trigger's definition worked out once in a transaction and reused
+    /// for another schema's trigger of the same shape (copy/trigger_text.rs)
+    /// is what pg_get_triggerdef gives there, drift included.
+    #[pg_test]
+    fn trigger_definitions_reused_across_schemas_are_postgres_own() {
+        Spi::run(
+            r#"CREATE SCHEMA tt_a; CREATE SCHEMA tt_b;
+               CREATE FUNCTION public.tt_shared() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+               CREATE FUNCTION tt_a.f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+               CREATE FUNCTION tt_b.f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+               CREATE TABLE tt_a.t (a int, b text, "c d" int);
+               CREATE TABLE tt_b.t ("c d" int, b text, a int);
+               CREATE TRIGGER upd BEFORE UPDATE OF b, "c d" ON tt_a.t FOR EACH ROW EXECUTE FUNCTION tt_a.f('x', 'it''s');
+               CREATE TRIGGER upd BEFORE UPDATE OF b, "c d" ON tt_b.t FOR EACH ROW EXECUTE FUNCTION tt_b.f('x', 'it''s');
+               CREATE TRIGGER ins AFTER INSERT ON tt_a.t REFERENCING NEW TABLE AS fresh
+                   FOR EACH STATEMENT EXECUTE FUNCTION public.tt_shared();
+               CREATE TRIGGER ins AFTER INSERT ON tt_b.t REFERENCING NEW TABLE AS fresh
+                   FOR EACH STATEMENT EXECUTE FUNCTION public.tt_shared();
+               CREATE TRIGGER del BEFORE DELETE ON tt_a.t FOR EACH ROW EXECUTE FUNCTION tt_a.f();
+               CREATE TRIGGER del BEFORE DELETE ON tt_b.t FOR EACH ROW EXECUTE FUNCTION tt_a.f();
+               CREATE TRIGGER cond BEFORE INSERT ON tt_a.t FOR EACH ROW WHEN (NEW.a > 0) EXECUTE FUNCTION tt_a.f();
+               CREATE TRIGGER cond BEFORE INSERT ON tt_b.t FOR EACH ROW WHEN (NEW.a > 1) EXECUTE FUNCTION tt_b.f();
+               CREATE TRIGGER "upd ON tt_a.t" AFTER UPDATE ON tt_a.t FOR EACH ROW EXECUTE FUNCTION tt_a.f();
+               CREATE TRIGGER "upd ON tt_a.t" AFTER UPDATE ON tt_b.t FOR EACH ROW EXECUTE FUNCTION tt_b.f();"#,
+        )
+        .unwrap();
+        let definition = |schema: &str, trigger: &str, how: &str| {
+            one::<String>(&format!(
+                "SELECT {how} FROM pg_trigger WHERE tgrelid = '{schema}.t'::regclass AND tgname = '{trigger}'"
+            ))
+            .unwrap()
+        };
+        for schema in ["tt_a", "tt_b"] {
+            for trigger in ["upd", "ins", "del", "cond", "upd ON tt_a.t"] {
+                let ours = definition(schema, trigger, &format!("tenant.deparse_in('{schema}', 'trigger', oid)"));
+                Spi::run(&format!("SET LOCAL search_path = {schema}")).unwrap();
+                let postgres = definition(schema, trigger, "pg_catalog.pg_get_triggerdef(oid)");
+                Spi::run("RESET search_path").unwrap();
+                assert_eq!(ours, postgres, "{schema}.{trigger}");
+            }
+        }
+        assert!(definition("tt_b", "del", "tenant.deparse_in('tt_b', 'trigger', oid)").ends_with("tt_a.f()"));
+        assert!(definition("tt_b", "upd", "tenant.deparse_in('tt_b', 'trigger', oid)").contains(" ON tt_b.t "));
+    }
 }
