@@ -6,8 +6,8 @@
 //! PostgreSQL opens event-trigger processing for it, collects the command
 //! and calls the database's ddl_command_end triggers. The extension's own
 //! triggers let its work through at once (`restricted::internal_work_active`),
-//! but the round costs all the same: 2.0 ms of the 37 ms a create from the
-//! benchmark's template spends on its statements (docs/benchmarks.md,
+//! but the round costs all the same: 0.6-0.9 ms of the 31-35 ms a create from
+//! the benchmark's template spends on its statements (docs/benchmarks.md,
 //! "Template speed, eighth round"). When the extension's triggers are the
 //! only ones in the database, a script's statements run as PostgreSQL runs
 //! the parts of a `CREATE SCHEMA ... CREATE TABLE ...`: as sub-commands, which
