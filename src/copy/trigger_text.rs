@@ -136,8 +136,8 @@ unsafe fn shape_of(
         if table.is_null() || schema.is_null() {
             return None;
         }
-        let (table, schema) = (text(table), text(schema));
-        let on = format!(" ON {}.{} ", quoted(&schema), quoted(&table));
+        // As pg_get_triggerdef prints the table (generate_qualified_relation_name).
+        let on = format!(" ON {} ", pgrx::spi::quote_qualified_identifier(text(schema), text(table)));
         let shape = format!(
             "{}\0{}\0{}\0{:?}\0{:?}\0{}\0{:?}\0{named}",
             text(form.tgname.data.as_ptr()),
@@ -156,11 +156,4 @@ unsafe fn shape_of(
 /// `c` is a NUL-terminated string.
 unsafe fn text(c: *const std::ffi::c_char) -> String {
     unsafe { CStr::from_ptr(c) }.to_string_lossy().into_owned()
-}
-
-/// An identifier as PostgreSQL quotes it (`quote_identifier`).
-fn quoted(identifier: &str) -> String {
-    let Ok(c) = std::ffi::CString::new(identifier) else { return identifier.to_string() };
-    // SAFETY: quote_identifier returns its argument or a palloc'd copy.
-    unsafe { text(pg_sys::quote_identifier(c.as_ptr())) }
 }
