@@ -7,6 +7,7 @@
 
 use crate::core::audit;
 use crate::core::db;
+use crate::registry;
 use pgrx::datum::Interval;
 use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::prelude::*;
@@ -51,7 +52,12 @@ fn audit_registry_change<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Row<'a
     } else {
         uuid_of(row, "schema_id")
     };
-    let institution = if action == "RETENTION_RULE" { None } else { uuid_of(row, "institution_id") };
+    // Retention rules are the fleet's; limits name their tenant only.
+    let institution = match action {
+        "RETENTION_RULE" => None,
+        _ => uuid_of(row, "institution_id")
+            .or_else(|| schema_id.and_then(registry::registered).and_then(|tenant| tenant.institution_id)),
+    };
     audit::note_registry_change(action, schema_id, institution, detail);
     Ok(None)
 }

@@ -110,6 +110,34 @@ pub fn tenant_of(row: &pgrx::spi::SpiHeapTupleData) -> TcResult<Tenant> {
     })
 }
 
+/// A registry row, as far as the operation log and the audit trail need it.
+pub struct Registered {
+    /// None for a spare (it belongs to no institution yet).
+    pub institution_id: Option<uuid::Uuid>,
+}
+
+/// The registry row `schema_id` as a query run now would see it, read through
+/// the primary key without a query (every operation's log row asks, and a
+/// create's schema resets the backend's plans). None when there is none: a
+/// failed operation may have rolled back the very row it named.
+pub fn registered(schema_id: uuid::Uuid) -> Option<Registered> {
+    let key = pgrx::IntoDatum::into_datum(db::to_pg_uuid(schema_id)).expect("a uuid is a datum");
+    let mut found = None;
+    catalog::with_query_snapshot(|snapshot| {
+        catalog::scan_index(
+            snapshot,
+            c"tenant_schemas",
+            c"tenant_schemas_pkey",
+            Some(catalog::IndexKey { value: key, equal: pg_sys::F_UUID_EQ }),
+            |row| {
+                found = Some(Registered { institution_id: row.get::<pgrx::Uuid>(c"institution_id").map(db::to_uuid) });
+                false
+            },
+        )
+    });
+    found
+}
+
 /// Register a schema; a SPARE one belongs to no institution yet.
 pub fn insert(
     institution_id: Option<uuid::Uuid>,

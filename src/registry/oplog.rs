@@ -10,6 +10,7 @@ use crate::core::db;
 use crate::core::errors::TcResult;
 use crate::core::settings;
 use crate::core::subxact;
+use crate::registry;
 use pgrx::pg_sys::{FLOAT8OID, JSONBOID, TEXTOID, UUIDOID};
 use serde_json::{Map, Value};
 use std::time::Instant;
@@ -102,26 +103,29 @@ fn write<T>(op: &Operation, outcome: &TcResult<T>, elapsed_ms: f64) -> TcResult<
         Ok(_) => ("COMPLETED", None, None),
         Err(error) => ("FAILED", Some(error.sqlstate()), Some(error.summary())),
     };
+    // A failed operation may have rolled back the very registry row it named:
+    // the log names only a row that is there.
+    let registered = op.schema_id.and_then(|id| registry::registered(id).map(|row| (id, row)));
+    let institution_id = op.metadata.get("institution_id").and_then(Value::as_str).and_then(|id| id.parse().ok());
     audit::note_operation(audit::OperationEvent {
         kind: op.kind.as_str(),
         schema_id: op.schema_id,
-        institution_id: op.metadata.get("institution_id").and_then(Value::as_str).and_then(|id| id.parse().ok()),
+        institution_id: institution_id.or(registered.as_ref().and_then(|(_, row)| row.institution_id)),
         description: &op.description,
         failure: outcome.as_ref().err().map(|error| (error.sqlstate(), error.summary())),
     });
-    // A failed operation may have rolled back the very registry row it named.
     // A kept plan: every operation writes one row.
     let types = [UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, FLOAT8OID].map(Into::into);
     db::run_kept(
         "INSERT INTO tenant.schema_operations
              (schema_id, operation_type, status, description, metadata, error_sqlstate, error_message,
               started_at, completed_at, duration_ms, requested_by)
-         VALUES ((SELECT id FROM tenant.tenant_schemas WHERE id = $1), $2, $3, $4, $5, $6, $7,
+         VALUES ($1, $2, $3, $4, $5, $6, $7,
                  pg_catalog.clock_timestamp() - $8 * interval '1 millisecond', pg_catalog.clock_timestamp(),
                  $8, session_user)",
         &types,
         &[
-            op.schema_id.map(db::to_pg_uuid).into(),
+            registered.map(|(id, _)| db::to_pg_uuid(id)).into(),
             op.kind.as_str().into(),
             status.into(),
             op.description.as_str().into(),

@@ -20,21 +20,21 @@ use crate::core::errors::TcResult;
 use crate::core::restricted;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::ffi::CStr;
 
-/// One event, in the shape the writer's `jsonb_to_recordset` reads.
-#[derive(Debug, Clone, Serialize)]
+/// One event. Serialized only to travel to the worker (see `worker`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// When it happened: seconds since the Unix epoch.
     at: f64,
-    class: &'static str,
+    class: String,
     action: String,
-    outcome: &'static str,
-    schema_id: Option<String>,
-    institution_id: Option<String>,
+    outcome: String,
+    schema_id: Option<uuid::Uuid>,
+    institution_id: Option<uuid::Uuid>,
     /// The session user's oid, named when the event is written.
     who: u32,
     sqlstate: Option<String>,
@@ -64,9 +64,9 @@ pub fn note_operation(op: OperationEvent<'_>) {
         Some((sqlstate, message)) => ("FAILED", Some(sqlstate), Some(message)),
     };
     push(Event {
-        outcome,
-        schema_id: op.schema_id.map(|id| id.to_string()),
-        institution_id: op.institution_id.map(|id| id.to_string()),
+        outcome: outcome.into(),
+        schema_id: op.schema_id,
+        institution_id: op.institution_id,
         sqlstate,
         message,
         detail: serde_json::json!({ "description": op.description }),
@@ -83,9 +83,9 @@ pub fn note_registry_change(
     detail: Value,
 ) {
     push(Event {
-        outcome: "CHANGED",
-        schema_id: schema_id.map(|id| id.to_string()),
-        institution_id: institution_id.map(|id| id.to_string()),
+        outcome: "CHANGED".into(),
+        schema_id,
+        institution_id,
         detail,
         ..event("REGISTRY_CHANGE", action.into())
     });
@@ -98,9 +98,9 @@ fn event(class: &'static str, action: String) -> Event {
     };
     Event {
         at: unix_seconds(now),
-        class,
+        class: class.into(),
         action,
-        outcome: "COMPLETED",
+        outcome: "COMPLETED".into(),
         schema_id: None,
         institution_id: None,
         who: who.to_u32(),
@@ -172,7 +172,7 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
 /// attempted, and the registry does not show it.
 fn roll_back(event: &mut Event) {
     if event.class == "REGISTRY_CHANGE" {
-        event.outcome = "ROLLED_BACK";
+        event.outcome = "ROLLED_BACK".into();
     }
 }
 
@@ -228,7 +228,7 @@ unsafe extern "C-unwind" fn on_error_report(edata: *mut pg_sys::ErrorData) {
     let statement = (!pg_sys::debug_query_string.is_null())
         .then(|| truncated(&CStr::from_ptr(pg_sys::debug_query_string).to_string_lossy(), 1000));
     push(Event {
-        outcome: "REFUSED",
+        outcome: "REFUSED".into(),
         sqlstate: Some("42501".into()),
         message: Some(message),
         detail: serde_json::json!({ "statement": statement }),
@@ -244,26 +244,13 @@ fn truncated(text: &str, bytes: usize) -> String {
     text[..end].to_string()
 }
 
-/// The statements that write events; `$1` is their jsonb array, `$2` whether
-/// the caller's transaction committed.
+/// The statements that write one event, with the same parameters: $1 when
+/// (seconds since the Unix epoch), $2 class, $3 action, $4 outcome, $5 schema
+/// id, $6 institution id, $7 the session user's oid, $8 whether the caller's
+/// transaction committed, $9 SQLSTATE, $10 message, $11 detail. Refused calls
+/// (class SECURITY) by a statement of their own, which looks the routine up.
 const WRITE: &str = include_str!("../../../sql/queries/audit_write.sql");
 const WRITE_REFUSED: &str = include_str!("../../../sql/queries/audit_write_refused.sql");
-
-/// The statements that write `events` (a jsonb array), each with its share:
-/// refused calls (class SECURITY) by a statement of their own, which looks
-/// the routine up in the catalog; the others by a plain INSERT, which every
-/// operation's commit plans (afresh after a warm-pool claim: the schema
-/// rename resets the backend's plans).
-fn statements(events: Value) -> Vec<(&'static str, Value)> {
-    let Value::Array(events) = events else { return Vec::new() };
-    let (refused, ordinary): (Vec<Value>, Vec<Value>) =
-        events.into_iter().partition(|event| event.get("class").and_then(Value::as_str) == Some("SECURITY"));
-    [(WRITE, ordinary), (WRITE_REFUSED, refused)]
-        .into_iter()
-        .filter(|(_, events)| !events.is_empty())
-        .map(|(statement, events)| (statement, Value::Array(events)))
-        .collect()
-}
 
 /// Write the events in the committing transaction, as the owner of the
 /// trail (no caller has INSERT on it) in a security-restricted operation with
@@ -294,12 +281,31 @@ fn trail_owner() -> Option<String> {
     }
 }
 
-fn write_events(events: &[Event], committed: bool) -> TcResult<()> {
-    for (statement, events) in statements(serde_json::to_value(events).unwrap_or(Value::Null)) {
+/// Write `events`, one statement each (a kept plan: every operation's commit
+/// writes one). The events name their institution already (see
+/// `note_operation`), so the statements read nothing but their parameters.
+pub(super) fn write_events(events: &[Event], committed: bool) -> TcResult<()> {
+    use pgrx::pg_sys::{BOOLOID, FLOAT8OID, JSONBOID, OIDOID, TEXTOID, UUIDOID};
+    let types = [FLOAT8OID, TEXTOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, OIDOID, BOOLOID, TEXTOID, TEXTOID, JSONBOID]
+        .map(Into::into);
+    for event in events {
+        let statement = if event.class == "SECURITY" { WRITE_REFUSED } else { WRITE };
         db::run_kept(
             statement,
-            &[pgrx::pg_sys::JSONBOID.into(), pgrx::pg_sys::BOOLOID.into()],
-            &[pgrx::JsonB(events).into(), committed.into()],
+            &types,
+            &[
+                event.at.into(),
+                event.class.as_str().into(),
+                event.action.as_str().into(),
+                event.outcome.as_str().into(),
+                event.schema_id.map(db::to_pg_uuid).into(),
+                event.institution_id.map(db::to_pg_uuid).into(),
+                pg_sys::Oid::from(event.who).into(),
+                committed.into(),
+                event.sqlstate.as_deref().into(),
+                event.message.as_deref().into(),
+                pgrx::JsonB(event.detail.clone()).into(),
+            ],
         )?;
     }
     Ok(())

@@ -106,14 +106,12 @@ pub extern "C-unwind" fn tenant_control_audit_worker(argument: pg_sys::Datum) {
     let Some(Ok(database)) = extra.next().map(str::parse::<u32>) else { return };
     let committed = extra.next() == Some("true");
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(database)), None);
-    let events: serde_json::Value = serde_json::from_slice(&payload).unwrap_or(serde_json::Value::Null);
+    let events: Vec<Event> = serde_json::from_slice(&payload).unwrap_or_default();
     BackgroundWorker::transaction(move || {
         let installed = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('tenant.audit_events') IS NOT NULL");
         if matches!(installed, Ok(Some(true))) {
-            for (statement, events) in super::statements(events) {
-                Spi::run_with_args(statement, &[pgrx::JsonB(events).into(), committed.into()])
-                    .unwrap_or_else(|error| pgrx::error!("tenant_control audit writer: {error}"));
-            }
+            super::write_events(&events, committed)
+                .unwrap_or_else(|error| pgrx::error!("tenant_control audit writer: {}", error.message));
         }
     });
 }
