@@ -5,9 +5,9 @@
 //!
 //! Events are gathered in this backend's memory while the transaction runs
 //! (nothing is written per row or per statement). When the transaction
-//! commits they are written by the committing transaction itself, in one
-//! INSERT just before the commit (so a commit that cannot record its events
-//! does not happen). When it rolls back, or the backend is terminated, they
+//! commits they are written by the committing transaction itself just before
+//! the commit, a row each (so a commit that cannot record its events does not
+//! happen). When it rolls back, or the backend is terminated, they
 //! are handed to a background worker of the extension which writes them in
 //! a transaction of its own (see `worker`). No SQL function writes the
 //! trail, and the table grants no one INSERT: a caller can add to it only by
