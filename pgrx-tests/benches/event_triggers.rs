@@ -22,7 +22,8 @@
 
 mod common;
 use common::{
-    connect, hand_written_schema, in_turn, load_average, median, recreate, with_template, Goal, Goals, TEMPLATE,
+    backend_cpu_ms, backend_pid, connect, hand_written_schema, in_turn, load_average, median, recreate, with_template,
+    Goal, Goals, TEMPLATE,
 };
 use postgres::Client;
 use std::env;
@@ -55,17 +56,6 @@ fn main() {
         new_connection(number("TC_BENCH_PAIRS", 60), &mut goals);
     }
     goals.finish();
-}
-
-/// The backend's CPU time so far, in ms.
-fn backend_cpu_ms(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("the server runs on this machine");
-    let ns: f64 = stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap();
-    ns / 1e6
-}
-
-fn backend_pid(client: &mut Client) -> i32 {
-    client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
 }
 
 /// The CPU time `client`'s backend spends on `work`, in ms.

@@ -135,43 +135,58 @@ fn alternate(rounds: usize, mut run: impl FnMut(bool) -> f64) -> (Vec<f64>, Vec<
 /// one more round trip) is printed beside it. Twice: with durable commits,
 /// and with `synchronous_commit = off` on both connections, which leaves out
 /// the wait for the WAL flush (a shared disk's noise) and measures the work.
+///
+/// Every round runs on a new connection, warmed by one untimed pass over the
+/// same institutions: a backend keeps the core the scheduler first gives it,
+/// and on this two-core machine one core takes the disk's and network's
+/// interrupts, so a long-lived pair of backends measured one core against
+/// the other (the same side ran 0.10 or 0.35 ms a transaction from one run
+/// to the next). Each side's backend CPU time per transaction is printed
+/// beside the wall times.
 fn context_throughput(bench: &mut Bench) {
     let tenants = sample(bench, 50);
     for synchronous_commit in ["on", "off"] {
-        let mut app = connect_app(&bench.db);
-        let mut plain = common::connect(&bench.db);
-        for client in [&mut app, &mut plain] {
-            client.batch_execute(&format!("SET synchronous_commit = {synchronous_commit}")).unwrap();
-        }
-        let prepared = app.prepare("SELECT tenant.set_context($1)").unwrap();
         for (what, reuse) in [("prepared once", true), ("parsed every time", false)] {
-            let (ours, theirs) = alternate(10, |ours| {
-                timed(|| {
+            let mut cpu_ms = [0.0, 0.0];
+            let (ours, theirs) = alternate(40, |ours| {
+                let mut client = if ours { connect_app(&bench.db) } else { common::connect(&bench.db) };
+                client.batch_execute(&format!("SET synchronous_commit = {synchronous_commit}")).unwrap();
+                let prepared = (ours && reuse).then(|| client.prepare("SELECT tenant.set_context($1)").unwrap());
+                let pass = |client: &mut Client| {
                     for (institution, schema) in &tenants {
-                        if ours {
-                            app.batch_execute("BEGIN").unwrap();
-                            if reuse {
-                                app.execute(&prepared, &[institution]).unwrap();
-                            } else {
-                                app.execute("SELECT tenant.set_context($1)", &[institution]).unwrap();
-                            }
-                            app.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
-                            app.batch_execute("COMMIT").unwrap();
+                        client.batch_execute("BEGIN").unwrap();
+                        if !ours {
+                            client.batch_execute(&format!("SET LOCAL search_path = {schema}, public")).unwrap();
+                            client.batch_execute(&format!("SET LOCAL ROLE {schema}_owner")).unwrap();
+                        } else if let Some(statement) = &prepared {
+                            client.execute(statement, &[institution]).unwrap();
                         } else {
-                            plain.batch_execute("BEGIN").unwrap();
-                            plain.batch_execute(&format!("SET LOCAL search_path = {schema}, public")).unwrap();
-                            plain.batch_execute(&format!("SET LOCAL ROLE {schema}_owner")).unwrap();
-                            plain.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
-                            plain.batch_execute("COMMIT").unwrap();
+                            client.execute("SELECT tenant.set_context($1)", &[institution]).unwrap();
                         }
+                        client.batch_execute("INSERT INTO hits DEFAULT VALUES").unwrap();
+                        client.batch_execute("COMMIT").unwrap();
                     }
-                })
+                };
+                pass(&mut client);
+                let pid = common::backend_pid(&mut client);
+                let before = common::backend_cpu_ms(pid);
+                let ms = timed(|| pass(&mut client));
+                cpu_ms[usize::from(!ours)] += common::backend_cpu_ms(pid) - before;
+                ms
             });
             let per_tx = |rounds: &[f64]| median(rounds) / tenants.len() as f64;
             println!(
                 "per transaction (synchronous_commit {synchronous_commit}, set_context {what}): set_context {:.3} ms, SET LOCAL search_path + ROLE {:.3} ms",
                 per_tx(&ours),
                 per_tx(&theirs)
+            );
+            // The warm-up round of each side included, alike.
+            let cpu_us = cpu_ms.map(|ms| ms * 1000.0 / ((ours.len() + 1) * tenants.len()) as f64);
+            println!(
+                "backend CPU per transaction (synchronous_commit {synchronous_commit}, set_context {what}): set_context {:.1} us, SET LOCAL search_path + ROLE {:.1} us: throughput by CPU {:.3}x",
+                cpu_us[0],
+                cpu_us[1],
+                cpu_us[1] / cpu_us[0]
             );
             let figure =
                 format!("set_context throughput / SET LOCAL throughput (synchronous_commit {synchronous_commit})");
@@ -333,7 +348,8 @@ fn with_and_without_triggers(
     };
     let mut worker = common::connect(&bench.db);
     let mut round = 0;
-    let (with, without) = alternate(10, |with| {
+    // Thirty rounds a side: a round of 100 GRANTs in one transaction lasts 8 ms.
+    let (with, without) = alternate(30, |with| {
         switch(&mut bench.su, if with { "ENABLE ALWAYS" } else { "DISABLE" });
         round += 1;
         timed(|| {

@@ -18,7 +18,9 @@
 
 mod common;
 use common::fleet::Fleet;
-use common::{connect, hand_written_schema, in_turn, median, recreate, with_template, Goal, Goals, TEMPLATE};
+use common::{
+    connect, hand_written_schema, in_turn, load_average, median, recreate, with_template, Goal, Goals, TEMPLATE,
+};
 use postgres::Client;
 use std::env;
 use std::time::Instant;
@@ -167,14 +169,16 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
     // connection's start-up, the same on both sides, included): unlike the
     // wall time it does not count the waits for a CPU on a loaded machine.
     let (mut ours_cpu, mut hand_cpu) = (Vec::new(), Vec::new());
+    // Asked after the timed work, which stays the connection's first statement.
+    let cpu_so_far = |client: &mut Client| common::backend_cpu_ms(common::backend_pid(client));
     for i in 0..samples {
         let ours_now = || {
             let mut client = connect(creates);
-            (create_ours(&mut client, &format!("bf_{i}")), backend_cpu_ms(&mut client))
+            (create_ours(&mut client, &format!("bf_{i}")), cpu_so_far(&mut client))
         };
         let hand_now = || {
             let mut client = connect("bench_fresh_plain");
-            (create_by_hand(&mut client, &format!("bfh_{i}"), &grants), backend_cpu_ms(&mut client))
+            (create_by_hand(&mut client, &format!("bfh_{i}"), &grants), cpu_so_far(&mut client))
         };
         let (o, h) = in_turn(i, ours_now, hand_now);
         ours.push(o.0);
@@ -220,25 +224,6 @@ fn new_connection_creation(samples: usize, goals: &mut Goals) {
         "x",
         Goal::AtMost(1.1),
     );
-}
-
-/// The CPU time the connection's backend has used since it started, in ms
-/// (`/proc/<pid>/schedstat`: the server runs on this machine), asked after
-/// the timed work so that the work stays the first statement of the
-/// connection. NaN when the file cannot be read.
-fn backend_cpu_ms(client: &mut Client) -> f64 {
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|text| text.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()))
-        .map_or(f64::NAN, |ns| ns / 1e6)
-}
-
-/// The load average of the machine (1, 5 and 15 minutes), as uptime prints it.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn warm_pool(claims: usize, goals: &mut Goals) {

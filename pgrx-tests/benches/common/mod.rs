@@ -51,7 +51,7 @@ pub fn tool(name: &str) -> Command {
 /// This backend's private memory in MB (its catalog caches among it): the
 /// benchmarks run on the server's machine.
 pub fn backend_rss_anon_mb(client: &mut Client) -> f64 {
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let pid = backend_pid(client);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb: f64 = status
         .lines()
@@ -60,6 +60,21 @@ pub fn backend_rss_anon_mb(client: &mut Client) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
     kb / 1024.0
+}
+
+/// The server process serving `client`.
+pub fn backend_pid(client: &mut Client) -> i32 {
+    client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+}
+
+/// The CPU time server process `pid` has used so far, in ms (from /proc: the
+/// benchmarks run on the server's machine; NaN when it cannot be read).
+/// Unlike wall time it leaves out the waits for a CPU on a loaded machine.
+pub fn backend_cpu_ms(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()))
+        .map_or(f64::NAN, |ns| ns / 1e6)
 }
 
 /// The machine's load averages (1, 5, 15 minutes), to print beside figures
