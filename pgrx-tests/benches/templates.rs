@@ -79,7 +79,8 @@ fn create_by_hand(client: &mut Client, name: &str, grants: &str) -> f64 {
 fn creation(tenants: usize, goals: &mut Goals) {
     // Names carry the fleet's size: roles are cluster-wide, and runs on one
     // fleet at different sizes share the cluster.
-    let (mut client, mut with_extension, tag) = if env::var("TC_BENCH_FLEET").is_ok() {
+    let in_fleet = env::var("TC_BENCH_FLEET").is_ok();
+    let (mut client, mut with_extension, tag) = if in_fleet {
         let mut fleet = Fleet::open("bench_create");
         let size = fleet.size();
         println!("in the fleet's database {} ({size} institutions)", fleet.db);
@@ -125,8 +126,21 @@ fn creation(tenants: usize, goals: &mut Goals) {
     );
     println!("          (the same script in a database with the extension: {t:.2} ms, {:.3} of the plain one)", t / h);
     println!("          create_institution_schema / the script in the extension's database: {:.3}", o / t);
-    goals.check("create_institution_schema / hand-written DDL, warm connection", o / h, "x", Goal::AtMost(1.1));
-    goals.check("ordinary DDL with the extension / without", t / h, "x", Goal::AtMost(1.05));
+    if in_fleet {
+        // The plain script runs in a new database, whose catalogs are a fleet
+        // smaller: the create is judged against the script beside it in the
+        // fleet's database, and what the event triggers add to DDL there is
+        // the `scale` benchmark's figure (the same statements with and without them).
+        goals.check(
+            "create_institution_schema / the same script in its database, warm connection",
+            o / t,
+            "x",
+            Goal::AtMost(1.1),
+        );
+    } else {
+        goals.check("create_institution_schema / hand-written DDL, warm connection", o / h, "x", Goal::AtMost(1.1));
+        goals.check("ordinary DDL with the extension / without", t / h, "x", Goal::AtMost(1.05));
+    }
 }
 
 /// The first create in a new connection, each on a connection of its own,
