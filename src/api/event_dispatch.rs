@@ -15,7 +15,8 @@
 //! - other DDL: all three checks when an object is in tenant_template, in a
 //!   registered tenant schema (asked of `ops::schema_cache`, which keeps the
 //!   registry's answers per backend), has no schema of its own (triggers,
-//!   policies, rules), or is an extension.
+//!   policies, rules), or is an extension. A `CREATE TABLE` that names its
+//!   schema is judged by that name, without reading the collected commands.
 //!
 //! It is not SECURITY DEFINER: a SECURITY DEFINER call opens a GUC nest
 //! level and switches `search_path` and back on every command in the
@@ -76,7 +77,8 @@ pub unsafe extern "C-unwind" fn tc_ddl_event_dispatch(fcinfo: pg_sys::FunctionCa
         }
         unsafe { after_grant() }
     } else {
-        unsafe { after_ddl(function) }.or_raise()
+        // SAFETY: the parse tree of the command, set by PostgreSQL.
+        unsafe { after_ddl(function, (*data).parsetree) }.or_raise()
     };
     let list = checks.list();
     if list.is_empty() {
@@ -169,7 +171,53 @@ unsafe fn after_drop() -> Checks {
 }
 
 /// Other DDL: the schemas the commands touched decide.
-unsafe fn after_ddl(function: pg_sys::Oid) -> TcResult<Checks> {
+unsafe fn after_ddl(function: pg_sys::Oid, parsetree: *mut pg_sys::Node) -> TcResult<Checks> {
+    // SAFETY: the command's parse tree, and the collected commands, inside the event trigger call.
+    let (schemas, everything) = match unsafe { named_table_schema(parsetree) } {
+        Some(schema) => {
+            let template = schema == TEMPLATE;
+            (vec![schema], template)
+        }
+        None => unsafe { commands_schemas() },
+    };
+    if everything
+        || (!schemas.is_empty()
+            && schema_cache::any_tenant_schema(&schemas, |unknown| {
+                restricted::as_owner(owner(function), || live_tenant_schemas(unknown))
+            })?)
+    {
+        return Ok(Checks::all());
+    }
+    Ok(Checks::default())
+}
+
+/// The schema a `CREATE TABLE` names for its table, when it names one. All
+/// that command makes (the table, its indexes, constraints and sequences)
+/// goes there, and its TOAST table into pg_toast: the schemas the collected
+/// commands would give, without `pg_event_trigger_ddl_commands()`, which
+/// works out every object's full identity (about half of what the trigger
+/// added to a CREATE TABLE). A table named without a schema is left to the
+/// collected commands: the search_path the command resolved it with may
+/// have been changed since by a function it ran (a partition bound's).
+///
+/// # Safety
+/// `parsetree` is the command's parse tree, as PostgreSQL hands it over.
+unsafe fn named_table_schema(parsetree: *mut pg_sys::Node) -> Option<String> {
+    if !unsafe { pgrx::is_a(parsetree, pg_sys::NodeTag::T_CreateStmt) } {
+        return None;
+    }
+    // SAFETY: a CreateStmt, with the RangeVar of its table.
+    let relation = unsafe { (*(parsetree as *mut pg_sys::CreateStmt)).relation };
+    let schema = unsafe { relation.as_ref()?.schemaname };
+    (!schema.is_null()).then(|| unsafe { CStr::from_ptr(schema) }.to_string_lossy().into_owned())
+}
+
+/// The schemas of the collected commands' objects, and whether one of them
+/// must be checked whatever its schema.
+///
+/// # Safety
+/// Only inside a ddl_command_end event trigger call.
+unsafe fn commands_schemas() -> (Vec<String>, bool) {
     let mut schemas: Vec<String> = Vec::new();
     let mut everything = false;
     unsafe {
@@ -193,15 +241,7 @@ unsafe fn after_ddl(function: pg_sys::Oid) -> TcResult<Checks> {
             }
         })
     };
-    if everything
-        || (!schemas.is_empty()
-            && schema_cache::any_tenant_schema(&schemas, |unknown| {
-                restricted::as_owner(owner(function), || live_tenant_schemas(unknown))
-            })?)
-    {
-        return Ok(Checks::all());
-    }
-    Ok(Checks::default())
+    (schemas, everything)
 }
 
 /// The schema of the table a trigger, policy or rule belongs to, what

@@ -266,6 +266,15 @@ pub(crate) mod tests {
     ] {
         assert_eq!(sqlstate_of_statement(taken), Some("42939".into()), "{taken}");
     }
+        // A table named without its schema is judged by the schema it went to.
+        for (search_path, table, refused) in
+            [("names_r", "tc_plain", true), ("tenant_template", "tc_plain", true), ("public", "tc_plain", false)]
+        {
+            let statement = format!("SET LOCAL search_path = {search_path}; CREATE TABLE {table} (x int)");
+            assert_eq!(sqlstate_of_statement(&statement).is_some(), refused, "{statement}");
+        }
+        assert_eq!(sqlstate_of_statement("CREATE TEMP TABLE tc_temporary (x int)"), None);
+        Spi::run("RESET search_path").unwrap();
         let refusal = crate::core::subxact::atomically(|| {
             crate::core::db::run("CREATE POLICY tc_policy ON names_r.cards USING (true)", &[])
         })
