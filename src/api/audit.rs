@@ -52,11 +52,12 @@ fn audit_registry_change<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Row<'a
     } else {
         uuid_of(row, "schema_id")
     };
-    // Retention rules are the fleet's; limits name their tenant only.
     let institution = match action {
+        // The fleet's rules: no institution.
         "RETENTION_RULE" => None,
-        _ => uuid_of(row, "institution_id")
-            .or_else(|| schema_id.and_then(registry::registered).and_then(|tenant| tenant.institution_id)),
+        // Limits name their tenant only: the registry knows its institution.
+        "LIMITS" | "ROW_LIMIT" => schema_id.and_then(registry::registered).and_then(|tenant| tenant.institution_id),
+        _ => uuid_of(row, "institution_id"),
     };
     audit::note_registry_change(action, schema_id, institution, detail);
     Ok(None)
